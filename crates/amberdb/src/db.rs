@@ -1,0 +1,474 @@
+//! `Db`: the public handle. Opens (lock, recovery), owns the committer and checkpointer
+//! threads, routes writes to the committer and reads to the published view, and closes.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::checkpoint::{self, list_checkpoints};
+use crate::committer::{CheckpointSignal, Committer, Counters, Msg, Shared};
+use crate::document::{now_micros, Document};
+use crate::error::{Error, IoContext, Result};
+use crate::io::sync_dir;
+use crate::lock::DirLock;
+use crate::log::segment::seal_file_name;
+use crate::log::{CommitLog, SealedList};
+use crate::options::Options;
+use crate::recovery::{recover, RecoveryReport, CHECKPOINT_DIR, LOG_DIR};
+use crate::state::{encode_transaction, CollectionInfo, ListOptions, Page, ReadView};
+use crate::txn::{Committed, Durability, Transaction};
+use crate::verify::{verify_dir, Problem, VerifyReport};
+
+/// An open AmberDB database. Cheap to clone; all clones share one engine. The database closes
+/// when [`Db::close`] is called or the last clone is dropped.
+#[derive(Clone)]
+pub struct Db {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    dir: PathBuf,
+    opts: Options,
+    shared: Arc<Shared>,
+    tx: Mutex<Option<Sender<Msg>>>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+    checkpointer: Mutex<Option<JoinHandle<()>>>,
+    /// Serializes checkpoints (background and explicit) and log cleanup.
+    ckpt_lock: Mutex<CheckpointBook>,
+    sealed: SealedList,
+    lock: Mutex<Option<DirLock>>,
+    recovery: RecoveryReport,
+}
+
+#[derive(Debug, Default)]
+struct CheckpointBook {
+    last_lsn: Option<u64>,
+    last_at: Option<Instant>,
+}
+
+/// Result of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckpointInfo {
+    /// The checkpoint file.
+    pub path: PathBuf,
+    /// LSN it covers.
+    pub lsn: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// Whether a new file was written (false when the newest checkpoint was already current).
+    pub written: bool,
+    /// Log segments removed because no kept checkpoint needs them any more.
+    pub segments_removed: u64,
+}
+
+/// Engine statistics.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stats {
+    /// LSN of the newest published commit.
+    pub lsn: u64,
+    /// Highest LSN known to be on stable storage.
+    pub durable_lsn: u64,
+    /// Commits written since open.
+    pub commits: u64,
+    /// Log fsyncs since open.
+    pub fsyncs: u64,
+    /// Commits made durable per fsync (group commit factor).
+    pub commits_per_fsync: f64,
+    /// Write batches since open.
+    pub batches: u64,
+    /// Log segments on disk.
+    pub log_segments: u64,
+    /// Bytes of log on disk.
+    pub log_bytes: u64,
+    /// Checkpoints on disk.
+    pub checkpoints: u64,
+    /// Bytes of checkpoints on disk.
+    pub checkpoint_bytes: u64,
+    /// LSN of the newest checkpoint.
+    pub last_checkpoint_lsn: Option<u64>,
+    /// Collections and their document counts.
+    pub collections: Vec<CollectionInfo>,
+    /// Why the database is poisoned, if it is.
+    pub poisoned: Option<String>,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database in `dir` with default options.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Db> {
+        Db::open_with(dir, Options::default())
+    }
+
+    /// Opens (creating if needed) the database in `dir`.
+    pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
+        let dir = dir.as_ref().to_owned();
+        std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        let lock = DirLock::acquire(&dir)?;
+        let started = Instant::now();
+        let rec = recover(&dir, &opts.faults)?;
+        let lsn = rec.state.lsn;
+        tracing::info!(
+            dir = %dir.display(),
+            lsn,
+            checkpoint_lsn = rec.report.checkpoint_lsn,
+            replayed = rec.report.commits_replayed,
+            ms = started.elapsed().as_millis() as u64,
+            "opened database"
+        );
+        let sealed: SealedList = Arc::new(Mutex::new(rec.sealed));
+        let log = CommitLog::open(&dir.join(LOG_DIR), rec.active, lsn + 1, opts.segment_size, opts.faults.clone(), sealed.clone())
+            .context(|| format!("opening the commit log in {}", dir.join(LOG_DIR).display()))?;
+        let shared = Arc::new(Shared {
+            view: ArcSwap::from_pointee(rec.state.clone()),
+            poisoned: Mutex::new(None),
+            counters: Counters::default(),
+            ckpt: Mutex::new(CheckpointSignal::default()),
+            ckpt_wake: Condvar::new(),
+            checkpoint_log_bytes: opts.checkpoint_log_bytes,
+        });
+        shared.counters.durable_lsn.store(lsn, Ordering::Release);
+        let (tx, rx) = mpsc::channel();
+        let committer = Committer {
+            rx,
+            log,
+            shared: shared.clone(),
+            max_doc_bytes: opts.max_doc_bytes,
+            max_batch: opts.max_batch.max(1),
+            next_lsn: lsn + 1,
+            last_ts: rec.state.commit_ts,
+            written_lsn: lsn,
+            durable_lsn: lsn,
+            sync_deadline: None,
+        };
+        let committer = std::thread::Builder::new()
+            .name("amberdb-committer".into())
+            .spawn(move || committer.run())
+            .context(|| "starting the committer thread".into())?;
+        let checkpoint_lsn = rec.report.checkpoint.as_ref().map(|_| rec.report.checkpoint_lsn);
+        let inner = Arc::new(Inner {
+            dir,
+            opts,
+            shared,
+            tx: Mutex::new(Some(tx)),
+            committer: Mutex::new(Some(committer)),
+            checkpointer: Mutex::new(None),
+            ckpt_lock: Mutex::new(CheckpointBook { last_lsn: checkpoint_lsn, last_at: Some(Instant::now()) }),
+            sealed,
+            lock: Mutex::new(Some(lock)),
+            recovery: rec.report,
+        });
+        let weak = Arc::downgrade(&inner);
+        let handle = std::thread::Builder::new()
+            .name("amberdb-checkpointer".into())
+            .spawn(move || checkpoint_loop(weak))
+            .context(|| "starting the checkpointer thread".into())?;
+        if let Ok(mut c) = inner.checkpointer.lock() {
+            *c = Some(handle);
+        }
+        Ok(Db { inner })
+    }
+
+    /// The data directory.
+    pub fn path(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// What recovery did when this database was opened.
+    pub fn recovery_report(&self) -> &RecoveryReport {
+        &self.inner.recovery
+    }
+
+    fn send(&self, msg: Msg) -> Result<()> {
+        let tx = self.inner.tx.lock().map_err(|_| Error::Closed)?;
+        tx.as_ref().ok_or(Error::Closed)?.send(msg).map_err(|_| Error::Closed)
+    }
+
+    /// Commits a transaction: all of its operations or none. Returns once the commit is as
+    /// durable as its durability asks and visible to readers.
+    pub fn commit(&self, txn: &Transaction) -> Result<Committed> {
+        if let Some(e) = self.inner.shared.poisoned_error() {
+            return Err(e);
+        }
+        let ops = encode_transaction(txn, self.inner.opts.max_doc_bytes)?;
+        let durability = txn.durability.unwrap_or(self.inner.opts.durability);
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(Msg::Commit { ops, durability, reply })?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// Shorthand for a transaction with a single `put`.
+    pub fn put(&self, collection: &str, key: &str, value: serde_json::Value) -> Result<Committed> {
+        let mut t = Transaction::new();
+        t.put(collection, key, value);
+        self.commit(&t)
+    }
+
+    /// Shorthand for a transaction with a single `delete`.
+    pub fn delete(&self, collection: &str, key: &str) -> Result<Committed> {
+        let mut t = Transaction::new();
+        t.delete(collection, key);
+        self.commit(&t)
+    }
+
+    /// Makes every commit so far durable (for `Buffered` commits); returns the durable LSN.
+    pub fn sync(&self) -> Result<u64> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(Msg::Sync { reply })?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// A consistent snapshot of the whole database; never blocks writers.
+    pub fn view(&self) -> ReadView {
+        ReadView { state: self.inner.shared.view.load_full() }
+    }
+
+    /// One document from the latest view.
+    pub fn get(&self, collection: &str, key: &str) -> Option<Document> {
+        self.inner.shared.view.load().get(collection, key).cloned()
+    }
+
+    /// A page of documents from the latest view.
+    pub fn list(&self, collection: &str, opts: &ListOptions) -> Page {
+        self.view().list(collection, opts)
+    }
+
+    /// Live documents in a collection.
+    pub fn count(&self, collection: &str) -> u64 {
+        self.view().count(collection)
+    }
+
+    /// Why the database is poisoned, if it is.
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.shared.poisoned()
+    }
+
+    /// Writes a checkpoint of the current state now (if anything changed since the last one),
+    /// then removes checkpoints and log segments that are no longer needed.
+    pub fn checkpoint(&self) -> Result<CheckpointInfo> {
+        self.inner.checkpoint()
+    }
+
+    /// Verifies every file of the data directory and every document in memory.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let _ = self.sync();
+        // Hold off checkpoint cleanup so files do not vanish mid-verify.
+        let _guard = self.inner.ckpt_lock.lock().map_err(|_| Error::Closed)?;
+        let mut report = verify_dir(&self.inner.dir)?;
+        let view = self.view();
+        for (coll, doc) in view.iter_all() {
+            report.documents_checked += 1;
+            if crate::codec::sha256(&doc.value) != doc.meta.sha256 {
+                report.problems.push(Problem {
+                    file: PathBuf::from("<memory>"),
+                    offset: None,
+                    detail: format!("document {coll}/{} in memory does not match its SHA-256", doc.key),
+                });
+            }
+        }
+        Ok(report)
+    }
+
+    /// Statistics: LSNs, commit and fsync counters, sizes on disk, collections.
+    pub fn stats(&self) -> Stats {
+        let c = &self.inner.shared.counters;
+        let fsyncs = c.fsyncs.load(Ordering::Relaxed);
+        let synced = c.synced_commits.load(Ordering::Relaxed);
+        let (log_segments, log_bytes) = dir_usage(&self.inner.dir.join(LOG_DIR), ".log");
+        let (checkpoints, checkpoint_bytes) = dir_usage(&self.inner.dir.join(CHECKPOINT_DIR), ".ckpt");
+        let view = self.view();
+        Stats {
+            lsn: view.lsn(),
+            durable_lsn: c.durable_lsn.load(Ordering::Acquire),
+            commits: c.commits.load(Ordering::Relaxed),
+            fsyncs,
+            commits_per_fsync: if fsyncs == 0 { 0.0 } else { synced as f64 / fsyncs as f64 },
+            batches: c.batches.load(Ordering::Relaxed),
+            log_segments,
+            log_bytes,
+            checkpoints,
+            checkpoint_bytes,
+            last_checkpoint_lsn: self.inner.ckpt_lock.lock().ok().and_then(|b| b.last_lsn),
+            collections: view.collections(),
+            poisoned: self.poisoned(),
+        }
+    }
+
+    /// Closes the database: finishes queued commits, syncs, writes a checkpoint (unless
+    /// disabled), stops the background thread and releases the directory lock. Other clones
+    /// of this handle get `Error::Closed` afterwards.
+    pub fn close(self) -> Result<()> {
+        self.inner.shutdown()
+    }
+}
+
+fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(suffix) && !n.starts_with('.')))
+        .fold((0, 0), |(n, b), e| (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0)))
+}
+
+impl Inner {
+    fn checkpoint(&self) -> Result<CheckpointInfo> {
+        let mut book = self.ckpt_lock.lock().map_err(|_| Error::Closed)?;
+        if let Some(e) = self.shared.poisoned_error() {
+            return Err(e);
+        }
+        // A checkpoint must never be ahead of the durable log, or a power loss could leave
+        // a checkpoint whose LSNs the log reuses.
+        let durable = {
+            let (reply, rx) = mpsc::sync_channel(1);
+            let tx = self.tx.lock().map_err(|_| Error::Closed)?;
+            tx.as_ref().ok_or(Error::Closed)?.send(Msg::Sync { reply }).map_err(|_| Error::Closed)?;
+            drop(tx);
+            rx.recv().map_err(|_| Error::Closed)??
+        };
+        self.checkpoint_locked(&mut book, durable)
+    }
+
+    /// Writes the checkpoint; `durable` bounds the view it may capture.
+    fn checkpoint_locked(&self, book: &mut CheckpointBook, durable: u64) -> Result<CheckpointInfo> {
+        let state = self.shared.view.load_full();
+        debug_assert!(state.lsn <= durable, "published view ahead of the durable log");
+        let ckpt_dir = self.dir.join(CHECKPOINT_DIR);
+        let started = Instant::now();
+        let bytes_before = self.shared.ckpt.lock().map(|s| s.bytes_since).unwrap_or(0);
+        let (path, bytes, written) = if book.last_lsn == Some(state.lsn) {
+            let path = ckpt_dir.join(checkpoint::checkpoint_file_name(state.lsn));
+            let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+            (path, bytes, false)
+        } else {
+            let (path, bytes) = checkpoint::write(&ckpt_dir, &state, self.opts.checkpoint_compression_level, &self.opts.faults)
+                .context(|| format!("writing checkpoint {} in {}", state.lsn, ckpt_dir.display()))?;
+            tracing::info!(lsn = state.lsn, bytes, ms = started.elapsed().as_millis() as u64, "wrote checkpoint");
+            (path, bytes, true)
+        };
+        book.last_lsn = Some(state.lsn);
+        book.last_at = Some(Instant::now());
+        if let Ok(mut s) = self.shared.ckpt.lock() {
+            s.bytes_since = s.bytes_since.saturating_sub(bytes_before);
+        }
+        let segments_removed = self.remove_unneeded()?;
+        Ok(CheckpointInfo { path, lsn: state.lsn, bytes, written, segments_removed })
+    }
+
+    /// Keeps the two newest checkpoints and removes sealed segments that neither needs and
+    /// that are older than the retention window.
+    fn remove_unneeded(&self) -> Result<u64> {
+        let ckpt_dir = self.dir.join(CHECKPOINT_DIR);
+        let log_dir = self.dir.join(LOG_DIR);
+        let ckpts = list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
+        for (_, path) in ckpts.iter().skip(2) {
+            std::fs::remove_file(path).context(|| format!("removing {}", path.display()))?;
+        }
+        let Some(oldest_kept) = ckpts.iter().take(2).last().map(|c| c.0) else { return Ok(0) };
+        let horizon = now_micros().saturating_sub(self.opts.log_retention.as_micros() as u64);
+        let mut removed = 0;
+        let mut sealed = self.sealed.lock().map_err(|_| Error::Closed)?;
+        let mut keep = vec![];
+        for seg in sealed.drain(..) {
+            if seg.seal.last_lsn <= oldest_kept && seg.seal.last_commit_ts <= horizon {
+                std::fs::remove_file(&seg.path).context(|| format!("removing {}", seg.path.display()))?;
+                let seal = log_dir.join(seal_file_name(seg.seal.first_lsn));
+                std::fs::remove_file(&seal).context(|| format!("removing {}", seal.display()))?;
+                removed += 1;
+            } else {
+                keep.push(seg);
+            }
+        }
+        *sealed = keep;
+        drop(sealed);
+        if removed > 0 || ckpts.len() > 2 {
+            sync_dir(&log_dir, &self.opts.faults).context(|| format!("syncing {}", log_dir.display()))?;
+            sync_dir(&ckpt_dir, &self.opts.faults).context(|| format!("syncing {}", ckpt_dir.display()))?;
+        }
+        Ok(removed)
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let Some(tx) = self.tx.lock().map_err(|_| Error::Closed)?.take() else {
+            return Ok(());
+        };
+        if let Ok(mut s) = self.shared.ckpt.lock() {
+            s.shutdown = true;
+            self.shared.ckpt_wake.notify_all();
+        }
+        if let Some(h) = self.checkpointer.lock().ok().and_then(|mut h| h.take()) {
+            if h.thread().id() != std::thread::current().id() {
+                let _ = h.join();
+            }
+        }
+        let (reply, rx) = mpsc::sync_channel(1);
+        let stopped = tx.send(Msg::Shutdown { reply }).ok().and_then(|()| rx.recv().ok());
+        drop(tx);
+        if let Some(h) = self.committer.lock().ok().and_then(|mut h| h.take()) {
+            let _ = h.join();
+        }
+        let mut result = stopped.unwrap_or(Err(Error::Closed));
+        if result.is_ok() && self.opts.checkpoint_on_close && self.shared.poisoned().is_none() {
+            let durable = self.shared.counters.durable_lsn.load(Ordering::Acquire);
+            let mut book = self.ckpt_lock.lock().map_err(|_| Error::Closed)?;
+            if let Err(e) = self.checkpoint_locked(&mut book, durable) {
+                tracing::error!(error = %e, "checkpoint on close failed; the log still holds every commit");
+                result = Err(e);
+            }
+        }
+        if let Ok(mut l) = self.lock.lock() {
+            l.take();
+        }
+        result
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::error!(error = %e, dir = %self.dir.display(), "error while closing database");
+        }
+    }
+}
+
+/// The background checkpointer: wakes on log volume, on the interval, or on shutdown.
+fn checkpoint_loop(inner: std::sync::Weak<Inner>) {
+    loop {
+        let Some(db) = inner.upgrade() else { return };
+        let interval = db.opts.checkpoint_interval;
+        let due = {
+            let Ok(mut s) = db.shared.ckpt.lock() else { return };
+            let wait = interval.unwrap_or(Duration::from_secs(3600)).min(Duration::from_secs(1));
+            if !s.shutdown && s.bytes_since < db.shared.checkpoint_log_bytes {
+                s = match db.shared.ckpt_wake.wait_timeout(s, wait) {
+                    Ok((s, _)) => s,
+                    Err(_) => return,
+                };
+            }
+            if s.shutdown {
+                return;
+            }
+            let by_bytes = s.bytes_since >= db.shared.checkpoint_log_bytes;
+            let by_time = s.bytes_since > 0
+                && interval.is_some_and(|i| {
+                    db.ckpt_lock.try_lock().ok().and_then(|b| b.last_at).is_none_or(|at| at.elapsed() >= i)
+                });
+            by_bytes || by_time
+        };
+        if due && db.shared.poisoned().is_none() {
+            if let Err(e) = db.checkpoint() {
+                tracing::error!(error = %e, "background checkpoint failed");
+            }
+        }
+        // Drop the strong reference before sleeping again so close-on-drop can happen.
+        drop(db);
+    }
+}
+
+/// Durability shorthand: `Buffered` with the given delay.
+pub fn buffered(max_delay: Duration) -> Durability {
+    Durability::Buffered { max_delay }
+}

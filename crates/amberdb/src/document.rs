@@ -1,0 +1,206 @@
+//! Documents and their metadata, and the validation rules for collection names and keys.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// Longest key, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+/// Longest collection name, in bytes.
+pub const MAX_COLLECTION_BYTES: usize = 64;
+
+/// A stored document: its key, its value as canonical compact JSON bytes, and its metadata.
+///
+/// Cloning is cheap: the key and value are shared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Document {
+    /// The document's key within its collection.
+    pub key: Arc<str>,
+    /// Canonical compact JSON (object keys sorted), exactly the bytes `sha256` covers.
+    pub value: Arc<[u8]>,
+    /// Version, timestamps, LSN and checksum.
+    pub meta: DocMeta,
+}
+
+/// Metadata kept with every document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DocMeta {
+    /// 1 on create, +1 on every write. A counter, never a content hash.
+    pub version: u64,
+    /// Schema version the value conforms to.
+    pub schema_version: u32,
+    /// Commit time of the creating write, microseconds since the Unix epoch.
+    pub created_at: u64,
+    /// Commit time of the last write, microseconds since the Unix epoch.
+    pub updated_at: u64,
+    /// LSN of the last write.
+    pub lsn: u64,
+    /// SHA-256 of `value`.
+    pub sha256: [u8; 32],
+}
+
+impl Document {
+    /// Parses the value into any deserializable type.
+    pub fn value_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
+        serde_json::from_slice(&self.value).map_err(|e| Error::InvalidValue(e.to_string()))
+    }
+
+    /// Parses the value as a generic JSON value.
+    pub fn json(&self) -> Result<serde_json::Value> {
+        self.value_as()
+    }
+
+    /// The JSON envelope used by the CLI and the server: key, value, version, schema_version,
+    /// timestamps (RFC 3339 and microseconds), lsn and sha256 (hex).
+    pub fn envelope(&self, collection: &str) -> serde_json::Value {
+        #[derive(Serialize)]
+        struct Envelope<'a> {
+            collection: &'a str,
+            key: &'a str,
+            value: &'a serde_json::value::RawValue,
+            version: u64,
+            schema_version: u32,
+            created_at: String,
+            updated_at: String,
+            created_at_us: u64,
+            updated_at_us: u64,
+            lsn: u64,
+            sha256: String,
+        }
+        // Stored values are always valid JSON; fall back to null rather than panic if not.
+        let raw: Box<serde_json::value::RawValue> =
+            serde_json::from_slice(&self.value).unwrap_or_else(|_| {
+                serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
+            });
+        let env = Envelope {
+            collection,
+            key: &self.key,
+            value: &raw,
+            version: self.meta.version,
+            schema_version: self.meta.schema_version,
+            created_at: format_micros(self.meta.created_at),
+            updated_at: format_micros(self.meta.updated_at),
+            created_at_us: self.meta.created_at,
+            updated_at_us: self.meta.updated_at,
+            lsn: self.meta.lsn,
+            sha256: hex::encode(self.meta.sha256),
+        };
+        serde_json::to_value(env).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// Checks a collection name against `[a-z0-9_][a-z0-9_.-]{0,63}`.
+pub fn validate_collection(name: &str) -> Result<()> {
+    let bad = |reason| Err(Error::InvalidCollection { name: truncate(name), reason });
+    if name.is_empty() {
+        return bad("empty");
+    }
+    if name.len() > MAX_COLLECTION_BYTES {
+        return bad("longer than 64 bytes");
+    }
+    let mut chars = name.bytes();
+    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+    if !first_ok {
+        return bad("must start with a-z, 0-9 or _");
+    }
+    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')) {
+        return bad("may only contain a-z, 0-9, _, . and -");
+    }
+    Ok(())
+}
+
+/// Checks a document key: UTF-8 (guaranteed by `&str`), 1..=1024 bytes, no NUL.
+pub fn validate_key(key: &str) -> Result<()> {
+    let bad = |reason| Err(Error::InvalidKey { key: truncate(key), reason });
+    if key.is_empty() {
+        return bad("empty");
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return bad("longer than 1024 bytes");
+    }
+    if key.contains('\0') {
+        return bad("contains a NUL byte");
+    }
+    Ok(())
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// Encodes a JSON value canonically: compact, object keys sorted (serde_json's default map is
+/// ordered), so equal values always have equal bytes and equal SHA-256.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    // Serializing a `Value` to a Vec cannot fail: it has no non-string map keys and no I/O.
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+/// Formats microseconds since the epoch as RFC 3339 UTC with microsecond precision.
+pub fn format_micros(us: u64) -> String {
+    let secs = us / 1_000_000;
+    let micros = us % 1_000_000;
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days as i64);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{micros:06}Z",
+        rem / 3600,
+        (rem % 3600) / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Current time in microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_names_follow_the_documented_pattern() {
+        for ok in ["players", "a", "_x", "0", "game.states-v2", &"a".repeat(64)] {
+            assert!(validate_collection(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "Players", ".x", "-x", "a b", "a/b", &"a".repeat(65), "é"] {
+            assert!(validate_collection(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn keys_are_one_to_1024_bytes_without_nul() {
+        assert!(validate_key("p1").is_ok());
+        assert!(validate_key(&"k".repeat(1024)).is_ok());
+        assert!(validate_key("").is_err());
+        assert!(validate_key(&"k".repeat(1025)).is_err());
+        assert!(validate_key("a\0b").is_err());
+    }
+
+    #[test]
+    fn micros_format_as_rfc3339() {
+        assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(format_micros(1_700_000_000_123_456), "2023-11-14T22:13:20.123456Z");
+        assert_eq!(format_micros(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+    }
+}

@@ -1,0 +1,165 @@
+//! The engine's error type. Every variant carries enough context for the CLI and the server to
+//! turn it into a sentence, a hint and a stable code without guessing.
+
+use std::fmt;
+use std::io;
+use std::path::PathBuf;
+
+/// Result alias used throughout the engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why a transaction's precondition failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConflictReason {
+    /// `if_version` or `check` named a version the document does not have.
+    VersionMismatch,
+    /// `create` found an existing document.
+    AlreadyExists,
+    /// `replace` or `patch` found no document.
+    Missing,
+}
+
+/// One failed precondition: which document, what was expected and what was found.
+///
+/// Versions use 0 for "no document".
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Conflict {
+    /// Index of the operation in the transaction.
+    pub op_index: usize,
+    /// Collection of the document.
+    pub collection: String,
+    /// Key of the document.
+    pub key: String,
+    /// Version the operation required (0 = must not exist).
+    pub expected: u64,
+    /// Version the document had when the transaction was validated (0 = missing).
+    pub actual: u64,
+    /// What kind of precondition failed.
+    pub reason: ConflictReason,
+}
+
+impl fmt::Display for Conflict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let what = match self.reason {
+            ConflictReason::VersionMismatch => "version mismatch",
+            ConflictReason::AlreadyExists => "document already exists",
+            ConflictReason::Missing => "document does not exist",
+        };
+        write!(
+            f,
+            "op {}: {}/{}: {what} (expected version {}, actual {})",
+            self.op_index, self.collection, self.key, self.expected, self.actual
+        )
+    }
+}
+
+/// Damage found in a file of the data directory that recovery could not repair on its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Damage {
+    /// The damaged file.
+    pub file: PathBuf,
+    /// Byte offset of the first damaged record in `file`.
+    pub offset: u64,
+    /// What is wrong.
+    pub detail: String,
+    /// What the operator can run to fix it.
+    pub hint: String,
+}
+
+/// Everything that can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A collection name does not match `[a-z0-9_][a-z0-9_.-]{0,63}`.
+    #[error("invalid collection name {name:?}: {reason}")]
+    InvalidCollection {
+        /// The rejected name.
+        name: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A document key is empty, longer than 1024 bytes, or contains a NUL byte.
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The rejected key (possibly truncated for display).
+        key: String,
+        /// Why it was rejected.
+        reason: &'static str,
+    },
+    /// A value, patch or request is not valid JSON or not the expected shape.
+    #[error("invalid value: {0}")]
+    InvalidValue(String),
+    /// A document would exceed the configured size limit.
+    #[error("document {collection}/{key} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// Collection of the document.
+        collection: String,
+        /// Key of the document.
+        key: String,
+        /// Size of its canonical JSON encoding.
+        size: usize,
+        /// The configured limit.
+        limit: usize,
+    },
+    /// One or more preconditions failed; nothing in the transaction was applied.
+    #[error("transaction conflict: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Conflict(Vec<Conflict>),
+    /// A JSON Patch could not be applied (for example a failed `test` operation).
+    #[error("patch of {collection}/{key} failed: {message}")]
+    PatchFailed {
+        /// Collection of the document.
+        collection: String,
+        /// Key of the document.
+        key: String,
+        /// The patch library's explanation.
+        message: String,
+    },
+    /// An earlier write or fsync failed, so the on-disk state is uncertain. Every later write
+    /// fails with this error until the database is closed and reopened; reads keep working.
+    #[error("database is poisoned after an I/O failure ({cause}); writes are refused until it is reopened")]
+    Poisoned {
+        /// The original failure.
+        cause: String,
+    },
+    /// The database has been closed.
+    #[error("database is closed")]
+    Closed,
+    /// Another process (or another handle in this process) holds the data directory.
+    #[error("data directory {} is in use{}", path.display(), pid.map(|p| format!(" by pid {p}")).unwrap_or_default())]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// The holder's pid, when it could be read from the lock file.
+        pid: Option<u32>,
+    },
+    /// A file is damaged in a way recovery will not paper over.
+    #[error("{}: damaged at offset {}: {}. {}", .0.file.display(), .0.offset, .0.detail, .0.hint)]
+    Damaged(Damage),
+    /// An operating-system I/O error, with what the engine was doing.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done, including the path.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
+
+/// Adds a context string to `io::Result`s.
+pub(crate) trait IoContext<T> {
+    fn context(self, f: impl FnOnce() -> String) -> Result<T>;
+}
+
+impl<T> IoContext<T> for io::Result<T> {
+    fn context(self, f: impl FnOnce() -> String) -> Result<T> {
+        self.map_err(|e| Error::io(f(), e))
+    }
+}

@@ -1,0 +1,189 @@
+//! The commit log: segment files in `DATA/log/`, appended by the committer thread only.
+//!
+//! This module owns the byte format of the log ([`record`], [`segment`]) and the append side
+//! ([`CommitLog`]). It never decides what is durable or acknowledged: the committer does.
+
+pub mod record;
+pub mod segment;
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use sha2::Digest;
+
+use crate::io::{sync_dir, write_atomic, DataFile, Faults};
+use segment::{seal_file_name, segment_file_name, Seal, SegmentHeader, LOG_FORMAT_VERSION};
+
+/// A segment the writer has moved past, with its seal.
+#[derive(Debug, Clone)]
+pub struct SealedSegment {
+    /// The segment file.
+    pub path: PathBuf,
+    /// Its seal.
+    pub seal: Seal,
+}
+
+/// The sealed segments of a data directory, shared between the committer (which adds them)
+/// and the checkpointer (which removes the ones no checkpoint needs).
+pub(crate) type SealedList = Arc<Mutex<Vec<SealedSegment>>>;
+
+/// Where the writer resumes: the active segment's state as recovery left it.
+pub(crate) struct ActiveSegment {
+    pub first_lsn: u64,
+    pub path: PathBuf,
+    /// Bytes already in the file (recovery cut any torn tail first).
+    pub bytes: Vec<u8>,
+    pub last_lsn: u64,
+    pub last_commit_ts: u64,
+}
+
+/// The append side of the log.
+pub(crate) struct CommitLog {
+    dir: PathBuf,
+    file: DataFile,
+    first_lsn: u64,
+    len: u64,
+    last_lsn: u64,
+    last_commit_ts: u64,
+    hasher: sha2::Sha256,
+    segment_size: u64,
+    faults: Faults,
+    sealed: SealedList,
+    /// Bytes appended since the log was opened.
+    pub appended_bytes: u64,
+}
+
+impl CommitLog {
+    /// Resumes appending to `active`, or starts a new segment at `next_lsn` when `None`.
+    pub(crate) fn open(
+        dir: &Path,
+        active: Option<ActiveSegment>,
+        next_lsn: u64,
+        segment_size: u64,
+        faults: Faults,
+        sealed: SealedList,
+    ) -> std::io::Result<Self> {
+        match active {
+            Some(a) => {
+                let file = OpenOptions::new().append(true).open(&a.path)?;
+                let mut hasher = sha2::Sha256::new();
+                hasher.update(&a.bytes);
+                Ok(CommitLog {
+                    dir: dir.to_owned(),
+                    file: DataFile::new(file, a.path, faults.clone()),
+                    first_lsn: a.first_lsn,
+                    len: a.bytes.len() as u64,
+                    last_lsn: a.last_lsn,
+                    last_commit_ts: a.last_commit_ts,
+                    hasher,
+                    segment_size,
+                    faults,
+                    sealed,
+                    appended_bytes: 0,
+                })
+            }
+            None => {
+                let (file, hasher, len) = create_segment(dir, next_lsn, &faults)?;
+                Ok(CommitLog {
+                    dir: dir.to_owned(),
+                    file,
+                    first_lsn: next_lsn,
+                    len,
+                    last_lsn: next_lsn - 1,
+                    last_commit_ts: 0,
+                    hasher,
+                    segment_size,
+                    faults,
+                    sealed,
+                    appended_bytes: 0,
+                })
+            }
+        }
+    }
+
+    /// Appends already-framed commits ending at `last_lsn`. Rolls to a new segment first when
+    /// the active one is full, so a batch never spans two segments.
+    pub(crate) fn append(&mut self, frames: &[u8], first_lsn: u64, last_lsn: u64, last_ts: u64) -> std::io::Result<()> {
+        if self.len >= self.segment_size && self.last_lsn >= self.first_lsn {
+            self.roll(first_lsn)?;
+        }
+        self.file.write_all(frames)?;
+        self.hasher.update(frames);
+        self.len += frames.len() as u64;
+        self.appended_bytes += frames.len() as u64;
+        self.last_lsn = last_lsn;
+        self.last_commit_ts = last_ts;
+        Ok(())
+    }
+
+    /// `fdatasync` of the active segment.
+    pub(crate) fn sync(&mut self) -> std::io::Result<()> {
+        self.file.sync_data()
+    }
+
+    /// Size of the active segment.
+    pub(crate) fn active_len(&self) -> u64 {
+        self.len
+    }
+
+    /// Seals the active segment and starts a new one at `next_lsn`.
+    fn roll(&mut self, next_lsn: u64) -> std::io::Result<()> {
+        self.file.sync_data()?;
+        let seal = Seal {
+            first_lsn: self.first_lsn,
+            last_lsn: self.last_lsn,
+            length: self.len,
+            last_commit_ts: self.last_commit_ts,
+            sha256: self.hasher.clone().finalize().into(),
+        };
+        write_atomic(&self.dir.join(seal_file_name(self.first_lsn)), &seal.encode(), &self.faults)?;
+        let (file, hasher, len) = create_segment(&self.dir, next_lsn, &self.faults)?;
+        let old_path = std::mem::replace(&mut self.file, file).path().to_owned();
+        if let Ok(mut sealed) = self.sealed.lock() {
+            sealed.push(SealedSegment { path: old_path, seal });
+        }
+        tracing::debug!(first_lsn = self.first_lsn, last_lsn = self.last_lsn, "sealed log segment");
+        self.hasher = hasher;
+        self.len = len;
+        self.first_lsn = next_lsn;
+        Ok(())
+    }
+}
+
+/// Creates a segment file with its header, durably (file and directory synced).
+fn create_segment(dir: &Path, first_lsn: u64, faults: &Faults) -> std::io::Result<(DataFile, sha2::Sha256, u64)> {
+    let path = dir.join(segment_file_name(first_lsn));
+    let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    let mut file = DataFile::new(file, path, faults.clone());
+    let header = SegmentHeader { format_version: LOG_FORMAT_VERSION, key_id: 0, first_lsn }.encode();
+    file.write_all(&header)?;
+    file.sync_all()?;
+    sync_dir(dir, faults)?;
+    let mut hasher = sha2::Sha256::new();
+    hasher.update(&header);
+    Ok((file, hasher, header.len() as u64))
+}
+
+/// Seals a segment that recovery found complete but unsealed (the writer stopped between
+/// finishing it and writing its seal).
+pub(crate) fn write_seal(dir: &Path, path: &Path, bytes: &[u8], first_lsn: u64, last_lsn: u64, last_commit_ts: u64, faults: &Faults) -> std::io::Result<Seal> {
+    let seal = Seal {
+        first_lsn,
+        last_lsn,
+        length: bytes.len() as u64,
+        last_commit_ts,
+        sha256: crate::codec::sha256(bytes),
+    };
+    let _ = path;
+    write_atomic(&dir.join(seal_file_name(first_lsn)), &seal.encode(), faults)?;
+    Ok(seal)
+}
+
+/// Reads a whole file.
+pub(crate) fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut f = File::open(path)?;
+    let mut buf = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut buf)?;
+    Ok(buf)
+}

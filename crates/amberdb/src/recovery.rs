@@ -1,0 +1,268 @@
+//! Opening a data directory: pick the newest sound checkpoint, replay the log after it, cut a
+//! torn tail, and refuse (naming file and offset) on any other damage.
+//!
+//! Rules, in order:
+//! - A checkpoint that fails its checks is skipped for the next older one (or for an empty
+//!   state when the log still starts at LSN 1), but only if replay then reaches at least the
+//!   LSN the damaged checkpoint claimed: falling back must lose nothing. Skipped checkpoints
+//!   are moved to `DATA/quarantine/`, never deleted.
+//! - In the last segment, invalid bytes with nothing valid after them are a torn tail (an
+//!   interrupted write): they are cut and logged.
+//! - Anything else (a bad frame followed by valid ones, an incomplete non-last segment, a gap
+//!   in LSNs, an unreadable header) refuses the open with `Error::Damaged`.
+
+use std::path::{Path, PathBuf};
+
+use crate::checkpoint::{self, list_checkpoints};
+use crate::error::{Damage, Error, IoContext, Result};
+use crate::io::{sync_dir, Faults};
+use crate::log::segment::{list_segments, scan, seal_file_name, Scan, ScanEnd, Seal};
+use crate::log::{read_file, write_seal, ActiveSegment, SealedSegment};
+use crate::state::State;
+
+/// Subdirectory holding log segments.
+pub const LOG_DIR: &str = "log";
+/// Subdirectory holding checkpoints.
+pub const CHECKPOINT_DIR: &str = "checkpoints";
+/// Subdirectory where damaged files are moved.
+pub const QUARANTINE_DIR: &str = "quarantine";
+
+/// A torn tail that recovery cut.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TornTail {
+    /// The segment.
+    pub file: PathBuf,
+    /// Where it was cut.
+    pub offset: u64,
+    /// How many bytes were removed.
+    pub bytes: u64,
+}
+
+/// What `open` did to get the database back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RecoveryReport {
+    /// The checkpoint loaded, if any.
+    pub checkpoint: Option<PathBuf>,
+    /// Its LSN (0 when starting from an empty state).
+    pub checkpoint_lsn: u64,
+    /// Commits replayed from the log after it.
+    pub commits_replayed: u64,
+    /// LSN reached.
+    pub lsn: u64,
+    /// The torn tail that was cut, if there was one.
+    pub torn_tail: Option<TornTail>,
+    /// Damaged checkpoints that were skipped and moved to quarantine (old path, new path).
+    pub quarantined: Vec<(PathBuf, PathBuf)>,
+}
+
+pub(crate) struct Recovered {
+    pub state: State,
+    pub active: Option<ActiveSegment>,
+    pub sealed: Vec<SealedSegment>,
+    pub report: RecoveryReport,
+}
+
+fn damaged(file: &Path, offset: u64, detail: impl Into<String>, dir: &Path) -> Error {
+    Error::Damaged(Damage {
+        file: file.to_owned(),
+        offset,
+        detail: detail.into(),
+        hint: format!(
+            "Nothing was changed. Run `amberdb verify --data {}` for a full report, then follow \
+             \"Damaged data directory\" in docs/OPERATIONS.md",
+            dir.display()
+        ),
+    })
+}
+
+/// Removes temp files left by an interrupted checkpoint or seal write.
+fn remove_temp_files(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).context(|| format!("reading {}", dir.display()))? {
+        let path = entry.context(|| format!("reading {}", dir.display()))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') && name.ends_with(".tmp") {
+            std::fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Moves `file` into `DATA/quarantine/<time>/`, returning its new path.
+pub(crate) fn quarantine(data: &Path, file: &Path) -> Result<PathBuf> {
+    let dir = data.join(QUARANTINE_DIR).join(crate::document::now_micros().to_string());
+    std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    let to = dir.join(file.file_name().unwrap_or_default());
+    std::fs::rename(file, &to).context(|| format!("moving {} to {}", file.display(), to.display()))?;
+    Ok(to)
+}
+
+pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
+    let log_dir = data.join(LOG_DIR);
+    let ckpt_dir = data.join(CHECKPOINT_DIR);
+    for d in [&log_dir, &ckpt_dir] {
+        std::fs::create_dir_all(d).context(|| format!("creating {}", d.display()))?;
+        remove_temp_files(d)?;
+    }
+    let segments = list_segments(&log_dir).context(|| format!("listing {}", log_dir.display()))?;
+    let checkpoints = list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
+    let claimed_lsn = checkpoints.first().map_or(0, |c| c.0);
+
+    let mut report = RecoveryReport::default();
+    let mut skipped: Vec<(PathBuf, String)> = vec![];
+    let mut base: Option<(State, Option<PathBuf>)> = None;
+    for (_, path) in &checkpoints {
+        let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
+        let decoded = checkpoint::decode(&bytes);
+        match decoded.problems.first() {
+            None => {
+                base = Some((decoded.state, Some(path.clone())));
+                break;
+            }
+            Some(p) => {
+                tracing::warn!(file = %path.display(), offset = p.offset, problem = %p.detail, "skipping damaged checkpoint");
+                skipped.push((path.clone(), format!("{} (offset {})", p.detail, p.offset)));
+            }
+        }
+    }
+    let (mut state, ckpt_path) = match base {
+        Some(b) => b,
+        None if segments.first().is_none_or(|s| s.0 == 1) => (State::default(), None),
+        None => {
+            let (file, why) = skipped.first().cloned().unwrap_or_default();
+            return Err(damaged(&file, 0, format!("no sound checkpoint and the log no longer starts at LSN 1: {why}"), data));
+        }
+    };
+    report.checkpoint_lsn = state.lsn;
+    report.checkpoint = ckpt_path;
+
+    // Replay every segment that may hold LSNs after the checkpoint.
+    let mut sealed = vec![];
+    let mut active = None;
+    let start = state.lsn + 1;
+    let first_needed = segments.iter().rposition(|(first, _)| *first <= start).unwrap_or(0);
+    if let Some((first, path)) = segments.get(first_needed) {
+        if *first > start {
+            return Err(damaged(path, 0, format!("log starts at LSN {first} but replay must start at LSN {start}: segments are missing"), data));
+        }
+    }
+    for (first, path) in segments.iter().take(first_needed) {
+        sealed.push(existing_seal(&log_dir, *first, path, faults)?);
+    }
+    let count = segments.len();
+    for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {
+        let is_last = i + 1 == count;
+        let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
+        let mut replayed = 0;
+        let mut last_ts = state.commit_ts;
+        let s: Scan = scan(&bytes, |rec, _| {
+            if rec.lsn > state.lsn {
+                if rec.lsn == state.lsn + 1 {
+                    last_ts = rec.commit_ts;
+                    state.apply(&rec);
+                    replayed += 1;
+                } else {
+                    // Leave state.lsn behind; the continuity check below reports the gap.
+                }
+            }
+        })
+        .map_err(|e| damaged(path, 0, e, data))?;
+        report.commits_replayed += replayed;
+        if s.header.first_lsn != *first {
+            return Err(damaged(path, 0, format!("header says first LSN {} but the file name says {first}", s.header.first_lsn), data));
+        }
+        if s.last_lsn > state.lsn {
+            return Err(damaged(path, 0, format!("gap in the log: replay reached LSN {} but this segment continues to {}", state.lsn, s.last_lsn), data));
+        }
+        match &s.end {
+            ScanEnd::Clean => {}
+            ScanEnd::Damaged { offset, detail } => return Err(damaged(path, *offset, detail.clone(), data)),
+            ScanEnd::TornTail { offset, bytes: n, error } if is_last => {
+                tracing::warn!(file = %path.display(), offset, bytes = n, %error, "cutting torn tail of the commit log");
+                let f = std::fs::OpenOptions::new().write(true).open(path).context(|| format!("opening {}", path.display()))?;
+                f.set_len(*offset).context(|| format!("truncating {}", path.display()))?;
+                f.sync_all().context(|| format!("syncing {}", path.display()))?;
+                report.torn_tail = Some(TornTail { file: path.clone(), offset: *offset, bytes: *n });
+            }
+            ScanEnd::TornTail { offset, error, .. } => {
+                return Err(damaged(path, *offset, format!("{error} in a segment that is not the last one"), data));
+            }
+        }
+        let valid = bytes.get(..s.valid_len as usize).unwrap_or_default();
+        let seal_path = log_dir.join(seal_file_name(*first));
+        if is_last && !seal_path.exists() {
+            active = Some(ActiveSegment {
+                first_lsn: *first,
+                path: path.clone(),
+                bytes: valid.to_vec(),
+                last_lsn: s.last_lsn,
+                last_commit_ts: if replayed > 0 { last_ts } else { 0 },
+            });
+        } else if seal_path.exists() {
+            sealed.push(existing_seal(&log_dir, *first, path, faults)?);
+        } else {
+            let seal = write_seal(&log_dir, path, valid, *first, s.last_lsn, last_ts, faults)
+                .context(|| format!("sealing {}", path.display()))?;
+            sealed.push(SealedSegment { path: path.clone(), seal });
+        }
+    }
+    if state.lsn < claimed_lsn {
+        let (file, why) = skipped.first().cloned().unwrap_or_default();
+        return Err(damaged(
+            &file,
+            0,
+            format!("{why}; falling back would lose commits {}..={claimed_lsn} because the log only reaches LSN {}", state.lsn + 1, state.lsn),
+            data,
+        ));
+    }
+    // The checkpoint may be ahead of the active segment (its log was already sealed and
+    // removed); then the next commit must start a new segment, so seal the old one.
+    if let Some(a) = &active {
+        if a.last_lsn < state.lsn {
+            let seal = write_seal(&log_dir, &a.path, &a.bytes, a.first_lsn, a.last_lsn, a.last_commit_ts, faults)
+                .context(|| format!("sealing {}", a.path.display()))?;
+            sealed.push(SealedSegment { path: a.path.clone(), seal });
+            active = None;
+        }
+    }
+    for (path, _) in skipped {
+        let to = quarantine(data, &path)?;
+        tracing::warn!(from = %path.display(), to = %to.display(), "moved damaged checkpoint to quarantine");
+        report.quarantined.push((path, to));
+    }
+    sync_dir(&ckpt_dir, faults).context(|| format!("syncing {}", ckpt_dir.display()))?;
+    report.lsn = state.lsn;
+    Ok(Recovered { state, active, sealed, report })
+}
+
+/// Reads a sealed segment's seal, writing one if the writer stopped before it could.
+fn existing_seal(log_dir: &Path, first: u64, path: &Path, faults: &Faults) -> Result<SealedSegment> {
+    let seal_path = log_dir.join(seal_file_name(first));
+    if let Ok(bytes) = read_file(&seal_path) {
+        if let Ok(seal) = Seal::decode(&bytes) {
+            return Ok(SealedSegment { path: path.to_owned(), seal });
+        }
+    }
+    // No usable seal: derive one from a full scan (verify reports a seal that was damaged).
+    let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
+    let mut last_ts = 0;
+    let s = scan(&bytes, |rec, _| last_ts = rec.commit_ts).map_err(|e| damaged(path, 0, e, log_dir))?;
+    if s.end != ScanEnd::Clean {
+        // Older than the checkpoint in use, so recovery does not need it; leave it for verify.
+        tracing::warn!(file = %path.display(), "sealed segment before the checkpoint is damaged");
+    }
+    let valid = bytes.get(..s.valid_len as usize).unwrap_or_default();
+    let seal = Seal {
+        first_lsn: first,
+        last_lsn: s.last_lsn,
+        length: valid.len() as u64,
+        last_commit_ts: last_ts,
+        sha256: crate::codec::sha256(valid),
+    };
+    if seal_path.exists() {
+        // Keep the damaged seal for inspection instead of overwriting it.
+        return Ok(SealedSegment { path: path.to_owned(), seal });
+    }
+    let seal = write_seal(log_dir, path, valid, first, s.last_lsn, last_ts, faults)
+        .context(|| format!("sealing {}", path.display()))?;
+    Ok(SealedSegment { path: path.to_owned(), seal })
+}

@@ -1,0 +1,443 @@
+//! The in-memory state: persistent ordered maps of collections and documents, the rules that
+//! turn a transaction into a commit record against it, and the immutable read view.
+//!
+//! A `State` is never mutated once published; the committer derives the next one by applying
+//! a commit record to a clone (cheap: the maps share structure), so readers holding an older
+//! view see a consistent snapshot for as long as they keep it.
+
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use crate::document::{validate_collection, validate_key, DocMeta, Document};
+use crate::error::{Conflict, ConflictReason, Error, Result};
+use crate::log::record::{CommitRecord, LoggedOp, WrittenDoc};
+use crate::txn::{Op, OpResult, Patch, Transaction, WriteKind};
+
+/// One collection's documents, and the LSN of the delete of each deleted key (so a later
+/// write can link to it as its previous LSN).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Collection {
+    pub docs: OrdMap<Arc<str>, Document>,
+    pub tombstones: OrdMap<Arc<str>, u64>,
+}
+
+/// The whole database at one LSN.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct State {
+    pub lsn: u64,
+    pub commit_ts: u64,
+    pub collections: OrdMap<Arc<str>, Collection>,
+}
+
+impl State {
+    /// Applies a commit record (replay and live commits use this same path).
+    pub(crate) fn apply(&mut self, rec: &CommitRecord) {
+        for op in &rec.ops {
+            let coll = self.collections.entry(op.collection.clone()).or_default();
+            match &op.doc {
+                Some(d) => {
+                    coll.tombstones.remove(&op.key);
+                    coll.docs.insert(
+                        op.key.clone(),
+                        Document {
+                            key: op.key.clone(),
+                            value: d.value.clone(),
+                            meta: DocMeta {
+                                version: d.version,
+                                schema_version: d.schema_version,
+                                created_at: d.created_at,
+                                updated_at: rec.commit_ts,
+                                lsn: rec.lsn,
+                                sha256: d.sha256,
+                            },
+                        },
+                    );
+                }
+                None => {
+                    coll.docs.remove(&op.key);
+                    coll.tombstones.insert(op.key.clone(), rec.lsn);
+                }
+            }
+        }
+        self.lsn = rec.lsn;
+        self.commit_ts = rec.commit_ts;
+    }
+
+    pub(crate) fn get(&self, collection: &str, key: &str) -> Option<&Document> {
+        self.collections.get(collection)?.docs.get(key)
+    }
+
+    /// Number of live documents.
+    pub(crate) fn doc_count(&self) -> u64 {
+        self.collections.values().map(|c| c.docs.len() as u64).sum()
+    }
+}
+
+/// A value already encoded by the writer's thread: canonical JSON and its SHA-256.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedValue {
+    pub bytes: Arc<[u8]>,
+    pub sha256: [u8; 32],
+}
+
+impl EncodedValue {
+    pub(crate) fn new(value: &serde_json::Value) -> Self {
+        let bytes = crate::document::canonical_json(value);
+        let sha256 = crate::codec::sha256(&bytes);
+        EncodedValue { bytes: bytes.into(), sha256 }
+    }
+}
+
+/// A transaction operation after validation and encoding, ready for the committer.
+#[derive(Debug, Clone)]
+pub(crate) enum EncodedKind {
+    Put(EncodedValue),
+    Create(EncodedValue),
+    Replace(EncodedValue),
+    Patch(Patch),
+    Delete,
+    Check(u64),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedOp {
+    pub collection: Arc<str>,
+    pub key: Arc<str>,
+    pub kind: EncodedKind,
+    pub if_version: Option<u64>,
+    pub schema_version: u32,
+}
+
+/// Validates names and sizes and encodes values, in the caller's thread, so the committer
+/// only does what needs the latest state.
+pub(crate) fn encode_transaction(txn: &Transaction, max_doc_bytes: usize) -> Result<Vec<EncodedOp>> {
+    let mut out = Vec::with_capacity(txn.ops.len());
+    for op in &txn.ops {
+        let (collection, key) = match op {
+            Op::Write(w) => (&w.collection, &w.key),
+            Op::Check { collection, key, .. } => (collection, key),
+        };
+        validate_collection(collection)?;
+        validate_key(key)?;
+        let encode = |v: &serde_json::Value| {
+            let e = EncodedValue::new(v);
+            if e.bytes.len() > max_doc_bytes {
+                return Err(Error::TooLarge {
+                    collection: collection.clone(),
+                    key: key.clone(),
+                    size: e.bytes.len(),
+                    limit: max_doc_bytes,
+                });
+            }
+            Ok(e)
+        };
+        let (kind, if_version, schema_version) = match op {
+            Op::Write(w) => {
+                let kind = match &w.kind {
+                    WriteKind::Put(v) => EncodedKind::Put(encode(v)?),
+                    WriteKind::Create(v) => EncodedKind::Create(encode(v)?),
+                    WriteKind::Replace(v) => EncodedKind::Replace(encode(v)?),
+                    WriteKind::Patch(p) => EncodedKind::Patch(p.clone()),
+                    WriteKind::Delete => EncodedKind::Delete,
+                };
+                (kind, w.if_version, w.schema_version.unwrap_or(1))
+            }
+            Op::Check { version, .. } => (EncodedKind::Check(*version), None, 1),
+        };
+        if schema_version == 0 {
+            return Err(Error::InvalidValue("schema_version must be a positive integer".into()));
+        }
+        out.push(EncodedOp {
+            collection: collection.as_str().into(),
+            key: key.as_str().into(),
+            kind,
+            if_version,
+            schema_version,
+        });
+    }
+    Ok(out)
+}
+
+/// A document as the transaction being prepared sees it.
+#[derive(Clone)]
+struct Current {
+    /// 0 when absent.
+    version: u64,
+    value: Option<EncodedValue>,
+    created_at: u64,
+    schema_version: u32,
+    /// LSN of the last committed write or delete, for the record's prev_lsn.
+    prev_lsn: u64,
+    touched: bool,
+}
+
+/// The result of preparing a transaction: the record to log and per-op results.
+pub(crate) struct Prepared {
+    pub record: CommitRecord,
+    pub results: Vec<OpResult>,
+}
+
+impl State {
+    fn current(&self, collection: &str, key: &str) -> Current {
+        let coll = self.collections.get(collection);
+        match coll.and_then(|c| c.docs.get(key)) {
+            Some(d) => Current {
+                version: d.meta.version,
+                value: Some(EncodedValue { bytes: d.value.clone(), sha256: d.meta.sha256 }),
+                created_at: d.meta.created_at,
+                schema_version: d.meta.schema_version,
+                prev_lsn: d.meta.lsn,
+                touched: false,
+            },
+            None => Current {
+                version: 0,
+                value: None,
+                created_at: 0,
+                schema_version: 0,
+                prev_lsn: coll.and_then(|c| c.tombstones.get(key)).copied().unwrap_or(0),
+                touched: false,
+            },
+        }
+    }
+
+    /// Evaluates a transaction against this state as commit `lsn` at time `ts`. Operations
+    /// see the effects of earlier operations of the same transaction. Every failed
+    /// precondition is collected; any failure means nothing is applied.
+    pub(crate) fn prepare(&self, ops: &[EncodedOp], lsn: u64, ts: u64, max_doc_bytes: usize) -> Result<Prepared> {
+        let mut scratch: BTreeMap<(Arc<str>, Arc<str>), Current> = BTreeMap::new();
+        let mut order: Vec<(Arc<str>, Arc<str>)> = vec![];
+        let mut results = Vec::with_capacity(ops.len());
+        let mut conflicts = vec![];
+        for (i, op) in ops.iter().enumerate() {
+            let id = (op.collection.clone(), op.key.clone());
+            let cur = scratch
+                .entry(id.clone())
+                .or_insert_with(|| self.current(&op.collection, &op.key));
+            let conflict = |expected, reason| Conflict {
+                op_index: i,
+                collection: op.collection.to_string(),
+                key: op.key.to_string(),
+                expected,
+                actual: cur.version,
+                reason,
+            };
+            if let Some(v) = op.if_version.or(match op.kind {
+                EncodedKind::Check(v) => Some(v),
+                _ => None,
+            }) {
+                if cur.version != v {
+                    conflicts.push(conflict(v, ConflictReason::VersionMismatch));
+                    continue;
+                }
+            }
+            let new_value = match &op.kind {
+                EncodedKind::Check(_) => {
+                    results.push(result(op, cur.version, false));
+                    continue;
+                }
+                EncodedKind::Delete => {
+                    let existed = cur.value.is_some();
+                    if existed {
+                        cur.value = None;
+                        cur.version = 0;
+                        cur.touched = true;
+                        if !order.contains(&id) {
+                            order.push(id);
+                        }
+                    }
+                    results.push(result(op, 0, existed));
+                    continue;
+                }
+                EncodedKind::Put(v) => v.clone(),
+                EncodedKind::Create(v) => {
+                    if cur.value.is_some() {
+                        conflicts.push(conflict(0, ConflictReason::AlreadyExists));
+                        continue;
+                    }
+                    v.clone()
+                }
+                EncodedKind::Replace(v) => {
+                    if cur.value.is_none() {
+                        conflicts.push(conflict(1, ConflictReason::Missing));
+                        continue;
+                    }
+                    v.clone()
+                }
+                EncodedKind::Patch(p) => {
+                    let Some(existing) = &cur.value else {
+                        conflicts.push(conflict(1, ConflictReason::Missing));
+                        continue;
+                    };
+                    let mut doc: serde_json::Value = serde_json::from_slice(&existing.bytes)
+                        .map_err(|e| Error::InvalidValue(format!("stored value does not parse: {e}")))?;
+                    match p {
+                        Patch::Merge(m) => json_patch::merge(&mut doc, m),
+                        Patch::Json(ops) => json_patch::patch(&mut doc, ops).map_err(|e| Error::PatchFailed {
+                            collection: op.collection.to_string(),
+                            key: op.key.to_string(),
+                            message: e.to_string(),
+                        })?,
+                    }
+                    let v = EncodedValue::new(&doc);
+                    if v.bytes.len() > max_doc_bytes {
+                        return Err(Error::TooLarge {
+                            collection: op.collection.to_string(),
+                            key: op.key.to_string(),
+                            size: v.bytes.len(),
+                            limit: max_doc_bytes,
+                        });
+                    }
+                    v
+                }
+            };
+            if cur.value.is_none() {
+                cur.created_at = ts;
+            }
+            cur.value = Some(new_value);
+            cur.version += 1;
+            cur.schema_version = op.schema_version;
+            cur.touched = true;
+            results.push(result(op, cur.version, true));
+            if !order.contains(&id) {
+                order.push(id);
+            }
+        }
+        if !conflicts.is_empty() {
+            return Err(Error::Conflict(conflicts));
+        }
+        let ops = order
+            .into_iter()
+            .filter_map(|id| {
+                let cur = scratch.get(&id)?;
+                // A document created and deleted inside the same transaction that did not
+                // exist before leaves nothing to log.
+                if cur.value.is_none() && self.get(&id.0, &id.1).is_none() {
+                    return None;
+                }
+                Some(LoggedOp {
+                    collection: id.0,
+                    key: id.1,
+                    prev_lsn: cur.prev_lsn,
+                    doc: cur.value.as_ref().map(|v| WrittenDoc {
+                        version: cur.version,
+                        schema_version: cur.schema_version,
+                        created_at: cur.created_at,
+                        sha256: v.sha256,
+                        value: v.bytes.clone(),
+                    }),
+                })
+            })
+            .collect();
+        Ok(Prepared { record: CommitRecord { lsn, commit_ts: ts, ops }, results })
+    }
+}
+
+fn result(op: &EncodedOp, version: u64, written: bool) -> OpResult {
+    OpResult { collection: op.collection.to_string(), key: op.key.to_string(), version, written }
+}
+
+/// Which documents a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListOptions {
+    /// Only keys starting with this prefix.
+    pub prefix: Option<String>,
+    /// Only keys strictly after this one (the resume cursor).
+    pub start_after: Option<String>,
+    /// Only keys strictly before this one.
+    pub end_before: Option<String>,
+    /// At most this many documents (0 = no limit).
+    pub limit: usize,
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page {
+    /// The documents, in key order.
+    pub docs: Vec<Document>,
+    /// Pass as `start_after` to get the next page; `None` when this is the last page.
+    pub next: Option<String>,
+}
+
+/// Documents and counts of one collection, as the read view sees them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CollectionInfo {
+    /// The collection's name.
+    pub name: String,
+    /// Live documents.
+    pub documents: u64,
+}
+
+/// An immutable, consistent view of the database at one LSN. Reads never block writers and
+/// never see part of a transaction; hold it as long as needed.
+#[derive(Debug, Clone)]
+pub struct ReadView {
+    pub(crate) state: Arc<State>,
+}
+
+impl ReadView {
+    /// LSN of the last commit this view contains.
+    pub fn lsn(&self) -> u64 {
+        self.state.lsn
+    }
+
+    /// Commit time of that commit (0 for an empty database).
+    pub fn commit_ts(&self) -> u64 {
+        self.state.commit_ts
+    }
+
+    /// One document.
+    pub fn get(&self, collection: &str, key: &str) -> Option<Document> {
+        self.state.get(collection, key).cloned()
+    }
+
+    /// Live documents in a collection (0 when it does not exist).
+    pub fn count(&self, collection: &str) -> u64 {
+        self.state.collections.get(collection).map_or(0, |c| c.docs.len() as u64)
+    }
+
+    /// Every collection and its document count, by name.
+    pub fn collections(&self) -> Vec<CollectionInfo> {
+        self.state
+            .collections
+            .iter()
+            .map(|(name, c)| CollectionInfo { name: name.to_string(), documents: c.docs.len() as u64 })
+            .collect()
+    }
+
+    /// Documents of a collection in key order, filtered by prefix and range, one page at a time.
+    pub fn list(&self, collection: &str, opts: &ListOptions) -> Page {
+        let Some(coll) = self.state.collections.get(collection) else {
+            return Page { docs: vec![], next: None };
+        };
+        let prefix = opts.prefix.as_deref().unwrap_or("");
+        let lower = match opts.start_after.as_deref() {
+            Some(after) if after >= prefix => Bound::Excluded(after),
+            _ => Bound::Included(prefix),
+        };
+        let limit = if opts.limit == 0 { usize::MAX } else { opts.limit };
+        let mut docs = vec![];
+        let mut next = None;
+        for (key, doc) in coll.docs.range::<_, str>((lower, Bound::Unbounded)) {
+            if !key.starts_with(prefix) || opts.end_before.as_deref().is_some_and(|e| &**key >= e) {
+                break;
+            }
+            if docs.len() == limit {
+                next = docs.last().map(|d: &Document| d.key.to_string());
+                break;
+            }
+            docs.push(doc.clone());
+        }
+        Page { docs, next }
+    }
+
+    /// Every document of every collection, in (collection, key) order.
+    pub fn iter_all(&self) -> impl Iterator<Item = (&str, &Document)> + '_ {
+        self.state
+            .collections
+            .iter()
+            .flat_map(|(name, c)| c.docs.values().map(move |d| (&**name, d)))
+    }
+}

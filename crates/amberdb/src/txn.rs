@@ -1,0 +1,197 @@
+//! Transactions: an ordered list of operations applied atomically, and what a commit returns.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// How durable a commit must be before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// Acknowledged after `fdatasync`: survives power loss.
+    Sync,
+    /// Acknowledged after the OS write, fsynced at most `max_delay` later: survives a process
+    /// crash, may lose the last `max_delay` of commits on power loss.
+    Buffered {
+        /// Longest time a commit may stay unsynced.
+        max_delay: Duration,
+    },
+}
+
+/// A patch to apply to a document's current value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Patch {
+    /// RFC 7396 JSON Merge Patch.
+    Merge(serde_json::Value),
+    /// RFC 6902 JSON Patch.
+    Json(json_patch::Patch),
+}
+
+/// What a write operation does.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteKind {
+    /// Create or overwrite.
+    Put(serde_json::Value),
+    /// Create; fails if the document exists.
+    Create(serde_json::Value),
+    /// Overwrite; fails if the document is missing.
+    Replace(serde_json::Value),
+    /// Patch the current value; fails if the document is missing.
+    Patch(Patch),
+    /// Delete; deleting a missing document is a no-op unless `if_version` says otherwise.
+    Delete,
+}
+
+/// A write to one document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Write {
+    /// Target collection.
+    pub collection: String,
+    /// Target key.
+    pub key: String,
+    /// What to do.
+    pub kind: WriteKind,
+    /// Required current version (0 = must not exist).
+    pub if_version: Option<u64>,
+    /// Schema version of the written value (default 1).
+    pub schema_version: Option<u32>,
+}
+
+impl Write {
+    /// Requires the document to be at `version` (0 = must not exist) when the transaction commits.
+    pub fn if_version(&mut self, version: u64) -> &mut Self {
+        self.if_version = Some(version);
+        self
+    }
+
+    /// Declares the schema version of the written value.
+    pub fn schema_version(&mut self, version: u32) -> &mut Self {
+        self.schema_version = Some(version);
+        self
+    }
+}
+
+/// One operation of a transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// A write.
+    Write(Write),
+    /// A precondition on a document's version (0 = must not exist), writing nothing.
+    Check {
+        /// Collection of the document.
+        collection: String,
+        /// Key of the document.
+        key: String,
+        /// Required version.
+        version: u64,
+    },
+}
+
+/// An ordered list of operations applied all-or-nothing.
+///
+/// ```
+/// # use amberdb::Transaction;
+/// # use serde_json::json;
+/// let mut tx = Transaction::new();
+/// tx.check("parties", "p9", 4);
+/// tx.put("players", "alice", json!({"hp": 10})).if_version(2);
+/// tx.delete("invites", "alice->p9");
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transaction {
+    /// The operations, in order.
+    pub ops: Vec<Op>,
+    /// Durability for this transaction; `None` uses the database default.
+    pub durability: Option<Durability>,
+}
+
+impl Transaction {
+    /// An empty transaction.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets this transaction's durability.
+    pub fn durability(&mut self, durability: Durability) -> &mut Self {
+        self.durability = Some(durability);
+        self
+    }
+
+    fn write(&mut self, collection: &str, key: &str, kind: WriteKind) -> &mut Write {
+        self.ops.push(Op::Write(Write {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            kind,
+            if_version: None,
+            schema_version: None,
+        }));
+        match self.ops.last_mut() {
+            Some(Op::Write(w)) => w,
+            _ => unreachable!("a write was just pushed"),
+        }
+    }
+
+    /// Creates or overwrites a document.
+    pub fn put(&mut self, collection: &str, key: &str, value: serde_json::Value) -> &mut Write {
+        self.write(collection, key, WriteKind::Put(value))
+    }
+
+    /// Creates a document; the transaction fails if it exists.
+    pub fn create(&mut self, collection: &str, key: &str, value: serde_json::Value) -> &mut Write {
+        self.write(collection, key, WriteKind::Create(value))
+    }
+
+    /// Overwrites a document; the transaction fails if it is missing.
+    pub fn replace(&mut self, collection: &str, key: &str, value: serde_json::Value) -> &mut Write {
+        self.write(collection, key, WriteKind::Replace(value))
+    }
+
+    /// Applies an RFC 7396 merge patch or RFC 6902 JSON Patch to an existing document.
+    pub fn patch(&mut self, collection: &str, key: &str, patch: Patch) -> &mut Write {
+        self.write(collection, key, WriteKind::Patch(patch))
+    }
+
+    /// Deletes a document.
+    pub fn delete(&mut self, collection: &str, key: &str) -> &mut Write {
+        self.write(collection, key, WriteKind::Delete)
+    }
+
+    /// Requires a document to be at `version` (0 = must not exist).
+    pub fn check(&mut self, collection: &str, key: &str, version: u64) -> &mut Self {
+        self.ops.push(Op::Check {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            version,
+        });
+        self
+    }
+
+    /// True when the transaction has no operations.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+}
+
+/// The outcome of one operation of a committed transaction.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct OpResult {
+    /// Collection of the document.
+    pub collection: String,
+    /// Key of the document.
+    pub key: String,
+    /// The document's version after the operation (0 when deleted or absent).
+    pub version: u64,
+    /// Whether the operation changed anything (`false` for checks and no-op deletes).
+    pub written: bool,
+}
+
+/// What a successful commit returns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Committed {
+    /// LSN of the commit, or the current LSN when the transaction wrote nothing.
+    pub lsn: u64,
+    /// Commit time, microseconds since the Unix epoch.
+    pub commit_ts: u64,
+    /// One result per operation, in order.
+    pub results: Vec<OpResult>,
+}
