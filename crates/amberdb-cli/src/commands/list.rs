@@ -1,0 +1,40 @@
+//! `amberdb list`: a page of a collection's documents in key order.
+
+use amberdb::ListOptions;
+
+use super::{print_json, DataArgs};
+use crate::exit::CliResult;
+
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Pages: pass the printed \"next\" value as --start-after to get the next page.")]
+pub struct Args {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Collection name.
+    pub collection: String,
+    /// Only keys starting with this prefix.
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Only keys after this one (the resume cursor).
+    #[arg(long, value_name = "KEY")]
+    pub start_after: Option<String>,
+    /// Only keys before this one.
+    #[arg(long, value_name = "KEY")]
+    pub end_before: Option<String>,
+    /// At most this many documents.
+    #[arg(long, default_value_t = 100)]
+    pub limit: usize,
+}
+
+pub fn run(a: Args) -> CliResult {
+    amberdb::validate_collection(&a.collection)?;
+    let db = a.data.open()?;
+    let page = db.list(
+        &a.collection,
+        &ListOptions { prefix: a.prefix, start_after: a.start_after, end_before: a.end_before, limit: a.limit },
+    );
+    db.close()?;
+    let docs: Vec<_> = page.docs.iter().map(|d| d.envelope(&a.collection)).collect();
+    print_json(&serde_json::json!({ "documents": docs, "next": page.next }));
+    Ok(())
+}

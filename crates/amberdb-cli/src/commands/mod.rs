@@ -1,0 +1,67 @@
+//! One module per `amberdb` command, plus the argument pieces they share.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod delete;
+pub mod get;
+pub mod list;
+pub mod put;
+pub mod stats;
+pub mod verify;
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use amberdb::{Db, Durability};
+
+use crate::exit::CliError;
+
+/// `--data DIR`, shared by every command that opens a data directory.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// The data directory.
+    #[arg(long, env = "AMBERDB_DATA", value_name = "DIR")]
+    pub data: PathBuf,
+}
+
+impl DataArgs {
+    pub fn open(&self) -> Result<Db, CliError> {
+        Ok(Db::open(&self.data)?)
+    }
+}
+
+/// Durability choice on the command line.
+#[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DurabilityArg {
+    /// Acknowledge after fdatasync (survives power loss).
+    Sync,
+    /// Acknowledge after the OS write; fsync within 10 ms (survives a process crash).
+    Buffered,
+}
+
+impl DurabilityArg {
+    pub fn to_durability(self) -> Durability {
+        match self {
+            DurabilityArg::Sync => Durability::Sync,
+            DurabilityArg::Buffered => amberdb::buffered(std::time::Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Parses a JSON value from an argument, or from stdin when it is `-` or absent.
+pub fn read_json(arg: Option<&str>) -> Result<serde_json::Value, CliError> {
+    let text = match arg {
+        Some(s) if s != "-" => s.to_owned(),
+        _ => {
+            let mut s = String::new();
+            std::io::stdin().read_to_string(&mut s)?;
+            s
+        }
+    };
+    serde_json::from_str(&text).map_err(|e| CliError::usage(format!("value is not valid JSON: {e}")))
+}
+
+/// Prints a JSON value on stdout, pretty when `pretty`.
+pub fn print_json(v: &serde_json::Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
