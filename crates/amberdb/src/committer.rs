@@ -27,6 +27,9 @@ pub(crate) enum Msg {
     Commit { ops: Vec<EncodedOp>, durability: Durability, reply: Reply<Committed> },
     /// Make everything written so far durable; replies with the durable LSN.
     Sync { reply: Reply<u64> },
+    /// Seal the active segment so every commit so far can be archived; replies with the last
+    /// sealed LSN.
+    Roll { reply: Reply<u64> },
     /// Finish queued work, sync, and stop.
     Shutdown { reply: Reply<()> },
 }
@@ -152,6 +155,7 @@ impl Committer {
         let mut acks: Vec<(Reply<Committed>, Committed)> = vec![];
         let mut refusals: Vec<(Reply<Committed>, Error)> = vec![];
         let mut sync_waiters = vec![];
+        let mut roll_waiters = vec![];
         let mut shutdown = None;
         let mut need_sync = false;
         let mut max_delay: Option<Duration> = None;
@@ -188,6 +192,10 @@ impl Committer {
                     need_sync = true;
                     sync_waiters.push(reply);
                 }
+                Msg::Roll { reply } => {
+                    need_sync = true;
+                    roll_waiters.push(reply);
+                }
                 Msg::Shutdown { reply } => {
                     need_sync = true;
                     shutdown = Some(reply);
@@ -206,7 +214,7 @@ impl Committer {
                     c.log_bytes_written.fetch_add(frames.len() as u64, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    let cause = format!("write to commit log {} failed: {e}", self.log_path());
+                    let cause = format!("write to commit log {} failed: {e}", self.log.active_path().display());
                     self.shared.poison(cause.clone());
                     failure = Some(Error::Poisoned { cause });
                 }
@@ -222,6 +230,13 @@ impl Committer {
                 self.sync_deadline = Some(self.sync_deadline.map_or(deadline, |x| x.min(deadline)));
             }
         }
+        if failure.is_none() && !roll_waiters.is_empty() {
+            if let Err(e) = self.log.seal_active(self.next_lsn) {
+                let cause = format!("sealing log segment {} failed: {e}", self.log.active_path().display());
+                self.shared.poison(cause.clone());
+                failure = Some(Error::Poisoned { cause });
+            }
+        }
         match &failure {
             None => {
                 if !frames.is_empty() {
@@ -233,6 +248,9 @@ impl Committer {
                 for reply in sync_waiters {
                     let _ = reply.send(Ok(self.durable_lsn));
                 }
+                for reply in roll_waiters {
+                    let _ = reply.send(Ok(self.durable_lsn));
+                }
             }
             Some(e) => {
                 let cause = match e {
@@ -242,7 +260,7 @@ impl Committer {
                 for (reply, _) in acks {
                     let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
                 }
-                for reply in sync_waiters {
+                for reply in sync_waiters.into_iter().chain(roll_waiters) {
                     let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
                 }
             }
@@ -268,9 +286,5 @@ impl Committer {
             }
             None => false,
         }
-    }
-
-    fn log_path(&self) -> String {
-        format!("segment of size {}", self.log.active_len())
     }
 }

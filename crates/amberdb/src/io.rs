@@ -115,6 +115,17 @@ impl DataFile {
     }
 }
 
+/// Lets encoders stream into a data file; every write still passes the fault injector.
+impl Write for DataFile {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_all(buf)?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 /// Fsyncs a directory so that creations, renames and removals in it are durable.
 pub(crate) fn sync_dir(dir: &Path, faults: &Faults) -> io::Result<()> {
     match faults.check(IoOp::Sync { path: dir }) {

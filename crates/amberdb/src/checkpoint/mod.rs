@@ -147,16 +147,16 @@ fn decode_header(bytes: &[u8]) -> Result<CheckpointHeader, String> {
     Ok(CheckpointHeader { format_version, lsn, commit_ts, doc_count, entry_count, compression })
 }
 
-/// Streams blocks to a file while hashing them.
-struct BlockWriter<'a> {
-    out: &'a mut DataFile,
+/// Streams blocks to a sink while hashing them.
+struct BlockWriter<'a, W: std::io::Write> {
+    out: &'a mut W,
     hasher: sha2::Sha256,
     body_len: u64,
     raw: Vec<u8>,
     level: i32,
 }
 
-impl BlockWriter<'_> {
+impl<W: std::io::Write> BlockWriter<'_, W> {
     fn flush_block(&mut self) -> std::io::Result<()> {
         if self.raw.is_empty() {
             return Ok(());
@@ -183,6 +183,57 @@ impl BlockWriter<'_> {
     }
 }
 
+/// Encodes `state` in the checkpoint format into `out`, streaming block by block. `level` is
+/// the zstd level for blocks; 0 stores them uncompressed. Returns the bytes written.
+pub(crate) fn encode_to<W: std::io::Write>(state: &State, level: i32, out: &mut W) -> std::io::Result<u64> {
+    let entry_count = state
+        .collections
+        .values()
+        .map(|c| 1 + c.docs.len() as u64 + c.tombstones.len() as u64)
+        .sum();
+    let compression = if level > 0 { COMPRESSION_ZSTD } else { COMPRESSION_NONE };
+    let header = encode_header(state, entry_count, compression);
+    out.write_all(&header)?;
+    let mut w = BlockWriter { out, hasher: sha2::Sha256::new(), body_len: 0, raw: Vec::with_capacity(BLOCK_TARGET * 2), level };
+    for (name, coll) in state.collections.iter() {
+        w.entry(|b| {
+            b.put_u8(ENTRY_COLLECTION);
+            put_str16(b, name);
+        })?;
+        for (key, doc) in coll.docs.iter() {
+            w.entry(|b| {
+                b.put_u8(ENTRY_DOCUMENT);
+                put_str16(b, name);
+                put_str16(b, key);
+                b.put_u64(doc.meta.version);
+                b.put_u32(doc.meta.schema_version);
+                b.put_u64(doc.meta.created_at);
+                b.put_u64(doc.meta.updated_at);
+                b.put_u64(doc.meta.lsn);
+                b.extend_from_slice(&doc.meta.sha256);
+                b.put_u32(doc.value.len() as u32);
+                b.extend_from_slice(&doc.value);
+            })?;
+        }
+        for (key, lsn) in coll.tombstones.iter() {
+            w.entry(|b| {
+                b.put_u8(ENTRY_TOMBSTONE);
+                put_str16(b, name);
+                put_str16(b, key);
+                b.put_u64(*lsn);
+            })?;
+        }
+    }
+    w.flush_block()?;
+    let mut trailer = Vec::with_capacity(TRAILER_LEN);
+    trailer.put_u64(w.body_len);
+    trailer.extend_from_slice(&w.hasher.clone().finalize());
+    trailer.extend_from_slice(&CHECKPOINT_END_MAGIC);
+    let size = HEADER_LEN as u64 + w.body_len + TRAILER_LEN as u64;
+    w.out.write_all(&trailer)?;
+    Ok(size)
+}
+
 /// Writes `state` as `dir/<lsn>.ckpt`: temp file, fsync, rename, fsync of the directory.
 /// `level` is the zstd level; 0 stores blocks uncompressed. Returns the path and size.
 pub(crate) fn write(dir: &Path, state: &State, level: i32, faults: &Faults) -> std::io::Result<(PathBuf, u64)> {
@@ -191,51 +242,7 @@ pub(crate) fn write(dir: &Path, state: &State, level: i32, faults: &Faults) -> s
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let mut out = DataFile::new(File::create(&tmp)?, tmp.clone(), faults.clone());
-        let entry_count = state
-            .collections
-            .values()
-            .map(|c| 1 + c.docs.len() as u64 + c.tombstones.len() as u64)
-            .sum();
-        let compression = if level > 0 { COMPRESSION_ZSTD } else { COMPRESSION_NONE };
-        let header = encode_header(state, entry_count, compression);
-        out.write_all(&header)?;
-        let mut w = BlockWriter { out: &mut out, hasher: sha2::Sha256::new(), body_len: 0, raw: Vec::with_capacity(BLOCK_TARGET * 2), level };
-        for (name, coll) in state.collections.iter() {
-            w.entry(|b| {
-                b.put_u8(ENTRY_COLLECTION);
-                put_str16(b, name);
-            })?;
-            for (key, doc) in coll.docs.iter() {
-                w.entry(|b| {
-                    b.put_u8(ENTRY_DOCUMENT);
-                    put_str16(b, name);
-                    put_str16(b, key);
-                    b.put_u64(doc.meta.version);
-                    b.put_u32(doc.meta.schema_version);
-                    b.put_u64(doc.meta.created_at);
-                    b.put_u64(doc.meta.updated_at);
-                    b.put_u64(doc.meta.lsn);
-                    b.extend_from_slice(&doc.meta.sha256);
-                    b.put_u32(doc.value.len() as u32);
-                    b.extend_from_slice(&doc.value);
-                })?;
-            }
-            for (key, lsn) in coll.tombstones.iter() {
-                w.entry(|b| {
-                    b.put_u8(ENTRY_TOMBSTONE);
-                    put_str16(b, name);
-                    put_str16(b, key);
-                    b.put_u64(*lsn);
-                })?;
-            }
-        }
-        w.flush_block()?;
-        let mut trailer = Vec::with_capacity(TRAILER_LEN);
-        trailer.put_u64(w.body_len);
-        trailer.extend_from_slice(&w.hasher.clone().finalize());
-        trailer.extend_from_slice(&CHECKPOINT_END_MAGIC);
-        let size = HEADER_LEN as u64 + w.body_len + TRAILER_LEN as u64;
-        out.write_all(&trailer)?;
+        let size = encode_to(state, level, &mut out)?;
         out.sync_all()?;
         std::fs::rename(&tmp, &path)?;
         sync_dir(dir, faults)?;

@@ -122,9 +122,18 @@ impl CommitLog {
         self.file.sync_data()
     }
 
-    /// Size of the active segment.
-    pub(crate) fn active_len(&self) -> u64 {
-        self.len
+    /// Seals the active segment (if it holds any commit) and starts a new one at `next_lsn`,
+    /// so every commit so far is in a sealed segment (backups archive sealed segments only).
+    pub(crate) fn seal_active(&mut self, next_lsn: u64) -> std::io::Result<()> {
+        if self.last_lsn >= self.first_lsn {
+            self.roll(next_lsn)?;
+        }
+        Ok(())
+    }
+
+    /// Path of the active segment.
+    pub(crate) fn active_path(&self) -> &Path {
+        self.file.path()
     }
 
     /// Seals the active segment and starts a new one at `next_lsn`.
