@@ -1,0 +1,432 @@
+//! The JSON shapes of API v1 that are more than a document value: transactions, listings,
+//! write results, status. They derive their OpenAPI schemas, and the CLI reuses them so that
+//! `amberdb txn --data` and `POST /v1/txn` accept exactly the same document.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::ToSchema;
+
+/// `POST /v1/txn`: operations applied all-or-nothing, in order.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TxnRequest {
+    /// The operations (at least one).
+    pub ops: Vec<TxnOp>,
+}
+
+/// One operation of a transaction. Writes may carry `if_version` (0 = must not exist).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TxnOp {
+    /// Create or overwrite.
+    Put {
+        /// Collection.
+        collection: String,
+        /// Key.
+        key: String,
+        /// The new value (any JSON).
+        value: Value,
+        /// Required current version (0 = must not exist).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_version: Option<u64>,
+        /// Schema version of the value (default 1).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
+        schema_version: Option<u32>,
+    },
+    /// Create; fails if the document exists.
+    Create {
+        /// Collection.
+        collection: String,
+        /// Key.
+        key: String,
+        /// The value.
+        value: Value,
+        /// Required current version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_version: Option<u64>,
+        /// Schema version of the value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
+        schema_version: Option<u32>,
+    },
+    /// Overwrite; fails if the document is missing.
+    Replace {
+        /// Collection.
+        collection: String,
+        /// Key.
+        key: String,
+        /// The value.
+        value: Value,
+        /// Required current version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_version: Option<u64>,
+        /// Schema version of the value.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
+        schema_version: Option<u32>,
+    },
+    /// Patch an existing document: exactly one of `merge_patch` (RFC 7396) or `json_patch`
+    /// (RFC 6902, an array of operations).
+    Patch {
+        /// Collection.
+        collection: String,
+        /// Key.
+        key: String,
+        /// RFC 7396 merge patch.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        merge_patch: Option<Value>,
+        /// RFC 6902 JSON Patch operations.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Vec<Object>)]
+        json_patch: Option<Value>,
+        /// Required current version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_version: Option<u64>,
+        /// Schema version of the result.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
+        schema_version: Option<u32>,
+    },
+    /// Delete (a missing document is a no-op unless `if_version` says otherwise).
+    Delete {
+        /// Collection.
+        collection: String,
+        /// Key.
+        key: String,
+        /// Required current version.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_version: Option<u64>,
+    },
+    /// Require a document to be at `version` (0 = must not exist); writes nothing.
+    Check {
+        /// Collection.
+        collection: String,
+        /// Key.
+        key: String,
+        /// Required version.
+        version: u64,
+    },
+}
+
+impl TxnOp {
+    /// The collection the operation touches.
+    pub fn collection(&self) -> &str {
+        match self {
+            TxnOp::Put { collection, .. }
+            | TxnOp::Create { collection, .. }
+            | TxnOp::Replace { collection, .. }
+            | TxnOp::Patch { collection, .. }
+            | TxnOp::Delete { collection, .. }
+            | TxnOp::Check { collection, .. } => collection,
+        }
+    }
+
+    /// True for every operation but `check`.
+    pub fn is_write(&self) -> bool {
+        !matches!(self, TxnOp::Check { .. })
+    }
+}
+
+impl TxnRequest {
+    /// Builds the engine transaction, or says which operation is malformed.
+    pub fn to_transaction(&self) -> Result<amberdb::Transaction, String> {
+        if self.ops.is_empty() {
+            return Err("a transaction needs at least one operation in \"ops\"".into());
+        }
+        let mut tx = amberdb::Transaction::new();
+        for (i, op) in self.ops.iter().enumerate() {
+            let (w, if_version, schema_version) = match op {
+                TxnOp::Put { collection, key, value, if_version, schema_version } => {
+                    (tx.put(collection, key, value.clone()), *if_version, *schema_version)
+                }
+                TxnOp::Create { collection, key, value, if_version, schema_version } => {
+                    (tx.create(collection, key, value.clone()), *if_version, *schema_version)
+                }
+                TxnOp::Replace { collection, key, value, if_version, schema_version } => {
+                    (tx.replace(collection, key, value.clone()), *if_version, *schema_version)
+                }
+                TxnOp::Patch { collection, key, merge_patch, json_patch, if_version, schema_version } => {
+                    let patch = match (merge_patch, json_patch) {
+                        (Some(m), None) => amberdb::Patch::Merge(m.clone()),
+                        (None, Some(j)) => amberdb::Patch::Json(
+                            serde_json::from_value(j.clone()).map_err(|e| format!("ops[{i}].json_patch is not an RFC 6902 patch: {e}"))?,
+                        ),
+                        _ => return Err(format!("ops[{i}]: a patch needs exactly one of merge_patch or json_patch")),
+                    };
+                    (tx.patch(collection, key, patch), *if_version, *schema_version)
+                }
+                TxnOp::Delete { collection, key, if_version } => (tx.delete(collection, key), *if_version, None),
+                TxnOp::Check { collection, key, version } => {
+                    tx.check(collection, key, *version);
+                    continue;
+                }
+            };
+            if let Some(v) = if_version {
+                w.if_version(v);
+            }
+            if let Some(v) = schema_version {
+                if v == 0 {
+                    return Err(format!("ops[{i}].schema_version must be a positive integer"));
+                }
+                w.schema_version(v);
+            }
+        }
+        Ok(tx)
+    }
+}
+
+/// The outcome of one operation of a committed transaction.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct OpResultBody {
+    /// Collection.
+    pub collection: String,
+    /// Key.
+    pub key: String,
+    /// Version after the operation (0 when deleted or absent).
+    pub version: u64,
+    /// Whether the operation changed anything (false for checks and no-op deletes).
+    pub written: bool,
+}
+
+/// A committed transaction.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TxnResponse {
+    /// LSN of the commit (the current LSN when nothing was written).
+    pub lsn: u64,
+    /// Commit time, microseconds since the Unix epoch.
+    pub commit_ts: u64,
+    /// One result per operation, in order.
+    pub results: Vec<OpResultBody>,
+}
+
+impl From<amberdb::Committed> for TxnResponse {
+    fn from(c: amberdb::Committed) -> Self {
+        TxnResponse {
+            lsn: c.lsn,
+            commit_ts: c.commit_ts,
+            results: c
+                .results
+                .into_iter()
+                .map(|r| OpResultBody { collection: r.collection, key: r.key, version: r.version, written: r.written })
+                .collect(),
+        }
+    }
+}
+
+/// The result of a PUT, PATCH or DELETE of one document.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct WriteResult {
+    /// Collection.
+    pub collection: String,
+    /// Key.
+    pub key: String,
+    /// The document's version now (0 after a delete).
+    pub version: u64,
+    /// LSN of the commit.
+    pub lsn: u64,
+    /// Schema version of the stored value (absent after a delete).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_version: Option<u32>,
+    /// True when this write created the document.
+    pub created: bool,
+    /// True after a delete.
+    pub deleted: bool,
+}
+
+/// A document with its metadata (`?meta=true`, listings and exports).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct Envelope {
+    /// Collection.
+    pub collection: String,
+    /// Key.
+    pub key: String,
+    /// The value (any JSON).
+    pub value: Value,
+    /// 1 on create, +1 on every write.
+    pub version: u64,
+    /// Schema version of the value.
+    pub schema_version: u32,
+    /// Creation time, RFC 3339 UTC.
+    pub created_at: String,
+    /// Last write time, RFC 3339 UTC.
+    pub updated_at: String,
+    /// Creation time, microseconds since the Unix epoch.
+    pub created_at_us: u64,
+    /// Last write time, microseconds since the Unix epoch.
+    pub updated_at_us: u64,
+    /// LSN of the last write.
+    pub lsn: u64,
+    /// SHA-256 of the stored canonical JSON, hex.
+    pub sha256: String,
+}
+
+/// A page of a listing.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ListResponse {
+    /// Documents in key order.
+    pub documents: Vec<Envelope>,
+    /// Pass as `start_after` for the next page; null on the last page.
+    pub next: Option<String>,
+}
+
+/// A collection and its document count.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionSummary {
+    /// Name.
+    pub name: String,
+    /// Live documents.
+    pub documents: u64,
+}
+
+/// `GET /v1/collections`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionsResponse {
+    /// Collections the caller may read, by name.
+    pub collections: Vec<CollectionSummary>,
+}
+
+/// A collection's spec. Until the engine stores specs, every collection has the default one.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionSpec {
+    /// Current schema version of the collection.
+    pub schema_version: u32,
+}
+
+/// `GET /v1/collections/{c}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CollectionResponse {
+    /// Name.
+    pub name: String,
+    /// Live documents.
+    pub documents: u64,
+    /// LSN of the view the count was taken from.
+    pub lsn: u64,
+    /// The collection's spec.
+    pub spec: CollectionSpec,
+}
+
+/// `GET /v1/admin/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StatusResponse {
+    /// Server version.
+    pub version: String,
+    /// Seconds since the server started.
+    pub uptime_s: u64,
+    /// The data directory.
+    pub data: String,
+    /// LSN of the newest published commit.
+    pub lsn: u64,
+    /// Highest LSN on stable storage.
+    pub durable_lsn: u64,
+    /// Commits since open.
+    pub commits: u64,
+    /// Log fsyncs since open.
+    pub fsyncs: u64,
+    /// Commits made durable per fsync (group commit factor).
+    pub commits_per_fsync: f64,
+    /// Log segments on disk.
+    pub log_segments: u64,
+    /// Bytes of log on disk.
+    pub log_bytes: u64,
+    /// Checkpoint files on disk.
+    pub checkpoints: u64,
+    /// Bytes of checkpoints on disk.
+    pub checkpoint_bytes: u64,
+    /// LSN of the newest checkpoint.
+    pub last_checkpoint_lsn: Option<u64>,
+    /// Time and id of the newest backup; null until backups exist.
+    
+    pub last_backup: Option<Value>,
+    /// Why the database is poisoned, or null.
+    pub poisoned: Option<String>,
+    /// True while a graceful shutdown is draining requests.
+    pub shutting_down: bool,
+    /// Collections and their document counts.
+    pub collections: Vec<CollectionSummary>,
+}
+
+/// `POST /v1/admin/checkpoint`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct CheckpointResponse {
+    /// The checkpoint file.
+    pub path: String,
+    /// LSN it covers.
+    pub lsn: u64,
+    /// Its size in bytes.
+    pub bytes: u64,
+    /// False when the newest checkpoint was already current.
+    pub written: bool,
+    /// Log segments removed because no kept checkpoint needs them.
+    pub segments_removed: u64,
+}
+
+/// One problem found by verify.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ProblemBody {
+    /// The file (or `<memory>`).
+    pub file: String,
+    /// Byte offset, when there is one.
+    pub offset: Option<u64>,
+    /// What is wrong.
+    pub detail: String,
+}
+
+/// `POST /v1/admin/verify`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct VerifyResponse {
+    /// True when no problem was found.
+    pub clean: bool,
+    /// Log segments read.
+    pub segments: u64,
+    /// Seals checked.
+    pub seals: u64,
+    /// Commits whose CRC was checked.
+    pub commits: u64,
+    /// Checkpoints read.
+    pub checkpoints: u64,
+    /// Documents whose SHA-256 was checked.
+    pub documents_checked: u64,
+    /// A torn tail left by a crash (normal; the next open cuts it), as "file:offset".
+    pub torn_tail: Option<String>,
+    /// Every problem found.
+    pub problems: Vec<ProblemBody>,
+}
+
+/// `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HealthResponse {
+    /// `ok`.
+    pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transactions_parse_every_op_kind() {
+        let req: TxnRequest = serde_json::from_value(serde_json::json!({"ops": [
+            {"op": "check", "collection": "parties", "key": "p9", "version": 4},
+            {"op": "put", "collection": "players", "key": "alice", "value": {"hp": 10}, "if_version": 2},
+            {"op": "create", "collection": "events", "key": "e1", "value": 1, "schema_version": 2},
+            {"op": "replace", "collection": "players", "key": "bob", "value": null},
+            {"op": "patch", "collection": "players", "key": "bob", "merge_patch": {"hp": 3}},
+            {"op": "patch", "collection": "players", "key": "bob", "json_patch": [{"op": "add", "path": "/x", "value": 1}]},
+            {"op": "delete", "collection": "invites", "key": "i1"}
+        ]}))
+        .expect("parses");
+        let tx = req.to_transaction().expect("valid");
+        assert_eq!(tx.ops.len(), 7);
+    }
+
+    #[test]
+    fn malformed_transactions_are_refused_with_the_op_index() {
+        let bad = |v: serde_json::Value| serde_json::from_value::<TxnRequest>(v).map_err(|e| e.to_string()).and_then(|r| r.to_transaction());
+        assert!(bad(serde_json::json!({"ops": []})).is_err());
+        assert!(bad(serde_json::json!({"ops": [{"op": "frobnicate", "collection": "a", "key": "b"}]})).is_err());
+        assert!(bad(serde_json::json!({"ops": [{"op": "put", "collection": "a", "key": "b", "value": 1, "typo": 2}]})).is_err());
+        let e = bad(serde_json::json!({"ops": [{"op": "delete", "collection": "a", "key": "b"}, {"op": "patch", "collection": "a", "key": "b"}]})).expect_err("no patch");
+        assert!(e.contains("ops[1]"), "{e}");
+    }
+}

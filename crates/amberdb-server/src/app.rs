@@ -1,0 +1,173 @@
+//! The router and the middleware every request passes through, outermost first:
+//! panic catching (a bug answers 500 JSON, never a dropped connection), metrics, the shutdown
+//! gate, authentication, then for `/v1` the concurrency limit and the request deadline.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use tokio::sync::Semaphore;
+
+use crate::auth::{hash_token, Principal, TokenEntry};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::routes;
+
+/// Everything a handler needs, shared by all requests.
+pub struct AppState {
+    /// The engine.
+    pub db: amberdb::Db,
+    /// The configuration the server started with.
+    pub config: Config,
+    /// Request counters and histograms.
+    pub metrics: Metrics,
+    /// Token hash to token entry.
+    tokens: HashMap<[u8; 32], Arc<TokenEntry>>,
+    /// Set when a graceful shutdown starts.
+    pub shutting_down: AtomicBool,
+    /// When the server started.
+    pub started: Instant,
+    limit: Arc<Semaphore>,
+}
+
+impl AppState {
+    /// State for a database and configuration.
+    pub fn new(db: amberdb::Db, config: Config) -> Self {
+        let tokens = config.tokens.iter().map(|t| (t.sha256, Arc::new(t.clone()))).collect();
+        let limit = Arc::new(Semaphore::new(config.concurrency));
+        AppState { db, config, metrics: Metrics::default(), tokens, shutting_down: AtomicBool::new(false), started: Instant::now(), limit }
+    }
+
+    /// True once a graceful shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// Shared state handle.
+pub type Shared = Arc<AppState>;
+
+/// Runs blocking engine work on tokio's blocking pool.
+pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("engine task failed: {e}")))
+}
+
+/// Builds the complete application.
+pub fn router(state: Shared) -> Router {
+    let api = Router::new()
+        .route("/v1/collections", get(routes::collections::list_collections))
+        .route("/v1/collections/{collection}", get(routes::collections::get_collection))
+        .route("/v1/collections/{collection}/docs", get(routes::documents::list_docs))
+        .route("/v1/collections/{collection}/export", get(routes::documents::export))
+        .route(
+            "/v1/collections/{collection}/docs/{key}",
+            get(routes::documents::get_doc)
+                .put(routes::documents::put_doc)
+                .patch(routes::documents::patch_doc)
+                .delete(routes::documents::delete_doc),
+        )
+        .route("/v1/txn", post(routes::txn::commit))
+        .route("/v1/admin/status", get(routes::admin::status))
+        .route("/v1/admin/checkpoint", post(routes::admin::checkpoint))
+        .route("/v1/admin/verify", post(routes::admin::verify))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_and_deadline));
+
+    Router::new()
+        .merge(api)
+        .route("/healthz", get(routes::probes::healthz))
+        .route("/readyz", get(routes::probes::readyz))
+        .route("/metrics", get(routes::probes::metrics))
+        .route("/openapi.json", get(routes::probes::openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), gate))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
+            ApiError::internal("the server hit a bug while handling this request").into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", format!("no route for {}; see /openapi.json", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
+}
+
+/// Counts every request by route template and status, with its latency.
+async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = req.method().as_str().to_owned();
+    let start = Instant::now();
+    let resp = next.run(req).await;
+    state.metrics.observe(&route, &method, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// During a graceful shutdown, new API requests on still-open connections are turned away
+/// with 503 (probes keep answering so orchestrators can see the drain).
+async fn gate(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    if state.is_shutting_down() && req.uri().path().starts_with("/v1/") {
+        return ApiError::shutting_down().into_response();
+    }
+    next.run(req).await
+}
+
+/// Resolves the bearer token to a [`Principal`]; 401 when tokens are configured and the
+/// request has none or an unknown one. Probes and the OpenAPI document are public.
+async fn authenticate(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    let public = matches!(path, "/healthz" | "/readyz" | "/openapi.json");
+    let principal = if state.tokens.is_empty() {
+        Principal::Anyone
+    } else {
+        let token = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim);
+        match token.and_then(|t| state.tokens.get(&hash_token(t))) {
+            Some(entry) => Principal::Token(entry.clone()),
+            None if public => Principal::Anyone,
+            None => {
+                let why = if token.is_some() { "the bearer token is not valid" } else { "this server requires Authorization: Bearer <token>" };
+                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response();
+            }
+        }
+    };
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// Bounds how many API requests run at once and how long each may take. Waiting for a slot
+/// counts against the deadline, so a overloaded server answers 503 instead of queueing forever.
+async fn limit_and_deadline(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let deadline = state.config.request_timeout;
+    let limit = state.limit.clone();
+    let work = async move {
+        let _permit = limit.acquire_owned().await;
+        next.run(req).await
+    };
+    match tokio::time::timeout(deadline, work).await {
+        Ok(resp) => resp,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            format!("the request did not finish within {} ms; a write may still have committed, so re-read before retrying", deadline.as_millis()),
+        )
+        .into_response(),
+    }
+}

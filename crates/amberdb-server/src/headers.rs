@@ -1,0 +1,146 @@
+//! The request and response headers of API v1: entity tags (`ETag` = document version),
+//! `If-Match`, `If-None-Match`, `Amber-Durability`, `Amber-Schema-Version`, content types.
+
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue};
+
+use crate::config::Config;
+use crate::error::ApiError;
+
+/// Durability of this request: `sync` or `buffered`.
+pub const DURABILITY: HeaderName = HeaderName::from_static("amber-durability");
+/// Schema version of a written value (request) or the stored value (response).
+pub const SCHEMA_VERSION: HeaderName = HeaderName::from_static("amber-schema-version");
+/// The document's version.
+pub const VERSION: HeaderName = HeaderName::from_static("amber-version");
+/// LSN of the document's last write (or of the commit, on writes).
+pub const LSN: HeaderName = HeaderName::from_static("amber-lsn");
+
+/// A parsed `If-Match` or `If-None-Match` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Condition {
+    /// `*`: any current document.
+    Any,
+    /// A list of versions. Tags that are not versions are kept as `None`: they never match.
+    Versions(Vec<Option<u64>>),
+}
+
+impl Condition {
+    /// True when the document at `version` (0 = missing) satisfies the condition.
+    pub fn matches(&self, version: u64) -> bool {
+        match self {
+            Condition::Any => version != 0,
+            Condition::Versions(vs) => version != 0 && vs.contains(&Some(version)),
+        }
+    }
+}
+
+/// The `ETag` value for a version.
+pub fn etag(version: u64) -> HeaderValue {
+    // Digits and quotes are always a valid header value.
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+}
+
+fn parse_condition(headers: &HeaderMap, name: HeaderName) -> Result<Option<Condition>, ApiError> {
+    let mut tags = vec![];
+    let mut any = false;
+    let mut seen = false;
+    for v in headers.get_all(&name) {
+        seen = true;
+        let s = v.to_str().map_err(|_| ApiError::bad_request("invalid_header", format!("{name} is not ASCII")))?;
+        for part in s.split(',') {
+            let t = part.trim();
+            if t == "*" {
+                any = true;
+                continue;
+            }
+            let t = t.strip_prefix("W/").unwrap_or(t);
+            let inner = t.strip_prefix('"').and_then(|t| t.strip_suffix('"')).ok_or_else(|| {
+                ApiError::bad_request("invalid_header", format!("{name}: {part:?} is not an entity tag; use the ETag value, e.g. \"3\", or *"))
+            })?;
+            tags.push(inner.parse::<u64>().ok());
+        }
+    }
+    Ok(match (seen, any) {
+        (false, _) => None,
+        (true, true) => Some(Condition::Any),
+        (true, false) => Some(Condition::Versions(tags)),
+    })
+}
+
+/// `If-Match`, if present.
+pub fn if_match(headers: &HeaderMap) -> Result<Option<Condition>, ApiError> {
+    parse_condition(headers, header::IF_MATCH)
+}
+
+/// `If-None-Match`, if present.
+pub fn if_none_match(headers: &HeaderMap) -> Result<Option<Condition>, ApiError> {
+    parse_condition(headers, header::IF_NONE_MATCH)
+}
+
+/// The durability a write asks for, or `None` for the configured default.
+pub fn durability(headers: &HeaderMap, config: &Config) -> Result<Option<amberdb::Durability>, ApiError> {
+    let Some(v) = headers.get(DURABILITY) else { return Ok(None) };
+    match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
+        Ok("sync") => Ok(Some(amberdb::Durability::Sync)),
+        Ok("buffered") => Ok(Some(amberdb::buffered(config.buffered_max_delay))),
+        _ => Err(ApiError::bad_request("invalid_header", "Amber-Durability must be sync or buffered")),
+    }
+}
+
+/// `Amber-Schema-Version`, if present.
+pub fn schema_version(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
+    let Some(v) = headers.get(SCHEMA_VERSION) else { return Ok(None) };
+    match v.to_str().ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+        Some(n) if n > 0 => Ok(Some(n)),
+        _ => Err(ApiError::bad_request("invalid_header", "Amber-Schema-Version must be a positive integer")),
+    }
+}
+
+/// The media type of the request body, lower-cased, without parameters; `None` when absent.
+pub fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+/// Requires a JSON body: `application/json`, any `+json` type, or no Content-Type at all.
+pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+    match content_type(headers) {
+        None => Ok(()),
+        Some(ct) if ct == "application/json" || ct.ends_with("+json") => Ok(()),
+        Some(ct) => Err(unsupported(&ct, "application/json")),
+    }
+}
+
+/// 415 for a body of the wrong type.
+pub fn unsupported(got: &str, want: &str) -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+        format!("Content-Type {got:?} is not accepted here; send {want}"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(name: HeaderName, v: &'static str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(name, HeaderValue::from_static(v));
+        h
+    }
+
+    #[test]
+    fn conditions_parse_tags_lists_and_star() {
+        assert_eq!(if_match(&HeaderMap::new()).expect("ok"), None);
+        assert_eq!(if_match(&with(header::IF_MATCH, "\"3\"")).expect("ok"), Some(Condition::Versions(vec![Some(3)])));
+        assert_eq!(if_match(&with(header::IF_MATCH, "W/\"3\", \"5\"")).expect("ok"), Some(Condition::Versions(vec![Some(3), Some(5)])));
+        assert_eq!(if_match(&with(header::IF_MATCH, "*")).expect("ok"), Some(Condition::Any));
+        assert_eq!(if_match(&with(header::IF_MATCH, "\"abc\"")).expect("ok"), Some(Condition::Versions(vec![None])));
+        assert!(if_match(&with(header::IF_MATCH, "3")).is_err());
+        assert!(Condition::Versions(vec![Some(3)]).matches(3));
+        assert!(!Condition::Versions(vec![Some(3)]).matches(4));
+        assert!(!Condition::Any.matches(0));
+    }
+}
