@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
+use crate::backup::{BackupManifest, BackupRepo, BackupStatus, Slot, Slots, RESTORE_MARKER};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::committer::{CheckpointSignal, Committer, Counters, Msg, Shared};
 use crate::document::{now_micros, Document};
@@ -18,8 +19,8 @@ use crate::error::{Error, IoContext, Result};
 use crate::io::sync_dir;
 use crate::lock::DirLock;
 use crate::log::segment::seal_file_name;
-use crate::log::{CommitLog, SealedList};
-use crate::options::Options;
+use crate::log::{CommitLog, SealedList, SealedSegment};
+use crate::options::{Options, RecoveryMode};
 use crate::recovery::{recover, RecoveryReport, CHECKPOINT_DIR, LOG_DIR};
 use crate::state::{encode_transaction, CollectionInfo, ListOptions, Page, ReadView};
 use crate::txn::{Committed, Durability, Transaction};
@@ -32,18 +33,24 @@ pub struct Db {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     dir: PathBuf,
     opts: Options,
     shared: Arc<Shared>,
     tx: Mutex<Option<Sender<Msg>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
-    checkpointer: Mutex<Option<JoinHandle<()>>>,
+    /// Background threads: checkpointer, archiver, backup scheduler.
+    workers: Mutex<Vec<JoinHandle<()>>>,
     /// Serializes checkpoints (background and explicit) and log cleanup.
     ckpt_lock: Mutex<CheckpointBook>,
     sealed: SealedList,
     lock: Mutex<Option<DirLock>>,
     recovery: RecoveryReport,
+    /// Repositories this directory archives to (`DATA/archive.json`).
+    slots: Mutex<Slots>,
+    /// Serializes archiving, so two archivers never race on one repository.
+    archive_serial: Mutex<()>,
+    backup_status: Mutex<BackupStatus>,
 }
 
 #[derive(Debug, Default)]
@@ -96,6 +103,12 @@ pub struct Stats {
     pub collections: Vec<CollectionInfo>,
     /// Why the database is poisoned, if it is.
     pub poisoned: Option<String>,
+    /// Repositories this directory keeps its log for, and how far each archive reaches.
+    pub archive_slots: Vec<Slot>,
+    /// Bytes of sealed log kept only because an attached repository has not archived it yet.
+    pub log_retained_for_archive_bytes: u64,
+    /// The latest backup and any backup error.
+    pub backup: BackupStatus,
 }
 
 impl Db {
@@ -109,8 +122,21 @@ impl Db {
         let dir = dir.as_ref().to_owned();
         std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let lock = DirLock::acquire(&dir)?;
+        if dir.join(RESTORE_MARKER).exists() {
+            return Err(Error::InvalidArgument(format!(
+                "{} is an interrupted restore, not a database; delete it and run the restore again",
+                dir.display()
+            )));
+        }
         let started = Instant::now();
-        let rec = recover(&dir, &opts.faults)?;
+        let rec = match (recover(&dir, &opts.faults), &opts.recovery) {
+            (Ok(rec), _) => rec,
+            (Err(Error::Damaged(damage)), RecoveryMode::Auto { repo }) => {
+                crate::backup::auto_recover(&dir, repo, &damage, &opts)?
+            }
+            (Err(e), _) => return Err(e),
+        };
+        let slots = Slots::load(&dir)?;
         let lsn = rec.state.lsn;
         tracing::info!(
             dir = %dir.display(),
@@ -156,21 +182,133 @@ impl Db {
             shared,
             tx: Mutex::new(Some(tx)),
             committer: Mutex::new(Some(committer)),
-            checkpointer: Mutex::new(None),
+            workers: Mutex::new(vec![]),
             ckpt_lock: Mutex::new(CheckpointBook { last_lsn: checkpoint_lsn, last_at: Some(Instant::now()) }),
             sealed,
             lock: Mutex::new(Some(lock)),
             recovery: rec.report,
+            slots: Mutex::new(slots),
+            archive_serial: Mutex::new(()),
+            backup_status: Mutex::new(BackupStatus::default()),
         });
-        let weak = Arc::downgrade(&inner);
-        let handle = std::thread::Builder::new()
-            .name("amberdb-checkpointer".into())
-            .spawn(move || checkpoint_loop(weak))
-            .context(|| "starting the checkpointer thread".into())?;
-        if let Ok(mut c) = inner.checkpointer.lock() {
-            *c = Some(handle);
+        let db = Db { inner };
+        let weak = Arc::downgrade(&db.inner);
+        db.spawn_worker("amberdb-checkpointer", move || checkpoint_loop(weak))?;
+        if db.inner.opts.archive_to.is_some() {
+            let weak = Arc::downgrade(&db.inner);
+            db.spawn_worker("amberdb-archiver", move || crate::backup::archive_loop(weak))?;
         }
-        Ok(Db { inner })
+        if db.inner.opts.backup_schedule.is_some() {
+            let weak = Arc::downgrade(&db.inner);
+            db.spawn_worker("amberdb-backups", move || crate::backup::schedule_loop(weak))?;
+        }
+        Ok(db)
+    }
+
+    fn spawn_worker(&self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        let handle = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(f)
+            .context(|| format!("starting the {name} thread"))?;
+        if let Ok(mut w) = self.inner.workers.lock() {
+            w.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Rebuilds a handle from the engine, for background threads holding a weak reference.
+    pub(crate) fn from_inner(inner: Arc<Inner>) -> Db {
+        Db { inner }
+    }
+
+    /// Sleeps up to `d`, waking early on shutdown; returns false when shutting down.
+    pub(crate) fn idle(&self, d: Duration) -> bool {
+        let Ok(s) = self.inner.shared.ckpt.lock() else { return false };
+        if s.shutdown {
+            return false;
+        }
+        match self.inner.shared.ckpt_wake.wait_timeout_while(s, d, |s| !s.shutdown) {
+            Ok((s, _)) => !s.shutdown,
+            Err(_) => false,
+        }
+    }
+
+    pub(crate) fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// Seals the active log segment so every commit so far can be archived.
+    pub(crate) fn roll(&self) -> Result<u64> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.send(Msg::Roll { reply })?;
+        rx.recv().map_err(|_| Error::Closed)?
+    }
+
+    /// The sealed segments still in the data directory.
+    pub(crate) fn sealed_segments(&self) -> Vec<SealedSegment> {
+        self.inner.sealed.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub(crate) fn archive_lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.inner.archive_serial.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Attaches `repo` (creates its slot) so the log is kept until archived there.
+    pub(crate) fn attach(&self, repo: &BackupRepo) -> Result<()> {
+        let mut slots = self.inner.slots.lock().map_err(|_| Error::Closed)?;
+        if slots.attach(repo) {
+            slots.save(&self.inner.dir, &self.inner.opts.faults)?;
+            tracing::info!(repository = %repo.location(), "attached backup repository; the log is kept until archived there");
+        }
+        Ok(())
+    }
+
+    pub(crate) fn slot(&self, repository_id: &str) -> Option<Slot> {
+        self.inner.slots.lock().ok()?.repos.iter().find(|s| s.repository_id == repository_id).cloned()
+    }
+
+    pub(crate) fn set_archived_through(&self, repository_id: &str, lsn: u64) -> Result<()> {
+        let mut slots = self.inner.slots.lock().map_err(|_| Error::Closed)?;
+        if let Some(s) = slots.repos.iter_mut().find(|s| s.repository_id == repository_id) {
+            s.archived_through_lsn = s.archived_through_lsn.max(lsn);
+        }
+        slots.save(&self.inner.dir, &self.inner.opts.faults)
+    }
+
+    pub(crate) fn record_backup(&self, m: &BackupManifest) {
+        if let Ok(mut st) = self.inner.backup_status.lock() {
+            st.last_backup_id = Some(m.id.clone());
+            st.last_backup_at_us = Some(m.created_at_us);
+            st.last_backup_lsn = Some(m.lsn);
+            st.last_error = None;
+            st.backups += 1;
+        }
+    }
+
+    pub(crate) fn record_backup_error(&self, e: &Error) {
+        tracing::error!(error = %e, "scheduled backup work failed; the database keeps running");
+        if let Ok(mut st) = self.inner.backup_status.lock() {
+            st.last_error = Some(e.to_string());
+            st.failures += 1;
+        }
+    }
+
+    /// The latest backup and any backup error.
+    pub fn backup_status(&self) -> BackupStatus {
+        self.inner.backup_status.lock().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    /// Releases a repository: the log is no longer kept for it. Returns false when it was not
+    /// attached.
+    pub fn detach(&self, repository_id: &str) -> Result<bool> {
+        let mut slots = self.inner.slots.lock().map_err(|_| Error::Closed)?;
+        let before = slots.repos.len();
+        slots.repos.retain(|s| s.repository_id != repository_id);
+        if slots.repos.len() == before {
+            return Ok(false);
+        }
+        slots.save(&self.inner.dir, &self.inner.opts.faults)?;
+        Ok(true)
     }
 
     /// The data directory.
@@ -295,6 +433,9 @@ impl Db {
             last_checkpoint_lsn: self.inner.ckpt_lock.lock().ok().and_then(|b| b.last_lsn),
             collections: view.collections(),
             poisoned: self.poisoned(),
+            archive_slots: self.inner.slots.lock().map(|s| s.repos.clone()).unwrap_or_default(),
+            log_retained_for_archive_bytes: self.inner.retained_for_archive(),
+            backup: self.backup_status(),
         }
     }
 
@@ -315,6 +456,15 @@ fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
 }
 
 impl Inner {
+    /// Bytes of sealed segments past the lowest slot (kept only for archiving).
+    fn retained_for_archive(&self) -> u64 {
+        let Some(min) = self.slots.lock().ok().and_then(|s| s.min_archived()) else { return 0 };
+        self.sealed
+            .lock()
+            .map(|s| s.iter().filter(|seg| seg.seal.last_lsn > min).map(|seg| seg.seal.length).sum())
+            .unwrap_or(0)
+    }
+
     fn checkpoint(&self) -> Result<CheckpointInfo> {
         let mut book = self.ckpt_lock.lock().map_err(|_| Error::Closed)?;
         if let Some(e) = self.shared.poisoned_error() {
@@ -369,11 +519,13 @@ impl Inner {
         }
         let Some(oldest_kept) = ckpts.iter().take(2).last().map(|c| c.0) else { return Ok(0) };
         let horizon = now_micros().saturating_sub(self.opts.log_retention.as_micros() as u64);
+        let archived = self.slots.lock().map_err(|_| Error::Closed)?.min_archived();
         let mut removed = 0;
         let mut sealed = self.sealed.lock().map_err(|_| Error::Closed)?;
         let mut keep = vec![];
         for seg in sealed.drain(..) {
-            if seg.seal.last_lsn <= oldest_kept && seg.seal.last_commit_ts <= horizon {
+            let archived_everywhere = archived.is_none_or(|a| seg.seal.last_lsn <= a);
+            if seg.seal.last_lsn <= oldest_kept && seg.seal.last_commit_ts <= horizon && archived_everywhere {
                 std::fs::remove_file(&seg.path).context(|| format!("removing {}", seg.path.display()))?;
                 let seal = log_dir.join(seal_file_name(seg.seal.first_lsn));
                 std::fs::remove_file(&seal).context(|| format!("removing {}", seal.display()))?;
@@ -384,6 +536,16 @@ impl Inner {
         }
         *sealed = keep;
         drop(sealed);
+        let retained = self.retained_for_archive();
+        if retained > self.opts.max_retained_log_bytes {
+            let lagging = self.slots.lock().ok().and_then(|s| s.repos.iter().min_by_key(|r| r.archived_through_lsn).cloned());
+            tracing::warn!(
+                retained,
+                bound = self.opts.max_retained_log_bytes,
+                repository = ?lagging.map(|r| r.path),
+                "log kept for an attached backup repository is growing; back up to it or run `amberdb backup detach`"
+            );
+        }
         if removed > 0 || ckpts.len() > 2 {
             sync_dir(&log_dir, &self.opts.faults).context(|| format!("syncing {}", log_dir.display()))?;
             sync_dir(&ckpt_dir, &self.opts.faults).context(|| format!("syncing {}", ckpt_dir.display()))?;
@@ -399,7 +561,8 @@ impl Inner {
             s.shutdown = true;
             self.shared.ckpt_wake.notify_all();
         }
-        if let Some(h) = self.checkpointer.lock().ok().and_then(|mut h| h.take()) {
+        let workers: Vec<_> = self.workers.lock().map(|mut w| w.drain(..).collect()).unwrap_or_default();
+        for h in workers {
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }

@@ -136,6 +136,27 @@ pub enum Error {
     /// A file is damaged in a way recovery will not paper over.
     #[error("{}: damaged at offset {}: {}. {}", .0.file.display(), .0.offset, .0.detail, .0.hint)]
     Damaged(Damage),
+    /// A backup repository is missing, malformed, or holds damaged data.
+    #[error("backup repository {location}: {detail}")]
+    Repository {
+        /// Where the repository is.
+        location: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// A restore target cannot be reached; nothing was written.
+    #[error("cannot restore to {target}: {reason}; the furthest reachable point is {reached}")]
+    Unreachable {
+        /// The requested target.
+        target: String,
+        /// How far a restore could get (LSN and time), or "nothing".
+        reached: String,
+        /// Why it stops there.
+        reason: String,
+    },
+    /// An argument is invalid (an empty retention policy, a non-empty restore directory, ...).
+    #[error("{0}")]
+    InvalidArgument(String),
     /// An operating-system I/O error, with what the engine was doing.
     #[error("{context}: {source}")]
     Io {

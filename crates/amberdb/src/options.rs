@@ -1,7 +1,9 @@
 //! Tuning knobs for opening a database, with the defaults documented per field.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::backup::BackupSchedule;
 use crate::io::Faults;
 use crate::txn::Durability;
 
@@ -28,8 +30,40 @@ pub struct Options {
     pub log_retention: Duration,
     /// Most transactions the committer groups into one write and one fsync. Default: 1024.
     pub max_batch: usize,
+    /// Copy every sealed log segment to this backup repository as soon as it is sealed
+    /// (continuous archiving). Default: none.
+    pub archive_to: Option<PathBuf>,
+    /// With archiving on, seal the active segment once its oldest unarchived commit is this
+    /// old, bounding how much recent history only the data directory holds. Default: 60 s.
+    pub archive_timeout: Option<Duration>,
+    /// Scheduled backups (and retention) run by a thread owned by the database. Default: none.
+    pub backup_schedule: Option<BackupSchedule>,
+    /// zstd level for backup snapshots and archived segments. Default: 3.
+    pub backup_compression_level: i32,
+    /// What `open` does when the data directory is damaged beyond a torn tail.
+    pub recovery: RecoveryMode,
+    /// Log a warning when the log kept for attached repositories grows past this many bytes
+    /// (a repository that is no longer backed up to; `amberdb backup detach` releases it).
+    /// Default: 1 GiB.
+    pub max_retained_log_bytes: u64,
     /// Fault injection for tests. Default: none.
     pub faults: Faults,
+}
+
+/// What `open` does when it finds damage it cannot repair by cutting a torn tail.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum RecoveryMode {
+    /// Refuse to open, naming the file, the offset and what to run. The default.
+    #[default]
+    Refuse,
+    /// Quarantine the damaged files under `DATA/quarantine/<time>/` and rebuild from whatever
+    /// reaches furthest: local checkpoints and log, or the newest good backup in `repo` plus
+    /// its archived log (then any valid local log after it). The open returns a report of
+    /// what was recovered and what, if anything, was lost.
+    Auto {
+        /// The backup repository to recover from.
+        repo: PathBuf,
+    },
 }
 
 impl Default for Options {
@@ -43,6 +77,12 @@ impl Default for Options {
             checkpoint_on_close: true,
             checkpoint_compression_level: 1,
             log_retention: Duration::ZERO,
+            archive_to: None,
+            archive_timeout: Some(Duration::from_secs(60)),
+            backup_schedule: None,
+            backup_compression_level: 3,
+            recovery: RecoveryMode::Refuse,
+            max_retained_log_bytes: 1 << 30,
             max_batch: 1024,
             faults: Faults::default(),
         }

@@ -53,6 +53,29 @@ pub struct RecoveryReport {
     pub torn_tail: Option<TornTail>,
     /// Damaged checkpoints that were skipped and moved to quarantine (old path, new path).
     pub quarantined: Vec<(PathBuf, PathBuf)>,
+    /// Set when automatic recovery rebuilt the directory.
+    pub auto: Option<AutoRecovery>,
+}
+
+/// What automatic recovery (`RecoveryMode::Auto`) did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct AutoRecovery {
+    /// The damage that triggered it.
+    pub damage: String,
+    /// Where the state came from.
+    pub source: String,
+    /// LSN reached.
+    pub lsn: u64,
+    /// Commits replayed on top of the base (checkpoint or backup).
+    pub commits_replayed: u64,
+    /// Documents restored.
+    pub documents: u64,
+    /// LSNs known to have existed that could not be recovered (first, last), if any.
+    pub lost: Option<(u64, u64)>,
+    /// Where the damaged files were moved.
+    pub quarantine: PathBuf,
+    /// The files moved there.
+    pub quarantined_files: Vec<PathBuf>,
 }
 
 pub(crate) struct Recovered {

@@ -1,0 +1,167 @@
+//! Automatic recovery (`RecoveryMode::Auto`): when `open` finds damage it will not repair on
+//! its own, rebuild from whatever reaches furthest, move the damaged files to quarantine
+//! (never delete them), and report exactly what was recovered and what was lost.
+
+use std::path::{Path, PathBuf};
+
+use super::restore::load_snapshot;
+use super::BackupRepo;
+use crate::checkpoint::{self, list_checkpoints};
+use crate::error::{Damage, IoContext, Result};
+use crate::io::sync_dir;
+use crate::log::read_file;
+use crate::log::segment::{list_segments, scan};
+use crate::options::Options;
+use crate::recovery::{recover, AutoRecovery, Recovered, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR};
+use crate::state::State;
+
+/// Applies valid local commits that continue `state`, segment by segment, stopping at the
+/// first damage or gap. Returns the commits applied.
+fn extend_with_local(state: &mut State, segments: &[(u64, PathBuf)]) -> u64 {
+    let mut applied = 0;
+    for (_, path) in segments {
+        let Ok(bytes) = read_file(path) else { break };
+        let mut broke = false;
+        let result = scan(&bytes, |rec, _| {
+            if broke || rec.lsn <= state.lsn {
+                return;
+            }
+            if rec.lsn != state.lsn + 1 {
+                broke = true;
+                return;
+            }
+            state.apply(&rec);
+            applied += 1;
+        });
+        if broke || result.is_err() {
+            break;
+        }
+    }
+    applied
+}
+
+/// The highest LSN any local file shows evidence of.
+fn highest_known_lsn(segments: &[(u64, PathBuf)], checkpoints: &[(u64, PathBuf)]) -> u64 {
+    let mut max = checkpoints.first().map_or(0, |c| c.0);
+    for (first, path) in segments {
+        max = max.max(first.saturating_sub(1));
+        if let Ok(bytes) = read_file(path) {
+            // Scan from every offset would be costly; the valid prefix and the file name bound it.
+            if let Ok(s) = scan(&bytes, |_, _| {}) {
+                max = max.max(s.last_lsn);
+            }
+        }
+    }
+    max
+}
+
+pub(crate) fn auto_recover(data: &Path, repo_path: &Path, damage: &Damage, opts: &Options) -> Result<Recovered> {
+    let damage_text = format!("{}: offset {}: {}", damage.file.display(), damage.offset, damage.detail);
+    tracing::warn!(damage = %damage_text, repo = %repo_path.display(), "data directory is damaged; recovering automatically");
+    let log_dir = data.join(LOG_DIR);
+    let ckpt_dir = data.join(CHECKPOINT_DIR);
+    let segments = list_segments(&log_dir).context(|| format!("listing {}", log_dir.display()))?;
+    let checkpoints = list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
+
+    // Candidate 1: the newest sound local checkpoint (or nothing, if the log starts at 1),
+    // extended with the valid local log.
+    let mut best: Option<(State, String, u64, u64)> = None; // state, source, base lsn, replayed
+    let local_base = checkpoints
+        .iter()
+        .find_map(|(_, p)| {
+            let d = checkpoint::decode(&read_file(p).ok()?);
+            d.problems.is_empty().then(|| (d.state, format!("local checkpoint {}", p.display())))
+        })
+        .or_else(|| segments.first().is_none_or(|s| s.0 == 1).then(|| (State::default(), "local log from LSN 1".to_string())));
+    if let Some((mut state, source)) = local_base {
+        let base = state.lsn;
+        let n = extend_with_local(&mut state, &segments);
+        best = Some((state, format!("{source} + local log"), base, n));
+    }
+
+    // Candidate 2: the newest good backup, its archived log, then valid local log after it.
+    match BackupRepo::open(repo_path) {
+        Ok(repo) => {
+            let mut backups = repo.list().unwrap_or_default();
+            backups.sort_by_key(|b| std::cmp::Reverse((b.lsn, b.created_at_us)));
+            for b in backups {
+                let Ok(mut state) = load_snapshot(&repo, &b, &super::NoProgress) else {
+                    tracing::warn!(backup = %b.id, "backup snapshot is damaged; trying an older one");
+                    continue;
+                };
+                let mut replayed = 0;
+                let base_lsn = state.lsn;
+                for seg in repo.archived_segments().unwrap_or_default().iter().filter(|s| s.last_lsn > base_lsn) {
+                    if seg.first_lsn > state.lsn + 1 {
+                        break;
+                    }
+                    let Ok(bytes) = repo.read_segment(seg) else { break };
+                    let mut broke = false;
+                    let _ = scan(&bytes, |rec, _| {
+                        if broke || rec.lsn <= state.lsn {
+                            return;
+                        }
+                        if rec.lsn != state.lsn + 1 {
+                            broke = true;
+                            return;
+                        }
+                        state.apply(&rec);
+                        replayed += 1;
+                    });
+                    if broke {
+                        break;
+                    }
+                }
+                replayed += extend_with_local(&mut state, &segments);
+                let source = format!("backup {} (LSN {}) + archived log + local log", b.id, b.lsn);
+                if best.as_ref().is_none_or(|(s, ..)| state.lsn > s.lsn) {
+                    best = Some((state, source, b.lsn, replayed));
+                }
+                break;
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot use the backup repository for recovery"),
+    }
+    let Some((state, source, _base, replayed)) = best else {
+        return Err(crate::Error::Damaged(Damage {
+            file: damage.file.clone(),
+            offset: damage.offset,
+            detail: format!("{}; automatic recovery found no sound checkpoint and no usable backup in {}", damage.detail, repo_path.display()),
+            hint: damage.hint.clone(),
+        }));
+    };
+    let known = highest_known_lsn(&segments, &checkpoints);
+    let lost = (known > state.lsn).then_some((state.lsn + 1, known));
+
+    // Quarantine everything the rebuilt state no longer depends on.
+    let qdir = data.join(QUARANTINE_DIR).join(crate::document::now_micros().to_string());
+    let mut moved = vec![];
+    for (sub, dir) in [(LOG_DIR, &log_dir), (CHECKPOINT_DIR, &ckpt_dir)] {
+        let to_dir = qdir.join(sub);
+        std::fs::create_dir_all(&to_dir).context(|| format!("creating {}", to_dir.display()))?;
+        for entry in std::fs::read_dir(dir).context(|| format!("reading {}", dir.display()))? {
+            let from = entry.context(|| format!("reading {}", dir.display()))?.path();
+            let to = to_dir.join(from.file_name().unwrap_or_default());
+            std::fs::rename(&from, &to).context(|| format!("moving {} to {}", from.display(), to.display()))?;
+            moved.push(to);
+        }
+        sync_dir(dir, &opts.faults).context(|| format!("syncing {}", dir.display()))?;
+    }
+    sync_dir(&qdir, &opts.faults).context(|| format!("syncing {}", qdir.display()))?;
+    checkpoint::write(&ckpt_dir, &state, opts.checkpoint_compression_level, &opts.faults)
+        .context(|| format!("writing the recovered checkpoint in {}", ckpt_dir.display()))?;
+    let auto = AutoRecovery {
+        damage: damage_text,
+        source,
+        lsn: state.lsn,
+        commits_replayed: replayed,
+        documents: state.doc_count(),
+        lost,
+        quarantine: qdir,
+        quarantined_files: moved,
+    };
+    tracing::warn!(lsn = auto.lsn, source = %auto.source, lost = ?auto.lost, quarantine = %auto.quarantine.display(), "automatic recovery complete");
+    let mut rec = recover(data, &opts.faults)?;
+    rec.report.auto = Some(auto);
+    Ok(rec)
+}

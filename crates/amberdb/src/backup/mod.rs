@@ -1,0 +1,274 @@
+//! Backups: repositories, online backups, continuous log archiving, retention, verification,
+//! restore and point-in-time recovery. Layout of a repository: `docs/FORMAT.md`, "Backup
+//! repository".
+//!
+//! A backup is a snapshot (the checkpoint format, zstd-compressed as a whole) of one read view
+//! plus a manifest written last; the `wal/` archive holds sealed log segments so any LSN or
+//! time after a backup can be reached by replay. This module never touches the data directory
+//! except through `Db` (backups) and the slot file (`DATA/archive.json`).
+
+mod archive;
+mod auto;
+mod create;
+mod log_listing;
+mod restore;
+pub mod retention;
+mod schedule;
+pub mod storage;
+mod verify;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::Digest;
+
+use crate::error::{Error, Result};
+use storage::{DirStorage, RepoStorage};
+
+pub use archive::{ArchivedSegment, Slot, Slots, SLOTS_FILE};
+pub(crate) use auto::auto_recover;
+pub(crate) use schedule::{archive_loop, schedule_loop};
+pub use log_listing::{read_log, LogEntry, LogFilter, LogOp, LogSource};
+pub use restore::{plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, RESTORE_MARKER};
+pub use retention::{PruneEntry, PrunePlan, RetentionPolicy};
+pub use schedule::{BackupSchedule, BackupStatus};
+pub use verify::{RepoProblem, RepoVerifyReport};
+
+/// Version of the repository layout.
+pub const REPO_FORMAT_VERSION: u32 = 1;
+/// Name of the repository config file.
+pub const REPO_CONFIG: &str = "config.json";
+/// Name of a backup's snapshot file.
+pub const SNAPSHOT_FILE: &str = "snapshot.ckpt.zst";
+/// Name of a backup's manifest.
+pub const MANIFEST_FILE: &str = "manifest.json";
+
+/// Reports progress of long operations; the library never prints. The CLI implements it
+/// with progress bars.
+pub trait Progress: Send + Sync {
+    /// A stage starts; `total` is its size in bytes when known.
+    fn begin(&self, _stage: &str, _total: Option<u64>) {}
+    /// `n` more bytes of the current stage are done.
+    fn advance(&self, _n: u64) {}
+    /// The current stage is done.
+    fn end(&self) {}
+}
+
+/// A `Progress` that reports nothing.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+impl Progress for NoProgress {}
+
+/// The repository config file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RepoConfig {
+    /// Layout version.
+    pub format_version: u32,
+    /// Random-looking id, recorded in every manifest and in data directories' slots.
+    pub repository_id: String,
+    /// Creation time, RFC 3339.
+    pub created_at: String,
+}
+
+/// One file of a backup, with sizes and hashes of its plain and stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// File name within the backup directory.
+    pub name: String,
+    /// Uncompressed size.
+    pub plain_size: u64,
+    /// SHA-256 of the uncompressed bytes, hex.
+    pub plain_sha256: String,
+    /// Size as stored.
+    pub stored_size: u64,
+    /// SHA-256 of the stored bytes, hex.
+    pub stored_sha256: String,
+}
+
+/// A backup's manifest: written last, so a backup without one is incomplete.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupManifest {
+    /// Manifest format version.
+    pub format_version: u32,
+    /// Backup id (`YYYYMMDDTHHMMSSZ-<lsn>`), sortable by time.
+    pub id: String,
+    /// The repository it belongs to.
+    pub repository_id: String,
+    /// When the backup was taken, RFC 3339.
+    pub created_at: String,
+    /// Same, microseconds since the epoch.
+    pub created_at_us: u64,
+    /// LSN of the last commit included.
+    pub lsn: u64,
+    /// Commit time of that commit, microseconds (0 for an empty database).
+    pub commit_ts_us: u64,
+    /// Same, RFC 3339.
+    pub commit_time: String,
+    /// Live documents per collection.
+    pub documents: BTreeMap<String, u64>,
+    /// Schema versions present per collection.
+    pub schema_versions: BTreeMap<String, Vec<u32>>,
+    /// Version of the engine that wrote it.
+    pub engine_version: String,
+    /// Compression of stored files (`zstd`).
+    pub compression: String,
+    /// zstd level used.
+    pub compression_level: i32,
+    /// Encryption key id, when encrypted.
+    pub key_id: Option<u32>,
+    /// Every file of the backup.
+    pub files: Vec<FileEntry>,
+}
+
+impl BackupManifest {
+    /// Total live documents.
+    pub fn total_documents(&self) -> u64 {
+        self.documents.values().sum()
+    }
+}
+
+/// A backup repository.
+#[derive(Debug, Clone)]
+pub struct BackupRepo {
+    storage: Arc<dyn RepoStorage>,
+    config: RepoConfig,
+    path: Option<PathBuf>,
+}
+
+pub(crate) fn repo_error(storage: &dyn RepoStorage, detail: impl Into<String>) -> Error {
+    Error::Repository { location: storage.location(), detail: detail.into() }
+}
+
+impl BackupRepo {
+    /// Opens the repository in directory `path`, creating it when the directory is missing or
+    /// empty.
+    pub fn open_or_init(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let storage = DirStorage::new(path);
+        if !storage.exists(REPO_CONFIG) {
+            let empty = std::fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(true);
+            if !empty {
+                return Err(repo_error(&storage, "directory is not empty and has no config.json; refusing to turn it into a repository"));
+            }
+            let now = crate::document::now_micros();
+            let seed = format!("{now}-{}-{}", std::process::id(), path.display());
+            let config = RepoConfig {
+                format_version: REPO_FORMAT_VERSION,
+                repository_id: hex::encode(&crate::codec::sha256(seed.as_bytes())[..8]),
+                created_at: crate::document::format_micros(now),
+            };
+            let bytes = serde_json::to_vec_pretty(&config).map_err(|e| repo_error(&storage, e.to_string()))?;
+            storage.write_atomic(REPO_CONFIG, &bytes).map_err(|e| repo_error(&storage, format!("writing config.json: {e}")))?;
+        }
+        Self::with_storage(Arc::new(storage), Some(path.to_owned()))
+    }
+
+    /// Opens an existing repository in directory `path`.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        Self::with_storage(Arc::new(DirStorage::new(path)), Some(path.to_owned()))
+    }
+
+    /// Opens an existing repository on any storage.
+    pub fn with_storage(storage: Arc<dyn RepoStorage>, path: Option<PathBuf>) -> Result<Self> {
+        let bytes = storage
+            .read(REPO_CONFIG)
+            .map_err(|e| repo_error(&*storage, format!("not a backup repository (reading config.json: {e})")))?;
+        let config: RepoConfig = serde_json::from_slice(&bytes)
+            .map_err(|e| repo_error(&*storage, format!("config.json is damaged: {e}")))?;
+        if config.format_version == 0 || config.format_version > REPO_FORMAT_VERSION {
+            return Err(repo_error(&*storage, format!("repository format version {} is not supported", config.format_version)));
+        }
+        Ok(BackupRepo { storage, config, path })
+    }
+
+    /// The repository's id.
+    pub fn id(&self) -> &str {
+        &self.config.repository_id
+    }
+
+    /// The repository directory, for directory-backed repositories.
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+
+    /// Where the repository is, for messages.
+    pub fn location(&self) -> String {
+        self.storage.location()
+    }
+
+    pub(crate) fn storage(&self) -> &dyn RepoStorage {
+        &*self.storage
+    }
+
+    pub(crate) fn err(&self, detail: impl Into<String>) -> Error {
+        repo_error(&*self.storage, detail)
+    }
+
+    /// Ids of every backup directory, complete or not, sorted (oldest first).
+    pub fn backup_ids(&self) -> Result<Vec<String>> {
+        self.storage.list("backups").map_err(|e| self.err(format!("listing backups: {e}")))
+    }
+
+    /// A backup's manifest.
+    pub fn manifest(&self, id: &str) -> Result<BackupManifest> {
+        let bytes = self
+            .storage
+            .read(&format!("backups/{id}/{MANIFEST_FILE}"))
+            .map_err(|e| self.err(format!("backup {id}: cannot read manifest: {e}")))?;
+        serde_json::from_slice(&bytes).map_err(|e| self.err(format!("backup {id}: manifest is damaged: {e}")))
+    }
+
+    /// Every complete backup, oldest first. Backups whose manifest is missing (interrupted)
+    /// or unreadable are skipped here and reported by `verify`.
+    pub fn list(&self) -> Result<Vec<BackupManifest>> {
+        let mut out: Vec<BackupManifest> = self.backup_ids()?.iter().filter_map(|id| self.manifest(id).ok()).collect();
+        out.sort_by(|a, b| (a.lsn, a.created_at_us, &a.id).cmp(&(b.lsn, b.created_at_us, &b.id)));
+        Ok(out)
+    }
+}
+
+/// A writer that hashes and counts what passes through it.
+pub(crate) struct HashWriter<W: Write> {
+    pub inner: W,
+    pub hasher: sha2::Sha256,
+    pub count: u64,
+}
+
+impl<W: Write> HashWriter<W> {
+    pub(crate) fn new(inner: W) -> Self {
+        HashWriter { inner, hasher: sha2::Sha256::new(), count: 0 }
+    }
+    pub(crate) fn digest_hex(&self) -> String {
+        hex::encode(self.hasher.clone().finalize())
+    }
+}
+
+impl<W: Write> Write for HashWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(buf.get(..n).unwrap_or_default());
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Hex SHA-256 of bytes.
+pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(crate::codec::sha256(bytes))
+}
+
+/// Describes an (LSN, time) point for messages.
+pub(crate) fn point(lsn: u64, ts: u64) -> String {
+    if lsn == 0 {
+        "LSN 0 (empty database)".into()
+    } else {
+        format!("LSN {lsn} ({})", crate::document::format_micros(ts))
+    }
+}

@@ -1,0 +1,162 @@
+//! Where a backup repository's bytes live. The engine talks to a repository only through
+//! [`RepoStorage`], so object storage can be added later without touching backup logic.
+//! Paths are `/`-separated and relative to the repository root.
+
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A finished-or-discarded streaming upload: `commit` makes it visible atomically; dropping
+/// it without committing leaves nothing behind under the final name.
+pub trait RepoWriter: Write + Send {
+    /// Makes the written bytes visible under the final name, durably.
+    fn commit(self: Box<Self>) -> io::Result<()>;
+}
+
+/// Storage for a backup repository.
+pub trait RepoStorage: Send + Sync + std::fmt::Debug {
+    /// Reads a whole object.
+    fn read(&self, path: &str) -> io::Result<Vec<u8>>;
+    /// Opens an object for streaming reads.
+    fn open(&self, path: &str) -> io::Result<Box<dyn Read + Send>>;
+    /// Writes a whole object atomically and durably.
+    fn write_atomic(&self, path: &str, bytes: &[u8]) -> io::Result<()>;
+    /// Starts a streaming upload of an object.
+    fn create(&self, path: &str) -> io::Result<Box<dyn RepoWriter>>;
+    /// Names directly under a directory (files and subdirectories), sorted.
+    fn list(&self, dir: &str) -> io::Result<Vec<String>>;
+    /// Whether an object exists.
+    fn exists(&self, path: &str) -> bool;
+    /// Size of an object in bytes.
+    fn size(&self, path: &str) -> io::Result<u64>;
+    /// Removes an object.
+    fn remove(&self, path: &str) -> io::Result<()>;
+    /// Removes an (empty after its objects are removed) directory and anything left in it.
+    fn remove_dir(&self, dir: &str) -> io::Result<()>;
+    /// Human-readable location, for messages.
+    fn location(&self) -> String;
+}
+
+/// A repository in a local (or mounted) directory.
+#[derive(Debug, Clone)]
+pub struct DirStorage {
+    root: PathBuf,
+}
+
+impl DirStorage {
+    /// Storage rooted at `root` (created on first write).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        DirStorage { root: root.into() }
+    }
+
+    fn path(&self, p: &str) -> PathBuf {
+        self.root.join(p)
+    }
+}
+
+fn sync_parent(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
+
+struct DirWriter {
+    file: Option<File>,
+    tmp: PathBuf,
+    dest: PathBuf,
+}
+
+impl Write for DirWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &mut self.file {
+            Some(f) => f.write(buf),
+            None => Err(io::Error::other("writer already committed")),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match &mut self.file {
+            Some(f) => f.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+impl RepoWriter for DirWriter {
+    fn commit(mut self: Box<Self>) -> io::Result<()> {
+        if let Some(f) = self.file.take() {
+            f.sync_all()?;
+        }
+        fs::rename(&self.tmp, &self.dest)?;
+        sync_parent(&self.dest)
+    }
+}
+
+impl Drop for DirWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+impl RepoStorage for DirStorage {
+    fn read(&self, path: &str) -> io::Result<Vec<u8>> {
+        fs::read(self.path(path))
+    }
+
+    fn open(&self, path: &str) -> io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(io::BufReader::new(File::open(self.path(path))?)))
+    }
+
+    fn write_atomic(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
+        let mut w = self.create(path)?;
+        w.write_all(bytes)?;
+        w.commit()
+    }
+
+    fn create(&self, path: &str) -> io::Result<Box<dyn RepoWriter>> {
+        let dest = self.path(path);
+        let dir = dest.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
+        if !dir.exists() {
+            fs::create_dir_all(&dir)?;
+            sync_parent(&dir)?;
+        }
+        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        Ok(Box::new(DirWriter { file: Some(File::create(&tmp)?), tmp, dest }))
+    }
+
+    fn list(&self, dir: &str) -> io::Result<Vec<String>> {
+        let d = self.path(dir);
+        if !d.exists() {
+            return Ok(vec![]);
+        }
+        let mut out: Vec<String> = fs::read_dir(d)?
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| !n.starts_with('.'))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    fn exists(&self, path: &str) -> bool {
+        self.path(path).exists()
+    }
+
+    fn size(&self, path: &str) -> io::Result<u64> {
+        Ok(fs::metadata(self.path(path))?.len())
+    }
+
+    fn remove(&self, path: &str) -> io::Result<()> {
+        fs::remove_file(self.path(path))
+    }
+
+    fn remove_dir(&self, dir: &str) -> io::Result<()> {
+        fs::remove_dir_all(self.path(dir))
+    }
+
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+}
