@@ -56,6 +56,12 @@ impl Server {
     /// Opens the database (on the blocking pool: recovery reads files) and binds the listen
     /// address. Logs a warning when authentication is off.
     pub async fn bind(config: Config) -> Result<Server, StartError> {
+        Server::bind_with(config, |_| {}).await
+    }
+
+    /// Like [`Server::bind`], with a last look at the engine options before the database
+    /// opens (embedding, and tests that inject I/O faults).
+    pub async fn bind_with(config: Config, customize: impl FnOnce(&mut amberdb::Options)) -> Result<Server, StartError> {
         let tls = match &config.tls {
             Some(files) => {
                 // Several crypto providers may be linked in; pick ring explicitly. An error
@@ -73,7 +79,8 @@ impl Server {
         listener.set_nonblocking(true).map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
         let dir = config.data.clone();
-        let opts = config.engine_options();
+        let mut opts = config.engine_options();
+        customize(&mut opts);
         let db = tokio::task::spawn_blocking(move || amberdb::Db::open_with(&dir, opts))
             .await
             .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?
