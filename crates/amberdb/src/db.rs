@@ -447,6 +447,12 @@ impl Db {
     }
 }
 
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("path", &self.inner.dir).field("lsn", &self.view().lsn()).finish()
+    }
+}
+
 fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
     let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
     entries

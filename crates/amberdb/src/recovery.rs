@@ -176,11 +176,12 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         let is_last = i + 1 == count;
         let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
         let mut replayed = 0;
-        let mut last_ts = state.commit_ts;
+        // Commit time of the segment's last frame, replayed or not (seals and retention use it).
+        let mut last_ts = 0;
         let s: Scan = scan(&bytes, |rec, _| {
+            last_ts = rec.commit_ts;
             if rec.lsn > state.lsn {
                 if rec.lsn == state.lsn + 1 {
-                    last_ts = rec.commit_ts;
                     state.apply(&rec);
                     replayed += 1;
                 } else {
@@ -218,7 +219,7 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
                 path: path.clone(),
                 bytes: valid.to_vec(),
                 last_lsn: s.last_lsn,
-                last_commit_ts: if replayed > 0 { last_ts } else { 0 },
+                last_commit_ts: last_ts,
             });
         } else if seal_path.exists() {
             sealed.push(existing_seal(&log_dir, *first, path, faults)?);

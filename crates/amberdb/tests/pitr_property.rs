@@ -18,7 +18,8 @@ enum Step {
     Put(u8, u8, u16),
     Delete(u8, u8),
     Backup,
-    Reopen,
+    /// Close (with or without a checkpoint) and reopen, as a separate process would.
+    Reopen(bool),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -26,13 +27,13 @@ fn step() -> impl Strategy<Value = Step> {
         6 => (0u8..2, 0u8..6, any::<u16>()).prop_map(|(c, k, v)| Step::Put(c, k, v)),
         2 => (0u8..2, 0u8..6).prop_map(|(c, k)| Step::Delete(c, k)),
         1 => Just(Step::Backup),
-        1 => Just(Step::Reopen),
+        1 => any::<bool>().prop_map(Step::Reopen),
     ]
 }
 
-fn opts() -> Options {
+fn opts(checkpoint_on_close: bool) -> Options {
     // Tiny segments so commits spread over many sealed, archived segments.
-    Options { segment_size: 600, checkpoint_on_close: false, ..Default::default() }
+    Options { segment_size: 600, checkpoint_on_close, ..Default::default() }
 }
 
 fn db_state(db: &Db) -> Model {
@@ -51,7 +52,7 @@ proptest! {
         let data = tmp.path().join("data");
         let repo_dir = tmp.path().join("repo");
         let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
-        let mut db = Db::open_with(&data, opts()).unwrap();
+        let mut db = Db::open_with(&data, opts(false)).unwrap();
         let mut model: Model = BTreeMap::new();
         // Model state after each LSN, and each LSN's commit time.
         let mut history: Vec<(u64, u64, Model)> = vec![];
@@ -83,9 +84,9 @@ proptest! {
                     prop_assert_eq!(m.lsn, history.last().map_or(0, |h| h.0));
                     backup_lsns.push(m.lsn);
                 }
-                Step::Reopen => {
+                Step::Reopen(checkpoint) => {
                     db.close().unwrap();
-                    db = Db::open_with(&data, opts()).unwrap();
+                    db = Db::open_with(&data, opts(*checkpoint)).unwrap();
                 }
             }
             prop_assert_eq!(&db_state(&db), &model);

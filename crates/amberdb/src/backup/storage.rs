@@ -56,6 +56,7 @@ impl DirStorage {
 
 fn sync_parent(path: &Path) -> io::Result<()> {
     match path.parent() {
+        Some(dir) if dir.as_os_str().is_empty() => File::open(".")?.sync_all(),
         Some(dir) => File::open(dir)?.sync_all(),
         None => Ok(()),
     }
