@@ -4,6 +4,7 @@
 
 mod commands;
 mod exit;
+mod progress;
 
 use clap::{Parser, Subcommand};
 
@@ -40,6 +41,13 @@ enum Command {
     /// Built-in load generators.
     #[command(subcommand)]
     Bench(commands::bench::Bench),
+    /// Backups: create, list, verify, prune, detach.
+    #[command(subcommand)]
+    Backup(commands::backup::Backup),
+    /// Restore a backup, a point in time or an LSN into a new directory.
+    Restore(commands::restore::Args),
+    /// List commits with time, LSN and what they touched (to pick a restore point).
+    Log(commands::log::Args),
 }
 
 fn main() {
@@ -60,6 +68,9 @@ fn main() {
         Command::Checkpoint(a) => commands::checkpoint::run(a),
         Command::Stats(a) => commands::stats::run(a),
         Command::Bench(b) => commands::bench::run(b),
+        Command::Backup(b) => commands::backup::run(b),
+        Command::Restore(a) => commands::restore::run(a),
+        Command::Log(a) => commands::log::run(a),
     };
     if let Err(e) = result {
         std::process::exit(e.report());

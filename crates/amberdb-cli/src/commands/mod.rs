@@ -1,11 +1,14 @@
 //! One module per `amberdb` command, plus the argument pieces they share.
 
+pub mod backup;
 pub mod bench;
 pub mod checkpoint;
 pub mod delete;
 pub mod get;
 pub mod list;
+pub mod log;
 pub mod put;
+pub mod restore;
 pub mod stats;
 pub mod verify;
 
