@@ -2,6 +2,7 @@
 //! file only parses arguments, sets up logging and turns errors into exit codes:
 //! 0 ok, 1 error, 2 usage, 3 not found.
 
+mod client;
 mod commands;
 mod exit;
 mod progress;
@@ -13,8 +14,9 @@ use exit::CliError;
 /// AmberDB: a durable, versioned document store for game and app state.
 ///
 /// Every command that takes --data works directly on a data directory (the directory is
-/// locked while a command or a server has it open). Output is JSON where a program may read
-/// it; errors go to stderr with a hint.
+/// locked while a command or a server has it open); get, put, delete, list and txn also take
+/// --url (AMBERDB_URL) to work through a running `amberdb serve`, with --token
+/// (AMBERDB_TOKEN). Output is JSON where a program may read it; errors go to stderr with a hint.
 #[derive(Parser)]
 #[command(name = "amberdb", version, about, long_about, propagate_version = true)]
 struct Cli {
@@ -32,6 +34,13 @@ enum Command {
     Delete(commands::delete::Args),
     /// List a collection's documents in key order, one page at a time.
     List(commands::list::Args),
+    /// Commit an atomic batch of operations (JSON, as POST /v1/txn takes it).
+    Txn(commands::txn::Args),
+    /// Run the HTTP/JSON server (127.0.0.1:7070, data in ./amberdb-data by default).
+    Serve(commands::serve::Args),
+    /// Bearer tokens for the server.
+    #[command(subcommand)]
+    Token(commands::token::Token),
     /// Check every checksum in a data directory (safe while it is in use).
     Verify(commands::verify::Args),
     /// Write a checkpoint now and remove log segments no checkpoint needs.
@@ -51,19 +60,24 @@ enum Command {
 }
 
 fn main() {
+    let cli = Cli::parse();
+    // The server logs what it does (start, drain, close) by default; other commands only warn.
+    let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AMBERDB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Put(a) => commands::put::run(a),
         Command::Get(a) => commands::get::run(a),
         Command::Delete(a) => commands::delete::run(a),
         Command::List(a) => commands::list::run(a),
+        Command::Txn(a) => commands::txn::run(a),
+        Command::Serve(a) => commands::serve::run(a),
+        Command::Token(t) => commands::token::run(t),
         Command::Verify(a) => commands::verify::run(a),
         Command::Checkpoint(a) => commands::checkpoint::run(a),
         Command::Stats(a) => commands::stats::run(a),

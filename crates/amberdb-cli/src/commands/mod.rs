@@ -9,7 +9,10 @@ pub mod list;
 pub mod log;
 pub mod put;
 pub mod restore;
+pub mod serve;
 pub mod stats;
+pub mod token;
+pub mod txn;
 pub mod verify;
 
 use std::io::Read;
@@ -33,6 +36,40 @@ impl DataArgs {
     }
 }
 
+/// Where a document command works: directly on a data directory (`--data`), or through a
+/// running server (`--url`, with `--token` when it needs one).
+#[derive(clap::Args, Debug, Clone)]
+pub struct TargetArgs {
+    /// The data directory (opened directly; fails while a server has it open).
+    #[arg(long, env = "AMBERDB_DATA", value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// A running server, e.g. http://127.0.0.1:7070.
+    #[arg(long, env = "AMBERDB_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// Bearer token for --url.
+    #[arg(long, env = "AMBERDB_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+}
+
+/// An opened target.
+pub enum Target {
+    /// A data directory.
+    Local(Db),
+    /// A server.
+    Remote(crate::client::Client),
+}
+
+impl TargetArgs {
+    pub fn open(&self) -> Result<Target, CliError> {
+        match (&self.data, &self.url) {
+            (Some(_), Some(_)) => Err(CliError::usage("both a data directory (--data / AMBERDB_DATA) and a server (--url / AMBERDB_URL) are set; use one")),
+            (Some(d), None) => Ok(Target::Local(Db::open(d)?)),
+            (None, Some(u)) => Ok(Target::Remote(crate::client::Client::new(u, self.token.clone())?)),
+            (None, None) => Err(CliError::usage("say where the data is: --data DIR (or AMBERDB_DATA), or --url URL of a running server (or AMBERDB_URL)")),
+        }
+    }
+}
+
 /// Durability choice on the command line.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DurabilityArg {
@@ -43,6 +80,14 @@ pub enum DurabilityArg {
 }
 
 impl DurabilityArg {
+    /// The value of the `Amber-Durability` header.
+    pub fn header(self) -> &'static str {
+        match self {
+            DurabilityArg::Sync => "sync",
+            DurabilityArg::Buffered => "buffered",
+        }
+    }
+
     pub fn to_durability(self) -> Durability {
         match self {
             DurabilityArg::Sync => Durability::Sync,
