@@ -21,8 +21,10 @@ pub enum TxnOp {
     /// Create or overwrite.
     Put {
         /// Collection.
+        #[schema(pattern = r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")]
         collection: String,
         /// Key.
+        #[schema(min_length = 1, max_length = 1024)]
         key: String,
         /// The new value (any JSON).
         value: Value,
@@ -37,8 +39,10 @@ pub enum TxnOp {
     /// Create; fails if the document exists.
     Create {
         /// Collection.
+        #[schema(pattern = r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")]
         collection: String,
         /// Key.
+        #[schema(min_length = 1, max_length = 1024)]
         key: String,
         /// The value.
         value: Value,
@@ -53,8 +57,10 @@ pub enum TxnOp {
     /// Overwrite; fails if the document is missing.
     Replace {
         /// Collection.
+        #[schema(pattern = r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")]
         collection: String,
         /// Key.
+        #[schema(min_length = 1, max_length = 1024)]
         key: String,
         /// The value.
         value: Value,
@@ -70,8 +76,10 @@ pub enum TxnOp {
     /// (RFC 6902, an array of operations).
     Patch {
         /// Collection.
+        #[schema(pattern = r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")]
         collection: String,
         /// Key.
+        #[schema(min_length = 1, max_length = 1024)]
         key: String,
         /// RFC 7396 merge patch.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -91,8 +99,10 @@ pub enum TxnOp {
     /// Delete (a missing document is a no-op unless `if_version` says otherwise).
     Delete {
         /// Collection.
+        #[schema(pattern = r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")]
         collection: String,
         /// Key.
+        #[schema(min_length = 1, max_length = 1024)]
         key: String,
         /// Required current version.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -101,8 +111,10 @@ pub enum TxnOp {
     /// Require a document to be at `version` (0 = must not exist); writes nothing.
     Check {
         /// Collection.
+        #[schema(pattern = r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")]
         collection: String,
         /// Key.
+        #[schema(min_length = 1, max_length = 1024)]
         key: String,
         /// Required version.
         version: u64,

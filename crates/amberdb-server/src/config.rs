@@ -524,5 +524,8 @@ mod tests {
             let leaf = o.key.rsplit('.').next().unwrap_or(o.key);
             assert!(example.contains(leaf), "amberdb.example.toml does not mention {}", o.key);
         }
+        let example_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../amberdb.example.toml");
+        let c = Config::load(Some(Path::new(example_path)), vec![], &[]).expect("amberdb.example.toml is valid");
+        assert_eq!(c.listen, Config::default().listen, "the example shows the defaults");
     }
 }
