@@ -50,6 +50,13 @@ pub struct WriteArgs {
     /// Print `acked <collection> <key> <version>` for every acknowledged transaction.
     #[arg(long)]
     pub print_acks: bool,
+    /// Take online backups into this repository while the writers run (to measure what a
+    /// backup costs writers).
+    #[arg(long, value_name = "DIR")]
+    pub backup_to: Option<std::path::PathBuf>,
+    /// Pause between those backups.
+    #[arg(long, value_name = "MS", default_value_t = 0)]
+    pub backup_every_ms: u64,
 }
 
 pub fn run(b: Bench) -> CliResult {
@@ -68,6 +75,26 @@ fn write(a: WriteArgs) -> CliResult {
     let pad = "x".repeat(a.doc_bytes.saturating_sub(40));
     let started = Instant::now();
     let stats_before = db.stats();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let backups = match &a.backup_to {
+        Some(path) => {
+            let repo = amberdb::BackupRepo::open_or_init(path)?;
+            let (db, stop) = (db.clone(), stop.clone());
+            let pause = Duration::from_millis(a.backup_every_ms);
+            Some(std::thread::spawn(move || -> Result<(u64, Duration), amberdb::Error> {
+                let (mut n, mut busy) = (0, Duration::ZERO);
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    db.backup(&repo)?;
+                    busy += t0.elapsed();
+                    n += 1;
+                    std::thread::sleep(pause);
+                }
+                Ok((n, busy))
+            }))
+        }
+        None => None,
+    };
     let handles: Vec<_> = (0..a.writers)
         .map(|w| {
             let db = db.clone();
@@ -109,6 +136,13 @@ fn write(a: WriteArgs) -> CliResult {
         }
     }
     let elapsed = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let backup_summary = match backups.map(|h| h.join()) {
+        Some(Ok(Ok((n, busy)))) => Some(format!("\n  {n} online backups during the run, {:.0}% of the time backing up", 100.0 * busy.as_secs_f64() / elapsed.as_secs_f64())),
+        Some(Ok(Err(e))) => return Err(e.into()),
+        Some(Err(_)) => return Err(CliError::new(crate::exit::ERROR, "backup thread panicked")),
+        None => None,
+    };
     let stats = db.stats();
     db.close()?;
     if let Some(e) = first_error {
@@ -121,7 +155,7 @@ fn write(a: WriteArgs) -> CliResult {
     eprintln!(
         "bench write: {} writers x {} txns ({} docs of ~{} bytes each), durability {:?}\n  \
          {:.0} txn/s over {:.2}s; latency p50 {:.3} ms, p99 {:.3} ms, max {:.3} ms\n  \
-         {} fsyncs, {:.2} commits per fsync",
+         {} fsyncs, {:.2} commits per fsync{}",
         a.writers,
         a.txns,
         a.docs_per_txn,
@@ -134,6 +168,7 @@ fn write(a: WriteArgs) -> CliResult {
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         fsyncs,
         if fsyncs == 0 { 0.0 } else { (stats.commits - stats_before.commits) as f64 / fsyncs as f64 },
+        backup_summary.unwrap_or_default(),
     );
     Ok(())
 }
