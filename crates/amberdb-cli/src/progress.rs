@@ -17,7 +17,11 @@ pub struct CliProgress {
 impl CliProgress {
     /// Bars on a terminal, lines otherwise; nothing at all when `quiet` (e.g. `--json`).
     pub fn new(quiet: bool) -> Self {
-        CliProgress { bar: Mutex::new(None), tty: std::io::stderr().is_terminal(), quiet }
+        CliProgress {
+            bar: Mutex::new(None),
+            tty: std::io::stderr().is_terminal(),
+            quiet,
+        }
     }
 }
 
@@ -35,9 +39,11 @@ impl Progress for CliProgress {
         }
         let bar = match total {
             Some(t) => ProgressBar::new(t).with_style(
-                ProgressStyle::with_template("{msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{msg:40} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             ),
             None => ProgressBar::new_spinner(),
         };

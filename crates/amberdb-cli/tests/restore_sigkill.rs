@@ -17,12 +17,23 @@ fn amberdb() -> Command {
 fn build_repo(tmp: &Path) -> (std::path::PathBuf, usize) {
     let repo_dir = tmp.join("repo");
     let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
-    let db = Db::open_with(tmp.join("data"), Options { segment_size: 256 << 10, ..Default::default() }).unwrap();
+    let db = Db::open_with(
+        tmp.join("data"),
+        Options {
+            segment_size: 256 << 10,
+            ..Default::default()
+        },
+    )
+    .unwrap();
     let pad = "x".repeat(900);
     for chunk in 0..40 {
         let mut tx = amberdb::Transaction::new();
         for i in 0..500 {
-            tx.put("players", &format!("p{chunk}-{i}"), json!({"chunk": chunk, "i": i, "pad": pad}));
+            tx.put(
+                "players",
+                &format!("p{chunk}-{i}"),
+                json!({"chunk": chunk, "i": i, "pad": pad}),
+            );
         }
         db.commit(&tx).unwrap();
         if chunk == 20 {
@@ -70,7 +81,11 @@ fn restore_killed_at_random_moments_leaves_nothing_that_opens_half_restored() {
         let _ = child.wait();
         if into.exists() {
             let db = Db::open(&into).unwrap();
-            assert_eq!(db.count("players"), docs as u64, "round {round}: a restored directory must be complete");
+            assert_eq!(
+                db.count("players"),
+                docs as u64,
+                "round {round}: a restored directory must be complete"
+            );
             db.close().unwrap();
             assert!(amberdb::verify_dir(&into).unwrap().is_clean());
             complete += 1;

@@ -24,7 +24,11 @@ type Reply<T> = SyncSender<Result<T>>;
 
 /// A request to the committer.
 pub(crate) enum Msg {
-    Commit { ops: Vec<EncodedOp>, durability: Durability, reply: Reply<Committed> },
+    Commit {
+        ops: Vec<EncodedOp>,
+        durability: Durability,
+        reply: Reply<Committed>,
+    },
     /// Make everything written so far durable; replies with the durable LSN.
     Sync { reply: Reply<u64> },
     /// Seal the active segment so every commit so far can be archived; replies with the last
@@ -99,7 +103,10 @@ impl Committer {
     pub(crate) fn run(mut self) {
         loop {
             let first = match self.sync_deadline {
-                Some(deadline) => match self.rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Some(deadline) => match self
+                    .rx
+                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
                         let _ = self.sync();
@@ -141,7 +148,8 @@ impl Committer {
             }
             let c = &self.shared.counters;
             c.fsyncs.fetch_add(1, Ordering::Relaxed);
-            c.synced_commits.fetch_add(self.written_lsn - self.durable_lsn, Ordering::Relaxed);
+            c.synced_commits
+                .fetch_add(self.written_lsn - self.durable_lsn, Ordering::Relaxed);
             self.durable_lsn = self.written_lsn;
             c.durable_lsn.store(self.durable_lsn, Ordering::Release);
         }
@@ -162,7 +170,11 @@ impl Committer {
         let first_lsn = self.next_lsn;
         for msg in batch {
             match msg {
-                Msg::Commit { ops, durability, reply } => {
+                Msg::Commit {
+                    ops,
+                    durability,
+                    reply,
+                } => {
                     if let Some(e) = self.shared.poisoned_error() {
                         refusals.push((reply, e));
                         continue;
@@ -170,7 +182,14 @@ impl Committer {
                     let ts = now_micros().max(self.last_ts + 1);
                     match state.prepare(&ops, self.next_lsn, ts, self.max_doc_bytes) {
                         Ok(p) if p.record.ops.is_empty() => {
-                            acks.push((reply, Committed { lsn: state.lsn, commit_ts: state.commit_ts, results: p.results }));
+                            acks.push((
+                                reply,
+                                Committed {
+                                    lsn: state.lsn,
+                                    commit_ts: state.commit_ts,
+                                    results: p.results,
+                                },
+                            ));
                         }
                         Ok(p) => {
                             p.record.encode_into(&mut frames);
@@ -183,7 +202,14 @@ impl Committer {
                                     max_delay = Some(max_delay.map_or(d, |m| m.min(d)));
                                 }
                             }
-                            acks.push((reply, Committed { lsn: p.record.lsn, commit_ts: ts, results: p.results }));
+                            acks.push((
+                                reply,
+                                Committed {
+                                    lsn: p.record.lsn,
+                                    commit_ts: ts,
+                                    results: p.results,
+                                },
+                            ));
                         }
                         Err(e) => refusals.push((reply, e)),
                     }
@@ -209,12 +235,17 @@ impl Committer {
                 Ok(()) => {
                     self.written_lsn = last_lsn;
                     let c = &self.shared.counters;
-                    c.commits.fetch_add(last_lsn + 1 - first_lsn, Ordering::Relaxed);
+                    c.commits
+                        .fetch_add(last_lsn + 1 - first_lsn, Ordering::Relaxed);
                     c.batches.fetch_add(1, Ordering::Relaxed);
-                    c.log_bytes_written.fetch_add(frames.len() as u64, Ordering::Relaxed);
+                    c.log_bytes_written
+                        .fetch_add(frames.len() as u64, Ordering::Relaxed);
                 }
                 Err(e) => {
-                    let cause = format!("write to commit log {} failed: {e}", self.log.active_path().display());
+                    let cause = format!(
+                        "write to commit log {} failed: {e}",
+                        self.log.active_path().display()
+                    );
                     self.shared.poison(cause.clone());
                     failure = Some(Error::Poisoned { cause });
                 }
@@ -232,7 +263,10 @@ impl Committer {
         }
         if failure.is_none() && !roll_waiters.is_empty() {
             if let Err(e) = self.log.seal_active(self.next_lsn) {
-                let cause = format!("sealing log segment {} failed: {e}", self.log.active_path().display());
+                let cause = format!(
+                    "sealing log segment {} failed: {e}",
+                    self.log.active_path().display()
+                );
                 self.shared.poison(cause.clone());
                 failure = Some(Error::Poisoned { cause });
             }
@@ -258,10 +292,14 @@ impl Committer {
                     other => other.to_string(),
                 };
                 for (reply, _) in acks {
-                    let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+                    let _ = reply.send(Err(Error::Poisoned {
+                        cause: cause.clone(),
+                    }));
                 }
                 for reply in sync_waiters.into_iter().chain(roll_waiters) {
-                    let _ = reply.send(Err(Error::Poisoned { cause: cause.clone() }));
+                    let _ = reply.send(Err(Error::Poisoned {
+                        cause: cause.clone(),
+                    }));
                 }
             }
         }

@@ -147,8 +147,15 @@ impl Db {
             "opened database"
         );
         let sealed: SealedList = Arc::new(Mutex::new(rec.sealed));
-        let log = CommitLog::open(&dir.join(LOG_DIR), rec.active, lsn + 1, opts.segment_size, opts.faults.clone(), sealed.clone())
-            .context(|| format!("opening the commit log in {}", dir.join(LOG_DIR).display()))?;
+        let log = CommitLog::open(
+            &dir.join(LOG_DIR),
+            rec.active,
+            lsn + 1,
+            opts.segment_size,
+            opts.faults.clone(),
+            sealed.clone(),
+        )
+        .context(|| format!("opening the commit log in {}", dir.join(LOG_DIR).display()))?;
         let shared = Arc::new(Shared {
             view: ArcSwap::from_pointee(rec.state.clone()),
             poisoned: Mutex::new(None),
@@ -175,7 +182,11 @@ impl Db {
             .name("amberdb-committer".into())
             .spawn(move || committer.run())
             .context(|| "starting the committer thread".into())?;
-        let checkpoint_lsn = rec.report.checkpoint.as_ref().map(|_| rec.report.checkpoint_lsn);
+        let checkpoint_lsn = rec
+            .report
+            .checkpoint
+            .as_ref()
+            .map(|_| rec.report.checkpoint_lsn);
         let inner = Arc::new(Inner {
             dir,
             opts,
@@ -183,7 +194,10 @@ impl Db {
             tx: Mutex::new(Some(tx)),
             committer: Mutex::new(Some(committer)),
             workers: Mutex::new(vec![]),
-            ckpt_lock: Mutex::new(CheckpointBook { last_lsn: checkpoint_lsn, last_at: Some(Instant::now()) }),
+            ckpt_lock: Mutex::new(CheckpointBook {
+                last_lsn: checkpoint_lsn,
+                last_at: Some(Instant::now()),
+            }),
             sealed,
             lock: Mutex::new(Some(lock)),
             recovery: rec.report,
@@ -196,11 +210,15 @@ impl Db {
         db.spawn_worker("amberdb-checkpointer", move || checkpoint_loop(weak))?;
         if db.inner.opts.archive_to.is_some() {
             let weak = Arc::downgrade(&db.inner);
-            db.spawn_worker("amberdb-archiver", move || crate::backup::archive_loop(weak))?;
+            db.spawn_worker("amberdb-archiver", move || {
+                crate::backup::archive_loop(weak)
+            })?;
         }
         if db.inner.opts.backup_schedule.is_some() {
             let weak = Arc::downgrade(&db.inner);
-            db.spawn_worker("amberdb-backups", move || crate::backup::schedule_loop(weak))?;
+            db.spawn_worker("amberdb-backups", move || {
+                crate::backup::schedule_loop(weak)
+            })?;
         }
         Ok(db)
     }
@@ -223,11 +241,18 @@ impl Db {
 
     /// Sleeps up to `d`, waking early on shutdown; returns false when shutting down.
     pub(crate) fn idle(&self, d: Duration) -> bool {
-        let Ok(s) = self.inner.shared.ckpt.lock() else { return false };
+        let Ok(s) = self.inner.shared.ckpt.lock() else {
+            return false;
+        };
         if s.shutdown {
             return false;
         }
-        match self.inner.shared.ckpt_wake.wait_timeout_while(s, d, |s| !s.shutdown) {
+        match self
+            .inner
+            .shared
+            .ckpt_wake
+            .wait_timeout_while(s, d, |s| !s.shutdown)
+        {
             Ok((s, _)) => !s.shutdown,
             Err(_) => false,
         }
@@ -246,11 +271,18 @@ impl Db {
 
     /// The sealed segments still in the data directory.
     pub(crate) fn sealed_segments(&self) -> Vec<SealedSegment> {
-        self.inner.sealed.lock().map(|s| s.clone()).unwrap_or_default()
+        self.inner
+            .sealed
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn archive_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.inner.archive_serial.lock().unwrap_or_else(|p| p.into_inner())
+        self.inner
+            .archive_serial
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Attaches `repo` (creates its slot) so the log is kept until archived there.
@@ -264,12 +296,23 @@ impl Db {
     }
 
     pub(crate) fn slot(&self, repository_id: &str) -> Option<Slot> {
-        self.inner.slots.lock().ok()?.repos.iter().find(|s| s.repository_id == repository_id).cloned()
+        self.inner
+            .slots
+            .lock()
+            .ok()?
+            .repos
+            .iter()
+            .find(|s| s.repository_id == repository_id)
+            .cloned()
     }
 
     pub(crate) fn set_archived_through(&self, repository_id: &str, lsn: u64) -> Result<()> {
         let mut slots = self.inner.slots.lock().map_err(|_| Error::Closed)?;
-        if let Some(s) = slots.repos.iter_mut().find(|s| s.repository_id == repository_id) {
+        if let Some(s) = slots
+            .repos
+            .iter_mut()
+            .find(|s| s.repository_id == repository_id)
+        {
             s.archived_through_lsn = s.archived_through_lsn.max(lsn);
         }
         slots.save(&self.inner.dir, &self.inner.opts.faults)
@@ -295,7 +338,11 @@ impl Db {
 
     /// The latest backup and any backup error.
     pub fn backup_status(&self) -> BackupStatus {
-        self.inner.backup_status.lock().map(|s| s.clone()).unwrap_or_default()
+        self.inner
+            .backup_status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// Releases a repository: the log is no longer kept for it. Returns false when it was not
@@ -323,7 +370,10 @@ impl Db {
 
     fn send(&self, msg: Msg) -> Result<()> {
         let tx = self.inner.tx.lock().map_err(|_| Error::Closed)?;
-        tx.as_ref().ok_or(Error::Closed)?.send(msg).map_err(|_| Error::Closed)
+        tx.as_ref()
+            .ok_or(Error::Closed)?
+            .send(msg)
+            .map_err(|_| Error::Closed)
     }
 
     /// Commits a transaction: all of its operations or none. Returns once the commit is as
@@ -335,7 +385,11 @@ impl Db {
         let ops = encode_transaction(txn, self.inner.opts.max_doc_bytes)?;
         let durability = txn.durability.unwrap_or(self.inner.opts.durability);
         let (reply, rx) = mpsc::sync_channel(1);
-        self.send(Msg::Commit { ops, durability, reply })?;
+        self.send(Msg::Commit {
+            ops,
+            durability,
+            reply,
+        })?;
         rx.recv().map_err(|_| Error::Closed)?
     }
 
@@ -362,7 +416,9 @@ impl Db {
 
     /// A consistent snapshot of the whole database; never blocks writers.
     pub fn view(&self) -> ReadView {
-        ReadView { state: self.inner.shared.view.load_full() }
+        ReadView {
+            state: self.inner.shared.view.load_full(),
+        }
     }
 
     /// One document from the latest view.
@@ -404,7 +460,10 @@ impl Db {
                 report.problems.push(Problem {
                     file: PathBuf::from("<memory>"),
                     offset: None,
-                    detail: format!("document {coll}/{} in memory does not match its SHA-256", doc.key),
+                    detail: format!(
+                        "document {coll}/{} in memory does not match its SHA-256",
+                        doc.key
+                    ),
                 });
             }
         }
@@ -417,14 +476,19 @@ impl Db {
         let fsyncs = c.fsyncs.load(Ordering::Relaxed);
         let synced = c.synced_commits.load(Ordering::Relaxed);
         let (log_segments, log_bytes) = dir_usage(&self.inner.dir.join(LOG_DIR), ".log");
-        let (checkpoints, checkpoint_bytes) = dir_usage(&self.inner.dir.join(CHECKPOINT_DIR), ".ckpt");
+        let (checkpoints, checkpoint_bytes) =
+            dir_usage(&self.inner.dir.join(CHECKPOINT_DIR), ".ckpt");
         let view = self.view();
         Stats {
             lsn: view.lsn(),
             durable_lsn: c.durable_lsn.load(Ordering::Acquire),
             commits: c.commits.load(Ordering::Relaxed),
             fsyncs,
-            commits_per_fsync: if fsyncs == 0 { 0.0 } else { synced as f64 / fsyncs as f64 },
+            commits_per_fsync: if fsyncs == 0 {
+                0.0
+            } else {
+                synced as f64 / fsyncs as f64
+            },
             batches: c.batches.load(Ordering::Relaxed),
             log_segments,
             log_bytes,
@@ -433,7 +497,12 @@ impl Db {
             last_checkpoint_lsn: self.inner.ckpt_lock.lock().ok().and_then(|b| b.last_lsn),
             collections: view.collections(),
             poisoned: self.poisoned(),
-            archive_slots: self.inner.slots.lock().map(|s| s.repos.clone()).unwrap_or_default(),
+            archive_slots: self
+                .inner
+                .slots
+                .lock()
+                .map(|s| s.repos.clone())
+                .unwrap_or_default(),
             log_retained_for_archive_bytes: self.inner.retained_for_archive(),
             backup: self.backup_status(),
         }
@@ -449,25 +518,43 @@ impl Db {
 
 impl std::fmt::Debug for Db {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Db").field("path", &self.inner.dir).field("lsn", &self.view().lsn()).finish()
+        f.debug_struct("Db")
+            .field("path", &self.inner.dir)
+            .field("lsn", &self.view().lsn())
+            .finish()
     }
 }
 
 fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return (0, 0) };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(suffix) && !n.starts_with('.')))
-        .fold((0, 0), |(n, b), e| (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0)))
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(suffix) && !n.starts_with('.'))
+        })
+        .fold((0, 0), |(n, b), e| {
+            (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0))
+        })
 }
 
 impl Inner {
     /// Bytes of sealed segments past the lowest slot (kept only for archiving).
     fn retained_for_archive(&self) -> u64 {
-        let Some(min) = self.slots.lock().ok().and_then(|s| s.min_archived()) else { return 0 };
+        let Some(min) = self.slots.lock().ok().and_then(|s| s.min_archived()) else {
+            return 0;
+        };
         self.sealed
             .lock()
-            .map(|s| s.iter().filter(|seg| seg.seal.last_lsn > min).map(|seg| seg.seal.length).sum())
+            .map(|s| {
+                s.iter()
+                    .filter(|seg| seg.seal.last_lsn > min)
+                    .map(|seg| seg.seal.length)
+                    .sum()
+            })
             .unwrap_or(0)
     }
 
@@ -481,7 +568,10 @@ impl Inner {
         let durable = {
             let (reply, rx) = mpsc::sync_channel(1);
             let tx = self.tx.lock().map_err(|_| Error::Closed)?;
-            tx.as_ref().ok_or(Error::Closed)?.send(Msg::Sync { reply }).map_err(|_| Error::Closed)?;
+            tx.as_ref()
+                .ok_or(Error::Closed)?
+                .send(Msg::Sync { reply })
+                .map_err(|_| Error::Closed)?;
             drop(tx);
             rx.recv().map_err(|_| Error::Closed)??
         };
@@ -491,7 +581,10 @@ impl Inner {
     /// Writes the checkpoint; `durable` bounds the view it may capture.
     fn checkpoint_locked(&self, book: &mut CheckpointBook, durable: u64) -> Result<CheckpointInfo> {
         let state = self.shared.view.load_full();
-        debug_assert!(state.lsn <= durable, "published view ahead of the durable log");
+        debug_assert!(
+            state.lsn <= durable,
+            "published view ahead of the durable log"
+        );
         let ckpt_dir = self.dir.join(CHECKPOINT_DIR);
         let started = Instant::now();
         let bytes_before = self.shared.ckpt.lock().map(|s| s.bytes_since).unwrap_or(0);
@@ -500,9 +593,19 @@ impl Inner {
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             (path, bytes, false)
         } else {
-            let (path, bytes) = checkpoint::write(&ckpt_dir, &state, self.opts.checkpoint_compression_level, &self.opts.faults)
-                .context(|| format!("writing checkpoint {} in {}", state.lsn, ckpt_dir.display()))?;
-            tracing::info!(lsn = state.lsn, bytes, ms = started.elapsed().as_millis() as u64, "wrote checkpoint");
+            let (path, bytes) = checkpoint::write(
+                &ckpt_dir,
+                &state,
+                self.opts.checkpoint_compression_level,
+                &self.opts.faults,
+            )
+            .context(|| format!("writing checkpoint {} in {}", state.lsn, ckpt_dir.display()))?;
+            tracing::info!(
+                lsn = state.lsn,
+                bytes,
+                ms = started.elapsed().as_millis() as u64,
+                "wrote checkpoint"
+            );
             (path, bytes, true)
         };
         book.last_lsn = Some(state.lsn);
@@ -511,7 +614,13 @@ impl Inner {
             s.bytes_since = s.bytes_since.saturating_sub(bytes_before);
         }
         let segments_removed = self.remove_unneeded()?;
-        Ok(CheckpointInfo { path, lsn: state.lsn, bytes, written, segments_removed })
+        Ok(CheckpointInfo {
+            path,
+            lsn: state.lsn,
+            bytes,
+            written,
+            segments_removed,
+        })
     }
 
     /// Keeps the two newest checkpoints and removes sealed segments that neither needs and
@@ -519,11 +628,18 @@ impl Inner {
     fn remove_unneeded(&self) -> Result<u64> {
         let ckpt_dir = self.dir.join(CHECKPOINT_DIR);
         let log_dir = self.dir.join(LOG_DIR);
-        let ckpts = list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
+        let ckpts =
+            list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
         for (_, path) in ckpts.iter().skip(2) {
             std::fs::remove_file(path).context(|| format!("removing {}", path.display()))?;
         }
-        let Some(oldest_kept) = ckpts.iter().take(2).last().map(|c| c.0) else { return Ok(0) };
+        let Some(oldest_kept) = ckpts
+            .get(..2.min(ckpts.len()))
+            .and_then(|c| c.last())
+            .map(|c| c.0)
+        else {
+            return Ok(0);
+        };
         let horizon = now_micros().saturating_sub(self.opts.log_retention.as_micros() as u64);
         let archived = self.slots.lock().map_err(|_| Error::Closed)?.min_archived();
         let mut removed = 0;
@@ -531,8 +647,12 @@ impl Inner {
         let mut keep = vec![];
         for seg in sealed.drain(..) {
             let archived_everywhere = archived.is_none_or(|a| seg.seal.last_lsn <= a);
-            if seg.seal.last_lsn <= oldest_kept && seg.seal.last_commit_ts <= horizon && archived_everywhere {
-                std::fs::remove_file(&seg.path).context(|| format!("removing {}", seg.path.display()))?;
+            if seg.seal.last_lsn <= oldest_kept
+                && seg.seal.last_commit_ts <= horizon
+                && archived_everywhere
+            {
+                std::fs::remove_file(&seg.path)
+                    .context(|| format!("removing {}", seg.path.display()))?;
                 let seal = log_dir.join(seal_file_name(seg.seal.first_lsn));
                 std::fs::remove_file(&seal).context(|| format!("removing {}", seal.display()))?;
                 removed += 1;
@@ -544,7 +664,12 @@ impl Inner {
         drop(sealed);
         let retained = self.retained_for_archive();
         if retained > self.opts.max_retained_log_bytes {
-            let lagging = self.slots.lock().ok().and_then(|s| s.repos.iter().min_by_key(|r| r.archived_through_lsn).cloned());
+            let lagging = self.slots.lock().ok().and_then(|s| {
+                s.repos
+                    .iter()
+                    .min_by_key(|r| r.archived_through_lsn)
+                    .cloned()
+            });
             tracing::warn!(
                 retained,
                 bound = self.opts.max_retained_log_bytes,
@@ -553,8 +678,10 @@ impl Inner {
             );
         }
         if removed > 0 || ckpts.len() > 2 {
-            sync_dir(&log_dir, &self.opts.faults).context(|| format!("syncing {}", log_dir.display()))?;
-            sync_dir(&ckpt_dir, &self.opts.faults).context(|| format!("syncing {}", ckpt_dir.display()))?;
+            sync_dir(&log_dir, &self.opts.faults)
+                .context(|| format!("syncing {}", log_dir.display()))?;
+            sync_dir(&ckpt_dir, &self.opts.faults)
+                .context(|| format!("syncing {}", ckpt_dir.display()))?;
         }
         Ok(removed)
     }
@@ -567,14 +694,21 @@ impl Inner {
             s.shutdown = true;
             self.shared.ckpt_wake.notify_all();
         }
-        let workers: Vec<_> = self.workers.lock().map(|mut w| w.drain(..).collect()).unwrap_or_default();
+        let workers: Vec<_> = self
+            .workers
+            .lock()
+            .map(|mut w| w.drain(..).collect())
+            .unwrap_or_default();
         for h in workers {
             if h.thread().id() != std::thread::current().id() {
                 let _ = h.join();
             }
         }
         let (reply, rx) = mpsc::sync_channel(1);
-        let stopped = tx.send(Msg::Shutdown { reply }).ok().and_then(|()| rx.recv().ok());
+        let stopped = tx
+            .send(Msg::Shutdown { reply })
+            .ok()
+            .and_then(|()| rx.recv().ok());
         drop(tx);
         if let Some(h) = self.committer.lock().ok().and_then(|mut h| h.take()) {
             let _ = h.join();
@@ -609,8 +743,12 @@ fn checkpoint_loop(inner: std::sync::Weak<Inner>) {
         let Some(db) = inner.upgrade() else { return };
         let interval = db.opts.checkpoint_interval;
         let due = {
-            let Ok(mut s) = db.shared.ckpt.lock() else { return };
-            let wait = interval.unwrap_or(Duration::from_secs(3600)).min(Duration::from_secs(1));
+            let Ok(mut s) = db.shared.ckpt.lock() else {
+                return;
+            };
+            let wait = interval
+                .unwrap_or(Duration::from_secs(3600))
+                .min(Duration::from_secs(1));
             if !s.shutdown && s.bytes_since < db.shared.checkpoint_log_bytes {
                 s = match db.shared.ckpt_wake.wait_timeout(s, wait) {
                     Ok((s, _)) => s,
@@ -623,7 +761,11 @@ fn checkpoint_loop(inner: std::sync::Weak<Inner>) {
             let by_bytes = s.bytes_since >= db.shared.checkpoint_log_bytes;
             let by_time = s.bytes_since > 0
                 && interval.is_some_and(|i| {
-                    db.ckpt_lock.try_lock().ok().and_then(|b| b.last_at).is_none_or(|at| at.elapsed() >= i)
+                    db.ckpt_lock
+                        .try_lock()
+                        .ok()
+                        .and_then(|b| b.last_at)
+                        .is_none_or(|at| at.elapsed() >= i)
                 });
             by_bytes || by_time
         };

@@ -70,8 +70,8 @@ impl Document {
             sha256: String,
         }
         // Stored values are always valid JSON; fall back to null rather than panic if not.
-        let raw: Box<serde_json::value::RawValue> =
-            serde_json::from_slice(&self.value).unwrap_or_else(|_| {
+        let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&self.value)
+            .unwrap_or_else(|_| {
                 serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
             });
         let env = Envelope {
@@ -93,7 +93,12 @@ impl Document {
 
 /// Checks a collection name against `[a-z0-9_][a-z0-9_.-]{0,63}`.
 pub fn validate_collection(name: &str) -> Result<()> {
-    let bad = |reason| Err(Error::InvalidCollection { name: truncate(name), reason });
+    let bad = |reason| {
+        Err(Error::InvalidCollection {
+            name: truncate(name),
+            reason,
+        })
+    };
     if name.is_empty() {
         return bad("empty");
     }
@@ -101,11 +106,15 @@ pub fn validate_collection(name: &str) -> Result<()> {
         return bad("longer than 64 bytes");
     }
     let mut chars = name.bytes();
-    let first_ok = chars.next().is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
+    let first_ok = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_');
     if !first_ok {
         return bad("must start with a-z, 0-9 or _");
     }
-    if !chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-')) {
+    if !chars
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'))
+    {
         return bad("may only contain a-z, 0-9, _, . and -");
     }
     Ok(())
@@ -113,7 +122,12 @@ pub fn validate_collection(name: &str) -> Result<()> {
 
 /// Checks a document key: UTF-8 (guaranteed by `&str`), 1..=1024 bytes, no NUL.
 pub fn validate_key(key: &str) -> Result<()> {
-    let bad = |reason| Err(Error::InvalidKey { key: truncate(key), reason });
+    let bad = |reason| {
+        Err(Error::InvalidKey {
+            key: truncate(key),
+            reason,
+        })
+    };
     if key.is_empty() {
         return bad("empty");
     }
@@ -183,7 +197,16 @@ mod tests {
         for ok in ["players", "a", "_x", "0", "game.states-v2", &"a".repeat(64)] {
             assert!(validate_collection(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "Players", ".x", "-x", "a b", "a/b", &"a".repeat(65), "é"] {
+        for bad in [
+            "",
+            "Players",
+            ".x",
+            "-x",
+            "a b",
+            "a/b",
+            &"a".repeat(65),
+            "é",
+        ] {
             assert!(validate_collection(bad).is_err(), "{bad}");
         }
     }
@@ -200,7 +223,13 @@ mod tests {
     #[test]
     fn micros_format_as_rfc3339() {
         assert_eq!(format_micros(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(format_micros(1_700_000_000_123_456), "2023-11-14T22:13:20.123456Z");
-        assert_eq!(format_micros(951_782_400_000_000), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(
+            format_micros(1_700_000_000_123_456),
+            "2023-11-14T22:13:20.123456Z"
+        );
+        assert_eq!(
+            format_micros(951_782_400_000_000),
+            "2000-02-29T00:00:00.000000Z"
+        );
     }
 }

@@ -69,7 +69,11 @@ impl Faults {
 
 impl fmt::Debug for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.0.is_some() { "Faults(injector)" } else { "Faults(none)" })
+        f.write_str(if self.0.is_some() {
+            "Faults(injector)"
+        } else {
+            "Faults(none)"
+        })
     }
 }
 
@@ -90,11 +94,15 @@ impl DataFile {
     }
 
     pub(crate) fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        match self.faults.check(IoOp::Write { path: &self.path, len: buf.len() }) {
+        match self.faults.check(IoOp::Write {
+            path: &self.path,
+            len: buf.len(),
+        }) {
             Fault::Proceed => self.file.write_all(buf),
             Fault::Fail(e) => Err(e),
             Fault::Partial { written, error } => {
-                self.file.write_all(buf.get(..written.min(buf.len())).unwrap_or_default())?;
+                self.file
+                    .write_all(buf.get(..written.min(buf.len())).unwrap_or_default())?;
                 Err(error)
             }
         }

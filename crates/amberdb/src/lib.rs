@@ -52,11 +52,16 @@ mod verify;
 
 pub use backup::{BackupManifest, BackupRepo, RestoreTarget, RetentionPolicy};
 pub use db::{buffered, CheckpointInfo, Db, Stats};
-pub use document::{canonical_json, format_micros, validate_collection, validate_key, DocMeta, Document, MAX_COLLECTION_BYTES, MAX_KEY_BYTES};
+pub use document::{
+    canonical_json, format_micros, validate_collection, validate_key, DocMeta, Document,
+    MAX_COLLECTION_BYTES, MAX_KEY_BYTES,
+};
 pub use error::{Conflict, ConflictReason, Damage, Error, Result};
 pub use lock::LOCK_FILE;
 pub use options::{Options, RecoveryMode};
-pub use recovery::{AutoRecovery, RecoveryReport, TornTail, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR};
+pub use recovery::{
+    AutoRecovery, RecoveryReport, TornTail, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR,
+};
 pub use state::{CollectionInfo, ListOptions, Page, ReadView};
 pub use txn::{Committed, Durability, Op, OpResult, Patch, Transaction, Write, WriteKind};
 pub use verify::{verify_dir, Problem, VerifyReport};

@@ -34,14 +34,19 @@ impl DirLock {
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut s = String::new();
                 let _ = file.read_to_string(&mut s);
-                return Err(Error::Locked { path: dir.to_owned(), pid: s.trim().parse().ok() });
+                return Err(Error::Locked {
+                    path: dir.to_owned(),
+                    pid: s.trim().parse().ok(),
+                });
             }
             Err(std::fs::TryLockError::Error(e)) => {
                 return Err(Error::io(format!("locking {}", path.display()), e));
             }
         }
-        file.set_len(0).context(|| format!("writing {}", path.display()))?;
-        file.rewind().context(|| format!("writing {}", path.display()))?;
+        file.set_len(0)
+            .context(|| format!("writing {}", path.display()))?;
+        file.rewind()
+            .context(|| format!("writing {}", path.display()))?;
         write!(file, "{}", std::process::id()).context(|| format!("writing {}", path.display()))?;
         Ok(DirLock { _file: file })
     }

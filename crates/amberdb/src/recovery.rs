@@ -101,7 +101,9 @@ fn damaged(file: &Path, offset: u64, detail: impl Into<String>, dir: &Path) -> E
 /// Removes temp files left by an interrupted checkpoint or seal write.
 fn remove_temp_files(dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(dir).context(|| format!("reading {}", dir.display()))? {
-        let path = entry.context(|| format!("reading {}", dir.display()))?.path();
+        let path = entry
+            .context(|| format!("reading {}", dir.display()))?
+            .path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with('.') && name.ends_with(".tmp") {
             std::fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
@@ -112,10 +114,13 @@ fn remove_temp_files(dir: &Path) -> Result<()> {
 
 /// Moves `file` into `DATA/quarantine/<time>/`, returning its new path.
 pub(crate) fn quarantine(data: &Path, file: &Path) -> Result<PathBuf> {
-    let dir = data.join(QUARANTINE_DIR).join(crate::document::now_micros().to_string());
+    let dir = data
+        .join(QUARANTINE_DIR)
+        .join(crate::document::now_micros().to_string());
     std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
     let to = dir.join(file.file_name().unwrap_or_default());
-    std::fs::rename(file, &to).context(|| format!("moving {} to {}", file.display(), to.display()))?;
+    std::fs::rename(file, &to)
+        .context(|| format!("moving {} to {}", file.display(), to.display()))?;
     Ok(to)
 }
 
@@ -127,7 +132,8 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         remove_temp_files(d)?;
     }
     let segments = list_segments(&log_dir).context(|| format!("listing {}", log_dir.display()))?;
-    let checkpoints = list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
+    let checkpoints =
+        list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
     let claimed_lsn = checkpoints.first().map_or(0, |c| c.0);
 
     let mut report = RecoveryReport::default();
@@ -152,7 +158,12 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         None if segments.first().is_none_or(|s| s.0 == 1) => (State::default(), None),
         None => {
             let (file, why) = skipped.first().cloned().unwrap_or_default();
-            return Err(damaged(&file, 0, format!("no sound checkpoint and the log no longer starts at LSN 1: {why}"), data));
+            return Err(damaged(
+                &file,
+                0,
+                format!("no sound checkpoint and the log no longer starts at LSN 1: {why}"),
+                data,
+            ));
         }
     };
     report.checkpoint_lsn = state.lsn;
@@ -162,7 +173,10 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
     let mut sealed = vec![];
     let mut active = None;
     let start = state.lsn + 1;
-    let first_needed = segments.iter().rposition(|(first, _)| *first <= start).unwrap_or(0);
+    let first_needed = segments
+        .iter()
+        .rposition(|(first, _)| *first <= start)
+        .unwrap_or(0);
     if let Some((first, path)) = segments.get(first_needed) {
         if *first > start {
             return Err(damaged(path, 0, format!("log starts at LSN {first} but replay must start at LSN {start}: segments are missing"), data));
@@ -192,23 +206,59 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         .map_err(|e| damaged(path, 0, e, data))?;
         report.commits_replayed += replayed;
         if s.header.first_lsn != *first {
-            return Err(damaged(path, 0, format!("header says first LSN {} but the file name says {first}", s.header.first_lsn), data));
+            return Err(damaged(
+                path,
+                0,
+                format!(
+                    "header says first LSN {} but the file name says {first}",
+                    s.header.first_lsn
+                ),
+                data,
+            ));
         }
         if s.last_lsn > state.lsn {
-            return Err(damaged(path, 0, format!("gap in the log: replay reached LSN {} but this segment continues to {}", state.lsn, s.last_lsn), data));
+            return Err(damaged(
+                path,
+                0,
+                format!(
+                    "gap in the log: replay reached LSN {} but this segment continues to {}",
+                    state.lsn, s.last_lsn
+                ),
+                data,
+            ));
         }
         match &s.end {
             ScanEnd::Clean => {}
-            ScanEnd::Damaged { offset, detail } => return Err(damaged(path, *offset, detail.clone(), data)),
-            ScanEnd::TornTail { offset, bytes: n, error } if is_last => {
+            ScanEnd::Damaged { offset, detail } => {
+                return Err(damaged(path, *offset, detail.clone(), data))
+            }
+            ScanEnd::TornTail {
+                offset,
+                bytes: n,
+                error,
+            } if is_last => {
                 tracing::warn!(file = %path.display(), offset, bytes = n, %error, "cutting torn tail of the commit log");
-                let f = std::fs::OpenOptions::new().write(true).open(path).context(|| format!("opening {}", path.display()))?;
-                f.set_len(*offset).context(|| format!("truncating {}", path.display()))?;
-                f.sync_all().context(|| format!("syncing {}", path.display()))?;
-                report.torn_tail = Some(TornTail { file: path.clone(), offset: *offset, bytes: *n });
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(path)
+                    .context(|| format!("opening {}", path.display()))?;
+                f.set_len(*offset)
+                    .context(|| format!("truncating {}", path.display()))?;
+                f.sync_all()
+                    .context(|| format!("syncing {}", path.display()))?;
+                report.torn_tail = Some(TornTail {
+                    file: path.clone(),
+                    offset: *offset,
+                    bytes: *n,
+                });
             }
             ScanEnd::TornTail { offset, error, .. } => {
-                return Err(damaged(path, *offset, format!("{error} in a segment that is not the last one"), data));
+                return Err(damaged(
+                    path,
+                    *offset,
+                    format!("{error} in a segment that is not the last one"),
+                    data,
+                ));
             }
         }
         let valid = bytes.get(..s.valid_len as usize).unwrap_or_default();
@@ -226,7 +276,10 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         } else {
             let seal = write_seal(&log_dir, path, valid, *first, s.last_lsn, last_ts, faults)
                 .context(|| format!("sealing {}", path.display()))?;
-            sealed.push(SealedSegment { path: path.clone(), seal });
+            sealed.push(SealedSegment {
+                path: path.clone(),
+                seal,
+            });
         }
     }
     if state.lsn < claimed_lsn {
@@ -242,9 +295,20 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
     // removed); then the next commit must start a new segment, so seal the old one.
     if let Some(a) = &active {
         if a.last_lsn < state.lsn {
-            let seal = write_seal(&log_dir, &a.path, &a.bytes, a.first_lsn, a.last_lsn, a.last_commit_ts, faults)
-                .context(|| format!("sealing {}", a.path.display()))?;
-            sealed.push(SealedSegment { path: a.path.clone(), seal });
+            let seal = write_seal(
+                &log_dir,
+                &a.path,
+                &a.bytes,
+                a.first_lsn,
+                a.last_lsn,
+                a.last_commit_ts,
+                faults,
+            )
+            .context(|| format!("sealing {}", a.path.display()))?;
+            sealed.push(SealedSegment {
+                path: a.path.clone(),
+                seal,
+            });
             active = None;
         }
     }
@@ -255,21 +319,35 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
     }
     sync_dir(&ckpt_dir, faults).context(|| format!("syncing {}", ckpt_dir.display()))?;
     report.lsn = state.lsn;
-    Ok(Recovered { state, active, sealed, report })
+    Ok(Recovered {
+        state,
+        active,
+        sealed,
+        report,
+    })
 }
 
 /// Reads a sealed segment's seal, writing one if the writer stopped before it could.
-fn existing_seal(log_dir: &Path, first: u64, path: &Path, faults: &Faults) -> Result<SealedSegment> {
+fn existing_seal(
+    log_dir: &Path,
+    first: u64,
+    path: &Path,
+    faults: &Faults,
+) -> Result<SealedSegment> {
     let seal_path = log_dir.join(seal_file_name(first));
     if let Ok(bytes) = read_file(&seal_path) {
         if let Ok(seal) = Seal::decode(&bytes) {
-            return Ok(SealedSegment { path: path.to_owned(), seal });
+            return Ok(SealedSegment {
+                path: path.to_owned(),
+                seal,
+            });
         }
     }
     // No usable seal: derive one from a full scan (verify reports a seal that was damaged).
     let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
     let mut last_ts = 0;
-    let s = scan(&bytes, |rec, _| last_ts = rec.commit_ts).map_err(|e| damaged(path, 0, e, log_dir))?;
+    let s =
+        scan(&bytes, |rec, _| last_ts = rec.commit_ts).map_err(|e| damaged(path, 0, e, log_dir))?;
     if s.end != ScanEnd::Clean {
         // Older than the checkpoint in use, so recovery does not need it; leave it for verify.
         tracing::warn!(file = %path.display(), "sealed segment before the checkpoint is damaged");
@@ -284,9 +362,15 @@ fn existing_seal(log_dir: &Path, first: u64, path: &Path, faults: &Faults) -> Re
     };
     if seal_path.exists() {
         // Keep the damaged seal for inspection instead of overwriting it.
-        return Ok(SealedSegment { path: path.to_owned(), seal });
+        return Ok(SealedSegment {
+            path: path.to_owned(),
+            seal,
+        });
     }
     let seal = write_seal(log_dir, path, valid, first, s.last_lsn, last_ts, faults)
         .context(|| format!("sealing {}", path.display()))?;
-    Ok(SealedSegment { path: path.to_owned(), seal })
+    Ok(SealedSegment {
+        path: path.to_owned(),
+        seal,
+    })
 }

@@ -87,7 +87,10 @@ impl EncodedValue {
     pub(crate) fn new(value: &serde_json::Value) -> Self {
         let bytes = crate::document::canonical_json(value);
         let sha256 = crate::codec::sha256(&bytes);
-        EncodedValue { bytes: bytes.into(), sha256 }
+        EncodedValue {
+            bytes: bytes.into(),
+            sha256,
+        }
     }
 }
 
@@ -113,12 +116,17 @@ pub(crate) struct EncodedOp {
 
 /// Validates names and sizes and encodes values, in the caller's thread, so the committer
 /// only does what needs the latest state.
-pub(crate) fn encode_transaction(txn: &Transaction, max_doc_bytes: usize) -> Result<Vec<EncodedOp>> {
+pub(crate) fn encode_transaction(
+    txn: &Transaction,
+    max_doc_bytes: usize,
+) -> Result<Vec<EncodedOp>> {
     let mut out = Vec::with_capacity(txn.ops.len());
     for op in &txn.ops {
         let (collection, key) = match op {
             Op::Write(w) => (&w.collection, &w.key),
-            Op::Check { collection, key, .. } => (collection, key),
+            Op::Check {
+                collection, key, ..
+            } => (collection, key),
         };
         validate_collection(collection)?;
         validate_key(key)?;
@@ -148,7 +156,9 @@ pub(crate) fn encode_transaction(txn: &Transaction, max_doc_bytes: usize) -> Res
             Op::Check { version, .. } => (EncodedKind::Check(*version), None, 1),
         };
         if schema_version == 0 {
-            return Err(Error::InvalidValue("schema_version must be a positive integer".into()));
+            return Err(Error::InvalidValue(
+                "schema_version must be a positive integer".into(),
+            ));
         }
         out.push(EncodedOp {
             collection: collection.as_str().into(),
@@ -186,7 +196,10 @@ impl State {
         match coll.and_then(|c| c.docs.get(key)) {
             Some(d) => Current {
                 version: d.meta.version,
-                value: Some(EncodedValue { bytes: d.value.clone(), sha256: d.meta.sha256 }),
+                value: Some(EncodedValue {
+                    bytes: d.value.clone(),
+                    sha256: d.meta.sha256,
+                }),
                 created_at: d.meta.created_at,
                 schema_version: d.meta.schema_version,
                 prev_lsn: d.meta.lsn,
@@ -197,7 +210,10 @@ impl State {
                 value: None,
                 created_at: 0,
                 schema_version: 0,
-                prev_lsn: coll.and_then(|c| c.tombstones.get(key)).copied().unwrap_or(0),
+                prev_lsn: coll
+                    .and_then(|c| c.tombstones.get(key))
+                    .copied()
+                    .unwrap_or(0),
                 touched: false,
             },
         }
@@ -206,7 +222,13 @@ impl State {
     /// Evaluates a transaction against this state as commit `lsn` at time `ts`. Operations
     /// see the effects of earlier operations of the same transaction. Every failed
     /// precondition is collected; any failure means nothing is applied.
-    pub(crate) fn prepare(&self, ops: &[EncodedOp], lsn: u64, ts: u64, max_doc_bytes: usize) -> Result<Prepared> {
+    pub(crate) fn prepare(
+        &self,
+        ops: &[EncodedOp],
+        lsn: u64,
+        ts: u64,
+        max_doc_bytes: usize,
+    ) -> Result<Prepared> {
         let mut scratch: BTreeMap<(Arc<str>, Arc<str>), Current> = BTreeMap::new();
         let mut order: Vec<(Arc<str>, Arc<str>)> = vec![];
         let mut results = Vec::with_capacity(ops.len());
@@ -272,14 +294,18 @@ impl State {
                         continue;
                     };
                     let mut doc: serde_json::Value = serde_json::from_slice(&existing.bytes)
-                        .map_err(|e| Error::InvalidValue(format!("stored value does not parse: {e}")))?;
+                        .map_err(|e| {
+                            Error::InvalidValue(format!("stored value does not parse: {e}"))
+                        })?;
                     match p {
                         Patch::Merge(m) => json_patch::merge(&mut doc, m),
-                        Patch::Json(ops) => json_patch::patch(&mut doc, ops).map_err(|e| Error::PatchFailed {
-                            collection: op.collection.to_string(),
-                            key: op.key.to_string(),
-                            message: e.to_string(),
-                        })?,
+                        Patch::Json(ops) => {
+                            json_patch::patch(&mut doc, ops).map_err(|e| Error::PatchFailed {
+                                collection: op.collection.to_string(),
+                                key: op.key.to_string(),
+                                message: e.to_string(),
+                            })?
+                        }
                     }
                     let v = EncodedValue::new(&doc);
                     if v.bytes.len() > max_doc_bytes {
@@ -331,12 +357,24 @@ impl State {
                 })
             })
             .collect();
-        Ok(Prepared { record: CommitRecord { lsn, commit_ts: ts, ops }, results })
+        Ok(Prepared {
+            record: CommitRecord {
+                lsn,
+                commit_ts: ts,
+                ops,
+            },
+            results,
+        })
     }
 }
 
 fn result(op: &EncodedOp, version: u64, written: bool) -> OpResult {
-    OpResult { collection: op.collection.to_string(), key: op.key.to_string(), version, written }
+    OpResult {
+        collection: op.collection.to_string(),
+        key: op.key.to_string(),
+        version,
+        written,
+    }
 }
 
 /// Which documents a listing returns.
@@ -395,7 +433,10 @@ impl ReadView {
 
     /// Live documents in a collection (0 when it does not exist).
     pub fn count(&self, collection: &str) -> u64 {
-        self.state.collections.get(collection).map_or(0, |c| c.docs.len() as u64)
+        self.state
+            .collections
+            .get(collection)
+            .map_or(0, |c| c.docs.len() as u64)
     }
 
     /// Every collection and its document count, by name.
@@ -403,21 +444,31 @@ impl ReadView {
         self.state
             .collections
             .iter()
-            .map(|(name, c)| CollectionInfo { name: name.to_string(), documents: c.docs.len() as u64 })
+            .map(|(name, c)| CollectionInfo {
+                name: name.to_string(),
+                documents: c.docs.len() as u64,
+            })
             .collect()
     }
 
     /// Documents of a collection in key order, filtered by prefix and range, one page at a time.
     pub fn list(&self, collection: &str, opts: &ListOptions) -> Page {
         let Some(coll) = self.state.collections.get(collection) else {
-            return Page { docs: vec![], next: None };
+            return Page {
+                docs: vec![],
+                next: None,
+            };
         };
         let prefix = opts.prefix.as_deref().unwrap_or("");
         let lower = match opts.start_after.as_deref() {
             Some(after) if after >= prefix => Bound::Excluded(after),
             _ => Bound::Included(prefix),
         };
-        let limit = if opts.limit == 0 { usize::MAX } else { opts.limit };
+        let limit = if opts.limit == 0 {
+            usize::MAX
+        } else {
+            opts.limit
+        };
         let mut docs = vec![];
         let mut next = None;
         for (key, doc) in coll.docs.range::<_, str>((lower, Bound::Unbounded)) {

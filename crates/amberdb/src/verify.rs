@@ -66,7 +66,11 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
         let is_last = i + 1 == count;
         report.segments += 1;
         let mut problem = |offset: Option<u64>, detail: String| {
-            report.problems.push(Problem { file: path.clone(), offset, detail });
+            report.problems.push(Problem {
+                file: path.clone(),
+                offset,
+                detail,
+            });
         };
         let bytes = match read_file(path) {
             Ok(b) => b,
@@ -84,7 +88,13 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
                 if let Some(d) = &op.doc {
                     docs += 1;
                     if crate::codec::sha256(&d.value) != d.sha256 {
-                        doc_problems.push((offset, format!("document {}/{} in commit LSN {} does not match its SHA-256", op.collection, op.key, rec.lsn)));
+                        doc_problems.push((
+                            offset,
+                            format!(
+                                "document {}/{} in commit LSN {} does not match its SHA-256",
+                                op.collection, op.key, rec.lsn
+                            ),
+                        ));
                     }
                 }
             }
@@ -102,7 +112,13 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
             }
         };
         if s.header.first_lsn != *first {
-            problem(Some(0), format!("header says first LSN {} but the file name says {first}", s.header.first_lsn));
+            problem(
+                Some(0),
+                format!(
+                    "header says first LSN {} but the file name says {first}",
+                    s.header.first_lsn
+                ),
+            );
         }
         if let Some(prev) = prev_last {
             if s.header.first_lsn != prev + 1 {
@@ -110,14 +126,25 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
             }
         }
         prev_last = Some(s.last_lsn);
-        let range = report.log_lsn_range.get_or_insert((s.header.first_lsn, s.last_lsn));
+        let range = report
+            .log_lsn_range
+            .get_or_insert((s.header.first_lsn, s.last_lsn));
         range.1 = s.last_lsn;
         match s.end {
             ScanEnd::Clean => {}
-            ScanEnd::TornTail { offset, bytes: n, .. } if is_last => {
-                report.torn_tail = Some(TornTail { file: path.clone(), offset, bytes: n });
+            ScanEnd::TornTail {
+                offset, bytes: n, ..
+            } if is_last => {
+                report.torn_tail = Some(TornTail {
+                    file: path.clone(),
+                    offset,
+                    bytes: n,
+                });
             }
-            ScanEnd::TornTail { offset, error, .. } => problem(Some(offset), format!("{error}, in a segment that is not the last one")),
+            ScanEnd::TornTail { offset, error, .. } => problem(
+                Some(offset),
+                format!("{error}, in a segment that is not the last one"),
+            ),
             ScanEnd::Damaged { offset, detail } => problem(Some(offset), detail),
         }
         let seal_path = log_dir.join(seal_file_name(*first));
@@ -125,18 +152,31 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
             Ok(seal_bytes) => {
                 report.seals += 1;
                 let mut seal_problem = |detail: String| {
-                    report.problems.push(Problem { file: seal_path.clone(), offset: None, detail });
+                    report.problems.push(Problem {
+                        file: seal_path.clone(),
+                        offset: None,
+                        detail,
+                    });
                 };
                 match Seal::decode(&seal_bytes) {
                     Err(e) => seal_problem(e),
                     Ok(seal) => {
                         if seal.length != bytes.len() as u64 {
-                            seal_problem(format!("seal says {} bytes, segment has {}", seal.length, bytes.len()));
+                            seal_problem(format!(
+                                "seal says {} bytes, segment has {}",
+                                seal.length,
+                                bytes.len()
+                            ));
                         } else if crate::codec::sha256(&bytes) != seal.sha256 {
-                            seal_problem("segment bytes do not match the SHA-256 in its seal".into());
+                            seal_problem(
+                                "segment bytes do not match the SHA-256 in its seal".into(),
+                            );
                         }
                         if seal.last_lsn != s.last_lsn || seal.first_lsn != *first {
-                            seal_problem(format!("seal covers LSNs {}..={}, segment holds {}..={}", seal.first_lsn, seal.last_lsn, first, s.last_lsn));
+                            seal_problem(format!(
+                                "seal covers LSNs {}..={}, segment holds {}..={}",
+                                seal.first_lsn, seal.last_lsn, first, s.last_lsn
+                            ));
                         }
                     }
                 }
@@ -151,24 +191,37 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
     }
 
     let ckpt_dir = data.join(CHECKPOINT_DIR);
-    let checkpoints = list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
+    let checkpoints =
+        list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
     for (lsn, path) in &checkpoints {
         report.checkpoints += 1;
         let bytes = match read_file(path) {
             Ok(b) => b,
             Err(e) => {
-                report.problems.push(Problem { file: path.clone(), offset: None, detail: format!("cannot read: {e}") });
+                report.problems.push(Problem {
+                    file: path.clone(),
+                    offset: None,
+                    detail: format!("cannot read: {e}"),
+                });
                 continue;
             }
         };
         let decoded = checkpoint::decode(&bytes);
         report.documents_checked += decoded.documents_checked;
         for p in decoded.problems {
-            report.problems.push(Problem { file: path.clone(), offset: Some(p.offset), detail: p.detail });
+            report.problems.push(Problem {
+                file: path.clone(),
+                offset: Some(p.offset),
+                detail: p.detail,
+            });
         }
         if let Some(h) = decoded.header {
             if h.lsn != *lsn {
-                report.problems.push(Problem { file: path.clone(), offset: Some(16), detail: format!("header says LSN {}, file name says {lsn}", h.lsn) });
+                report.problems.push(Problem {
+                    file: path.clone(),
+                    offset: Some(16),
+                    detail: format!("header says LSN {}, file name says {lsn}", h.lsn),
+                });
             }
         }
     }

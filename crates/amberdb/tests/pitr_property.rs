@@ -33,13 +33,22 @@ fn step() -> impl Strategy<Value = Step> {
 
 fn opts(checkpoint_on_close: bool) -> Options {
     // Tiny segments so commits spread over many sealed, archived segments.
-    Options { segment_size: 600, checkpoint_on_close, ..Default::default() }
+    Options {
+        segment_size: 600,
+        checkpoint_on_close,
+        ..Default::default()
+    }
 }
 
 fn db_state(db: &Db) -> Model {
     let view = db.view();
     view.iter_all()
-        .map(|(c, d)| ((c.to_string(), d.key.to_string()), (d.json().unwrap(), d.meta.version)))
+        .map(|(c, d)| {
+            (
+                (c.to_string(), d.key.to_string()),
+                (d.json().unwrap(), d.meta.version),
+            )
+        })
         .collect()
 }
 

@@ -58,7 +58,9 @@ pub struct VerifyArgs {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Rules are OR-ed; the newest backup is always kept. Periods are UTC calendar hours/days/ISO weeks/months, and only periods that contain a backup count.\nDurations: 90s, 30m, 12h, 7d, 2w.\nExample: amberdb backup prune --repo /backups/game --keep-last 3 --keep-daily 7 --keep-weekly 4 --dry-run")]
+#[command(
+    after_help = "Rules are OR-ed; the newest backup is always kept. Periods are UTC calendar hours/days/ISO weeks/months, and only periods that contain a backup count.\nDurations: 90s, 30m, 12h, 7d, 2w.\nExample: amberdb backup prune --repo /backups/game --keep-last 3 --keep-daily 7 --keep-weekly 4 --dry-run"
+)]
 pub struct PruneArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
@@ -101,14 +103,20 @@ pub struct DetachArgs {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 12h, 7d or 2w"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m, 12h, 7d or 2w"))?;
     let secs = match unit {
         "" | "s" => 1,
         "m" => 60,
         "h" => 3600,
         "d" => 86_400,
         "w" => 7 * 86_400,
-        _ => return Err(format!("unknown unit {unit:?} in {s:?}; use s, m, h, d or w")),
+        _ => {
+            return Err(format!(
+                "unknown unit {unit:?} in {s:?}; use s, m, h, d or w"
+            ))
+        }
     };
     Ok(Duration::from_secs(n * secs))
 }
@@ -152,7 +160,10 @@ fn list(a: RepoArgs) -> CliResult {
         print_json(&serde_json::to_value(&backups).unwrap_or_default());
         return Ok(());
     }
-    println!("{:<28} {:>10} {:<28} {:>10} {:>12}", "ID", "LSN", "COMMIT TIME", "DOCUMENTS", "STORED");
+    println!(
+        "{:<28} {:>10} {:<28} {:>10} {:>12}",
+        "ID", "LSN", "COMMIT TIME", "DOCUMENTS", "STORED"
+    );
     for m in &backups {
         println!(
             "{:<28} {:>10} {:<28} {:>10} {:>12}",
@@ -165,7 +176,12 @@ fn list(a: RepoArgs) -> CliResult {
     }
     let archive = repo.archived_segments()?;
     match (archive.first(), archive.last()) {
-        (Some(f), Some(l)) => println!("archived log: {} segments, LSN {}..={}", archive.len(), f.first_lsn, l.last_lsn),
+        (Some(f), Some(l)) => println!(
+            "archived log: {} segments, LSN {}..={}",
+            archive.len(),
+            f.first_lsn,
+            l.last_lsn
+        ),
         _ => println!("archived log: empty"),
     }
     Ok(())
@@ -182,7 +198,11 @@ fn verify(a: VerifyArgs) -> CliResult {
             "checked {} backups and {} archived segments{}",
             r.backups,
             r.segments,
-            if r.read_data { format!(", {} documents decoded", r.documents_checked) } else { " (structure only; --read-data decodes everything)".into() }
+            if r.read_data {
+                format!(", {} documents decoded", r.documents_checked)
+            } else {
+                " (structure only; --read-data decodes everything)".into()
+            }
         );
         for p in &r.problems {
             println!("PROBLEM {}: {}", p.file.display(), p.detail);
@@ -194,7 +214,14 @@ fn verify(a: VerifyArgs) -> CliResult {
     if r.is_clean() {
         Ok(())
     } else {
-        Err(CliError::new(ERROR, format!("{} problem(s) found in {}", r.problems.len(), repo.location())))
+        Err(CliError::new(
+            ERROR,
+            format!(
+                "{} problem(s) found in {}",
+                r.problems.len(),
+                repo.location()
+            ),
+        ))
     }
 }
 
@@ -208,7 +235,9 @@ fn prune(a: PruneArgs) -> CliResult {
         keep_within: a.keep_within,
     };
     if policy.is_empty() {
-        return Err(CliError::usage("refusing to prune without a policy: give at least one --keep-* rule"));
+        return Err(CliError::usage(
+            "refusing to prune without a policy: give at least one --keep-* rule",
+        ));
     }
     let repo = BackupRepo::open(&a.repo.repo)?;
     let plan = repo.prune(&policy, a.pitr_window, a.dry_run)?;
@@ -218,12 +247,20 @@ fn prune(a: PruneArgs) -> CliResult {
     }
     let verb = if a.dry_run { "would remove" } else { "removed" };
     for e in &plan.keep {
-        println!("keep   {:<28} {}  ({})", e.id, e.created_at, e.reasons.join(", "));
+        println!(
+            "keep   {:<28} {}  ({})",
+            e.id,
+            e.created_at,
+            e.reasons.join(", ")
+        );
     }
     for e in &plan.remove {
         println!("{verb} {:<28} {}", e.id, e.created_at);
     }
-    println!("{verb} {} archived segment(s) no kept backup needs", plan.remove_segments.len());
+    println!(
+        "{verb} {} archived segment(s) no kept backup needs",
+        plan.remove_segments.len()
+    );
     Ok(())
 }
 
@@ -233,10 +270,20 @@ fn detach(a: DetachArgs) -> CliResult {
     let was = db.detach(repo.id())?;
     db.close()?;
     if was {
-        println!("detached {}: the data directory no longer keeps its log for it", repo.location());
+        println!(
+            "detached {}: the data directory no longer keeps its log for it",
+            repo.location()
+        );
         Ok(())
     } else {
-        Err(CliError::new(ERROR, format!("{} is not attached to {}", repo.location(), a.data.data.display())))
+        Err(CliError::new(
+            ERROR,
+            format!(
+                "{} is not attached to {}",
+                repo.location(),
+                a.data.data.display()
+            ),
+        ))
     }
 }
 

@@ -21,7 +21,9 @@ pub enum Bench {
 }
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Example:\n  amberdb bench write --data /tmp/bench --writers 16 --txns 2000 --durability sync")]
+#[command(
+    after_help = "Example:\n  amberdb bench write --data /tmp/bench --writers 16 --txns 2000 --durability sync"
+)]
 pub struct WriteArgs {
     /// The data directory (created if missing).
     #[arg(long, value_name = "DIR")]
@@ -67,10 +69,18 @@ pub fn run(b: Bench) -> CliResult {
 
 fn write(a: WriteArgs) -> CliResult {
     if a.writers == 0 || a.docs_per_txn == 0 {
-        return Err(CliError::usage("--writers and --docs-per-txn must be at least 1"));
+        return Err(CliError::usage(
+            "--writers and --docs-per-txn must be at least 1",
+        ));
     }
     amberdb::validate_collection(&a.collection)?;
-    let db = Db::open_with(&a.data, Options { durability: a.durability.to_durability(), ..Default::default() })?;
+    let db = Db::open_with(
+        &a.data,
+        Options {
+            durability: a.durability.to_durability(),
+            ..Default::default()
+        },
+    )?;
     let keys = a.keys.unwrap_or(a.txns).max(1);
     let pad = "x".repeat(a.doc_bytes.saturating_sub(40));
     let started = Instant::now();
@@ -81,17 +91,19 @@ fn write(a: WriteArgs) -> CliResult {
             let repo = amberdb::BackupRepo::open_or_init(path)?;
             let (db, stop) = (db.clone(), stop.clone());
             let pause = Duration::from_millis(a.backup_every_ms);
-            Some(std::thread::spawn(move || -> Result<(u64, Duration), amberdb::Error> {
-                let (mut n, mut busy) = (0, Duration::ZERO);
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    let t0 = Instant::now();
-                    db.backup(&repo)?;
-                    busy += t0.elapsed();
-                    n += 1;
-                    std::thread::sleep(pause);
-                }
-                Ok((n, busy))
-            }))
+            Some(std::thread::spawn(
+                move || -> Result<(u64, Duration), amberdb::Error> {
+                    let (mut n, mut busy) = (0, Duration::ZERO);
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        let t0 = Instant::now();
+                        db.backup(&repo)?;
+                        busy += t0.elapsed();
+                        n += 1;
+                        std::thread::sleep(pause);
+                    }
+                    Ok((n, busy))
+                },
+            ))
         }
         None => None,
     };
@@ -138,7 +150,10 @@ fn write(a: WriteArgs) -> CliResult {
     let elapsed = started.elapsed();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let backup_summary = match backups.map(|h| h.join()) {
-        Some(Ok(Ok((n, busy)))) => Some(format!("\n  {n} online backups during the run, {:.0}% of the time backing up", 100.0 * busy.as_secs_f64() / elapsed.as_secs_f64())),
+        Some(Ok(Ok((n, busy)))) => Some(format!(
+            "\n  {n} online backups during the run, {:.0}% of the time backing up",
+            100.0 * busy.as_secs_f64() / elapsed.as_secs_f64()
+        )),
         Some(Ok(Err(e))) => return Err(e.into()),
         Some(Err(_)) => return Err(CliError::new(crate::exit::ERROR, "backup thread panicked")),
         None => None,
@@ -149,7 +164,12 @@ fn write(a: WriteArgs) -> CliResult {
         return Err(e.into());
     }
     latencies.sort();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or_default();
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 - 1.0) * p).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
     let n = latencies.len() as f64;
     let fsyncs = stats.fsyncs - stats_before.fsyncs;
     eprintln!(
@@ -167,7 +187,11 @@ fn write(a: WriteArgs) -> CliResult {
         pct(0.99).as_secs_f64() * 1e3,
         latencies.last().copied().unwrap_or_default().as_secs_f64() * 1e3,
         fsyncs,
-        if fsyncs == 0 { 0.0 } else { (stats.commits - stats_before.commits) as f64 / fsyncs as f64 },
+        if fsyncs == 0 {
+            0.0
+        } else {
+            (stats.commits - stats_before.commits) as f64 / fsyncs as f64
+        },
         backup_summary.unwrap_or_default(),
     );
     Ok(())

@@ -10,7 +10,9 @@ use crate::exit::{CliError, CliResult};
 
 #[derive(clap::Args, Debug)]
 #[command(group(clap::ArgGroup::new("source").required(true).args(["data", "repo"])))]
-#[command(after_help = "Example: which commits touched player 1234 around the bad deploy?\n  amberdb log --repo /backups/game --collection players --key 1234 --from-time 2026-11-21T02:30:00Z")]
+#[command(
+    after_help = "Example: which commits touched player 1234 around the bad deploy?\n  amberdb log --repo /backups/game --collection players --key 1234 --from-time 2026-11-21T02:30:00Z"
+)]
 pub struct Args {
     /// Read a data directory's log (safe while it is in use).
     #[arg(long, value_name = "DIR")]

@@ -10,7 +10,9 @@ use crate::exit::{CliError, CliResult};
 use crate::progress::CliProgress;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  amberdb restore --repo /backups/game --to-time 2026-11-21T02:40:00Z --into ./restored --dry-run\n  amberdb restore --repo /backups/game --to-lsn 1234 --exclusive --into ./before-1234\n\nThe target directory must not exist (or be empty); restore never writes over data. Use `amberdb log --repo R` to pick a point.")]
+#[command(
+    after_help = "Examples:\n  amberdb restore --repo /backups/game --to-time 2026-11-21T02:40:00Z --into ./restored --dry-run\n  amberdb restore --repo /backups/game --to-lsn 1234 --exclusive --into ./before-1234\n\nThe target directory must not exist (or be empty); restore never writes over data. Use `amberdb log --repo R` to pick a point."
+)]
 #[command(group(clap::ArgGroup::new("target").required(true).args(["backup", "to_time", "to_lsn", "latest"])))]
 pub struct Args {
     /// The backup repository.
@@ -45,8 +47,13 @@ pub struct Args {
 /// Parses an RFC 3339 time into microseconds since the epoch.
 pub fn parse_time(s: &str) -> Result<u64, CliError> {
     let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
-        .map_err(|e| CliError::usage(format!("--to-time {s:?} is not an RFC 3339 time (like 2026-11-21T02:40:00Z): {e}")))?;
-    u64::try_from(t.unix_timestamp_nanos() / 1000).map_err(|_| CliError::usage(format!("--to-time {s:?} is before 1970")))
+        .map_err(|e| {
+            CliError::usage(format!(
+                "--to-time {s:?} is not an RFC 3339 time (like 2026-11-21T02:40:00Z): {e}"
+            ))
+        })?;
+    u64::try_from(t.unix_timestamp_nanos() / 1000)
+        .map_err(|_| CliError::usage(format!("--to-time {s:?} is before 1970")))
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -62,12 +69,26 @@ pub fn run(a: Args) -> CliResult {
         if a.json {
             print_json(&serde_json::to_value(&plan).unwrap_or_default());
         } else {
-            println!("target:   {}{}", plan.target, if plan.exclusive { " (exclusive)" } else { "" });
-            println!("backup:   {} at LSN {} ({})", plan.backup.id, plan.backup.lsn, plan.backup.commit_time);
+            println!(
+                "target:   {}{}",
+                plan.target,
+                if plan.exclusive { " (exclusive)" } else { "" }
+            );
+            println!(
+                "backup:   {} at LSN {} ({})",
+                plan.backup.id, plan.backup.lsn, plan.backup.commit_time
+            );
             match plan.segments.last() {
                 Some(last) => {
-                    let to = plan.replay_to_lsn.map_or(format!("the target time (segments end at LSN {})", last.last_lsn), |t| format!("LSN {t}"));
-                    println!("replay:   {} archived segment(s), from LSN {} to {to}", plan.segments.len(), plan.replay_from_lsn);
+                    let to = plan.replay_to_lsn.map_or(
+                        format!("the target time (segments end at LSN {})", last.last_lsn),
+                        |t| format!("LSN {t}"),
+                    );
+                    println!(
+                        "replay:   {} archived segment(s), from LSN {} to {to}",
+                        plan.segments.len(),
+                        plan.replay_from_lsn
+                    );
                 }
                 None => println!("replay:   nothing (the backup is the target)"),
             }
@@ -81,16 +102,28 @@ pub fn run(a: Args) -> CliResult {
         print_json(&serde_json::to_value(&report).unwrap_or_default());
     } else {
         println!("restored {} into {}", report.target, report.into.display());
-        println!("  source backup:  {} (LSN {})", report.backup_id, report.backup_lsn);
+        println!(
+            "  source backup:  {} (LSN {})",
+            report.backup_id, report.backup_lsn
+        );
         match report.replayed_lsn_range {
-            Some((f, l)) => println!("  log replayed:   LSN {f}..={l} ({} commits, {} segments)", report.commits_replayed, report.segments_replayed),
+            Some((f, l)) => println!(
+                "  log replayed:   LSN {f}..={l} ({} commits, {} segments)",
+                report.commits_replayed, report.segments_replayed
+            ),
             None => println!("  log replayed:   none"),
         }
-        println!("  reached:        LSN {} at {}", report.lsn, report.commit_time);
+        println!(
+            "  reached:        LSN {} at {}",
+            report.lsn, report.commit_time
+        );
         for (c, n) in &report.documents {
             println!("  {c}: {n} documents");
         }
-        println!("  verified:       {}", if report.verified { "ok" } else { "FAILED" });
+        println!(
+            "  verified:       {}",
+            if report.verified { "ok" } else { "FAILED" }
+        );
     }
     Ok(())
 }

@@ -58,7 +58,8 @@ impl Slots {
 
     pub(crate) fn save(&self, data: &Path, faults: &Faults) -> Result<()> {
         let path = data.join(SLOTS_FILE);
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::InvalidValue(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::InvalidValue(e.to_string()))?;
         write_atomic(&path, &bytes, faults).context(|| format!("writing {}", path.display()))
     }
 
@@ -72,8 +73,15 @@ impl Slots {
         if self.repos.iter().any(|s| s.repository_id == repo.id()) {
             return false;
         }
-        let path = repo.path().map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned())).unwrap_or_default();
-        self.repos.push(Slot { repository_id: repo.id().to_owned(), path, archived_through_lsn: 0 });
+        let path = repo
+            .path()
+            .map(|p| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_owned()))
+            .unwrap_or_default();
+        self.repos.push(Slot {
+            repository_id: repo.id().to_owned(),
+            path,
+            archived_through_lsn: 0,
+        });
         true
     }
 }
@@ -113,12 +121,23 @@ impl BackupRepo {
     /// Every archived segment, by first LSN.
     pub fn archived_segments(&self) -> Result<Vec<ArchivedSegment>> {
         let mut out = vec![];
-        for name in self.storage().list("wal").map_err(|e| self.err(format!("listing wal/: {e}")))? {
+        for name in self
+            .storage()
+            .list("wal")
+            .map_err(|e| self.err(format!("listing wal/: {e}")))?
+        {
             if let Some(stem) = name.strip_suffix(".json") {
-                let bytes = self.storage().read(&format!("wal/{name}")).map_err(|e| self.err(format!("reading wal/{name}: {e}")))?;
-                let seg: ArchivedSegment = serde_json::from_slice(&bytes).map_err(|e| self.err(format!("wal/{name} is damaged: {e}")))?;
+                let bytes = self
+                    .storage()
+                    .read(&format!("wal/{name}"))
+                    .map_err(|e| self.err(format!("reading wal/{name}: {e}")))?;
+                let seg: ArchivedSegment = serde_json::from_slice(&bytes)
+                    .map_err(|e| self.err(format!("wal/{name} is damaged: {e}")))?;
                 if stem.parse::<u64>().ok() != Some(seg.first_lsn) {
-                    return Err(self.err(format!("wal/{name} describes a segment starting at LSN {}", seg.first_lsn)));
+                    return Err(self.err(format!(
+                        "wal/{name} describes a segment starting at LSN {}",
+                        seg.first_lsn
+                    )));
                 }
                 out.push(seg);
             }
@@ -130,24 +149,39 @@ impl BackupRepo {
     /// Reads and checks one archived segment: stored hash, decompression, plain hash, seal.
     pub(crate) fn read_segment(&self, seg: &ArchivedSegment) -> Result<Vec<u8>> {
         let name = ArchivedSegment::data_name(seg.first_lsn);
-        let stored = self.storage().read(&name).map_err(|e| self.err(format!("reading {name}: {e}")))?;
+        let stored = self
+            .storage()
+            .read(&name)
+            .map_err(|e| self.err(format!("reading {name}: {e}")))?;
         if sha256_hex(&stored) != seg.stored_sha256 {
             return Err(self.err(format!("{name} does not match its stored SHA-256")));
         }
-        let plain = zstd::stream::decode_all(&stored[..]).map_err(|e| self.err(format!("{name} does not decompress: {e}")))?;
+        let plain = zstd::stream::decode_all(&stored[..])
+            .map_err(|e| self.err(format!("{name} does not decompress: {e}")))?;
         if sha256_hex(&plain) != seg.plain_sha256 || plain.len() as u64 != seg.plain_size {
-            return Err(self.err(format!("{name} decompresses to bytes that do not match its SHA-256")));
+            return Err(self.err(format!(
+                "{name} decompresses to bytes that do not match its SHA-256"
+            )));
         }
         Ok(plain)
     }
 
     /// Archives one sealed segment of a data directory (idempotent).
-    pub(crate) fn archive_segment(&self, seg: &SealedSegment, level: i32, progress: &dyn Progress) -> Result<ArchivedSegment> {
+    pub(crate) fn archive_segment(
+        &self,
+        seg: &SealedSegment,
+        level: i32,
+        progress: &dyn Progress,
+    ) -> Result<ArchivedSegment> {
         let meta_name = ArchivedSegment::meta_name(seg.seal.first_lsn);
         let plain_sha = hex::encode(seg.seal.sha256);
         if self.storage().exists(&meta_name) {
-            let bytes = self.storage().read(&meta_name).map_err(|e| self.err(format!("reading {meta_name}: {e}")))?;
-            let existing: ArchivedSegment = serde_json::from_slice(&bytes).map_err(|e| self.err(format!("{meta_name} is damaged: {e}")))?;
+            let bytes = self
+                .storage()
+                .read(&meta_name)
+                .map_err(|e| self.err(format!("reading {meta_name}: {e}")))?;
+            let existing: ArchivedSegment = serde_json::from_slice(&bytes)
+                .map_err(|e| self.err(format!("{meta_name} is damaged: {e}")))?;
             if existing.plain_sha256 != plain_sha {
                 return Err(self.err(format!(
                     "{meta_name} holds different commits for LSNs {}..={} than {}: this repository belongs to another database or timeline; back up to a new repository",
@@ -157,7 +191,8 @@ impl BackupRepo {
             return Ok(existing);
         }
         let bytes = read_file(&seg.path).context(|| format!("reading {}", seg.path.display()))?;
-        if bytes.len() as u64 != seg.seal.length || crate::codec::sha256(&bytes) != seg.seal.sha256 {
+        if bytes.len() as u64 != seg.seal.length || crate::codec::sha256(&bytes) != seg.seal.sha256
+        {
             return Err(Error::Damaged(Damage {
                 file: seg.path.clone(),
                 offset: 0,
@@ -165,11 +200,22 @@ impl BackupRepo {
                 hint: "run `amberdb verify` on the data directory; see \"Damaged data directory\" in docs/OPERATIONS.md".into(),
             }));
         }
-        progress.begin(&format!("archiving segment {}", seg.seal.first_lsn), Some(bytes.len() as u64));
-        let stored = zstd::bulk::compress(&bytes, level).context(|| "compressing a log segment".into())?;
-        let put = |name: &str, data: &[u8]| self.storage().write_atomic(name, data).map_err(|e| self.err(format!("writing {name}: {e}")));
+        progress.begin(
+            &format!("archiving segment {}", seg.seal.first_lsn),
+            Some(bytes.len() as u64),
+        );
+        let stored =
+            zstd::bulk::compress(&bytes, level).context(|| "compressing a log segment".into())?;
+        let put = |name: &str, data: &[u8]| {
+            self.storage()
+                .write_atomic(name, data)
+                .map_err(|e| self.err(format!("writing {name}: {e}")))
+        };
         put(&ArchivedSegment::data_name(seg.seal.first_lsn), &stored)?;
-        put(&ArchivedSegment::seal_name(seg.seal.first_lsn), &seg.seal.encode())?;
+        put(
+            &ArchivedSegment::seal_name(seg.seal.first_lsn),
+            &seg.seal.encode(),
+        )?;
         let archived = ArchivedSegment {
             first_lsn: seg.seal.first_lsn,
             last_lsn: seg.seal.last_lsn,
@@ -179,7 +225,10 @@ impl BackupRepo {
             stored_size: stored.len() as u64,
             stored_sha256: sha256_hex(&stored),
         };
-        put(&meta_name, &serde_json::to_vec_pretty(&archived).map_err(|e| self.err(e.to_string()))?)?;
+        put(
+            &meta_name,
+            &serde_json::to_vec_pretty(&archived).map_err(|e| self.err(e.to_string()))?,
+        )?;
         progress.advance(bytes.len() as u64);
         progress.end();
         Ok(archived)
@@ -188,7 +237,10 @@ impl BackupRepo {
     /// Reads an archived seal.
     pub(crate) fn read_seal(&self, first: u64) -> Result<Seal> {
         let name = ArchivedSegment::seal_name(first);
-        let bytes = self.storage().read(&name).map_err(|e| self.err(format!("reading {name}: {e}")))?;
+        let bytes = self
+            .storage()
+            .read(&name)
+            .map_err(|e| self.err(format!("reading {name}: {e}")))?;
         Seal::decode(&bytes).map_err(|e| self.err(format!("{name}: {e}")))
     }
 }

@@ -55,13 +55,24 @@ fn highest_known_lsn(segments: &[(u64, PathBuf)], checkpoints: &[(u64, PathBuf)]
     max
 }
 
-pub(crate) fn auto_recover(data: &Path, repo_path: &Path, damage: &Damage, opts: &Options) -> Result<Recovered> {
-    let damage_text = format!("{}: offset {}: {}", damage.file.display(), damage.offset, damage.detail);
+pub(crate) fn auto_recover(
+    data: &Path,
+    repo_path: &Path,
+    damage: &Damage,
+    opts: &Options,
+) -> Result<Recovered> {
+    let damage_text = format!(
+        "{}: offset {}: {}",
+        damage.file.display(),
+        damage.offset,
+        damage.detail
+    );
     tracing::warn!(damage = %damage_text, repo = %repo_path.display(), "data directory is damaged; recovering automatically");
     let log_dir = data.join(LOG_DIR);
     let ckpt_dir = data.join(CHECKPOINT_DIR);
     let segments = list_segments(&log_dir).context(|| format!("listing {}", log_dir.display()))?;
-    let checkpoints = list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
+    let checkpoints =
+        list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
 
     // Candidate 1: the newest sound local checkpoint (or nothing, if the log starts at 1),
     // extended with the valid local log.
@@ -70,9 +81,16 @@ pub(crate) fn auto_recover(data: &Path, repo_path: &Path, damage: &Damage, opts:
         .iter()
         .find_map(|(_, p)| {
             let d = checkpoint::decode(&read_file(p).ok()?);
-            d.problems.is_empty().then(|| (d.state, format!("local checkpoint {}", p.display())))
+            d.problems
+                .is_empty()
+                .then(|| (d.state, format!("local checkpoint {}", p.display())))
         })
-        .or_else(|| segments.first().is_none_or(|s| s.0 == 1).then(|| (State::default(), "local log from LSN 1".to_string())));
+        .or_else(|| {
+            segments
+                .first()
+                .is_none_or(|s| s.0 == 1)
+                .then(|| (State::default(), "local log from LSN 1".to_string()))
+        });
     if let Some((mut state, source)) = local_base {
         let base = state.lsn;
         let n = extend_with_local(&mut state, &segments);
@@ -91,11 +109,18 @@ pub(crate) fn auto_recover(data: &Path, repo_path: &Path, damage: &Damage, opts:
                 };
                 let mut replayed = 0;
                 let base_lsn = state.lsn;
-                for seg in repo.archived_segments().unwrap_or_default().iter().filter(|s| s.last_lsn > base_lsn) {
+                for seg in repo
+                    .archived_segments()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter(|s| s.last_lsn > base_lsn)
+                {
                     if seg.first_lsn > state.lsn + 1 {
                         break;
                     }
-                    let Ok(bytes) = repo.read_segment(seg) else { break };
+                    let Ok(bytes) = repo.read_segment(seg) else {
+                        break;
+                    };
                     let mut broke = false;
                     let _ = scan(&bytes, |rec, _| {
                         if broke || rec.lsn <= state.lsn {
@@ -126,7 +151,11 @@ pub(crate) fn auto_recover(data: &Path, repo_path: &Path, damage: &Damage, opts:
         return Err(crate::Error::Damaged(Damage {
             file: damage.file.clone(),
             offset: damage.offset,
-            detail: format!("{}; automatic recovery found no sound checkpoint and no usable backup in {}", damage.detail, repo_path.display()),
+            detail: format!(
+                "{}; automatic recovery found no sound checkpoint and no usable backup in {}",
+                damage.detail,
+                repo_path.display()
+            ),
             hint: damage.hint.clone(),
         }));
     };
@@ -134,22 +163,32 @@ pub(crate) fn auto_recover(data: &Path, repo_path: &Path, damage: &Damage, opts:
     let lost = (known > state.lsn).then_some((state.lsn + 1, known));
 
     // Quarantine everything the rebuilt state no longer depends on.
-    let qdir = data.join(QUARANTINE_DIR).join(crate::document::now_micros().to_string());
+    let qdir = data
+        .join(QUARANTINE_DIR)
+        .join(crate::document::now_micros().to_string());
     let mut moved = vec![];
     for (sub, dir) in [(LOG_DIR, &log_dir), (CHECKPOINT_DIR, &ckpt_dir)] {
         let to_dir = qdir.join(sub);
         std::fs::create_dir_all(&to_dir).context(|| format!("creating {}", to_dir.display()))?;
         for entry in std::fs::read_dir(dir).context(|| format!("reading {}", dir.display()))? {
-            let from = entry.context(|| format!("reading {}", dir.display()))?.path();
+            let from = entry
+                .context(|| format!("reading {}", dir.display()))?
+                .path();
             let to = to_dir.join(from.file_name().unwrap_or_default());
-            std::fs::rename(&from, &to).context(|| format!("moving {} to {}", from.display(), to.display()))?;
+            std::fs::rename(&from, &to)
+                .context(|| format!("moving {} to {}", from.display(), to.display()))?;
             moved.push(to);
         }
         sync_dir(dir, &opts.faults).context(|| format!("syncing {}", dir.display()))?;
     }
     sync_dir(&qdir, &opts.faults).context(|| format!("syncing {}", qdir.display()))?;
-    checkpoint::write(&ckpt_dir, &state, opts.checkpoint_compression_level, &opts.faults)
-        .context(|| format!("writing the recovered checkpoint in {}", ckpt_dir.display()))?;
+    checkpoint::write(
+        &ckpt_dir,
+        &state,
+        opts.checkpoint_compression_level,
+        &opts.faults,
+    )
+    .context(|| format!("writing the recovered checkpoint in {}", ckpt_dir.display()))?;
     let auto = AutoRecovery {
         damage: damage_text,
         source,

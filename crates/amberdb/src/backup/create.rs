@@ -7,7 +7,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
-use super::{BackupManifest, BackupRepo, FileEntry, HashWriter, NoProgress, Progress, MANIFEST_FILE, SNAPSHOT_FILE};
+use super::{
+    BackupManifest, BackupRepo, FileEntry, HashWriter, NoProgress, Progress, MANIFEST_FILE,
+    SNAPSHOT_FILE,
+};
 use crate::checkpoint;
 use crate::db::Db;
 use crate::document::{format_micros, now_micros};
@@ -33,7 +36,11 @@ impl<W: Write> Write for Counting<'_, W> {
 fn backup_id(now: u64, lsn: u64) -> String {
     // 2026-11-21T21:30:00.123456Z -> 20261121T213000Z
     let t = format_micros(now);
-    let compact: String = t.chars().take(19).filter(|c| c.is_ascii_digit() || *c == 'T').collect();
+    let compact: String = t
+        .chars()
+        .take(19)
+        .filter(|c| c.is_ascii_digit() || *c == 'T')
+        .collect();
     format!("{compact}Z-{lsn}")
 }
 
@@ -46,7 +53,11 @@ impl Db {
     /// Takes an online backup into `repo`: attaches the repository (so this data directory
     /// keeps its log until archived there), snapshots the current view, seals the active log
     /// segment and archives every sealed segment, then writes the manifest last.
-    pub fn backup_with(&self, repo: &BackupRepo, progress: &dyn Progress) -> Result<BackupManifest> {
+    pub fn backup_with(
+        &self,
+        repo: &BackupRepo,
+        progress: &dyn Progress,
+    ) -> Result<BackupManifest> {
         self.attach(repo)?;
         self.sync()?;
         let view = self.view();
@@ -61,17 +72,38 @@ impl Db {
             id = format!("{}-{n}", backup_id(now, view.lsn()));
         }
         let snapshot_name = format!("backups/{id}/{SNAPSHOT_FILE}");
-        let total: u64 = view.iter_all().map(|(_, d)| d.value.len() as u64 + 100).sum();
-        progress.begin(&format!("backup {id}: snapshot at LSN {}", view.lsn()), Some(total));
-        let writer = repo.storage().create(&snapshot_name).map_err(|e| repo.err(format!("creating {snapshot_name}: {e}")))?;
+        let total: u64 = view
+            .iter_all()
+            .map(|(_, d)| d.value.len() as u64 + 100)
+            .sum();
+        progress.begin(
+            &format!("backup {id}: snapshot at LSN {}", view.lsn()),
+            Some(total),
+        );
+        let writer = repo
+            .storage()
+            .create(&snapshot_name)
+            .map_err(|e| repo.err(format!("creating {snapshot_name}: {e}")))?;
         let stored = HashWriter::new(writer);
-        let encoder = zstd::stream::write::Encoder::new(stored, level).map_err(|e| repo.err(format!("zstd: {e}")))?;
-        let mut plain = HashWriter::new(Counting { inner: encoder, progress });
-        checkpoint::encode_to(&view.state, 0, &mut plain).map_err(|e| repo.err(format!("writing {snapshot_name}: {e}")))?;
+        let encoder = zstd::stream::write::Encoder::new(stored, level)
+            .map_err(|e| repo.err(format!("zstd: {e}")))?;
+        let mut plain = HashWriter::new(Counting {
+            inner: encoder,
+            progress,
+        });
+        checkpoint::encode_to(&view.state, 0, &mut plain)
+            .map_err(|e| repo.err(format!("writing {snapshot_name}: {e}")))?;
         let (plain_size, plain_sha256) = (plain.count, plain.digest_hex());
-        let stored = plain.inner.inner.finish().map_err(|e| repo.err(format!("writing {snapshot_name}: {e}")))?;
+        let stored = plain
+            .inner
+            .inner
+            .finish()
+            .map_err(|e| repo.err(format!("writing {snapshot_name}: {e}")))?;
         let (stored_size, stored_sha256) = (stored.count, stored.digest_hex());
-        stored.inner.commit().map_err(|e| repo.err(format!("writing {snapshot_name}: {e}")))?;
+        stored
+            .inner
+            .commit()
+            .map_err(|e| repo.err(format!("writing {snapshot_name}: {e}")))?;
         progress.end();
 
         self.archive_with(repo, progress)?;
@@ -80,7 +112,12 @@ impl Db {
         let mut schema_versions: BTreeMap<String, Vec<u32>> = BTreeMap::new();
         for c in view.collections() {
             documents.insert(c.name.clone(), c.documents);
-            let versions: BTreeSet<u32> = view.state.collections.get(c.name.as_str()).map(|coll| coll.docs.values().map(|d| d.meta.schema_version).collect()).unwrap_or_default();
+            let versions: BTreeSet<u32> = view
+                .state
+                .collections
+                .get(c.name.as_str())
+                .map(|coll| coll.docs.values().map(|d| d.meta.schema_version).collect())
+                .unwrap_or_default();
             schema_versions.insert(c.name, versions.into_iter().collect());
         }
         let manifest = BackupManifest {
@@ -98,11 +135,20 @@ impl Db {
             compression: "zstd".into(),
             compression_level: level,
             key_id: None,
-            files: vec![FileEntry { name: SNAPSHOT_FILE.into(), plain_size, plain_sha256, stored_size, stored_sha256 }],
+            files: vec![FileEntry {
+                name: SNAPSHOT_FILE.into(),
+                plain_size,
+                plain_sha256,
+                stored_size,
+                stored_sha256,
+            }],
         };
-        let bytes = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::InvalidValue(e.to_string()))?;
+        let bytes =
+            serde_json::to_vec_pretty(&manifest).map_err(|e| Error::InvalidValue(e.to_string()))?;
         let manifest_name = format!("backups/{id}/{MANIFEST_FILE}");
-        repo.storage().write_atomic(&manifest_name, &bytes).map_err(|e| repo.err(format!("writing {manifest_name}: {e}")))?;
+        repo.storage()
+            .write_atomic(&manifest_name, &bytes)
+            .map_err(|e| repo.err(format!("writing {manifest_name}: {e}")))?;
         self.record_backup(&manifest);
         tracing::info!(id = %manifest.id, lsn = manifest.lsn, docs = manifest.total_documents(), stored_size, "backup complete");
         Ok(manifest)
@@ -135,6 +181,9 @@ impl Db {
 mod tests {
     #[test]
     fn backup_ids_sort_by_time() {
-        assert_eq!(super::backup_id(1_700_000_000_000_000, 42), "20231114T221320Z-42");
+        assert_eq!(
+            super::backup_id(1_700_000_000_000_000, 42),
+            "20231114T221320Z-42"
+        );
     }
 }

@@ -67,14 +67,19 @@ pub struct LogEntry {
 
 impl LogFilter {
     fn matches(&self, rec: &CommitRecord) -> bool {
-        if self.from_time.is_some_and(|t| rec.commit_ts < t) || self.to_time.is_some_and(|t| rec.commit_ts > t) {
+        if self.from_time.is_some_and(|t| rec.commit_ts < t)
+            || self.to_time.is_some_and(|t| rec.commit_ts > t)
+        {
             return false;
         }
         if self.collection.is_none() && self.key.is_none() {
             return true;
         }
         rec.ops.iter().any(|op| {
-            self.collection.as_deref().is_none_or(|c| &*op.collection == c) && self.key.as_deref().is_none_or(|k| &*op.key == k)
+            self.collection
+                .as_deref()
+                .is_none_or(|c| &*op.collection == c)
+                && self.key.as_deref().is_none_or(|k| &*op.key == k)
         })
     }
 }
@@ -101,7 +106,11 @@ fn entry(rec: &CommitRecord) -> LogEntry {
 /// Lists matching commits in LSN order.
 pub fn read_log(source: &LogSource, filter: &LogFilter) -> Result<Vec<LogEntry>> {
     let mut out = vec![];
-    let limit = if filter.limit == 0 { usize::MAX } else { filter.limit };
+    let limit = if filter.limit == 0 {
+        usize::MAX
+    } else {
+        filter.limit
+    };
     let mut visit = |bytes: &[u8], name: String| -> Result<()> {
         scan(bytes, |rec, _| {
             if out.len() < limit && filter.matches(&rec) {

@@ -30,10 +30,12 @@ use storage::{DirStorage, RepoStorage};
 
 pub use archive::{ArchivedSegment, Slot, Slots, SLOTS_FILE};
 pub(crate) use auto::auto_recover;
-pub(crate) use schedule::{archive_loop, schedule_loop};
 pub use log_listing::{read_log, LogEntry, LogFilter, LogOp, LogSource};
-pub use restore::{plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, RESTORE_MARKER};
+pub use restore::{
+    plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, RESTORE_MARKER,
+};
 pub use retention::{PruneEntry, PrunePlan, RetentionPolicy};
+pub(crate) use schedule::{archive_loop, schedule_loop};
 pub use schedule::{BackupSchedule, BackupStatus};
 pub use verify::{RepoProblem, RepoVerifyReport};
 
@@ -139,7 +141,10 @@ pub struct BackupRepo {
 }
 
 pub(crate) fn repo_error(storage: &dyn RepoStorage, detail: impl Into<String>) -> Error {
-    Error::Repository { location: storage.location(), detail: detail.into() }
+    Error::Repository {
+        location: storage.location(),
+        detail: detail.into(),
+    }
 }
 
 impl BackupRepo {
@@ -149,7 +154,9 @@ impl BackupRepo {
         let path = path.as_ref();
         let storage = DirStorage::new(path);
         if !storage.exists(REPO_CONFIG) {
-            let empty = std::fs::read_dir(path).map(|mut d| d.next().is_none()).unwrap_or(true);
+            let empty = std::fs::read_dir(path)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(true);
             if !empty {
                 return Err(repo_error(&storage, "directory is not empty and has no config.json; refusing to turn it into a repository"));
             }
@@ -160,8 +167,11 @@ impl BackupRepo {
                 repository_id: hex::encode(&crate::codec::sha256(seed.as_bytes())[..8]),
                 created_at: crate::document::format_micros(now),
             };
-            let bytes = serde_json::to_vec_pretty(&config).map_err(|e| repo_error(&storage, e.to_string()))?;
-            storage.write_atomic(REPO_CONFIG, &bytes).map_err(|e| repo_error(&storage, format!("writing config.json: {e}")))?;
+            let bytes = serde_json::to_vec_pretty(&config)
+                .map_err(|e| repo_error(&storage, e.to_string()))?;
+            storage
+                .write_atomic(REPO_CONFIG, &bytes)
+                .map_err(|e| repo_error(&storage, format!("writing config.json: {e}")))?;
         }
         Self::with_storage(Arc::new(storage), Some(path.to_owned()))
     }
@@ -174,15 +184,28 @@ impl BackupRepo {
 
     /// Opens an existing repository on any storage.
     pub fn with_storage(storage: Arc<dyn RepoStorage>, path: Option<PathBuf>) -> Result<Self> {
-        let bytes = storage
-            .read(REPO_CONFIG)
-            .map_err(|e| repo_error(&*storage, format!("not a backup repository (reading config.json: {e})")))?;
+        let bytes = storage.read(REPO_CONFIG).map_err(|e| {
+            repo_error(
+                &*storage,
+                format!("not a backup repository (reading config.json: {e})"),
+            )
+        })?;
         let config: RepoConfig = serde_json::from_slice(&bytes)
             .map_err(|e| repo_error(&*storage, format!("config.json is damaged: {e}")))?;
         if config.format_version == 0 || config.format_version > REPO_FORMAT_VERSION {
-            return Err(repo_error(&*storage, format!("repository format version {} is not supported", config.format_version)));
+            return Err(repo_error(
+                &*storage,
+                format!(
+                    "repository format version {} is not supported",
+                    config.format_version
+                ),
+            ));
         }
-        Ok(BackupRepo { storage, config, path })
+        Ok(BackupRepo {
+            storage,
+            config,
+            path,
+        })
     }
 
     /// The repository's id.
@@ -210,7 +233,9 @@ impl BackupRepo {
 
     /// Ids of every backup directory, complete or not, sorted (oldest first).
     pub fn backup_ids(&self) -> Result<Vec<String>> {
-        self.storage.list("backups").map_err(|e| self.err(format!("listing backups: {e}")))
+        self.storage
+            .list("backups")
+            .map_err(|e| self.err(format!("listing backups: {e}")))
     }
 
     /// A backup's manifest.
@@ -219,13 +244,18 @@ impl BackupRepo {
             .storage
             .read(&format!("backups/{id}/{MANIFEST_FILE}"))
             .map_err(|e| self.err(format!("backup {id}: cannot read manifest: {e}")))?;
-        serde_json::from_slice(&bytes).map_err(|e| self.err(format!("backup {id}: manifest is damaged: {e}")))
+        serde_json::from_slice(&bytes)
+            .map_err(|e| self.err(format!("backup {id}: manifest is damaged: {e}")))
     }
 
     /// Every complete backup, oldest first. Backups whose manifest is missing (interrupted)
     /// or unreadable are skipped here and reported by `verify`.
     pub fn list(&self) -> Result<Vec<BackupManifest>> {
-        let mut out: Vec<BackupManifest> = self.backup_ids()?.iter().filter_map(|id| self.manifest(id).ok()).collect();
+        let mut out: Vec<BackupManifest> = self
+            .backup_ids()?
+            .iter()
+            .filter_map(|id| self.manifest(id).ok())
+            .collect();
         out.sort_by(|a, b| (a.lsn, a.created_at_us, &a.id).cmp(&(b.lsn, b.created_at_us, &b.id)));
         Ok(out)
     }
@@ -240,7 +270,11 @@ pub(crate) struct HashWriter<W: Write> {
 
 impl<W: Write> HashWriter<W> {
     pub(crate) fn new(inner: W) -> Self {
-        HashWriter { inner, hasher: sha2::Sha256::new(), count: 0 }
+        HashWriter {
+            inner,
+            hasher: sha2::Sha256::new(),
+            count: 0,
+        }
     }
     pub(crate) fn digest_hex(&self) -> String {
         hex::encode(self.hasher.clone().finalize())

@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::{point, sha256_hex, ArchivedSegment, BackupManifest, BackupRepo, Progress, SNAPSHOT_FILE};
+use super::{
+    point, sha256_hex, ArchivedSegment, BackupManifest, BackupRepo, Progress, SNAPSHOT_FILE,
+};
 use crate::checkpoint;
 use crate::document::format_micros;
 use crate::error::{Error, IoContext, Result};
@@ -95,7 +97,10 @@ pub struct RestoreReport {
 
 /// The furthest LSN reachable from `backup` through contiguous archived segments, and the
 /// segments of that chain.
-fn chain<'a>(backup: &BackupManifest, archive: &'a [ArchivedSegment]) -> (u64, Vec<&'a ArchivedSegment>, Option<u64>) {
+fn chain<'a>(
+    backup: &BackupManifest,
+    archive: &'a [ArchivedSegment],
+) -> (u64, Vec<&'a ArchivedSegment>, Option<u64>) {
     let mut reach = backup.lsn;
     let mut used = vec![];
     let mut gap_at = None;
@@ -112,13 +117,27 @@ fn chain<'a>(backup: &BackupManifest, archive: &'a [ArchivedSegment]) -> (u64, V
 
 /// Works out which backup and archived segments reach `target`, or fails saying how far a
 /// restore could get.
-pub fn plan_restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool) -> Result<RestorePlan> {
+pub fn plan_restore(
+    repo: &BackupRepo,
+    target: &RestoreTarget,
+    exclusive: bool,
+) -> Result<RestorePlan> {
     let backups = repo.list()?;
     let archive = repo.archived_segments()?;
-    let unreachable = |reached: String, reason: String| Error::Unreachable { target: target.to_string(), reached, reason };
-    let newest = backups.iter().max_by_key(|b| (b.lsn, b.created_at_us)).cloned();
+    let unreachable = |reached: String, reason: String| Error::Unreachable {
+        target: target.to_string(),
+        reached,
+        reason,
+    };
+    let newest = backups
+        .iter()
+        .max_by_key(|b| (b.lsn, b.created_at_us))
+        .cloned();
     let Some(newest) = newest else {
-        return Err(unreachable("nothing".into(), format!("repository {} holds no complete backup", repo.location())));
+        return Err(unreachable(
+            "nothing".into(),
+            format!("repository {} holds no complete backup", repo.location()),
+        ));
     };
     let reach_text = |b: &BackupManifest| {
         let (reach, used, _) = chain(b, &archive);
@@ -127,9 +146,16 @@ pub fn plan_restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool) 
     };
     let (backup, to_lsn) = match target {
         RestoreTarget::Backup(id) => {
-            let b = backups.iter().find(|b| &b.id == id).cloned().ok_or_else(|| {
-                unreachable(reach_text(&newest), format!("no complete backup with id {id} (see `amberdb backup list`)"))
-            })?;
+            let b = backups
+                .iter()
+                .find(|b| &b.id == id)
+                .cloned()
+                .ok_or_else(|| {
+                    unreachable(
+                        reach_text(&newest),
+                        format!("no complete backup with id {id} (see `amberdb backup list`)"),
+                    )
+                })?;
             let lsn = b.lsn;
             (b, Some(lsn))
         }
@@ -145,10 +171,17 @@ pub fn plan_restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool) 
         }
         RestoreTarget::Lsn(n) => {
             let t = if exclusive { n.saturating_sub(1) } else { *n };
-            let b = backups.iter().filter(|b| b.lsn <= t).max_by_key(|b| (b.lsn, b.created_at_us)).cloned();
+            let b = backups
+                .iter()
+                .filter(|b| b.lsn <= t)
+                .max_by_key(|b| (b.lsn, b.created_at_us))
+                .cloned();
             let Some(b) = b else {
                 let oldest = backups.iter().map(|b| b.lsn).min().unwrap_or(0);
-                return Err(unreachable("nothing".into(), format!("LSN {t} is before the oldest backup (LSN {oldest})")));
+                return Err(unreachable(
+                    "nothing".into(),
+                    format!("LSN {t} is before the oldest backup (LSN {oldest})"),
+                ));
             };
             let (reach, _, gap) = chain(&b, &archive);
             if reach < t {
@@ -162,10 +195,20 @@ pub fn plan_restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool) 
         }
         RestoreTarget::Time(t) => {
             let fits = |ts: u64| if exclusive { ts < *t } else { ts <= *t };
-            let b = backups.iter().filter(|b| fits(b.commit_ts_us)).max_by_key(|b| (b.lsn, b.created_at_us)).cloned();
+            let b = backups
+                .iter()
+                .filter(|b| fits(b.commit_ts_us))
+                .max_by_key(|b| (b.lsn, b.created_at_us))
+                .cloned();
             let Some(b) = b else {
                 let oldest = backups.iter().map(|b| b.commit_ts_us).min().unwrap_or(0);
-                return Err(unreachable("nothing".into(), format!("the time is before the oldest backup ({})", format_micros(oldest))));
+                return Err(unreachable(
+                    "nothing".into(),
+                    format!(
+                        "the time is before the oldest backup ({})",
+                        format_micros(oldest)
+                    ),
+                ));
             };
             // The state at `t` is proven only once a commit after `t` is in the archive.
             let (_, used, gap) = chain(&b, &archive);
@@ -185,7 +228,11 @@ pub fn plan_restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool) 
         for s in used {
             let stop = match (target, to_lsn) {
                 (RestoreTarget::Time(t), _) => {
-                    let past = if exclusive { s.last_commit_ts_us >= *t } else { s.last_commit_ts_us > *t };
+                    let past = if exclusive {
+                        s.last_commit_ts_us >= *t
+                    } else {
+                        s.last_commit_ts_us > *t
+                    };
                     out.push(s.clone());
                     past
                 }
@@ -216,7 +263,11 @@ pub fn plan_restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool) 
 }
 
 /// Loads and fully checks a backup's snapshot.
-pub(crate) fn load_snapshot(repo: &BackupRepo, b: &BackupManifest, progress: &dyn Progress) -> Result<State> {
+pub(crate) fn load_snapshot(
+    repo: &BackupRepo,
+    b: &BackupManifest,
+    progress: &dyn Progress,
+) -> Result<State> {
     let entry = b
         .files
         .iter()
@@ -224,28 +275,55 @@ pub(crate) fn load_snapshot(repo: &BackupRepo, b: &BackupManifest, progress: &dy
         .ok_or_else(|| repo.err(format!("backup {}: manifest lists no snapshot file", b.id)))?;
     let name = format!("backups/{}/{SNAPSHOT_FILE}", b.id);
     progress.begin(&format!("reading backup {}", b.id), Some(entry.stored_size));
-    let stored = repo.storage().read(&name).map_err(|e| repo.err(format!("reading {name}: {e}")))?;
+    let stored = repo
+        .storage()
+        .read(&name)
+        .map_err(|e| repo.err(format!("reading {name}: {e}")))?;
     progress.advance(stored.len() as u64);
     progress.end();
     if stored.len() as u64 != entry.stored_size || sha256_hex(&stored) != entry.stored_sha256 {
-        return Err(repo.err(format!("{name} is damaged: its stored bytes do not match the manifest's size and SHA-256")));
+        return Err(repo.err(format!(
+            "{name} is damaged: its stored bytes do not match the manifest's size and SHA-256"
+        )));
     }
-    let plain = zstd::stream::decode_all(&stored[..]).map_err(|e| repo.err(format!("{name} does not decompress: {e}")))?;
+    let plain = zstd::stream::decode_all(&stored[..])
+        .map_err(|e| repo.err(format!("{name} does not decompress: {e}")))?;
     if sha256_hex(&plain) != entry.plain_sha256 {
-        return Err(repo.err(format!("{name} decompresses to bytes that do not match the manifest's SHA-256")));
+        return Err(repo.err(format!(
+            "{name} decompresses to bytes that do not match the manifest's SHA-256"
+        )));
     }
     let decoded = checkpoint::decode(&plain);
     if let Some(p) = decoded.problems.first() {
-        return Err(repo.err(format!("{name}: snapshot is damaged at offset {}: {}", p.offset, p.detail)));
+        return Err(repo.err(format!(
+            "{name}: snapshot is damaged at offset {}: {}",
+            p.offset, p.detail
+        )));
     }
     if decoded.state.lsn != b.lsn {
-        return Err(repo.err(format!("{name} holds LSN {} but the manifest says {}", decoded.state.lsn, b.lsn)));
+        return Err(repo.err(format!(
+            "{name} holds LSN {} but the manifest says {}",
+            decoded.state.lsn, b.lsn
+        )));
     }
     Ok(decoded.state)
 }
 
-/// Replays the plan's segments onto `state`; returns (commits, segments, first, last) replayed.
-pub(crate) fn replay(repo: &BackupRepo, plan: &RestorePlan, target: &RestoreTarget, state: &mut State, progress: &dyn Progress) -> Result<(u64, u64, Option<(u64, u64)>)> {
+/// What a replay applied: commits, segments, and the LSN range (first, last).
+pub(crate) struct Replayed {
+    pub commits: u64,
+    pub segments: u64,
+    pub range: Option<(u64, u64)>,
+}
+
+/// Replays the plan's segments onto `state`.
+pub(crate) fn replay(
+    repo: &BackupRepo,
+    plan: &RestorePlan,
+    target: &RestoreTarget,
+    state: &mut State,
+    progress: &dyn Progress,
+) -> Result<Replayed> {
     let exclusive = plan.exclusive;
     let mut commits = 0;
     let mut range: Option<(u64, u64)> = None;
@@ -259,7 +337,13 @@ pub(crate) fn replay(repo: &BackupRepo, plan: &RestorePlan, target: &RestoreTarg
                 return;
             }
             let wanted = match target {
-                RestoreTarget::Time(t) => if exclusive { rec.commit_ts < *t } else { rec.commit_ts <= *t },
+                RestoreTarget::Time(t) => {
+                    if exclusive {
+                        rec.commit_ts < *t
+                    } else {
+                        rec.commit_ts <= *t
+                    }
+                }
                 _ => plan.replay_to_lsn.is_none_or(|to| rec.lsn <= to),
             };
             if !wanted || rec.lsn != state.lsn + 1 {
@@ -271,9 +355,18 @@ pub(crate) fn replay(repo: &BackupRepo, plan: &RestorePlan, target: &RestoreTarg
             let r = range.get_or_insert((rec.lsn, rec.lsn));
             r.1 = rec.lsn;
         })
-        .map_err(|e| repo.err(format!("{}: {e}", ArchivedSegment::data_name(seg.first_lsn))))?;
+        .map_err(|e| {
+            repo.err(format!(
+                "{}: {e}",
+                ArchivedSegment::data_name(seg.first_lsn)
+            ))
+        })?;
         if s.end != ScanEnd::Clean {
-            return Err(repo.err(format!("{}: archived segment is damaged ({:?})", ArchivedSegment::data_name(seg.first_lsn), s.end)));
+            return Err(repo.err(format!(
+                "{}: archived segment is damaged ({:?})",
+                ArchivedSegment::data_name(seg.first_lsn),
+                s.end
+            )));
         }
         progress.advance(seg.plain_size);
     }
@@ -287,14 +380,26 @@ pub(crate) fn replay(repo: &BackupRepo, plan: &RestorePlan, target: &RestoreTarg
             });
         }
     }
-    Ok((commits, plan.segments.len() as u64, range))
+    Ok(Replayed {
+        commits,
+        segments: plan.segments.len() as u64,
+        range,
+    })
 }
 
 /// Restores `target` from `repo` into the new directory `into` (which must not exist or be
 /// empty), verifies the result and reports what was restored.
-pub fn restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool, into: &Path, progress: &dyn Progress) -> Result<RestoreReport> {
+pub fn restore(
+    repo: &BackupRepo,
+    target: &RestoreTarget,
+    exclusive: bool,
+    into: &Path,
+    progress: &dyn Progress,
+) -> Result<RestoreReport> {
     if into.exists() {
-        let empty = std::fs::read_dir(into).map(|mut d| d.next().is_none()).unwrap_or(false);
+        let empty = std::fs::read_dir(into)
+            .map(|mut d| d.next().is_none())
+            .unwrap_or(false);
         if !empty {
             return Err(Error::InvalidArgument(format!(
                 "{} exists and is not empty; restore never writes over data: choose a new directory",
@@ -304,11 +409,21 @@ pub fn restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool, into:
     }
     let plan = plan_restore(repo, target, exclusive)?;
     let mut state = load_snapshot(repo, &plan.backup, progress)?;
-    let (commits, segments, range) = replay(repo, &plan, target, &mut state, progress)?;
+    let Replayed {
+        commits,
+        segments,
+        range,
+    } = replay(repo, &plan, target, &mut state, progress)?;
 
-    let parent = into.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let parent = into
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
-    let name = into.file_name().and_then(|n| n.to_str()).unwrap_or("restore");
+    let name = into
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("restore");
     let tmp = parent.join(format!(".{name}.restoring-{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).context(|| format!("removing stale {}", tmp.display()))?;
@@ -316,23 +431,29 @@ pub fn restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool, into:
     let faults = Faults::default();
     let assemble = || -> Result<()> {
         std::fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
-        std::fs::write(tmp.join(RESTORE_MARKER), b"restore in progress; this directory is incomplete\n")
-            .context(|| format!("writing marker in {}", tmp.display()))?;
+        std::fs::write(
+            tmp.join(RESTORE_MARKER),
+            b"restore in progress; this directory is incomplete\n",
+        )
+        .context(|| format!("writing marker in {}", tmp.display()))?;
         sync_dir(&tmp, &faults).context(|| format!("syncing {}", tmp.display()))?;
         for d in [LOG_DIR, CHECKPOINT_DIR] {
-            std::fs::create_dir_all(tmp.join(d)).context(|| format!("creating {}", tmp.join(d).display()))?;
+            std::fs::create_dir_all(tmp.join(d))
+                .context(|| format!("creating {}", tmp.join(d).display()))?;
         }
         progress.begin("writing restored checkpoint", None);
         checkpoint::write(&tmp.join(CHECKPOINT_DIR), &state, 1, &faults)
             .context(|| format!("writing checkpoint in {}", tmp.display()))?;
         progress.end();
         sync_dir(&tmp, &faults).context(|| format!("syncing {}", tmp.display()))?;
-        std::fs::remove_file(tmp.join(RESTORE_MARKER)).context(|| format!("removing marker in {}", tmp.display()))?;
+        std::fs::remove_file(tmp.join(RESTORE_MARKER))
+            .context(|| format!("removing marker in {}", tmp.display()))?;
         sync_dir(&tmp, &faults).context(|| format!("syncing {}", tmp.display()))?;
         if into.exists() {
             std::fs::remove_dir(into).context(|| format!("replacing empty {}", into.display()))?;
         }
-        std::fs::rename(&tmp, into).context(|| format!("moving {} to {}", tmp.display(), into.display()))?;
+        std::fs::rename(&tmp, into)
+            .context(|| format!("moving {} to {}", tmp.display(), into.display()))?;
         sync_dir(parent, &faults).context(|| format!("syncing {}", parent.display()))
     };
     if let Err(e) = assemble() {
@@ -340,8 +461,11 @@ pub fn restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool, into:
         return Err(e);
     }
     let verify = crate::verify::verify_dir(into)?;
-    let documents: BTreeMap<String, u64> =
-        state.collections.iter().map(|(n, c)| (n.to_string(), c.docs.len() as u64)).collect();
+    let documents: BTreeMap<String, u64> = state
+        .collections
+        .iter()
+        .map(|(n, c)| (n.to_string(), c.docs.len() as u64))
+        .collect();
     let report = RestoreReport {
         into: into.to_owned(),
         target: plan.target.clone(),
@@ -358,7 +482,10 @@ pub fn restore(repo: &BackupRepo, target: &RestoreTarget, exclusive: bool, into:
     if !report.verified {
         return Err(Error::Repository {
             location: into.display().to_string(),
-            detail: format!("restored directory failed verification: {:?}", verify.problems),
+            detail: format!(
+                "restored directory failed verification: {:?}",
+                verify.problems
+            ),
         });
     }
     Ok(report)

@@ -87,10 +87,16 @@ impl RetentionPolicy {
             ));
         }
         let mut sorted: Vec<&BackupManifest> = backups.iter().collect();
-        sorted.sort_by(|a, b| (b.created_at_us, b.lsn, &b.id).cmp(&(a.created_at_us, a.lsn, &a.id)));
+        sorted
+            .sort_by(|a, b| (b.created_at_us, b.lsn, &b.id).cmp(&(a.created_at_us, a.lsn, &a.id)));
         let mut entries: Vec<PruneEntry> = sorted
             .iter()
-            .map(|b| PruneEntry { id: b.id.clone(), created_at: b.created_at.clone(), lsn: b.lsn, reasons: vec![] })
+            .map(|b| PruneEntry {
+                id: b.id.clone(),
+                created_at: b.created_at.clone(),
+                lsn: b.lsn,
+                reasons: vec![],
+            })
             .collect();
         if let Some(first) = entries.first_mut() {
             first.reasons.push("newest".into());
@@ -100,7 +106,8 @@ impl RetentionPolicy {
                 e.reasons.push("last".into());
             }
         }
-        let buckets: [(&str, Option<u32>, fn(u64) -> i64); 4] = [
+        type Bucket = fn(u64) -> i64;
+        let buckets: [(&str, Option<u32>, Bucket); 4] = [
             ("hourly", self.keep_hourly, |us| (us / 3_600_000_000) as i64),
             ("daily", self.keep_daily, |us| (us / 86_400_000_000) as i64),
             ("weekly", self.keep_weekly, iso_week),
@@ -119,7 +126,9 @@ impl RetentionPolicy {
             }
         }
         if let (Some(within), Some(newest)) = (self.keep_within, sorted.first()) {
-            let from = newest.created_at_us.saturating_sub(within.as_micros() as u64);
+            let from = newest
+                .created_at_us
+                .saturating_sub(within.as_micros() as u64);
             for (e, b) in entries.iter_mut().zip(&sorted) {
                 if b.created_at_us >= from {
                     e.reasons.push("within".into());
@@ -142,6 +151,82 @@ fn month(us: u64) -> i64 {
     let y: i64 = t.get(0..4).and_then(|s| s.parse().ok()).unwrap_or(0);
     let m: i64 = t.get(5..7).and_then(|s| s.parse().ok()).unwrap_or(0);
     y * 12 + m
+}
+
+impl super::BackupRepo {
+    /// Applies `policy` (and keeps the backup that the PITR window needs), then removes the
+    /// backups it does not keep and the archived segments that no kept backup's chain needs.
+    /// With `dry_run`, only returns the plan.
+    pub fn prune(
+        &self,
+        policy: &RetentionPolicy,
+        pitr_window: Option<Duration>,
+        dry_run: bool,
+    ) -> Result<PrunePlan> {
+        let backups = self.list()?;
+        let mut entries = policy.apply(&backups)?;
+        if let Some(window) = pitr_window {
+            // The newest backup taken before the window opens is the base for its oldest targets.
+            let from = crate::document::now_micros().saturating_sub(window.as_micros() as u64);
+            let base = backups
+                .iter()
+                .filter(|b| b.commit_ts_us <= from)
+                .max_by_key(|b| (b.lsn, b.created_at_us));
+            if let Some(base) = base {
+                if let Some(e) = entries.iter_mut().find(|e| e.id == base.id) {
+                    e.reasons.push("pitr_window".into());
+                }
+            }
+        }
+        let (keep, remove): (Vec<_>, Vec<_>) =
+            entries.into_iter().partition(|e| !e.reasons.is_empty());
+        let oldest_kept = keep.iter().map(|e| e.lsn).min().unwrap_or(0);
+        let remove_segments: Vec<u64> = self
+            .archived_segments()?
+            .iter()
+            .filter(|s| s.last_lsn <= oldest_kept)
+            .map(|s| s.first_lsn)
+            .collect();
+        let plan = PrunePlan {
+            keep,
+            remove,
+            remove_segments,
+        };
+        if dry_run {
+            return Ok(plan);
+        }
+        for e in &plan.remove {
+            // Manifest first: an interrupted prune leaves an incomplete backup, never a
+            // complete-looking one with missing files.
+            let dir = format!("backups/{}", e.id);
+            self.storage()
+                .remove(&format!("{dir}/{}", super::MANIFEST_FILE))
+                .map_err(|err| self.err(format!("removing {dir}: {err}")))?;
+            self.storage()
+                .remove_dir(&dir)
+                .map_err(|err| self.err(format!("removing {dir}: {err}")))?;
+        }
+        for first in &plan.remove_segments {
+            for name in [
+                super::ArchivedSegment::meta_name(*first),
+                super::ArchivedSegment::data_name(*first),
+                super::ArchivedSegment::seal_name(*first),
+            ] {
+                if self.storage().exists(&name) {
+                    self.storage()
+                        .remove(&name)
+                        .map_err(|err| self.err(format!("removing {name}: {err}")))?;
+                }
+            }
+        }
+        tracing::info!(
+            kept = plan.keep.len(),
+            removed = plan.remove.len(),
+            segments = plan.remove_segments.len(),
+            "pruned repository"
+        );
+        Ok(plan)
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +259,11 @@ mod tests {
     }
 
     fn kept(policy: &RetentionPolicy, times: &[u64]) -> Vec<(String, Vec<String>)> {
-        let backups: Vec<_> = times.iter().enumerate().map(|(i, t)| backup(i, *t)).collect();
+        let backups: Vec<_> = times
+            .iter()
+            .enumerate()
+            .map(|(i, t)| backup(i, *t))
+            .collect();
         policy
             .apply(&backups)
             .expect("policy applies")
@@ -190,7 +279,10 @@ mod tests {
 
     #[test]
     fn monday_constant_is_a_monday() {
-        assert_eq!(crate::document::format_micros(MONDAY), "2026-11-02T00:00:00.000000Z");
+        assert_eq!(
+            crate::document::format_micros(MONDAY),
+            "2026-11-02T00:00:00.000000Z"
+        );
         assert_eq!(iso_week(MONDAY), iso_week(MONDAY + 6 * DAY + 23 * HOUR));
         assert_ne!(iso_week(MONDAY), iso_week(MONDAY - 1));
     }
@@ -198,7 +290,13 @@ mod tests {
     #[test]
     fn keep_last_only_keeps_the_n_newest() {
         let times: Vec<u64> = (0..5).map(|i| MONDAY + i * HOUR).collect();
-        let k = kept(&RetentionPolicy { keep_last: Some(2), ..Default::default() }, &times);
+        let k = kept(
+            &RetentionPolicy {
+                keep_last: Some(2),
+                ..Default::default()
+            },
+            &times,
+        );
         assert_eq!(ids(&k), ["b04", "b03"]);
         assert_eq!(k[0].1, ["newest", "last"]);
         assert_eq!(k[1].1, ["last"]);
@@ -207,8 +305,17 @@ mod tests {
     #[test]
     fn daily_and_weekly_overlap_keep_newest_per_period_with_both_reasons() {
         // Two backups a day for 10 days.
-        let times: Vec<u64> = (0..10).flat_map(|d| [MONDAY + d * DAY + HOUR, MONDAY + d * DAY + 20 * HOUR]).collect();
-        let k = kept(&RetentionPolicy { keep_daily: Some(3), keep_weekly: Some(2), ..Default::default() }, &times);
+        let times: Vec<u64> = (0..10)
+            .flat_map(|d| [MONDAY + d * DAY + HOUR, MONDAY + d * DAY + 20 * HOUR])
+            .collect();
+        let k = kept(
+            &RetentionPolicy {
+                keep_daily: Some(3),
+                keep_weekly: Some(2),
+                ..Default::default()
+            },
+            &times,
+        );
         // Daily: newest of days 9, 8, 7 (b19, b17, b15). Weekly: newest of week 2 (day 9 = b19)
         // and of week 1 (day 6 = b13).
         assert_eq!(ids(&k), ["b19", "b17", "b15", "b13"]);
@@ -220,7 +327,13 @@ mod tests {
     fn keep_within_is_measured_from_the_newest_backup() {
         // Old backups, then nothing for a month: keep_within counts back from the newest.
         let times = [MONDAY, MONDAY + DAY, MONDAY + 2 * DAY, MONDAY + 40 * DAY];
-        let k = kept(&RetentionPolicy { keep_within: Some(Duration::from_secs(39 * 86_400)), ..Default::default() }, &times);
+        let k = kept(
+            &RetentionPolicy {
+                keep_within: Some(Duration::from_secs(39 * 86_400)),
+                ..Default::default()
+            },
+            &times,
+        );
         assert_eq!(ids(&k), ["b03", "b02", "b01"]);
     }
 
@@ -228,20 +341,34 @@ mod tests {
     fn sparse_days_count_only_days_that_have_backups() {
         // Backups on days 0, 5 and 20 only: keep_daily 3 keeps all three, not just the last 3 calendar days.
         let times = [MONDAY, MONDAY + 5 * DAY, MONDAY + 20 * DAY];
-        let k = kept(&RetentionPolicy { keep_daily: Some(3), ..Default::default() }, &times);
+        let k = kept(
+            &RetentionPolicy {
+                keep_daily: Some(3),
+                ..Default::default()
+            },
+            &times,
+        );
         assert_eq!(ids(&k), ["b02", "b01", "b00"]);
     }
 
     #[test]
     fn empty_policy_is_refused() {
-        let err = RetentionPolicy::default().apply(&[backup(0, MONDAY)]).expect_err("refused");
+        let err = RetentionPolicy::default()
+            .apply(&[backup(0, MONDAY)])
+            .expect_err("refused");
         assert!(err.to_string().contains("empty policy"), "{err}");
     }
 
     #[test]
     fn newest_is_always_kept() {
         let times = [MONDAY, MONDAY + HOUR];
-        let k = kept(&RetentionPolicy { keep_monthly: Some(0), ..Default::default() }, &times);
+        let k = kept(
+            &RetentionPolicy {
+                keep_monthly: Some(0),
+                ..Default::default()
+            },
+            &times,
+        );
         assert_eq!(ids(&k), ["b01"]);
         assert_eq!(k[0].1, ["newest"]);
     }
@@ -250,59 +377,13 @@ mod tests {
     fn monthly_buckets_follow_calendar_months() {
         // Nov 2, Nov 29, Dec 1: two months.
         let times = [MONDAY, MONDAY + 27 * DAY, MONDAY + 29 * DAY];
-        let k = kept(&RetentionPolicy { keep_monthly: Some(5), ..Default::default() }, &times);
+        let k = kept(
+            &RetentionPolicy {
+                keep_monthly: Some(5),
+                ..Default::default()
+            },
+            &times,
+        );
         assert_eq!(ids(&k), ["b02", "b01"]);
-    }
-}
-
-impl super::BackupRepo {
-    /// Applies `policy` (and keeps the backup that the PITR window needs), then removes the
-    /// backups it does not keep and the archived segments that no kept backup's chain needs.
-    /// With `dry_run`, only returns the plan.
-    pub fn prune(&self, policy: &RetentionPolicy, pitr_window: Option<Duration>, dry_run: bool) -> Result<PrunePlan> {
-        let backups = self.list()?;
-        let mut entries = policy.apply(&backups)?;
-        if let Some(window) = pitr_window {
-            // The newest backup taken before the window opens is the base for its oldest targets.
-            let from = crate::document::now_micros().saturating_sub(window.as_micros() as u64);
-            let base = backups.iter().filter(|b| b.commit_ts_us <= from).max_by_key(|b| (b.lsn, b.created_at_us));
-            if let Some(base) = base {
-                if let Some(e) = entries.iter_mut().find(|e| e.id == base.id) {
-                    e.reasons.push("pitr_window".into());
-                }
-            }
-        }
-        let (keep, remove): (Vec<_>, Vec<_>) = entries.into_iter().partition(|e| !e.reasons.is_empty());
-        let oldest_kept = keep.iter().map(|e| e.lsn).min().unwrap_or(0);
-        let remove_segments: Vec<u64> = self
-            .archived_segments()?
-            .iter()
-            .filter(|s| s.last_lsn <= oldest_kept)
-            .map(|s| s.first_lsn)
-            .collect();
-        let plan = PrunePlan { keep, remove, remove_segments };
-        if dry_run {
-            return Ok(plan);
-        }
-        for e in &plan.remove {
-            // Manifest first: an interrupted prune leaves an incomplete backup, never a
-            // complete-looking one with missing files.
-            let dir = format!("backups/{}", e.id);
-            self.storage().remove(&format!("{dir}/{}", super::MANIFEST_FILE)).map_err(|err| self.err(format!("removing {dir}: {err}")))?;
-            self.storage().remove_dir(&dir).map_err(|err| self.err(format!("removing {dir}: {err}")))?;
-        }
-        for first in &plan.remove_segments {
-            for name in [
-                super::ArchivedSegment::meta_name(*first),
-                super::ArchivedSegment::data_name(*first),
-                super::ArchivedSegment::seal_name(*first),
-            ] {
-                if self.storage().exists(&name) {
-                    self.storage().remove(&name).map_err(|err| self.err(format!("removing {name}: {err}")))?;
-                }
-            }
-        }
-        tracing::info!(kept = plan.keep.len(), removed = plan.remove.len(), segments = plan.remove_segments.len(), "pruned repository");
-        Ok(plan)
     }
 }

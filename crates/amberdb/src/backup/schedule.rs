@@ -47,11 +47,15 @@ pub(crate) fn archive_loop(inner: std::sync::Weak<crate::db::Inner>) {
     let mut last_roll = std::time::Instant::now();
     let mut failing = false;
     loop {
-        let Some(db) = inner.upgrade().map(crate::db::Db::from_inner) else { return };
+        let Some(db) = inner.upgrade().map(crate::db::Db::from_inner) else {
+            return;
+        };
         if !db.idle(Duration::from_secs(1)) {
             return;
         }
-        let Some(path) = db.options().archive_to.clone() else { return };
+        let Some(path) = db.options().archive_to.clone() else {
+            return;
+        };
         let result = (|| -> crate::Result<()> {
             let repo = match &repo {
                 Some(r) => r.clone(),
@@ -84,9 +88,16 @@ pub(crate) fn archive_loop(inner: std::sync::Weak<crate::db::Inner>) {
 pub(crate) fn schedule_loop(inner: std::sync::Weak<crate::db::Inner>) {
     let mut first = true;
     loop {
-        let Some(db) = inner.upgrade().map(crate::db::Db::from_inner) else { return };
-        let Some(schedule) = db.options().backup_schedule.clone() else { return };
-        let due_now = first && super::BackupRepo::open(&schedule.repo).and_then(|r| r.list()).map_or(true, |l| l.is_empty());
+        let Some(db) = inner.upgrade().map(crate::db::Db::from_inner) else {
+            return;
+        };
+        let Some(schedule) = db.options().backup_schedule.clone() else {
+            return;
+        };
+        let due_now = first
+            && super::BackupRepo::open(&schedule.repo)
+                .and_then(|r| r.list())
+                .map_or(true, |l| l.is_empty());
         first = false;
         if !due_now && !db.idle(schedule.interval) {
             return;

@@ -118,14 +118,24 @@ impl RepoStorage for DirStorage {
 
     fn create(&self, path: &str) -> io::Result<Box<dyn RepoWriter>> {
         let dest = self.path(path);
-        let dir = dest.parent().map(Path::to_owned).unwrap_or_else(|| self.root.clone());
+        let dir = dest
+            .parent()
+            .map(Path::to_owned)
+            .unwrap_or_else(|| self.root.clone());
         if !dir.exists() {
             fs::create_dir_all(&dir)?;
             sync_parent(&dir)?;
         }
-        let name = dest.file_name().and_then(|n| n.to_str()).unwrap_or("object");
+        let name = dest
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("object");
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-        Ok(Box::new(DirWriter { file: Some(File::create(&tmp)?), tmp, dest }))
+        Ok(Box::new(DirWriter {
+            file: Some(File::create(&tmp)?),
+            tmp,
+            dest,
+        }))
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {

@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 use serde::Serialize;
 
-use super::{point, sha256_hex, ArchivedSegment, BackupManifest, BackupRepo, Progress, MANIFEST_FILE, SNAPSHOT_FILE};
+use super::{
+    point, sha256_hex, ArchivedSegment, BackupManifest, BackupRepo, Progress, MANIFEST_FILE,
+    SNAPSHOT_FILE,
+};
 use crate::error::Result;
 use crate::log::segment::{scan, ScanEnd};
 
@@ -45,9 +48,22 @@ impl RepoVerifyReport {
 
 impl BackupRepo {
     /// Verifies the repository, or only backup `only` (plus the whole archive).
-    pub fn verify(&self, only: Option<&str>, read_data: bool, progress: &dyn Progress) -> Result<RepoVerifyReport> {
-        let mut r = RepoVerifyReport { read_data, ..Default::default() };
-        let problem = |r: &mut RepoVerifyReport, file: String, detail: String| r.problems.push(RepoProblem { file: file.into(), detail });
+    pub fn verify(
+        &self,
+        only: Option<&str>,
+        read_data: bool,
+        progress: &dyn Progress,
+    ) -> Result<RepoVerifyReport> {
+        let mut r = RepoVerifyReport {
+            read_data,
+            ..Default::default()
+        };
+        let problem = |r: &mut RepoVerifyReport, file: String, detail: String| {
+            r.problems.push(RepoProblem {
+                file: file.into(),
+                detail,
+            })
+        };
         let ids = self.backup_ids()?;
         if let Some(id) = only {
             if !ids.iter().any(|i| i == id) {
@@ -59,7 +75,11 @@ impl BackupRepo {
             r.backups += 1;
             let mname = format!("backups/{id}/{MANIFEST_FILE}");
             if !self.storage().exists(&mname) {
-                problem(&mut r, mname, "missing: the backup is incomplete (interrupted); prune or delete it".into());
+                problem(
+                    &mut r,
+                    mname,
+                    "missing: the backup is incomplete (interrupted); prune or delete it".into(),
+                );
                 continue;
             }
             let m = match self.manifest(id) {
@@ -70,7 +90,14 @@ impl BackupRepo {
                 }
             };
             if m.id != *id || m.repository_id != self.id() {
-                problem(&mut r, mname.clone(), format!("manifest names backup {} of repository {}", m.id, m.repository_id));
+                problem(
+                    &mut r,
+                    mname.clone(),
+                    format!(
+                        "manifest names backup {} of repository {}",
+                        m.id, m.repository_id
+                    ),
+                );
             }
             for f in &m.files {
                 let name = format!("backups/{id}/{}", f.name);
@@ -82,9 +109,21 @@ impl BackupRepo {
                     }
                 };
                 if stored.len() as u64 != f.stored_size {
-                    problem(&mut r, name.clone(), format!("size {} but the manifest says {}", stored.len(), f.stored_size));
+                    problem(
+                        &mut r,
+                        name.clone(),
+                        format!(
+                            "size {} but the manifest says {}",
+                            stored.len(),
+                            f.stored_size
+                        ),
+                    );
                 } else if sha256_hex(&stored) != f.stored_sha256 {
-                    problem(&mut r, name.clone(), "stored bytes do not match the manifest's SHA-256".into());
+                    problem(
+                        &mut r,
+                        name.clone(),
+                        "stored bytes do not match the manifest's SHA-256".into(),
+                    );
                 }
                 if read_data && f.name == SNAPSHOT_FILE {
                     progress.begin(&format!("reading backup {id}"), Some(f.plain_size));
@@ -92,7 +131,15 @@ impl BackupRepo {
                         Ok(state) => {
                             r.documents_checked += state.doc_count();
                             if state.doc_count() != m.total_documents() {
-                                problem(&mut r, name, format!("{} documents, manifest says {}", state.doc_count(), m.total_documents()));
+                                problem(
+                                    &mut r,
+                                    name,
+                                    format!(
+                                        "{} documents, manifest says {}",
+                                        state.doc_count(),
+                                        m.total_documents()
+                                    ),
+                                );
                             }
                         }
                         Err(e) => problem(&mut r, name, e.to_string()),
@@ -119,28 +166,53 @@ impl BackupRepo {
                 if seg.first_lsn > p.last_lsn + 1 {
                     r.gaps.push((p.last_lsn + 1, seg.first_lsn - 1));
                 } else if seg.first_lsn <= p.last_lsn {
-                    problem(&mut r, name.clone(), format!("overlaps the previous segment (LSNs {}..={})", p.first_lsn, p.last_lsn));
+                    problem(
+                        &mut r,
+                        name.clone(),
+                        format!(
+                            "overlaps the previous segment (LSNs {}..={})",
+                            p.first_lsn, p.last_lsn
+                        ),
+                    );
                 }
             }
             prev = Some(seg);
             match self.storage().read(&name) {
                 Err(e) => problem(&mut r, name.clone(), format!("missing or unreadable: {e}")),
                 Ok(stored) => {
-                    if stored.len() as u64 != seg.stored_size || sha256_hex(&stored) != seg.stored_sha256 {
-                        problem(&mut r, name.clone(), "stored bytes do not match the size and SHA-256 in its .json".into());
+                    if stored.len() as u64 != seg.stored_size
+                        || sha256_hex(&stored) != seg.stored_sha256
+                    {
+                        problem(
+                            &mut r,
+                            name.clone(),
+                            "stored bytes do not match the size and SHA-256 in its .json".into(),
+                        );
                     }
                 }
             }
             match self.read_seal(seg.first_lsn) {
-                Err(e) => problem(&mut r, ArchivedSegment::seal_name(seg.first_lsn), e.to_string()),
+                Err(e) => problem(
+                    &mut r,
+                    ArchivedSegment::seal_name(seg.first_lsn),
+                    e.to_string(),
+                ),
                 Ok(seal) => {
-                    if hex::encode(seal.sha256) != seg.plain_sha256 || seal.last_lsn != seg.last_lsn {
-                        problem(&mut r, ArchivedSegment::seal_name(seg.first_lsn), "seal does not match the segment's description".into());
+                    if hex::encode(seal.sha256) != seg.plain_sha256 || seal.last_lsn != seg.last_lsn
+                    {
+                        problem(
+                            &mut r,
+                            ArchivedSegment::seal_name(seg.first_lsn),
+                            "seal does not match the segment's description".into(),
+                        );
                     }
                 }
             }
             if read_data {
-                progress.begin(&format!("reading segment {}", seg.first_lsn), Some(seg.plain_size));
+                progress.begin(
+                    &format!("reading segment {}", seg.first_lsn),
+                    Some(seg.plain_size),
+                );
                 match self.read_segment(seg) {
                     Err(e) => problem(&mut r, name.clone(), e.to_string()),
                     Ok(plain) => {
@@ -159,7 +231,14 @@ impl BackupRepo {
                             Err(e) => problem(&mut r, name.clone(), e),
                             Ok(s) => {
                                 if s.end != ScanEnd::Clean || s.last_lsn != seg.last_lsn {
-                                    problem(&mut r, name.clone(), format!("segment does not decode cleanly to LSN {} ({:?})", seg.last_lsn, s.end));
+                                    problem(
+                                        &mut r,
+                                        name.clone(),
+                                        format!(
+                                            "segment does not decode cleanly to LSN {} ({:?})",
+                                            seg.last_lsn, s.end
+                                        ),
+                                    );
                                 }
                             }
                         }
@@ -175,9 +254,17 @@ impl BackupRepo {
         }
         // Which restore targets each gap makes impossible.
         for &(from, to) in &r.gaps.clone() {
-            let base = manifests.iter().filter(|m| m.lsn < from).max_by_key(|m| m.lsn);
-            let next = manifests.iter().filter(|m| m.lsn > to).min_by_key(|m| m.lsn);
-            let unreachable_to = next.map_or("the end of the archive".to_string(), |m| format!("LSN {} (backup {})", m.lsn.saturating_sub(1), m.id));
+            let base = manifests
+                .iter()
+                .filter(|m| m.lsn < from)
+                .max_by_key(|m| m.lsn);
+            let next = manifests
+                .iter()
+                .filter(|m| m.lsn > to)
+                .min_by_key(|m| m.lsn);
+            let unreachable_to = next.map_or("the end of the archive".to_string(), |m| {
+                format!("LSN {} (backup {})", m.lsn.saturating_sub(1), m.id)
+            });
             let detail = match base {
                 Some(b) => format!(
                     "archived log is missing LSNs {from}..={to}: targets from LSN {from} up to {unreachable_to} cannot be restored (backup {} at {} reaches only LSN {})",

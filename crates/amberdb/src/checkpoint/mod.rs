@@ -91,8 +91,13 @@ pub fn list_checkpoints(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     }
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        if let Some(lsn) = name.strip_suffix(".ckpt").and_then(|s| s.parse::<u64>().ok()) {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(lsn) = name
+            .strip_suffix(".ckpt")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             out.push((lsn, path));
         }
     }
@@ -136,15 +141,26 @@ fn decode_header(bytes: &[u8]) -> Result<CheckpointHeader, String> {
         return Err("checkpoint header fails its CRC32C".into());
     }
     if format_version == 0 || format_version > CHECKPOINT_FORMAT_VERSION {
-        return Err(format!("checkpoint format version {format_version} is not supported"));
+        return Err(format!(
+            "checkpoint format version {format_version} is not supported"
+        ));
     }
     if key_id != 0 {
-        return Err(format!("checkpoint is encrypted with key id {key_id}, which this build cannot read"));
+        return Err(format!(
+            "checkpoint is encrypted with key id {key_id}, which this build cannot read"
+        ));
     }
     if compression > COMPRESSION_ZSTD {
         return Err(format!("unknown compression {compression}"));
     }
-    Ok(CheckpointHeader { format_version, lsn, commit_ts, doc_count, entry_count, compression })
+    Ok(CheckpointHeader {
+        format_version,
+        lsn,
+        commit_ts,
+        doc_count,
+        entry_count,
+        compression,
+    })
 }
 
 /// Streams blocks to a sink while hashing them.
@@ -161,7 +177,11 @@ impl<W: std::io::Write> BlockWriter<'_, W> {
         if self.raw.is_empty() {
             return Ok(());
         }
-        let stored = if self.level > 0 { zstd::bulk::compress(&self.raw, self.level)? } else { self.raw.clone() };
+        let stored = if self.level > 0 {
+            zstd::bulk::compress(&self.raw, self.level)?
+        } else {
+            self.raw.clone()
+        };
         let mut block = Vec::with_capacity(BLOCK_HEADER_LEN + stored.len());
         block.put_u32(self.raw.len() as u32);
         block.put_u32(stored.len() as u32);
@@ -185,16 +205,30 @@ impl<W: std::io::Write> BlockWriter<'_, W> {
 
 /// Encodes `state` in the checkpoint format into `out`, streaming block by block. `level` is
 /// the zstd level for blocks; 0 stores them uncompressed. Returns the bytes written.
-pub(crate) fn encode_to<W: std::io::Write>(state: &State, level: i32, out: &mut W) -> std::io::Result<u64> {
+pub(crate) fn encode_to<W: std::io::Write>(
+    state: &State,
+    level: i32,
+    out: &mut W,
+) -> std::io::Result<u64> {
     let entry_count = state
         .collections
         .values()
         .map(|c| 1 + c.docs.len() as u64 + c.tombstones.len() as u64)
         .sum();
-    let compression = if level > 0 { COMPRESSION_ZSTD } else { COMPRESSION_NONE };
+    let compression = if level > 0 {
+        COMPRESSION_ZSTD
+    } else {
+        COMPRESSION_NONE
+    };
     let header = encode_header(state, entry_count, compression);
     out.write_all(&header)?;
-    let mut w = BlockWriter { out, hasher: sha2::Sha256::new(), body_len: 0, raw: Vec::with_capacity(BLOCK_TARGET * 2), level };
+    let mut w = BlockWriter {
+        out,
+        hasher: sha2::Sha256::new(),
+        body_len: 0,
+        raw: Vec::with_capacity(BLOCK_TARGET * 2),
+        level,
+    };
     for (name, coll) in state.collections.iter() {
         w.entry(|b| {
             b.put_u8(ENTRY_COLLECTION);
@@ -236,7 +270,12 @@ pub(crate) fn encode_to<W: std::io::Write>(state: &State, level: i32, out: &mut 
 
 /// Writes `state` as `dir/<lsn>.ckpt`: temp file, fsync, rename, fsync of the directory.
 /// `level` is the zstd level; 0 stores blocks uncompressed. Returns the path and size.
-pub(crate) fn write(dir: &Path, state: &State, level: i32, faults: &Faults) -> std::io::Result<(PathBuf, u64)> {
+pub(crate) fn write(
+    dir: &Path,
+    state: &State,
+    level: i32,
+    faults: &Faults,
+) -> std::io::Result<(PathBuf, u64)> {
     let name = checkpoint_file_name(state.lsn);
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
@@ -258,8 +297,16 @@ pub(crate) fn write(dir: &Path, state: &State, level: i32, faults: &Faults) -> s
 /// every document's SHA-256. It keeps going after a problem so `verify` can list them all; a
 /// caller that needs a sound checkpoint checks that `problems` is empty. Never panics.
 pub fn decode(bytes: &[u8]) -> Decoded {
-    let mut out = Decoded { header: None, state: State::default(), documents_checked: 0, problems: vec![] };
-    let problem = |offset: usize, detail: String| CheckpointProblem { offset: offset as u64, detail };
+    let mut out = Decoded {
+        header: None,
+        state: State::default(),
+        documents_checked: 0,
+        problems: vec![],
+    };
+    let problem = |offset: usize, detail: String| CheckpointProblem {
+        offset: offset as u64,
+        detail,
+    };
     let header = match decode_header(bytes) {
         Ok(h) => h,
         Err(e) => {
@@ -270,7 +317,10 @@ pub fn decode(bytes: &[u8]) -> Decoded {
     out.header = Some(header);
     let trailer_at = bytes.len().saturating_sub(TRAILER_LEN);
     if bytes.len() < HEADER_LEN + TRAILER_LEN {
-        out.problems.push(problem(bytes.len(), "checkpoint is truncated (no trailer)".into()));
+        out.problems.push(problem(
+            bytes.len(),
+            "checkpoint is truncated (no trailer)".into(),
+        ));
         return out;
     }
     let mut t = Reader::new(bytes.get(trailer_at..).unwrap_or_default());
@@ -278,39 +328,50 @@ pub fn decode(bytes: &[u8]) -> Decoded {
     let sha = t.array::<32>().unwrap_or_default();
     let end_magic = t.array::<8>().unwrap_or_default();
     if end_magic != CHECKPOINT_END_MAGIC || body_len != (trailer_at - HEADER_LEN) as u64 {
-        out.problems.push(problem(trailer_at, "checkpoint trailer is damaged or the file is truncated".into()));
+        out.problems.push(problem(
+            trailer_at,
+            "checkpoint trailer is damaged or the file is truncated".into(),
+        ));
     }
     let body = bytes.get(HEADER_LEN..trailer_at).unwrap_or_default();
     if crate::codec::sha256(body) != sha {
-        out.problems.push(problem(HEADER_LEN, "checkpoint body does not match its SHA-256".into()));
+        out.problems.push(problem(
+            HEADER_LEN,
+            "checkpoint body does not match its SHA-256".into(),
+        ));
     }
     let mut pos = HEADER_LEN;
     let mut entries = 0u64;
     while pos < trailer_at {
         let mut r = Reader::new(bytes.get(pos..trailer_at).unwrap_or_default());
         let (Some(raw_len), Some(stored_len), Some(crc)) = (r.u32(), r.u32(), r.u32()) else {
-            out.problems.push(problem(pos, "truncated block header".into()));
+            out.problems
+                .push(problem(pos, "truncated block header".into()));
             break;
         };
         let (raw_len, stored_len) = (raw_len as usize, stored_len as usize);
         if raw_len > MAX_BLOCK || stored_len > MAX_BLOCK {
-            out.problems.push(problem(pos, "block declares an impossible length".into()));
+            out.problems
+                .push(problem(pos, "block declares an impossible length".into()));
             break;
         }
         let Some(stored) = r.bytes(stored_len) else {
-            out.problems.push(problem(pos, "block runs past the end of the body".into()));
+            out.problems
+                .push(problem(pos, "block runs past the end of the body".into()));
             break;
         };
         let block_at = pos;
         pos += BLOCK_HEADER_LEN + stored_len;
         if crc32c::crc32c(stored) != crc {
-            out.problems.push(problem(block_at, "block fails its CRC32C".into()));
+            out.problems
+                .push(problem(block_at, "block fails its CRC32C".into()));
         }
         let raw = if header.compression == COMPRESSION_ZSTD {
             match zstd::bulk::decompress(stored, raw_len) {
                 Ok(raw) if raw.len() == raw_len => raw,
                 Ok(_) | Err(_) => {
-                    out.problems.push(problem(block_at, "block does not decompress".into()));
+                    out.problems
+                        .push(problem(block_at, "block does not decompress".into()));
                     continue;
                 }
             }
@@ -322,10 +383,23 @@ pub fn decode(bytes: &[u8]) -> Decoded {
     }
     if out.problems.is_empty() {
         if entries != header.entry_count {
-            out.problems.push(problem(HEADER_LEN, format!("{entries} entries found, header says {}", header.entry_count)));
+            out.problems.push(problem(
+                HEADER_LEN,
+                format!(
+                    "{entries} entries found, header says {}",
+                    header.entry_count
+                ),
+            ));
         }
         if out.state.doc_count() != header.doc_count {
-            out.problems.push(problem(HEADER_LEN, format!("{} documents found, header says {}", out.state.doc_count(), header.doc_count)));
+            out.problems.push(problem(
+                HEADER_LEN,
+                format!(
+                    "{} documents found, header says {}",
+                    out.state.doc_count(),
+                    header.doc_count
+                ),
+            ));
         }
     }
     out.state.lsn = header.lsn;
@@ -347,7 +421,10 @@ fn decode_entries(raw: &[u8], compression: u32, data_at: usize, out: &mut Decode
     };
     while r.remaining() > 0 {
         let at = r.position();
-        let bad = |what: &str| CheckpointProblem { offset: where_(at), detail: format!("malformed {what} entry at block offset {at}") };
+        let bad = |what: &str| CheckpointProblem {
+            offset: where_(at),
+            detail: format!("malformed {what} entry at block offset {at}"),
+        };
         match r.u8() {
             Some(ENTRY_COLLECTION) => {
                 let Some(name) = r.str16() else {
@@ -381,12 +458,22 @@ fn decode_entries(raw: &[u8], compression: u32, data_at: usize, out: &mut Decode
                 if crate::codec::sha256(value) != meta.sha256 {
                     out.problems.push(CheckpointProblem {
                         offset: where_(value_at),
-                        detail: format!("document {coll}/{key} (version {}) does not match its SHA-256", meta.version),
+                        detail: format!(
+                            "document {coll}/{key} (version {}) does not match its SHA-256",
+                            meta.version
+                        ),
                     });
                 }
                 let key: Arc<str> = key.into();
                 let c: &mut Collection = out.state.collections.entry(coll.into()).or_default();
-                c.docs.insert(key.clone(), Document { key, value: value.into(), meta });
+                c.docs.insert(
+                    key.clone(),
+                    Document {
+                        key,
+                        value: value.into(),
+                        meta,
+                    },
+                );
             }
             Some(ENTRY_TOMBSTONE) => {
                 let parsed = (|| Some((r.str16()?, r.str16()?, r.u64()?)))();
@@ -394,7 +481,12 @@ fn decode_entries(raw: &[u8], compression: u32, data_at: usize, out: &mut Decode
                     out.problems.push(bad("tombstone"));
                     return n;
                 };
-                out.state.collections.entry(coll.into()).or_default().tombstones.insert(key.into(), lsn);
+                out.state
+                    .collections
+                    .entry(coll.into())
+                    .or_default()
+                    .tombstones
+                    .insert(key.into(), lsn);
             }
             _ => {
                 out.problems.push(bad("unknown"));

@@ -104,7 +104,13 @@ impl CommitLog {
 
     /// Appends already-framed commits ending at `last_lsn`. Rolls to a new segment first when
     /// the active one is full, so a batch never spans two segments.
-    pub(crate) fn append(&mut self, frames: &[u8], first_lsn: u64, last_lsn: u64, last_ts: u64) -> std::io::Result<()> {
+    pub(crate) fn append(
+        &mut self,
+        frames: &[u8],
+        first_lsn: u64,
+        last_lsn: u64,
+        last_ts: u64,
+    ) -> std::io::Result<()> {
         if self.len >= self.segment_size && self.last_lsn >= self.first_lsn {
             self.roll(first_lsn)?;
         }
@@ -146,13 +152,24 @@ impl CommitLog {
             last_commit_ts: self.last_commit_ts,
             sha256: self.hasher.clone().finalize().into(),
         };
-        write_atomic(&self.dir.join(seal_file_name(self.first_lsn)), &seal.encode(), &self.faults)?;
+        write_atomic(
+            &self.dir.join(seal_file_name(self.first_lsn)),
+            &seal.encode(),
+            &self.faults,
+        )?;
         let (file, hasher, len) = create_segment(&self.dir, next_lsn, &self.faults)?;
         let old_path = std::mem::replace(&mut self.file, file).path().to_owned();
         if let Ok(mut sealed) = self.sealed.lock() {
-            sealed.push(SealedSegment { path: old_path, seal });
+            sealed.push(SealedSegment {
+                path: old_path,
+                seal,
+            });
         }
-        tracing::debug!(first_lsn = self.first_lsn, last_lsn = self.last_lsn, "sealed log segment");
+        tracing::debug!(
+            first_lsn = self.first_lsn,
+            last_lsn = self.last_lsn,
+            "sealed log segment"
+        );
         self.hasher = hasher;
         self.len = len;
         self.first_lsn = next_lsn;
@@ -161,11 +178,24 @@ impl CommitLog {
 }
 
 /// Creates a segment file with its header, durably (file and directory synced).
-fn create_segment(dir: &Path, first_lsn: u64, faults: &Faults) -> std::io::Result<(DataFile, sha2::Sha256, u64)> {
+fn create_segment(
+    dir: &Path,
+    first_lsn: u64,
+    faults: &Faults,
+) -> std::io::Result<(DataFile, sha2::Sha256, u64)> {
     let path = dir.join(segment_file_name(first_lsn));
-    let file = OpenOptions::new().create(true).truncate(true).write(true).open(&path)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&path)?;
     let mut file = DataFile::new(file, path, faults.clone());
-    let header = SegmentHeader { format_version: LOG_FORMAT_VERSION, key_id: 0, first_lsn }.encode();
+    let header = SegmentHeader {
+        format_version: LOG_FORMAT_VERSION,
+        key_id: 0,
+        first_lsn,
+    }
+    .encode();
     file.write_all(&header)?;
     file.sync_all()?;
     sync_dir(dir, faults)?;
@@ -176,7 +206,15 @@ fn create_segment(dir: &Path, first_lsn: u64, faults: &Faults) -> std::io::Resul
 
 /// Seals a segment that recovery found complete but unsealed (the writer stopped between
 /// finishing it and writing its seal).
-pub(crate) fn write_seal(dir: &Path, path: &Path, bytes: &[u8], first_lsn: u64, last_lsn: u64, last_commit_ts: u64, faults: &Faults) -> std::io::Result<Seal> {
+pub(crate) fn write_seal(
+    dir: &Path,
+    path: &Path,
+    bytes: &[u8],
+    first_lsn: u64,
+    last_lsn: u64,
+    last_commit_ts: u64,
+    faults: &Faults,
+) -> std::io::Result<Seal> {
     let seal = Seal {
         first_lsn,
         last_lsn,

@@ -89,7 +89,11 @@ impl CommitRecord {
         buf.put_u64(self.commit_ts);
         buf.put_u32(self.ops.len() as u32);
         for op in &self.ops {
-            buf.put_u8(if op.doc.is_some() { OP_WRITE } else { OP_DELETE });
+            buf.put_u8(if op.doc.is_some() {
+                OP_WRITE
+            } else {
+                OP_DELETE
+            });
             buf.put_u8(0); // flags, reserved
             put_str16(buf, &op.collection);
             put_str16(buf, &op.key);
@@ -119,8 +123,14 @@ impl CommitRecord {
                 .ops
                 .iter()
                 .map(|op| {
-                    2 + 2 + op.collection.len() + 2 + op.key.len() + 8
-                        + op.doc.as_ref().map_or(0, |d| 8 + 4 + 8 + 32 + 4 + d.value.len())
+                    2 + 2
+                        + op.collection.len()
+                        + 2
+                        + op.key.len()
+                        + 8
+                        + op.doc
+                            .as_ref()
+                            .map_or(0, |d| 8 + 4 + 8 + 32 + 4 + d.value.len())
                 })
                 .sum::<usize>()
     }
@@ -133,7 +143,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<(CommitRecord, usize), FrameError> {
         return Err(FrameError::Incomplete);
     };
     let len = len as usize;
-    if len > MAX_PAYLOAD_LEN || len < 4 {
+    if !(4..=MAX_PAYLOAD_LEN).contains(&len) {
         return Err(FrameError::BadLength);
     }
     let total = FRAME_HEADER_LEN + len;
@@ -166,17 +176,35 @@ pub fn decode_frame(buf: &[u8]) -> Result<(CommitRecord, usize), FrameError> {
                 let sha256 = r.array::<32>().ok_or(malformed("sha256"))?;
                 let vlen = r.u32().ok_or(malformed("value length"))? as usize;
                 let value = r.bytes(vlen).ok_or(malformed("value"))?.into();
-                Some(WrittenDoc { version, schema_version, created_at, sha256, value })
+                Some(WrittenDoc {
+                    version,
+                    schema_version,
+                    created_at,
+                    sha256,
+                    value,
+                })
             }
             OP_DELETE => None,
             _ => return Err(malformed("unknown op kind")),
         };
-        ops.push(LoggedOp { collection, key, prev_lsn, doc });
+        ops.push(LoggedOp {
+            collection,
+            key,
+            prev_lsn,
+            doc,
+        });
     }
     if r.position() != total {
         return Err(malformed("payload length does not match its contents"));
     }
-    Ok((CommitRecord { lsn, commit_ts, ops }, total))
+    Ok((
+        CommitRecord {
+            lsn,
+            commit_ts,
+            ops,
+        },
+        total,
+    ))
 }
 
 #[cfg(test)]
@@ -200,7 +228,12 @@ mod tests {
                         value: Arc::from(&b"{\"hp\":1}"[..]),
                     }),
                 },
-                LoggedOp { collection: "invites".into(), key: "x".into(), prev_lsn: 9, doc: None },
+                LoggedOp {
+                    collection: "invites".into(),
+                    key: "x".into(),
+                    prev_lsn: 9,
+                    doc: None,
+                },
             ],
         }
     }

@@ -48,7 +48,9 @@ impl SegmentHeader {
     /// Decodes and checks a header.
     pub fn decode(buf: &[u8]) -> Result<Self, String> {
         let mut r = Reader::new(buf);
-        let magic = r.array::<8>().ok_or("file is shorter than a segment header")?;
+        let magic = r
+            .array::<8>()
+            .ok_or("file is shorter than a segment header")?;
         if magic != SEGMENT_MAGIC {
             return Err("not an AmberDB log segment (bad magic)".into());
         }
@@ -65,9 +67,15 @@ impl SegmentHeader {
             ));
         }
         if key_id != 0 {
-            return Err(format!("segment is encrypted with key id {key_id}, which this build cannot read"));
+            return Err(format!(
+                "segment is encrypted with key id {key_id}, which this build cannot read"
+            ));
         }
-        Ok(SegmentHeader { format_version, key_id, first_lsn })
+        Ok(SegmentHeader {
+            format_version,
+            key_id,
+            first_lsn,
+        })
     }
 }
 
@@ -124,7 +132,13 @@ impl Seal {
         if version == 0 || version > LOG_FORMAT_VERSION {
             return Err(format!("seal format version {version} is not supported"));
         }
-        Ok(Seal { first_lsn, last_lsn, length, last_commit_ts, sha256 })
+        Ok(Seal {
+            first_lsn,
+            last_lsn,
+            length,
+            last_commit_ts,
+            sha256,
+        })
     }
 }
 
@@ -146,8 +160,13 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     }
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else { continue };
-        if let Some(lsn) = name.strip_suffix(".log").and_then(|s| s.parse::<u64>().ok()) {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(lsn) = name
+            .strip_suffix(".log")
+            .and_then(|s| s.parse::<u64>().ok())
+        {
             out.push((lsn, path));
         }
     }
@@ -199,7 +218,9 @@ pub fn scan(bytes: &[u8], mut on_commit: impl FnMut(CommitRecord, u64)) -> Resul
     let mut pos = SEGMENT_HEADER_LEN;
     let mut expected = header.first_lsn;
     let end = loop {
-        let Some(rest) = bytes.get(pos..) else { break ScanEnd::Clean };
+        let Some(rest) = bytes.get(pos..) else {
+            break ScanEnd::Clean;
+        };
         if rest.is_empty() {
             break ScanEnd::Clean;
         }
@@ -230,7 +251,12 @@ pub fn scan(bytes: &[u8], mut on_commit: impl FnMut(CommitRecord, u64)) -> Resul
             }
         }
     };
-    Ok(Scan { header, last_lsn: expected - 1, valid_len: pos as u64, end })
+    Ok(Scan {
+        header,
+        last_lsn: expected - 1,
+        valid_len: pos as u64,
+        end,
+    })
 }
 
 /// Whether any valid frame with an LSN at or after `min_lsn` starts at or after `from`. Only
