@@ -24,7 +24,12 @@ pub struct Reply {
 impl Reply {
     /// The body as JSON.
     pub fn json(&self) -> Result<serde_json::Value, CliError> {
-        serde_json::from_str(&self.body).map_err(|e| CliError::new(ERROR, format!("the server answered with something that is not JSON ({e})")))
+        serde_json::from_str(&self.body).map_err(|e| {
+            CliError::new(
+                ERROR,
+                format!("the server answered with something that is not JSON ({e})"),
+            )
+        })
     }
 }
 
@@ -33,7 +38,9 @@ impl Client {
     pub fn new(url: &str, token: Option<String>) -> Result<Client, CliError> {
         let base = url.trim_end_matches('/').to_owned();
         if !(base.starts_with("http://") || base.starts_with("https://")) {
-            return Err(CliError::usage(format!("--url {url:?} must start with http:// or https://")));
+            return Err(CliError::usage(format!(
+                "--url {url:?} must start with http:// or https://"
+            )));
         }
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
@@ -45,7 +52,13 @@ impl Client {
 
     /// Sends a request; transport failures become errors with a hint, HTTP errors are
     /// returned as replies (see [`Client::check`]).
-    pub fn send(&self, method: &str, path: &str, headers: &[(&str, String)], body: Option<Vec<u8>>) -> Result<Reply, CliError> {
+    pub fn send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply, CliError> {
         let url = format!("{}{}", self.base, path);
         let mut b = ureq::http::Request::builder().method(method).uri(&url);
         if let Some(t) = &self.token {
@@ -54,9 +67,12 @@ impl Client {
         for (k, v) in headers {
             b = b.header(*k, v.as_str());
         }
-        let req = b.body(body.unwrap_or_default()).map_err(|e| CliError::usage(format!("bad request for {url}: {e}")))?;
+        let req = b
+            .body(body.unwrap_or_default())
+            .map_err(|e| CliError::usage(format!("bad request for {url}: {e}")))?;
         let mut resp = self.agent.run(req).map_err(|e| {
-            CliError::new(ERROR, format!("cannot reach {url}: {e}")).hint("is `amberdb serve` running there? check --url / AMBERDB_URL")
+            CliError::new(ERROR, format!("cannot reach {url}: {e}"))
+                .hint("is `amberdb serve` running there? check --url / AMBERDB_URL")
         })?;
         let status = resp.status().as_u16();
         let body = resp
@@ -69,7 +85,13 @@ impl Client {
     }
 
     /// Sends and turns any non-2xx answer into a CLI error.
-    pub fn call(&self, method: &str, path: &str, headers: &[(&str, String)], body: Option<Vec<u8>>) -> Result<Reply, CliError> {
+    pub fn call(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Reply, CliError> {
         let r = self.send(method, path, headers, body)?;
         check(r)
     }
@@ -83,7 +105,10 @@ pub fn check(r: Reply) -> Result<Reply, CliError> {
     }
     let v: serde_json::Value = serde_json::from_str(&r.body).unwrap_or_default();
     let code = v["error"]["code"].as_str().unwrap_or("unknown").to_owned();
-    let message = v["error"]["message"].as_str().map_or_else(|| format!("HTTP {}: {}", r.status, r.body.trim()), str::to_owned);
+    let message = v["error"]["message"].as_str().map_or_else(
+        || format!("HTTP {}: {}", r.status, r.body.trim()),
+        str::to_owned,
+    );
     let exit = match r.status {
         404 => NOT_FOUND,
         400 | 413 | 415 => USAGE,
@@ -91,7 +116,9 @@ pub fn check(r: Reply) -> Result<Reply, CliError> {
     };
     let mut err = CliError::new(exit, format!("{message} ({code})"));
     err = match r.status {
-        401 => err.hint("pass a token with --token or AMBERDB_TOKEN (create one with `amberdb token create`)"),
+        401 => err.hint(
+            "pass a token with --token or AMBERDB_TOKEN (create one with `amberdb token create`)",
+        ),
         403 => err.hint("the token's scopes do not cover this; see `amberdb token create --help`"),
         409 | 412 => err.hint("re-read the document and retry with its current version"),
         503 => err.hint("the server is shutting down, poisoned or overloaded; check GET /readyz"),
@@ -120,7 +147,11 @@ pub fn segment(s: &str) -> String {
 
 /// `/v1/collections/{c}/docs/{key}` with both parts encoded.
 pub fn doc_path(collection: &str, key: &str) -> String {
-    format!("/v1/collections/{}/docs/{}", segment(collection), segment(key))
+    format!(
+        "/v1/collections/{}/docs/{}",
+        segment(collection),
+        segment(key)
+    )
 }
 
 #[cfg(test)]
@@ -131,6 +162,9 @@ mod tests {
     fn segments_are_percent_encoded() {
         assert_eq!(segment("a/b c"), "a%2Fb%20c");
         assert_eq!(segment("é"), "%C3%A9");
-        assert_eq!(doc_path("players", "x?y"), "/v1/collections/players/docs/x%3Fy");
+        assert_eq!(
+            doc_path("players", "x?y"),
+            "/v1/collections/players/docs/x%3Fy"
+        );
     }
 }

@@ -62,7 +62,11 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     // The server logs what it does (start, drain, close) by default; other commands only warn.
-    let default_log = if matches!(cli.command, Command::Serve(_)) { "info" } else { "warn" };
+    let default_log = if matches!(cli.command, Command::Serve(_)) {
+        "info"
+    } else {
+        "warn"
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("AMBERDB_LOG")

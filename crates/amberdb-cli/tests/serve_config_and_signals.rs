@@ -12,23 +12,55 @@ fn invalid_config_is_refused_with_the_key_and_reason() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("amberdb.toml");
     std::fs::write(&config, "[limits]\nbody_bytes = \"huge\"\n").unwrap();
-    let (code, _, err) = amberdb(&["serve", "--config", config.to_str().unwrap(), "--check-config"], &[]);
+    let (code, _, err) = amberdb(
+        &[
+            "serve",
+            "--config",
+            config.to_str().unwrap(),
+            "--check-config",
+        ],
+        &[],
+    );
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("`limits.body_bytes`") && err.contains("amberdb.toml") && err.contains("huge"), "{err}");
+    assert!(
+        err.contains("`limits.body_bytes`") && err.contains("amberdb.toml") && err.contains("huge"),
+        "{err}"
+    );
 
-    let (code, _, err) = amberdb(&["serve", "--check-config"], &[("AMBERDB_LIMITS_CONCURRENCY", "-1")]);
+    let (code, _, err) = amberdb(
+        &["serve", "--check-config"],
+        &[("AMBERDB_LIMITS_CONCURRENCY", "-1")],
+    );
     assert_eq!(code, 2);
-    assert!(err.contains("`limits.concurrency`") && err.contains("AMBERDB_LIMITS_CONCURRENCY"), "{err}");
+    assert!(
+        err.contains("`limits.concurrency`") && err.contains("AMBERDB_LIMITS_CONCURRENCY"),
+        "{err}"
+    );
 
     let (code, _, err) = amberdb(&["serve", "--set", "limits.nope=1", "--check-config"], &[]);
     assert_eq!(code, 2);
-    assert!(err.contains("`limits.nope`") && err.contains("unknown key"), "{err}");
+    assert!(
+        err.contains("`limits.nope`") && err.contains("unknown key"),
+        "{err}"
+    );
 
     // Not loopback, no tokens: refused unless explicitly insecure.
     let (code, _, err) = amberdb(&["serve", "--listen", "0.0.0.0:0", "--check-config"], &[]);
     assert_eq!(code, 2);
-    assert!(err.contains("`listen`") && err.contains("--insecure-no-auth"), "{err}");
-    let (code, out, _) = amberdb(&["serve", "--listen", "0.0.0.0:0", "--insecure-no-auth", "--check-config"], &[]);
+    assert!(
+        err.contains("`listen`") && err.contains("--insecure-no-auth"),
+        "{err}"
+    );
+    let (code, out, _) = amberdb(
+        &[
+            "serve",
+            "--listen",
+            "0.0.0.0:0",
+            "--insecure-no-auth",
+            "--check-config",
+        ],
+        &[],
+    );
     assert_eq!(code, 0);
     assert!(out.contains("config ok"));
 }
@@ -37,13 +69,30 @@ fn invalid_config_is_refused_with_the_key_and_reason() {
 fn flags_beat_environment_beat_file() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("amberdb.toml");
-    std::fs::write(&config, "data = \"/from/file\"\n[limits]\nconcurrency = 5\n").unwrap();
+    std::fs::write(
+        &config,
+        "data = \"/from/file\"\n[limits]\nconcurrency = 5\n",
+    )
+    .unwrap();
     let cfg = config.to_str().unwrap();
     let (_, out, _) = amberdb(&["serve", "--config", cfg, "--check-config"], &[]);
     assert!(out.contains("data /from/file"), "{out}");
-    let (_, out, _) = amberdb(&["serve", "--config", cfg, "--check-config"], &[("AMBERDB_DATA", "/from/env")]);
+    let (_, out, _) = amberdb(
+        &["serve", "--config", cfg, "--check-config"],
+        &[("AMBERDB_DATA", "/from/env")],
+    );
     assert!(out.contains("data /from/env"), "{out}");
-    let (_, out, _) = amberdb(&["serve", "--config", cfg, "--data", "/from/flag", "--check-config"], &[("AMBERDB_DATA", "/from/env")]);
+    let (_, out, _) = amberdb(
+        &[
+            "serve",
+            "--config",
+            cfg,
+            "--data",
+            "/from/flag",
+            "--check-config",
+        ],
+        &[("AMBERDB_DATA", "/from/env")],
+    );
     assert!(out.contains("data /from/flag"), "{out}");
 }
 
@@ -55,19 +104,36 @@ fn sigterm_and_sigint_drain_checkpoint_and_exit_zero() {
         let served = Served::start(&data, &[], &[]);
         let url = served.url.clone();
         for i in 0..20 {
-            let (s, body) = send(&agent(), "PUT", &format!("{url}/v1/collections/saves/docs/{sig}{i}"), Some("{\"ok\": true}")).unwrap();
+            let (s, body) = send(
+                &agent(),
+                "PUT",
+                &format!("{url}/v1/collections/saves/docs/{sig}{i}"),
+                Some("{\"ok\": true}"),
+            )
+            .unwrap();
             assert!(s == 201, "{body}");
         }
         serve_support::signal(&served.child, sig);
         let mut served = served;
         let status = served.child.wait().unwrap();
-        assert_eq!(status.code(), Some(0), "SIG{sig}: {}", served.stderr.lock().unwrap());
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "SIG{sig}: {}",
+            served.stderr.lock().unwrap()
+        );
         let log = served.stderr.lock().unwrap().clone();
-        assert!(log.contains("wrote checkpoint") && log.contains("database closed cleanly"), "{log}");
+        assert!(
+            log.contains("wrote checkpoint") && log.contains("database closed cleanly"),
+            "{log}"
+        );
     }
     let (code, out, _) = amberdb(&["stats", "--data", data.to_str().unwrap()], &[]);
     assert_eq!(code, 0);
     let stats: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(stats["recovery"]["commits_replayed"], 0, "the closing checkpoint covers everything");
+    assert_eq!(
+        stats["recovery"]["commits_replayed"], 0,
+        "the closing checkpoint covers everything"
+    );
     assert_eq!(stats["collections"][0]["documents"], 40);
 }

@@ -24,7 +24,13 @@ struct Acked {
 }
 
 fn export(url: &str) -> HashMap<String, serde_json::Value> {
-    let (status, body) = send(&agent(), "GET", &format!("{url}/v1/collections/crash/export"), None).unwrap();
+    let (status, body) = send(
+        &agent(),
+        "GET",
+        &format!("{url}/v1/collections/crash/export"),
+        None,
+    )
+    .unwrap();
     assert_eq!(status, 200, "{body}");
     body.lines()
         .map(|l| {
@@ -50,17 +56,30 @@ fn every_acknowledged_write_survives_sigkill_at_random_moments() {
         // Check everything acknowledged so far.
         let docs = export(&url);
         for (key, i) in &acked.puts {
-            let v = docs.get(key).unwrap_or_else(|| panic!("round {round}: acknowledged {key} lost"));
+            let v = docs
+                .get(key)
+                .unwrap_or_else(|| panic!("round {round}: acknowledged {key} lost"));
             assert_eq!(v["i"], *i, "round {round}: {key} has the wrong value");
         }
         for (a, b, i) in &acked.txns {
-            assert!(docs.get(a).is_some_and(|v| v["i"] == *i) && docs.get(b).is_some_and(|v| v["i"] == *i), "round {round}: acknowledged transaction {a}+{b} lost");
+            assert!(
+                docs.get(a).is_some_and(|v| v["i"] == *i)
+                    && docs.get(b).is_some_and(|v| v["i"] == *i),
+                "round {round}: acknowledged transaction {a}+{b} lost"
+            );
         }
         for (a, b) in &attempted_txns {
-            assert_eq!(docs.contains_key(a), docs.contains_key(b), "round {round}: transaction {a}+{b} is half applied");
+            assert_eq!(
+                docs.contains_key(a),
+                docs.contains_key(b),
+                "round {round}: transaction {a}+{b} is half applied"
+            );
         }
         if round == ROUNDS {
-            assert!(served.terminate().success(), "clean shutdown after the last round");
+            assert!(
+                served.terminate().success(),
+                "clean shutdown after the last round"
+            );
             break;
         }
 
@@ -124,10 +143,18 @@ fn every_acknowledged_write_survives_sigkill_at_random_moments() {
             total_kills_mid_write += usize::from(cut);
         }
     }
-    assert!(acked.puts.len() + acked.txns.len() > ROUNDS * 5, "too few acknowledged writes to mean anything: {}", acked.puts.len() + acked.txns.len());
-    assert!(total_kills_mid_write > ROUNDS, "the kills should land while requests are in flight ({total_kills_mid_write})");
+    assert!(
+        acked.puts.len() + acked.txns.len() > ROUNDS * 5,
+        "too few acknowledged writes to mean anything: {}",
+        acked.puts.len() + acked.txns.len()
+    );
+    assert!(
+        total_kills_mid_write > ROUNDS,
+        "the kills should land while requests are in flight ({total_kills_mid_write})"
+    );
     eprintln!("{} puts and {} transactions acknowledged across {ROUNDS} kills; {total_kills_mid_write} requests cut", acked.puts.len(), acked.txns.len());
 
-    let (code, out, err) = serve_support::amberdb(&["verify", "--data", data.to_str().unwrap()], &[]);
+    let (code, out, err) =
+        serve_support::amberdb(&["verify", "--data", data.to_str().unwrap()], &[]);
     assert_eq!(code, 0, "verify after the crashes: {out}{err}");
 }

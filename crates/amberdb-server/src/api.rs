@@ -149,27 +149,76 @@ impl TxnRequest {
         let mut tx = amberdb::Transaction::new();
         for (i, op) in self.ops.iter().enumerate() {
             let (w, if_version, schema_version) = match op {
-                TxnOp::Put { collection, key, value, if_version, schema_version } => {
-                    (tx.put(collection, key, value.clone()), *if_version, *schema_version)
-                }
-                TxnOp::Create { collection, key, value, if_version, schema_version } => {
-                    (tx.create(collection, key, value.clone()), *if_version, *schema_version)
-                }
-                TxnOp::Replace { collection, key, value, if_version, schema_version } => {
-                    (tx.replace(collection, key, value.clone()), *if_version, *schema_version)
-                }
-                TxnOp::Patch { collection, key, merge_patch, json_patch, if_version, schema_version } => {
+                TxnOp::Put {
+                    collection,
+                    key,
+                    value,
+                    if_version,
+                    schema_version,
+                } => (
+                    tx.put(collection, key, value.clone()),
+                    *if_version,
+                    *schema_version,
+                ),
+                TxnOp::Create {
+                    collection,
+                    key,
+                    value,
+                    if_version,
+                    schema_version,
+                } => (
+                    tx.create(collection, key, value.clone()),
+                    *if_version,
+                    *schema_version,
+                ),
+                TxnOp::Replace {
+                    collection,
+                    key,
+                    value,
+                    if_version,
+                    schema_version,
+                } => (
+                    tx.replace(collection, key, value.clone()),
+                    *if_version,
+                    *schema_version,
+                ),
+                TxnOp::Patch {
+                    collection,
+                    key,
+                    merge_patch,
+                    json_patch,
+                    if_version,
+                    schema_version,
+                } => {
                     let patch = match (merge_patch, json_patch) {
                         (Some(m), None) => amberdb::Patch::Merge(m.clone()),
-                        (None, Some(j)) => amberdb::Patch::Json(
-                            serde_json::from_value(j.clone()).map_err(|e| format!("ops[{i}].json_patch is not an RFC 6902 patch: {e}"))?,
-                        ),
-                        _ => return Err(format!("ops[{i}]: a patch needs exactly one of merge_patch or json_patch")),
+                        (None, Some(j)) => {
+                            amberdb::Patch::Json(serde_json::from_value(j.clone()).map_err(
+                                |e| format!("ops[{i}].json_patch is not an RFC 6902 patch: {e}"),
+                            )?)
+                        }
+                        _ => {
+                            return Err(format!(
+                                "ops[{i}]: a patch needs exactly one of merge_patch or json_patch"
+                            ))
+                        }
                     };
-                    (tx.patch(collection, key, patch), *if_version, *schema_version)
+                    (
+                        tx.patch(collection, key, patch),
+                        *if_version,
+                        *schema_version,
+                    )
                 }
-                TxnOp::Delete { collection, key, if_version } => (tx.delete(collection, key), *if_version, None),
-                TxnOp::Check { collection, key, version } => {
+                TxnOp::Delete {
+                    collection,
+                    key,
+                    if_version,
+                } => (tx.delete(collection, key), *if_version, None),
+                TxnOp::Check {
+                    collection,
+                    key,
+                    version,
+                } => {
                     tx.check(collection, key, *version);
                     continue;
                 }
@@ -179,7 +228,9 @@ impl TxnRequest {
             }
             if let Some(v) = schema_version {
                 if v == 0 {
-                    return Err(format!("ops[{i}].schema_version must be a positive integer"));
+                    return Err(format!(
+                        "ops[{i}].schema_version must be a positive integer"
+                    ));
                 }
                 w.schema_version(v);
             }
@@ -220,7 +271,12 @@ impl From<amberdb::Committed> for TxnResponse {
             results: c
                 .results
                 .into_iter()
-                .map(|r| OpResultBody { collection: r.collection, key: r.key, version: r.version, written: r.written })
+                .map(|r| OpResultBody {
+                    collection: r.collection,
+                    key: r.key,
+                    version: r.version,
+                    written: r.written,
+                })
                 .collect(),
         }
     }
@@ -348,7 +404,6 @@ pub struct StatusResponse {
     /// LSN of the newest checkpoint.
     pub last_checkpoint_lsn: Option<u64>,
     /// Time and id of the newest backup; null until backups exist.
-    
     pub last_backup: Option<Value>,
     /// Why the database is poisoned, or null.
     pub poisoned: Option<String>,
@@ -434,9 +489,16 @@ mod tests {
 
     #[test]
     fn malformed_transactions_are_refused_with_the_op_index() {
-        let bad = |v: serde_json::Value| serde_json::from_value::<TxnRequest>(v).map_err(|e| e.to_string()).and_then(|r| r.to_transaction());
+        let bad = |v: serde_json::Value| {
+            serde_json::from_value::<TxnRequest>(v)
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.to_transaction())
+        };
         assert!(bad(serde_json::json!({"ops": []})).is_err());
-        assert!(bad(serde_json::json!({"ops": [{"op": "frobnicate", "collection": "a", "key": "b"}]})).is_err());
+        assert!(bad(
+            serde_json::json!({"ops": [{"op": "frobnicate", "collection": "a", "key": "b"}]})
+        )
+        .is_err());
         assert!(bad(serde_json::json!({"ops": [{"op": "put", "collection": "a", "key": "b", "value": 1, "typo": 2}]})).is_err());
         let e = bad(serde_json::json!({"ops": [{"op": "delete", "collection": "a", "key": "b"}, {"op": "patch", "collection": "a", "key": "b"}]})).expect_err("no patch");
         assert!(e.contains("ops[1]"), "{e}");

@@ -41,9 +41,21 @@ pub struct AppState {
 impl AppState {
     /// State for a database and configuration.
     pub fn new(db: amberdb::Db, config: Config) -> Self {
-        let tokens = config.tokens.iter().map(|t| (t.sha256, Arc::new(t.clone()))).collect();
+        let tokens = config
+            .tokens
+            .iter()
+            .map(|t| (t.sha256, Arc::new(t.clone())))
+            .collect();
         let limit = Arc::new(Semaphore::new(config.concurrency));
-        AppState { db, config, metrics: Metrics::default(), tokens, shutting_down: AtomicBool::new(false), started: Instant::now(), limit }
+        AppState {
+            db,
+            config,
+            metrics: Metrics::default(),
+            tokens,
+            shutting_down: AtomicBool::new(false),
+            started: Instant::now(),
+            limit,
+        }
     }
 
     /// True once a graceful shutdown has begun.
@@ -56,17 +68,33 @@ impl AppState {
 pub type Shared = Arc<AppState>;
 
 /// Runs blocking engine work on tokio's blocking pool.
-pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await.map_err(|e| ApiError::internal(format!("engine task failed: {e}")))
+pub async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("engine task failed: {e}")))
 }
 
 /// Builds the complete application.
 pub fn router(state: Shared) -> Router {
     let api = Router::new()
-        .route("/v1/collections", get(routes::collections::list_collections))
-        .route("/v1/collections/{collection}", get(routes::collections::get_collection))
-        .route("/v1/collections/{collection}/docs", get(routes::documents::list_docs))
-        .route("/v1/collections/{collection}/export", get(routes::documents::export))
+        .route(
+            "/v1/collections",
+            get(routes::collections::list_collections),
+        )
+        .route(
+            "/v1/collections/{collection}",
+            get(routes::collections::get_collection),
+        )
+        .route(
+            "/v1/collections/{collection}/docs",
+            get(routes::documents::list_docs),
+        )
+        .route(
+            "/v1/collections/{collection}/export",
+            get(routes::documents::export),
+        )
         .route(
             "/v1/collections/{collection}/docs/{key}",
             get(routes::documents::get_doc)
@@ -78,7 +106,10 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/admin/status", get(routes::admin::status))
         .route("/v1/admin/checkpoint", post(routes::admin::checkpoint))
         .route("/v1/admin/verify", post(routes::admin::verify))
-        .layer(middleware::from_fn_with_state(state.clone(), limit_and_deadline));
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limit_and_deadline,
+        ));
 
     Router::new()
         .merge(api)
@@ -92,27 +123,44 @@ pub fn router(state: Shared) -> Router {
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(middleware::from_fn_with_state(state.clone(), track))
-        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_: Box<dyn std::any::Any + Send>| {
-            ApiError::internal("the server hit a bug while handling this request").into_response()
-        }))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(
+            |_: Box<dyn std::any::Any + Send>| {
+                ApiError::internal("the server hit a bug while handling this request")
+                    .into_response()
+            },
+        ))
         .with_state(state)
 }
 
 async fn not_found(uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "route_not_found", format!("no route for {}; see /openapi.json", uri.path()))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "route_not_found",
+        format!("no route for {}; see /openapi.json", uri.path()),
+    )
 }
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
-    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", format!("{method} is not allowed on {}", uri.path()))
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
 }
 
 /// Counts every request by route template and status, with its latency.
 async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_owned();
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
     let resp = next.run(req).await;
-    state.metrics.observe(&route, &method, resp.status().as_u16(), start.elapsed());
+    state
+        .metrics
+        .observe(&route, &method, resp.status().as_u16(), start.elapsed());
     resp
 }
 
@@ -137,14 +185,22 @@ async fn authenticate(State(state): State<Shared>, mut req: Request, next: Next)
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .and_then(|v| {
+                v.strip_prefix("Bearer ")
+                    .or_else(|| v.strip_prefix("bearer "))
+            })
             .map(str::trim);
         match token.and_then(|t| state.tokens.get(&hash_token(t))) {
             Some(entry) => Principal::Token(entry.clone()),
             None if public => Principal::Anyone,
             None => {
-                let why = if token.is_some() { "the bearer token is not valid" } else { "this server requires Authorization: Bearer <token>" };
-                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why).into_response();
+                let why = if token.is_some() {
+                    "the bearer token is not valid"
+                } else {
+                    "this server requires Authorization: Bearer <token>"
+                };
+                return ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", why)
+                    .into_response();
             }
         }
     };

@@ -37,7 +37,11 @@ impl FromStr for Scope {
         let check = |glob: &str| -> Result<String, String> {
             let ok = !glob.is_empty()
                 && glob.len() <= 64
-                && glob.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-' | b'*' | b'?'));
+                && glob.bytes().all(|c| {
+                    c.is_ascii_lowercase()
+                        || c.is_ascii_digit()
+                        || matches!(c, b'_' | b'.' | b'-' | b'*' | b'?')
+                });
             if ok {
                 Ok(glob.to_owned())
             } else {
@@ -48,7 +52,9 @@ impl FromStr for Scope {
             None if s == "admin" => Ok(Scope::Admin),
             Some(("read", glob)) => Ok(Scope::Read(check(glob)?)),
             Some(("write", glob)) => Ok(Scope::Write(check(glob)?)),
-            _ => Err(format!("scope {s:?} is not one of read:<collection glob>, write:<collection glob>, admin")),
+            _ => Err(format!(
+                "scope {s:?} is not one of read:<collection glob>, write:<collection glob>, admin"
+            )),
         }
     }
 }
@@ -140,7 +146,8 @@ pub fn glob_match(glob: &str, name: &str) -> bool {
             },
         }
     }
-    g.get(gi..).is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    g.get(gi..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
 }
 
 /// SHA-256 of a token string.
@@ -165,8 +172,14 @@ pub fn new_token() -> (String, String) {
 
 /// The TOML entry to paste into `amberdb.toml` for a token.
 pub fn config_entry(name: &str, sha256_hex: &str, scopes: &[Scope]) -> String {
-    let scopes: Vec<String> = scopes.iter().map(|s| format!("{:?}", s.to_string())).collect();
-    format!("[[auth.tokens]]\nname = {name:?}\nsha256 = \"{sha256_hex}\"\nscopes = [{}]\n", scopes.join(", "))
+    let scopes: Vec<String> = scopes
+        .iter()
+        .map(|s| format!("{:?}", s.to_string()))
+        .collect();
+    format!(
+        "[[auth.tokens]]\nname = {name:?}\nsha256 = \"{sha256_hex}\"\nscopes = [{}]\n",
+        scopes.join(", ")
+    )
 }
 
 #[cfg(test)]
@@ -192,14 +205,21 @@ mod tests {
         let t = TokenEntry {
             name: "t".into(),
             sha256: [0; 32],
-            scopes: vec!["read:*".parse().expect("scope"), "write:players*".parse().expect("scope")],
+            scopes: vec![
+                "read:*".parse().expect("scope"),
+                "write:players*".parse().expect("scope"),
+            ],
         };
         let p = Principal::Token(Arc::new(t));
         assert!(p.can_read("anything"));
         assert!(p.can_write("players"));
         assert!(!p.can_write("chat"));
         assert!(!p.is_admin());
-        let admin = Principal::Token(Arc::new(TokenEntry { name: "a".into(), sha256: [0; 32], scopes: vec![Scope::Admin] }));
+        let admin = Principal::Token(Arc::new(TokenEntry {
+            name: "a".into(),
+            sha256: [0; 32],
+            scopes: vec![Scope::Admin],
+        }));
         assert!(admin.can_write("chat") && admin.is_admin());
         assert!("delete:*".parse::<Scope>().is_err());
         assert!("read:".parse::<Scope>().is_err());

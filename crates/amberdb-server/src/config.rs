@@ -31,7 +31,10 @@ impl OptionSpec {
     /// The environment variable that sets this option: `AMBERDB_` + the key in upper case
     /// with dots replaced by underscores.
     pub fn env_var(&self) -> String {
-        format!("AMBERDB_{}", self.key.to_ascii_uppercase().replace('.', "_"))
+        format!(
+            "AMBERDB_{}",
+            self.key.to_ascii_uppercase().replace('.', "_")
+        )
     }
 }
 
@@ -42,9 +45,15 @@ enum Kind {
     OptPath,
     Bool,
     /// A positive integer in `min..=max`.
-    Int { min: u64, max: u64 },
+    Int {
+        min: u64,
+        max: u64,
+    },
     /// A byte count: an integer or a string like `"32MiB"`.
-    Bytes { min: u64, max: u64 },
+    Bytes {
+        min: u64,
+        max: u64,
+    },
     Durability,
 }
 
@@ -107,7 +116,11 @@ pub struct ConfigError {
 
 impl ConfigError {
     fn new(key: impl Into<String>, origin: &Origin, reason: impl Into<String>) -> Self {
-        ConfigError { key: key.into(), origin: origin.clone(), reason: reason.into() }
+        ConfigError {
+            key: key.into(),
+            origin: origin.clone(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -186,16 +199,27 @@ impl Config {
         env: impl IntoIterator<Item = (String, String)>,
         flags: &[(String, String)],
     ) -> Result<Config, ConfigError> {
-        let mut raw: BTreeMap<&'static str, (String, Origin)> =
-            OPTIONS.iter().map(|o| (o.key, (o.default.to_owned(), Origin::Default))).collect();
+        let mut raw: BTreeMap<&'static str, (String, Origin)> = OPTIONS
+            .iter()
+            .map(|o| (o.key, (o.default.to_owned(), Origin::Default)))
+            .collect();
         let mut tokens = vec![];
         if let Some(path) = file {
             let origin = Origin::File(path.to_owned());
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| ConfigError::new(path.display().to_string(), &origin, format!("cannot read the config file: {e}")))?;
-            let table: toml::Table = text
-                .parse()
-                .map_err(|e: toml::de::Error| ConfigError::new("(file)", &origin, format!("not valid TOML: {}", e.message())))?;
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::new(
+                    path.display().to_string(),
+                    &origin,
+                    format!("cannot read the config file: {e}"),
+                )
+            })?;
+            let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+                ConfigError::new(
+                    "(file)",
+                    &origin,
+                    format!("not valid TOML: {}", e.message()),
+                )
+            })?;
             read_table(&table, "", &origin, &mut raw, &mut tokens)?;
         }
         let env: BTreeMap<String, String> = env.into_iter().collect();
@@ -207,7 +231,11 @@ impl Config {
         }
         for (k, v) in flags {
             let Some(o) = OPTIONS.iter().find(|o| o.key == k) else {
-                return Err(ConfigError::new(k.clone(), &Origin::Flag, unknown_key_reason(k)));
+                return Err(ConfigError::new(
+                    k.clone(),
+                    &Origin::Flag,
+                    unknown_key_reason(k),
+                ));
             };
             raw.insert(o.key, (v.clone(), Origin::Flag));
         }
@@ -239,7 +267,11 @@ fn unknown_key_reason(key: &str) -> String {
     let close: Vec<&str> = OPTIONS
         .iter()
         .map(|o| o.key)
-        .filter(|k| k.rsplit('.').next() == key.rsplit('.').next() || k.starts_with(key) || key.starts_with(*k))
+        .filter(|k| {
+            k.rsplit('.').next() == key.rsplit('.').next()
+                || k.starts_with(key)
+                || key.starts_with(*k)
+        })
         .collect();
     if close.is_empty() {
         "unknown key (docs/CONFIG.md lists every option)".into()
@@ -256,25 +288,43 @@ fn read_table(
     tokens: &mut Vec<TokenEntry>,
 ) -> Result<(), ConfigError> {
     for (k, v) in table {
-        let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         if key == "auth.tokens" {
             read_tokens(v, origin, tokens)?;
             continue;
         }
         match v {
-            toml::Value::Table(t) if prefix.is_empty() && ["tls", "limits", "durability", "engine", "shutdown", "auth"].contains(&k.as_str()) => {
+            toml::Value::Table(t)
+                if prefix.is_empty()
+                    && ["tls", "limits", "durability", "engine", "shutdown", "auth"]
+                        .contains(&k.as_str()) =>
+            {
                 read_table(t, &key, origin, raw, tokens)?;
             }
             _ => {
                 let Some(o) = OPTIONS.iter().find(|o| o.key == key) else {
-                    return Err(ConfigError::new(key.clone(), origin, unknown_key_reason(&key)));
+                    return Err(ConfigError::new(
+                        key.clone(),
+                        origin,
+                        unknown_key_reason(&key),
+                    ));
                 };
                 let s = match v {
                     toml::Value::String(s) => s.clone(),
                     toml::Value::Integer(i) => i.to_string(),
                     toml::Value::Boolean(b) => b.to_string(),
                     toml::Value::Float(f) => f.to_string(),
-                    other => return Err(ConfigError::new(key, origin, format!("expected a single value, found {}", other.type_str()))),
+                    other => {
+                        return Err(ConfigError::new(
+                            key,
+                            origin,
+                            format!("expected a single value, found {}", other.type_str()),
+                        ))
+                    }
                 };
                 raw.insert(o.key, (s, origin.clone()));
             }
@@ -283,50 +333,112 @@ fn read_table(
     Ok(())
 }
 
-fn read_tokens(v: &toml::Value, origin: &Origin, out: &mut Vec<TokenEntry>) -> Result<(), ConfigError> {
+fn read_tokens(
+    v: &toml::Value,
+    origin: &Origin,
+    out: &mut Vec<TokenEntry>,
+) -> Result<(), ConfigError> {
     let toml::Value::Array(items) = v else {
-        return Err(ConfigError::new("auth.tokens", origin, "expected an array of tables ([[auth.tokens]])"));
+        return Err(ConfigError::new(
+            "auth.tokens",
+            origin,
+            "expected an array of tables ([[auth.tokens]])",
+        ));
     };
     let mut names = HashSet::new();
     for (i, item) in items.iter().enumerate() {
         let key = |field: &str| format!("auth.tokens[{i}].{field}");
         let toml::Value::Table(t) = item else {
-            return Err(ConfigError::new(format!("auth.tokens[{i}]"), origin, "expected a table with name, sha256 and scopes"));
+            return Err(ConfigError::new(
+                format!("auth.tokens[{i}]"),
+                origin,
+                "expected a table with name, sha256 and scopes",
+            ));
         };
-        if let Some(unknown) = t.keys().find(|k| !["name", "sha256", "scopes"].contains(&k.as_str())) {
-            return Err(ConfigError::new(key(unknown), origin, "unknown key (a token has name, sha256 and scopes)"));
+        if let Some(unknown) = t
+            .keys()
+            .find(|k| !["name", "sha256", "scopes"].contains(&k.as_str()))
+        {
+            return Err(ConfigError::new(
+                key(unknown),
+                origin,
+                "unknown key (a token has name, sha256 and scopes)",
+            ));
         }
         let name = match t.get("name") {
             Some(toml::Value::String(s)) if !s.is_empty() => s.clone(),
-            _ => return Err(ConfigError::new(key("name"), origin, "required: a non-empty string")),
+            _ => {
+                return Err(ConfigError::new(
+                    key("name"),
+                    origin,
+                    "required: a non-empty string",
+                ))
+            }
         };
         if !names.insert(name.clone()) {
-            return Err(ConfigError::new(key("name"), origin, format!("duplicate token name {name:?}")));
+            return Err(ConfigError::new(
+                key("name"),
+                origin,
+                format!("duplicate token name {name:?}"),
+            ));
         }
         let sha256 = match t.get("sha256") {
-            Some(toml::Value::String(s)) => crate::auth::parse_hash(s)
-                .ok_or_else(|| ConfigError::new(key("sha256"), origin, "must be 64 hex digits (the SHA-256 that `amberdb token create` prints)"))?,
-            _ => return Err(ConfigError::new(key("sha256"), origin, "required: the token's SHA-256 in hex (never the token itself)")),
+            Some(toml::Value::String(s)) => crate::auth::parse_hash(s).ok_or_else(|| {
+                ConfigError::new(
+                    key("sha256"),
+                    origin,
+                    "must be 64 hex digits (the SHA-256 that `amberdb token create` prints)",
+                )
+            })?,
+            _ => {
+                return Err(ConfigError::new(
+                    key("sha256"),
+                    origin,
+                    "required: the token's SHA-256 in hex (never the token itself)",
+                ))
+            }
         };
         let scopes = match t.get("scopes") {
             Some(toml::Value::Array(a)) if !a.is_empty() => a
                 .iter()
                 .map(|s| match s {
-                    toml::Value::String(s) => s.parse::<Scope>().map_err(|e| ConfigError::new(key("scopes"), origin, e)),
-                    _ => Err(ConfigError::new(key("scopes"), origin, "every scope is a string such as \"read:players*\"")),
+                    toml::Value::String(s) => s
+                        .parse::<Scope>()
+                        .map_err(|e| ConfigError::new(key("scopes"), origin, e)),
+                    _ => Err(ConfigError::new(
+                        key("scopes"),
+                        origin,
+                        "every scope is a string such as \"read:players*\"",
+                    )),
                 })
                 .collect::<Result<Vec<_>, _>>()?,
-            _ => return Err(ConfigError::new(key("scopes"), origin, "required: a non-empty list such as [\"read:*\", \"write:players*\", \"admin\"]")),
+            _ => return Err(ConfigError::new(
+                key("scopes"),
+                origin,
+                "required: a non-empty list such as [\"read:*\", \"write:players*\", \"admin\"]",
+            )),
         };
-        out.push(TokenEntry { name, sha256, scopes });
+        out.push(TokenEntry {
+            name,
+            sha256,
+            scopes,
+        });
     }
     Ok(())
 }
 
-fn build(raw: &BTreeMap<&'static str, (String, Origin)>, tokens: Vec<TokenEntry>) -> Result<Config, ConfigError> {
+fn build(
+    raw: &BTreeMap<&'static str, (String, Origin)>,
+    tokens: Vec<TokenEntry>,
+) -> Result<Config, ConfigError> {
     let get = |key: &str| -> Result<(&str, &Origin, Kind), ConfigError> {
-        let o = OPTIONS.iter().find(|o| o.key == key).ok_or_else(|| ConfigError::new(key, &Origin::Default, "not an option"))?;
-        let (v, origin) = raw.get(key).ok_or_else(|| ConfigError::new(key, &Origin::Default, "missing"))?;
+        let o = OPTIONS
+            .iter()
+            .find(|o| o.key == key)
+            .ok_or_else(|| ConfigError::new(key, &Origin::Default, "not an option"))?;
+        let (v, origin) = raw
+            .get(key)
+            .ok_or_else(|| ConfigError::new(key, &Origin::Default, "missing"))?;
         Ok((v.as_str(), origin, o.kind))
     };
     let int = |key: &str| -> Result<u64, ConfigError> {
@@ -338,7 +450,11 @@ fn build(raw: &BTreeMap<&'static str, (String, Origin)>, tokens: Vec<TokenEntry>
         match v.to_ascii_lowercase().as_str() {
             "true" | "1" | "yes" | "on" => Ok(true),
             "false" | "0" | "no" | "off" | "" => Ok(false),
-            _ => Err(ConfigError::new(key, origin, format!("expected true or false, got {v:?}"))),
+            _ => Err(ConfigError::new(
+                key,
+                origin,
+                format!("expected true or false, got {v:?}"),
+            )),
         }
     };
     let opt_path = |key: &str| -> Result<Option<PathBuf>, ConfigError> {
@@ -348,7 +464,11 @@ fn build(raw: &BTreeMap<&'static str, (String, Origin)>, tokens: Vec<TokenEntry>
 
     let (listen_raw, listen_origin, _) = get("listen")?;
     let listen: SocketAddr = listen_raw.parse().map_err(|_| {
-        ConfigError::new("listen", listen_origin, format!("{listen_raw:?} is not an address:port such as 127.0.0.1:7070 or [::1]:7070"))
+        ConfigError::new(
+            "listen",
+            listen_origin,
+            format!("{listen_raw:?} is not an address:port such as 127.0.0.1:7070 or [::1]:7070"),
+        )
     })?;
     let (data_raw, data_origin, _) = get("data")?;
     if data_raw.is_empty() {
@@ -358,13 +478,31 @@ fn build(raw: &BTreeMap<&'static str, (String, Origin)>, tokens: Vec<TokenEntry>
     let durability = match dur_raw.to_ascii_lowercase().as_str() {
         "sync" => DefaultDurability::Sync,
         "buffered" => DefaultDurability::Buffered,
-        _ => return Err(ConfigError::new("durability.default", dur_origin, format!("expected sync or buffered, got {dur_raw:?}"))),
+        _ => {
+            return Err(ConfigError::new(
+                "durability.default",
+                dur_origin,
+                format!("expected sync or buffered, got {dur_raw:?}"),
+            ))
+        }
     };
     let tls = match (opt_path("tls.cert")?, opt_path("tls.key")?) {
         (Some(cert), Some(key)) => Some(TlsFiles { cert, key }),
         (None, None) => None,
-        (Some(_), None) => return Err(ConfigError::new("tls.key", &get("tls.cert")?.1.clone(), "required when tls.cert is set")),
-        (None, Some(_)) => return Err(ConfigError::new("tls.cert", &get("tls.key")?.1.clone(), "required when tls.key is set")),
+        (Some(_), None) => {
+            return Err(ConfigError::new(
+                "tls.key",
+                &get("tls.cert")?.1.clone(),
+                "required when tls.cert is set",
+            ))
+        }
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "tls.cert",
+                &get("tls.key")?.1.clone(),
+                "required when tls.key is set",
+            ))
+        }
     };
     let insecure_no_auth = boolean("insecure_no_auth")?;
     let checkpoint_s = int("engine.checkpoint_interval_s")?;
@@ -401,7 +539,10 @@ fn build(raw: &BTreeMap<&'static str, (String, Origin)>, tokens: Vec<TokenEntry>
 fn parse_int(v: &str, kind: Kind) -> Result<u64, String> {
     let (n, min, max) = match kind {
         Kind::Int { min, max } => {
-            let n: u64 = v.trim().parse().map_err(|_| format!("expected a whole number, got {v:?}"))?;
+            let n: u64 = v
+                .trim()
+                .parse()
+                .map_err(|_| format!("expected a whole number, got {v:?}"))?;
             (n, min, max)
         }
         Kind::Bytes { min, max } => (parse_bytes(v)?, min, max),
@@ -418,7 +559,9 @@ pub fn parse_bytes(v: &str) -> Result<u64, String> {
     let s = v.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| format!("expected a byte count such as 1048576 or \"32MiB\", got {v:?}"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("expected a byte count such as 1048576 or \"32MiB\", got {v:?}"))?;
     let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1,
         "kib" | "k" => 1 << 10,
@@ -429,7 +572,8 @@ pub fn parse_bytes(v: &str) -> Result<u64, String> {
         "gb" => 1_000_000_000,
         _ => return Err(format!("unknown unit in {v:?} (use B, KiB, MiB or GiB)")),
     };
-    n.checked_mul(mult).ok_or_else(|| format!("{v:?} is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{v:?} is too large"))
 }
 
 #[cfg(test)]
@@ -437,7 +581,10 @@ mod tests {
     use super::*;
 
     fn flags(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -454,9 +601,21 @@ mod tests {
     fn flags_beat_env_beat_file() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("amberdb.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:1000\"\ndata = \"/from-file\"\n[limits]\nconcurrency = 7\n").expect("write");
-        let env = vec![("AMBERDB_LISTEN".to_string(), "127.0.0.1:2000".to_string()), ("AMBERDB_DATA".to_string(), "/from-env".to_string())];
-        let c = Config::load(Some(&file), env.clone(), &flags(&[("listen", "127.0.0.1:3000")])).expect("load");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:1000\"\ndata = \"/from-file\"\n[limits]\nconcurrency = 7\n",
+        )
+        .expect("write");
+        let env = vec![
+            ("AMBERDB_LISTEN".to_string(), "127.0.0.1:2000".to_string()),
+            ("AMBERDB_DATA".to_string(), "/from-env".to_string()),
+        ];
+        let c = Config::load(
+            Some(&file),
+            env.clone(),
+            &flags(&[("listen", "127.0.0.1:3000")]),
+        )
+        .expect("load");
         assert_eq!(c.listen.port(), 3000);
         assert_eq!(c.data, PathBuf::from("/from-env"));
         assert_eq!(c.concurrency, 7);
@@ -466,7 +625,12 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_key_the_origin_and_the_reason() {
-        let e = Config::load(None, vec![("AMBERDB_LIMITS_BODY_BYTES".into(), "lots".into())], &[]).expect_err("bad");
+        let e = Config::load(
+            None,
+            vec![("AMBERDB_LIMITS_BODY_BYTES".into(), "lots".into())],
+            &[],
+        )
+        .expect_err("bad");
         assert_eq!(e.key, "limits.body_bytes");
         assert_eq!(e.origin, Origin::Env("AMBERDB_LIMITS_BODY_BYTES".into()));
         assert!(e.reason.contains("lots"), "{e}");
@@ -478,16 +642,23 @@ mod tests {
         assert_eq!(e.key, "limits.concurency");
         assert!(e.to_string().contains("unknown key"), "{e}");
 
-        let e = Config::load(None, vec![], &flags(&[("limits.concurrency", "0")])).expect_err("range");
+        let e =
+            Config::load(None, vec![], &flags(&[("limits.concurrency", "0")])).expect_err("range");
         assert!(e.reason.contains("out of range"), "{e}");
 
         let e = Config::load(None, vec![], &flags(&[("tls.cert", "/c.pem")])).expect_err("tls");
         assert_eq!(e.key, "tls.key");
 
-        let e = Config::load(None, vec![], &flags(&[("listen", "0.0.0.0:7070")])).expect_err("exposed");
+        let e =
+            Config::load(None, vec![], &flags(&[("listen", "0.0.0.0:7070")])).expect_err("exposed");
         assert_eq!(e.key, "listen");
         assert!(e.reason.contains("--insecure-no-auth"), "{e}");
-        Config::load(None, vec![], &flags(&[("listen", "0.0.0.0:7070"), ("insecure_no_auth", "true")])).expect("explicitly insecure");
+        Config::load(
+            None,
+            vec![],
+            &flags(&[("listen", "0.0.0.0:7070"), ("insecure_no_auth", "true")]),
+        )
+        .expect("explicitly insecure");
     }
 
     #[test]
@@ -496,12 +667,33 @@ mod tests {
         let file = dir.path().join("amberdb.toml");
         let hash = "ab".repeat(32);
         std::fs::write(&file, format!("listen = \"0.0.0.0:7070\"\n[[auth.tokens]]\nname = \"game\"\nsha256 = \"{hash}\"\nscopes = [\"read:players*\", \"admin\"]\n")).expect("write");
-        let c = Config::load(Some(&file), vec![], &[]).expect("tokens make a public address acceptable");
+        let c = Config::load(Some(&file), vec![], &[])
+            .expect("tokens make a public address acceptable");
         assert_eq!(c.tokens.len(), 1);
-        std::fs::write(&file, "[[auth.tokens]]\nname = \"game\"\nsha256 = \"xyz\"\nscopes = [\"read:*\"]\n").expect("write");
-        assert_eq!(Config::load(Some(&file), vec![], &[]).expect_err("bad hash").key, "auth.tokens[0].sha256");
-        std::fs::write(&file, format!("[[auth.tokens]]\nname = \"game\"\nsha256 = \"{hash}\"\nscopes = [\"delete:*\"]\n")).expect("write");
-        assert_eq!(Config::load(Some(&file), vec![], &[]).expect_err("bad scope").key, "auth.tokens[0].scopes");
+        std::fs::write(
+            &file,
+            "[[auth.tokens]]\nname = \"game\"\nsha256 = \"xyz\"\nscopes = [\"read:*\"]\n",
+        )
+        .expect("write");
+        assert_eq!(
+            Config::load(Some(&file), vec![], &[])
+                .expect_err("bad hash")
+                .key,
+            "auth.tokens[0].sha256"
+        );
+        std::fs::write(
+            &file,
+            format!(
+                "[[auth.tokens]]\nname = \"game\"\nsha256 = \"{hash}\"\nscopes = [\"delete:*\"]\n"
+            ),
+        )
+        .expect("write");
+        assert_eq!(
+            Config::load(Some(&file), vec![], &[])
+                .expect_err("bad scope")
+                .key,
+            "auth.tokens[0].scopes"
+        );
     }
 
     #[test]
@@ -514,18 +706,49 @@ mod tests {
 
     #[test]
     fn every_option_is_documented_in_config_md_with_its_default() {
-        let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIG.md")).expect("docs/CONFIG.md");
-        let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../amberdb.example.toml")).expect("amberdb.example.toml");
+        let doc =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/CONFIG.md"))
+                .expect("docs/CONFIG.md");
+        let example = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../amberdb.example.toml"
+        ))
+        .expect("amberdb.example.toml");
         for o in OPTIONS {
-            let row = doc.lines().find(|l| l.starts_with(&format!("| `{}` |", o.key))).unwrap_or_else(|| panic!("{} missing from docs/CONFIG.md", o.key));
-            let default = if o.default.is_empty() { "(unset)".to_string() } else { format!("`{}`", o.default) };
-            assert!(row.contains(&default), "docs/CONFIG.md row for {} does not show default {default}: {row}", o.key);
-            assert!(row.contains(&o.env_var()), "docs/CONFIG.md row for {} does not name {}", o.key, o.env_var());
+            let row = doc
+                .lines()
+                .find(|l| l.starts_with(&format!("| `{}` |", o.key)))
+                .unwrap_or_else(|| panic!("{} missing from docs/CONFIG.md", o.key));
+            let default = if o.default.is_empty() {
+                "(unset)".to_string()
+            } else {
+                format!("`{}`", o.default)
+            };
+            assert!(
+                row.contains(&default),
+                "docs/CONFIG.md row for {} does not show default {default}: {row}",
+                o.key
+            );
+            assert!(
+                row.contains(&o.env_var()),
+                "docs/CONFIG.md row for {} does not name {}",
+                o.key,
+                o.env_var()
+            );
             let leaf = o.key.rsplit('.').next().unwrap_or(o.key);
-            assert!(example.contains(leaf), "amberdb.example.toml does not mention {}", o.key);
+            assert!(
+                example.contains(leaf),
+                "amberdb.example.toml does not mention {}",
+                o.key
+            );
         }
         let example_path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../amberdb.example.toml");
-        let c = Config::load(Some(Path::new(example_path)), vec![], &[]).expect("amberdb.example.toml is valid");
-        assert_eq!(c.listen, Config::default().listen, "the example shows the defaults");
+        let c = Config::load(Some(Path::new(example_path)), vec![], &[])
+            .expect("amberdb.example.toml is valid");
+        assert_eq!(
+            c.listen,
+            Config::default().listen,
+            "the example shows the defaults"
+        );
     }
 }

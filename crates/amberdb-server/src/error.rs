@@ -37,14 +37,18 @@ pub struct ErrorObject {
     /// Human-readable explanation.
     pub message: String,
     /// Structured context; for `conflict`, `{"conflicts": [...]}` naming every failed precondition.
-    
     pub details: Option<serde_json::Value>,
 }
 
 impl ApiError {
     /// A new error without details.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), details: None }
+        ApiError {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
     }
 
     /// Adds structured details.
@@ -60,8 +64,12 @@ impl ApiError {
 
     /// 404 document_not_found.
     pub fn doc_not_found(collection: &str, key: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "document_not_found", format!("document {collection}/{key} does not exist"))
-            .details(serde_json::json!({"collection": collection, "key": key}))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "document_not_found",
+            format!("document {collection}/{key} does not exist"),
+        )
+        .details(serde_json::json!({"collection": collection, "key": key}))
     }
 
     /// 403 forbidden.
@@ -76,7 +84,11 @@ impl ApiError {
 
     /// 503 shutting_down.
     pub fn shutting_down() -> Self {
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down; retry against another instance or after restart")
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "shutting_down",
+            "the server is shutting down; retry against another instance or after restart",
+        )
     }
 }
 
@@ -113,10 +125,14 @@ impl IntoResponse for ApiError {
         });
         let mut resp = (self.status, axum::Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"amberdb\""));
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"amberdb\""),
+            );
         }
         if self.status == StatusCode::SERVICE_UNAVAILABLE {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp
     }

@@ -37,7 +37,8 @@ impl Condition {
 /// The `ETag` value for a version.
 pub fn etag(version: u64) -> HeaderValue {
     // Digits and quotes are always a valid header value.
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
+    HeaderValue::from_str(&format!("\"{version}\""))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
 fn parse_condition(headers: &HeaderMap, name: HeaderName) -> Result<Option<Condition>, ApiError> {
@@ -46,7 +47,9 @@ fn parse_condition(headers: &HeaderMap, name: HeaderName) -> Result<Option<Condi
     let mut seen = false;
     for v in headers.get_all(&name) {
         seen = true;
-        let s = v.to_str().map_err(|_| ApiError::bad_request("invalid_header", format!("{name} is not ASCII")))?;
+        let s = v
+            .to_str()
+            .map_err(|_| ApiError::bad_request("invalid_header", format!("{name} is not ASCII")))?;
         for part in s.split(',') {
             let t = part.trim();
             if t == "*" {
@@ -78,29 +81,48 @@ pub fn if_none_match(headers: &HeaderMap) -> Result<Option<Condition>, ApiError>
 }
 
 /// The durability a write asks for, or `None` for the configured default.
-pub fn durability(headers: &HeaderMap, config: &Config) -> Result<Option<amberdb::Durability>, ApiError> {
-    let Some(v) = headers.get(DURABILITY) else { return Ok(None) };
+pub fn durability(
+    headers: &HeaderMap,
+    config: &Config,
+) -> Result<Option<amberdb::Durability>, ApiError> {
+    let Some(v) = headers.get(DURABILITY) else {
+        return Ok(None);
+    };
     match v.to_str().map(|s| s.trim().to_ascii_lowercase()).as_deref() {
         Ok("sync") => Ok(Some(amberdb::Durability::Sync)),
         Ok("buffered") => Ok(Some(amberdb::buffered(config.buffered_max_delay))),
-        _ => Err(ApiError::bad_request("invalid_header", "Amber-Durability must be sync or buffered")),
+        _ => Err(ApiError::bad_request(
+            "invalid_header",
+            "Amber-Durability must be sync or buffered",
+        )),
     }
 }
 
 /// `Amber-Schema-Version`, if present.
 pub fn schema_version(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
-    let Some(v) = headers.get(SCHEMA_VERSION) else { return Ok(None) };
+    let Some(v) = headers.get(SCHEMA_VERSION) else {
+        return Ok(None);
+    };
     match v.to_str().ok().and_then(|s| s.trim().parse::<u32>().ok()) {
         Some(n) if n > 0 => Ok(Some(n)),
-        _ => Err(ApiError::bad_request("invalid_header", "Amber-Schema-Version must be a positive integer")),
+        _ => Err(ApiError::bad_request(
+            "invalid_header",
+            "Amber-Schema-Version must be a positive integer",
+        )),
     }
 }
 
 /// The media type of the request body, lower-cased, without parameters; `None` when absent.
 pub fn content_type(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+    headers.get(header::CONTENT_TYPE).map(|v| {
+        v.to_str()
+            .unwrap_or("")
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    })
 }
 
 /// Requires a JSON body: `application/json`, any `+json` type, or no Content-Type at all.
@@ -134,10 +156,22 @@ mod tests {
     #[test]
     fn conditions_parse_tags_lists_and_star() {
         assert_eq!(if_match(&HeaderMap::new()).expect("ok"), None);
-        assert_eq!(if_match(&with(header::IF_MATCH, "\"3\"")).expect("ok"), Some(Condition::Versions(vec![Some(3)])));
-        assert_eq!(if_match(&with(header::IF_MATCH, "W/\"3\", \"5\"")).expect("ok"), Some(Condition::Versions(vec![Some(3), Some(5)])));
-        assert_eq!(if_match(&with(header::IF_MATCH, "*")).expect("ok"), Some(Condition::Any));
-        assert_eq!(if_match(&with(header::IF_MATCH, "\"abc\"")).expect("ok"), Some(Condition::Versions(vec![None])));
+        assert_eq!(
+            if_match(&with(header::IF_MATCH, "\"3\"")).expect("ok"),
+            Some(Condition::Versions(vec![Some(3)]))
+        );
+        assert_eq!(
+            if_match(&with(header::IF_MATCH, "W/\"3\", \"5\"")).expect("ok"),
+            Some(Condition::Versions(vec![Some(3), Some(5)]))
+        );
+        assert_eq!(
+            if_match(&with(header::IF_MATCH, "*")).expect("ok"),
+            Some(Condition::Any)
+        );
+        assert_eq!(
+            if_match(&with(header::IF_MATCH, "\"abc\"")).expect("ok"),
+            Some(Condition::Versions(vec![None]))
+        );
         assert!(if_match(&with(header::IF_MATCH, "3")).is_err());
         assert!(Condition::Versions(vec![Some(3)]).matches(3));
         assert!(!Condition::Versions(vec![Some(3)]).matches(4));

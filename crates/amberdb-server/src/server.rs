@@ -61,7 +61,10 @@ impl Server {
 
     /// Like [`Server::bind`], with a last look at the engine options before the database
     /// opens (embedding, and tests that inject I/O faults).
-    pub async fn bind_with(config: Config, customize: impl FnOnce(&mut amberdb::Options)) -> Result<Server, StartError> {
+    pub async fn bind_with(
+        config: Config,
+        customize: impl FnOnce(&mut amberdb::Options),
+    ) -> Result<Server, StartError> {
         let tls = match &config.tls {
             Some(files) => {
                 // Several crypto providers may be linked in; pick ring explicitly. An error
@@ -70,21 +73,41 @@ impl Server {
                 Some(
                     axum_server::tls_rustls::RustlsConfig::from_pem_file(&files.cert, &files.key)
                         .await
-                        .map_err(|e| StartError::Tls(format!("loading {} and {}: {e}", files.cert.display(), files.key.display())))?,
+                        .map_err(|e| {
+                            StartError::Tls(format!(
+                                "loading {} and {}: {e}",
+                                files.cert.display(),
+                                files.key.display()
+                            ))
+                        })?,
                 )
             }
             None => None,
         };
-        let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        listener.set_nonblocking(true).map_err(|source| StartError::Bind { addr: config.listen, source })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.listen, source })?;
+        let listener = TcpListener::bind(config.listen).map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+        listener
+            .set_nonblocking(true)
+            .map_err(|source| StartError::Bind {
+                addr: config.listen,
+                source,
+            })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
         let dir = config.data.clone();
         let mut opts = config.engine_options();
         customize(&mut opts);
         let db = tokio::task::spawn_blocking(move || amberdb::Db::open_with(&dir, opts))
             .await
             .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?
-            .map_err(|source| StartError::Open { dir: config.data.display().to_string(), source })?;
+            .map_err(|source| StartError::Open {
+                dir: config.data.display().to_string(),
+                source,
+            })?;
         if !config.auth_enabled() {
             if config.listen.ip().is_loopback() {
                 tracing::warn!("no auth.tokens configured: authentication is off (acceptable on loopback only)");
@@ -92,7 +115,12 @@ impl Server {
                 tracing::warn!(listen = %config.listen, "no auth.tokens configured and --insecure-no-auth given: anyone who can reach this port can read and write everything");
             }
         }
-        Ok(Server { state: Arc::new(AppState::new(db, config)), listener, local_addr, tls })
+        Ok(Server {
+            state: Arc::new(AppState::new(db, config)),
+            listener,
+            local_addr,
+            tls,
+        })
     }
 
     /// The address actually bound (useful with port 0).
@@ -113,8 +141,16 @@ impl Server {
     /// Serves until `shutdown` completes, then drains gracefully: stop accepting, let in-flight
     /// requests finish (up to `shutdown.grace_ms`), then close the database, which finishes
     /// queued commits, syncs and writes a checkpoint.
-    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartError> {
-        let Server { state, listener, local_addr, tls } = self;
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), StartError> {
+        let Server {
+            state,
+            listener,
+            local_addr,
+            tls,
+        } = self;
         let handle = axum_server::Handle::new();
         let app = router(state.clone()).into_make_service();
         let grace = state.config.shutdown_grace;
@@ -131,8 +167,20 @@ impl Server {
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(addr = %local_addr, data = %state.config.data.display(), "serving on {scheme}://{local_addr}");
         let served = match tls {
-            Some(cfg) => axum_server::from_tcp_rustls(listener, cfg).map_err(StartError::Serve)?.handle(handle).serve(app).await,
-            None => axum_server::from_tcp(listener).map_err(StartError::Serve)?.handle(handle).serve(app).await,
+            Some(cfg) => {
+                axum_server::from_tcp_rustls(listener, cfg)
+                    .map_err(StartError::Serve)?
+                    .handle(handle)
+                    .serve(app)
+                    .await
+            }
+            None => {
+                axum_server::from_tcp(listener)
+                    .map_err(StartError::Serve)?
+                    .handle(handle)
+                    .serve(app)
+                    .await
+            }
         };
         let db = state.db.clone();
         drop(state);
@@ -162,7 +210,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        match (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) {
+        match (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) {
             (Ok(mut int), Ok(mut term)) => {
                 tokio::select! {
                     _ = int.recv() => {}

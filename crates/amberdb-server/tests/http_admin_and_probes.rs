@@ -28,7 +28,10 @@ fn status_checkpoint_and_verify() {
     assert_eq!(c["lsn"], 20);
     assert_eq!(c["written"], true);
     assert!(c["bytes"].as_u64().unwrap() > 0);
-    assert_eq!(s.req("POST", "/v1/admin/checkpoint", &[], None).json()["written"], false);
+    assert_eq!(
+        s.req("POST", "/v1/admin/checkpoint", &[], None).json()["written"],
+        false
+    );
     assert_eq!(s.get("/v1/admin/status").json()["last_checkpoint_lsn"], 20);
 
     let r = s.req("POST", "/v1/admin/verify", &[], None);
@@ -49,17 +52,38 @@ fn probes_and_metrics() {
     s.get("/v1/collections/players/docs/missing");
     let r = s.get("/metrics");
     assert_eq!(r.status, 200);
-    assert!(r.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(r
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     let m = r.body;
     let route = "route=\"/v1/collections/{collection}/docs/{key}\"";
-    assert!(m.contains(&format!("amberdb_http_requests_total{{{route},method=\"GET\",status=\"200\"}} 1")), "{m}");
-    assert!(m.contains(&format!("amberdb_http_requests_total{{{route},method=\"GET\",status=\"404\"}} 1")), "{m}");
-    assert!(m.contains(&format!("amberdb_http_request_duration_seconds_count{{{route},method=\"PUT\"}} 1")), "{m}");
+    assert!(
+        m.contains(&format!(
+            "amberdb_http_requests_total{{{route},method=\"GET\",status=\"200\"}} 1"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "amberdb_http_requests_total{{{route},method=\"GET\",status=\"404\"}} 1"
+        )),
+        "{m}"
+    );
+    assert!(
+        m.contains(&format!(
+            "amberdb_http_request_duration_seconds_count{{{route},method=\"PUT\"}} 1"
+        )),
+        "{m}"
+    );
     assert!(m.contains("amberdb_commits_total 1"), "{m}");
     assert!(m.contains("amberdb_fsyncs_total "), "{m}");
     assert!(m.contains("amberdb_commits_per_fsync "), "{m}");
     assert!(m.contains("amberdb_log_bytes "), "{m}");
-    assert!(m.contains("amberdb_documents{collection=\"players\"} 1"), "{m}");
+    assert!(
+        m.contains("amberdb_documents{collection=\"players\"} 1"),
+        "{m}"
+    );
     assert!(m.contains("amberdb_poisoned 0"), "{m}");
     // Every sample line is `name{labels} value` or `name value`.
     for line in m.lines().filter(|l| !l.starts_with('#')) {
@@ -79,7 +103,10 @@ fn openapi_document_describes_every_route() {
         ("/v1/collections/{collection}", &["get"]),
         ("/v1/collections/{collection}/docs", &["get"]),
         ("/v1/collections/{collection}/export", &["get"]),
-        ("/v1/collections/{collection}/docs/{key}", &["get", "put", "patch", "delete"]),
+        (
+            "/v1/collections/{collection}/docs/{key}",
+            &["get", "put", "patch", "delete"],
+        ),
         ("/v1/txn", &["post"]),
         ("/v1/admin/status", &["get"]),
         ("/v1/admin/checkpoint", &["post"]),
@@ -90,12 +117,21 @@ fn openapi_document_describes_every_route() {
         ("/openapi.json", &["get"]),
     ] {
         for m in methods {
-            assert!(paths.get(path).and_then(|p| p.get(*m)).is_some(), "{m} {path} missing from /openapi.json");
+            assert!(
+                paths.get(path).and_then(|p| p.get(*m)).is_some(),
+                "{m} {path} missing from /openapi.json"
+            );
         }
     }
-    assert_eq!(paths.len(), 13, "a route is served but not documented, or the reverse");
+    assert_eq!(
+        paths.len(),
+        13,
+        "a route is served but not documented, or the reverse"
+    );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];
-    for status in ["200", "201", "400", "401", "403", "412", "413", "415", "503"] {
+    for status in [
+        "200", "201", "400", "401", "403", "412", "413", "415", "503",
+    ] {
         assert!(put.get(status).is_some(), "PUT does not document {status}");
     }
     assert!(doc["components"]["schemas"]["ErrorBody"].is_object());

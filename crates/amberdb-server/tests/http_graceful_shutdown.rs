@@ -29,7 +29,13 @@ fn acknowledged_writes_survive_a_graceful_shutdown_under_load() {
                     for i in 0u64.. {
                         let key = format!("w{w}-{i}");
                         let body = format!("{{\"w\": {w}, \"i\": {i}}}");
-                        match common::try_send(&agent, "PUT", &format!("{url}{key}"), &[("content-type", "application/json")], Some(body.as_bytes())) {
+                        match common::try_send(
+                            &agent,
+                            "PUT",
+                            &format!("{url}{key}"),
+                            &[("content-type", "application/json")],
+                            Some(body.as_bytes()),
+                        ) {
                             Ok(r) if r.status == 201 => acked.push((key, i)),
                             Ok(r) => {
                                 assert_eq!(r.status, 503, "{}", r.body);
@@ -48,17 +54,31 @@ fn acknowledged_writes_survive_a_graceful_shutdown_under_load() {
             .collect();
         std::thread::sleep(Duration::from_millis(400));
         stop.store(true, Ordering::SeqCst);
-        s.stop().expect("graceful shutdown closes the database cleanly");
+        s.stop()
+            .expect("graceful shutdown closes the database cleanly");
         writers.into_iter().map(|h| h.join().unwrap()).unzip()
     });
     let acked: Vec<(String, u64)> = acked.into_iter().flatten().collect();
-    assert!(acked.len() > 50, "too few writes acknowledged before shutdown: {}", acked.len());
-    assert!(other.iter().flatten().count() >= 8, "every writer saw the server go away");
+    assert!(
+        acked.len() > 50,
+        "too few writes acknowledged before shutdown: {}",
+        acked.len()
+    );
+    assert!(
+        other.iter().flatten().count() >= 8,
+        "every writer saw the server go away"
+    );
 
     let db = amberdb::Db::open(dir.path()).unwrap();
-    assert_eq!(db.recovery_report().commits_replayed, 0, "close wrote a checkpoint covering everything");
+    assert_eq!(
+        db.recovery_report().commits_replayed,
+        0,
+        "close wrote a checkpoint covering everything"
+    );
     for (key, i) in &acked {
-        let doc = db.get("saves", key).unwrap_or_else(|| panic!("acknowledged write {key} lost"));
+        let doc = db
+            .get("saves", key)
+            .unwrap_or_else(|| panic!("acknowledged write {key} lost"));
         assert_eq!(doc.json().unwrap()["i"], *i);
     }
     db.close().unwrap();

@@ -29,7 +29,13 @@ fn if_match_races_have_exactly_one_winner() {
                         let tag = format!("\"{version}\"");
                         let body = format!("{{\"n\": {}, \"by\": {c}}}", round + 1);
                         barrier.wait();
-                        let r = common::send(&agent, "PUT", url, &[("content-type", "application/json"), ("if-match", &tag)], Some(body.as_bytes()));
+                        let r = common::send(
+                            &agent,
+                            "PUT",
+                            url,
+                            &[("content-type", "application/json"), ("if-match", &tag)],
+                            Some(body.as_bytes()),
+                        );
                         if r.status == 412 {
                             assert_eq!(r.code(), "precondition_failed");
                         }
@@ -41,7 +47,11 @@ fn if_match_races_have_exactly_one_winner() {
         });
         let winners = statuses.iter().filter(|s| **s == 200).count();
         let losers = statuses.iter().filter(|s| **s == 412).count();
-        assert_eq!((winners, losers), (1, clients - 1), "round {round}: {statuses:?}");
+        assert_eq!(
+            (winners, losers),
+            (1, clients - 1),
+            "round {round}: {statuses:?}"
+        );
         let r = s.get(doc);
         assert_eq!(r.header("etag").unwrap(), format!("\"{}\"", version + 1));
         assert_eq!(r.json()["n"], round + 1);
@@ -66,8 +76,20 @@ fn concurrent_json_patch_increments_with_retry_lose_nothing() {
                         let cur = common::send(&agent, "GET", url, &[], None);
                         let n = cur.json()["n"].as_u64().unwrap();
                         let tag = cur.header("etag").unwrap().to_owned();
-                        let patch = format!("[{{\"op\": \"replace\", \"path\": \"/n\", \"value\": {}}}]", n + 1);
-                        let r = common::send(&agent, "PATCH", url, &[("content-type", "application/json-patch+json"), ("if-match", &tag)], Some(patch.as_bytes()));
+                        let patch = format!(
+                            "[{{\"op\": \"replace\", \"path\": \"/n\", \"value\": {}}}]",
+                            n + 1
+                        );
+                        let r = common::send(
+                            &agent,
+                            "PATCH",
+                            url,
+                            &[
+                                ("content-type", "application/json-patch+json"),
+                                ("if-match", &tag),
+                            ],
+                            Some(patch.as_bytes()),
+                        );
                         match r.status {
                             200 => break,
                             412 => continue,

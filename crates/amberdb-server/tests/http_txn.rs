@@ -9,7 +9,12 @@ use common::TestServer;
 use serde_json::json;
 
 fn txn(s: &TestServer, body: serde_json::Value) -> common::Resp {
-    s.req("POST", "/v1/txn", &[("content-type", "application/json")], Some(body.to_string().as_bytes()))
+    s.req(
+        "POST",
+        "/v1/txn",
+        &[("content-type", "application/json")],
+        Some(body.to_string().as_bytes()),
+    )
 }
 
 #[test]
@@ -35,15 +40,28 @@ fn every_op_kind_commits_atomically_with_per_op_results() {
     let v = r.json();
     let results = v["results"].as_array().unwrap();
     assert_eq!(results.len(), 8);
-    assert_eq!(results[0], json!({"collection": "parties", "key": "p9", "version": 1, "written": false}));
+    assert_eq!(
+        results[0],
+        json!({"collection": "parties", "key": "p9", "version": 1, "written": false})
+    );
     assert_eq!(results[1]["version"], 1);
     assert_eq!(results[3]["version"], 2);
     assert_eq!(results[5]["version"], 3);
-    assert_eq!(results[6], json!({"collection": "invites", "key": "alice-p9", "version": 0, "written": true}));
+    assert_eq!(
+        results[6],
+        json!({"collection": "invites", "key": "alice-p9", "version": 0, "written": true})
+    );
     assert_eq!(results[7]["written"], false);
     assert!(v["lsn"].as_u64().unwrap() > 3 && v["commit_ts"].as_u64().unwrap() > 0);
-    assert_eq!(s.get("/v1/collections/parties/docs/p9").json(), json!({"leader": "alice", "members": ["alice"]}));
-    assert_eq!(s.get("/v1/collections/players/docs/alice").header("amber-schema-version"), Some("2"));
+    assert_eq!(
+        s.get("/v1/collections/parties/docs/p9").json(),
+        json!({"leader": "alice", "members": ["alice"]})
+    );
+    assert_eq!(
+        s.get("/v1/collections/players/docs/alice")
+            .header("amber-schema-version"),
+        Some("2")
+    );
     assert_eq!(s.get("/v1/collections/invites/docs/alice-p9").status, 404);
 }
 
@@ -65,12 +83,21 @@ fn a_conflict_is_409_naming_every_failed_precondition_and_applies_nothing() {
     );
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(r.code(), "conflict");
-    let conflicts = r.json()["error"]["details"]["conflicts"].as_array().unwrap().clone();
+    let conflicts = r.json()["error"]["details"]["conflicts"]
+        .as_array()
+        .unwrap()
+        .clone();
     assert_eq!(conflicts.len(), 4, "{conflicts:?}");
-    assert_eq!(conflicts[0], json!({"op_index": 1, "collection": "players", "key": "a", "expected": 1, "actual": 2, "reason": "version_mismatch"}));
+    assert_eq!(
+        conflicts[0],
+        json!({"op_index": 1, "collection": "players", "key": "a", "expected": 1, "actual": 2, "reason": "version_mismatch"})
+    );
     assert_eq!(conflicts[1]["reason"], "already_exists");
     assert_eq!(conflicts[1]["op_index"], 2);
-    assert_eq!(conflicts[2], json!({"op_index": 3, "collection": "players", "key": "ghost", "expected": 4, "actual": 0, "reason": "version_mismatch"}));
+    assert_eq!(
+        conflicts[2],
+        json!({"op_index": 3, "collection": "players", "key": "ghost", "expected": 4, "actual": 0, "reason": "version_mismatch"})
+    );
     assert_eq!(conflicts[3]["reason"], "missing");
     // Nothing was applied, not even the unconditional put.
     assert_eq!(s.get("/v1/collections/players/docs/new").status, 404);
@@ -80,13 +107,33 @@ fn a_conflict_is_409_naming_every_failed_precondition_and_applies_nothing() {
 #[test]
 fn durability_header_applies_to_transactions() {
     let s = TestServer::start(|_| {});
-    let body = json!({"ops": [{"op": "put", "collection": "c", "key": "k", "value": 1}]}).to_string();
+    let body =
+        json!({"ops": [{"op": "put", "collection": "c", "key": "k", "value": 1}]}).to_string();
     for d in ["sync", "buffered"] {
-        let r = s.req("POST", "/v1/txn", &[("content-type", "application/json"), ("amber-durability", d)], Some(body.as_bytes()));
+        let r = s.req(
+            "POST",
+            "/v1/txn",
+            &[
+                ("content-type", "application/json"),
+                ("amber-durability", d),
+            ],
+            Some(body.as_bytes()),
+        );
         assert_eq!(r.status, 200, "{}", r.body);
     }
-    let r = s.req("POST", "/v1/txn", &[("content-type", "application/json"), ("amber-durability", "fast")], Some(body.as_bytes()));
+    let r = s.req(
+        "POST",
+        "/v1/txn",
+        &[
+            ("content-type", "application/json"),
+            ("amber-durability", "fast"),
+        ],
+        Some(body.as_bytes()),
+    );
     assert_eq!(r.status, 400);
-    let r = txn(&s, json!({"ops": [{"op": "patch", "collection": "c", "key": "k", "merge_patch": {}, "json_patch": []}]}));
+    let r = txn(
+        &s,
+        json!({"ops": [{"op": "patch", "collection": "c", "key": "k", "merge_patch": {}, "json_patch": []}]}),
+    );
     assert_eq!(r.code(), "invalid_transaction");
 }

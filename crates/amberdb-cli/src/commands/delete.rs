@@ -39,12 +39,18 @@ pub fn run(a: Args) -> CliResult {
         Target::Remote(client) => {
             amberdb::validate_collection(&a.collection)?;
             amberdb::validate_key(&a.key)?;
-            let headers: Vec<(&str, String)> = a.if_version.map(|v| ("if-match", format!("\"{v}\""))).into_iter().collect();
+            let headers: Vec<(&str, String)> = a
+                .if_version
+                .map(|v| ("if-match", format!("\"{v}\"")))
+                .into_iter()
+                .collect();
             let r = client.send("DELETE", &doc_path(&a.collection, &a.key), &headers, None)?;
             if r.status == 404 {
                 return Err(not_found());
             }
-            crate::client::check(r)?.json()?["lsn"].as_u64().unwrap_or(0)
+            crate::client::check(r)?.json()?["lsn"]
+                .as_u64()
+                .unwrap_or(0)
         }
     };
     print_json(&serde_json::json!({

@@ -5,7 +5,9 @@ use crate::client::doc_path;
 use crate::exit::{CliError, CliResult, NOT_FOUND};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Exit status: 0 found, 3 not found.\n\nExamples:\n  amberdb get --data ./db players alice\n  AMBERDB_URL=http://127.0.0.1:7070 amberdb get players alice --value-only")]
+#[command(
+    after_help = "Exit status: 0 found, 3 not found.\n\nExamples:\n  amberdb get --data ./db players alice\n  AMBERDB_URL=http://127.0.0.1:7070 amberdb get players alice --value-only"
+)]
 pub struct Args {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -28,7 +30,12 @@ pub fn run(a: Args) -> CliResult {
             doc.map(|d| d.envelope(&a.collection))
         }
         Target::Remote(client) => {
-            let r = client.send("GET", &format!("{}?meta=true", doc_path(&a.collection, &a.key)), &[], None)?;
+            let r = client.send(
+                "GET",
+                &format!("{}?meta=true", doc_path(&a.collection, &a.key)),
+                &[],
+                None,
+            )?;
             if r.status == 404 {
                 None
             } else {
@@ -36,7 +43,8 @@ pub fn run(a: Args) -> CliResult {
             }
         }
     };
-    let env = envelope.ok_or_else(|| CliError::new(NOT_FOUND, format!("{}/{} not found", a.collection, a.key)))?;
+    let env = envelope
+        .ok_or_else(|| CliError::new(NOT_FOUND, format!("{}/{} not found", a.collection, a.key)))?;
     if a.value_only {
         print_json(&env["value"]);
     } else {

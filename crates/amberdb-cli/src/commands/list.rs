@@ -7,7 +7,9 @@ use crate::client::segment;
 use crate::exit::{CliError, CliResult};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Pages: pass the printed \"next\" value as --start-after to get the next page.")]
+#[command(
+    after_help = "Pages: pass the printed \"next\" value as --start-after to get the next page."
+)]
 pub struct Args {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -33,23 +35,45 @@ pub fn run(a: Args) -> CliResult {
         Target::Local(db) => {
             let page = db.list(
                 &a.collection,
-                &ListOptions { prefix: a.prefix, start_after: a.start_after, end_before: a.end_before, limit: a.limit },
+                &ListOptions {
+                    prefix: a.prefix,
+                    start_after: a.start_after,
+                    end_before: a.end_before,
+                    limit: a.limit,
+                },
             );
             db.close()?;
-            let docs: Vec<_> = page.docs.iter().map(|d| d.envelope(&a.collection)).collect();
+            let docs: Vec<_> = page
+                .docs
+                .iter()
+                .map(|d| d.envelope(&a.collection))
+                .collect();
             print_json(&serde_json::json!({ "documents": docs, "next": page.next }));
         }
         Target::Remote(client) => {
             if a.limit == 0 || a.limit > 10_000 {
-                return Err(CliError::usage("--limit must be 1..=10000 against a server"));
+                return Err(CliError::usage(
+                    "--limit must be 1..=10000 against a server",
+                ));
             }
             let mut q = format!("limit={}", a.limit);
-            for (name, v) in [("prefix", &a.prefix), ("start_after", &a.start_after), ("end_before", &a.end_before)] {
+            for (name, v) in [
+                ("prefix", &a.prefix),
+                ("start_after", &a.start_after),
+                ("end_before", &a.end_before),
+            ] {
                 if let Some(v) = v {
                     q.push_str(&format!("&{name}={}", segment(v)));
                 }
             }
-            let page = client.call("GET", &format!("/v1/collections/{}/docs?{q}", segment(&a.collection)), &[], None)?.json()?;
+            let page = client
+                .call(
+                    "GET",
+                    &format!("/v1/collections/{}/docs?{q}", segment(&a.collection)),
+                    &[],
+                    None,
+                )?
+                .json()?;
             print_json(&page);
         }
     }

@@ -47,7 +47,12 @@ pub struct TargetArgs {
     #[arg(long, env = "AMBERDB_URL", value_name = "URL")]
     pub url: Option<String>,
     /// Bearer token for --url.
-    #[arg(long, env = "AMBERDB_TOKEN", value_name = "TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "AMBERDB_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
     pub token: Option<String>,
 }
 

@@ -7,7 +7,9 @@ use crate::client::doc_path;
 use crate::exit::CliResult;
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Examples:\n  amberdb put --data ./db players alice '{\"hp\": 20}'\n  echo '{\"hp\": 21}' | amberdb put --data ./db players alice - --if-version 1\n  amberdb put --url http://127.0.0.1:7070 players alice '{\"hp\": 22}' --durability buffered")]
+#[command(
+    after_help = "Examples:\n  amberdb put --data ./db players alice '{\"hp\": 20}'\n  echo '{\"hp\": 21}' | amberdb put --data ./db players alice - --if-version 1\n  amberdb put --url http://127.0.0.1:7070 players alice '{\"hp\": 22}' --durability buffered"
+)]
 pub struct Args {
     #[command(flatten)]
     pub target: TargetArgs,
@@ -61,8 +63,17 @@ pub fn run(a: Args) -> CliResult {
             if let Some(v) = a.schema_version {
                 headers.push(("amber-schema-version", v.to_string()));
             }
-            client.call("PUT", &path, &headers, Some(amberdb::canonical_json(&value)))?;
-            print_json(&client.call("GET", &format!("{path}?meta=true"), &[], None)?.json()?);
+            client.call(
+                "PUT",
+                &path,
+                &headers,
+                Some(amberdb::canonical_json(&value)),
+            )?;
+            print_json(
+                &client
+                    .call("GET", &format!("{path}?meta=true"), &[], None)?
+                    .json()?,
+            );
         }
     }
     Ok(())

@@ -9,7 +9,8 @@ use super::DurabilityArg;
 use crate::exit::{CliError, CliResult, ERROR, USAGE};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = r#"Configuration, strongest first: flags, AMBERDB_* environment variables, the config file,
+#[command(
+    after_help = r#"Configuration, strongest first: flags, AMBERDB_* environment variables, the config file,
 built-in defaults. Every option has a dotted key (docs/CONFIG.md lists them all with their
 defaults); --set KEY=VALUE sets any of them, and AMBERDB_<KEY> (upper case, dots as
 underscores) does the same from the environment, e.g. AMBERDB_LIMITS_BODY_BYTES=64MiB.
@@ -24,7 +25,8 @@ Examples:
   amberdb serve                                   127.0.0.1:7070, data in ./amberdb-data
   amberdb serve --listen 0.0.0.0:7070 --config /etc/amberdb.toml
   amberdb serve --data /var/lib/amberdb --set limits.request_timeout_ms=5000
-  amberdb serve --tls-cert cert.pem --tls-key key.pem"#)]
+  amberdb serve --tls-cert cert.pem --tls-key key.pem"#
+)]
 pub struct Args {
     /// Config file (TOML); default ./amberdb.toml if it exists.
     #[arg(long, env = "AMBERDB_CONFIG", value_name = "FILE")]
@@ -68,7 +70,9 @@ impl Args {
     fn flags(&self) -> Result<Vec<(String, String)>, CliError> {
         let mut f = vec![];
         for kv in &self.set {
-            let (k, v) = kv.split_once('=').ok_or_else(|| CliError::usage(format!("--set {kv:?}: expected KEY=VALUE")))?;
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| CliError::usage(format!("--set {kv:?}: expected KEY=VALUE")))?;
             f.push((k.trim().to_owned(), v.to_owned()));
         }
         let mut push = |k: &str, v: Option<String>| {
@@ -78,13 +82,31 @@ impl Args {
         };
         push("listen", self.listen.clone());
         push("data", self.data.as_ref().map(|p| p.display().to_string()));
-        push("insecure_no_auth", self.insecure_no_auth.then(|| "true".to_owned()));
-        push("tls.cert", self.tls_cert.as_ref().map(|p| p.display().to_string()));
-        push("tls.key", self.tls_key.as_ref().map(|p| p.display().to_string()));
+        push(
+            "insecure_no_auth",
+            self.insecure_no_auth.then(|| "true".to_owned()),
+        );
+        push(
+            "tls.cert",
+            self.tls_cert.as_ref().map(|p| p.display().to_string()),
+        );
+        push(
+            "tls.key",
+            self.tls_key.as_ref().map(|p| p.display().to_string()),
+        );
         push("limits.body_bytes", self.body_limit.clone());
-        push("limits.request_timeout_ms", self.request_timeout_ms.map(|v| v.to_string()));
-        push("limits.concurrency", self.concurrency.map(|v| v.to_string()));
-        push("durability.default", self.durability.map(|d| d.header().to_owned()));
+        push(
+            "limits.request_timeout_ms",
+            self.request_timeout_ms.map(|v| v.to_string()),
+        );
+        push(
+            "limits.concurrency",
+            self.concurrency.map(|v| v.to_string()),
+        );
+        push(
+            "durability.default",
+            self.durability.map(|d| d.header().to_owned()),
+        );
         Ok(f)
     }
 }
@@ -95,10 +117,17 @@ pub fn run(a: Args) -> CliResult {
         default.is_file().then_some(default)
     });
     let config = Config::load(file.as_deref(), std::env::vars(), &a.flags()?).map_err(|e| {
-        CliError::new(USAGE, e.to_string()).hint("docs/CONFIG.md lists every option, its default and its environment variable")
+        CliError::new(USAGE, e.to_string())
+            .hint("docs/CONFIG.md lists every option, its default and its environment variable")
     })?;
     if a.check_config {
-        println!("config ok: listen {} data {} tls {} tokens {}", config.listen, config.data.display(), config.tls.is_some(), config.tokens.len());
+        println!(
+            "config ok: listen {} data {} tls {} tokens {}",
+            config.listen,
+            config.data.display(),
+            config.tls.is_some(),
+            config.tokens.len()
+        );
         return Ok(());
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -111,9 +140,16 @@ pub fn run(a: Args) -> CliResult {
         let server = Server::bind(config).await.map_err(start_error)?;
         let scheme = if server.is_tls() { "https" } else { "http" };
         // One line on stdout with the bound address (port 0 picks one): scripts wait for it.
-        println!("amberdb: serving {scheme}://{} (data {})", server.local_addr(), data.display());
+        println!(
+            "amberdb: serving {scheme}://{} (data {})",
+            server.local_addr(),
+            data.display()
+        );
         let _ = std::io::stdout().flush();
-        server.run(amberdb_server::shutdown_signal()).await.map_err(start_error)?;
+        server
+            .run(amberdb_server::shutdown_signal())
+            .await
+            .map_err(start_error)?;
         println!("amberdb: stopped cleanly");
         Ok(())
     })
@@ -121,12 +157,21 @@ pub fn run(a: Args) -> CliResult {
 
 fn start_error(e: StartError) -> CliError {
     let hint = match &e {
-        StartError::Open { source: amberdb::Error::Locked { .. }, .. } => Some("another amberdb process has this data directory open; stop it or use another --data"),
+        StartError::Open {
+            source: amberdb::Error::Locked { .. },
+            ..
+        } => Some(
+            "another amberdb process has this data directory open; stop it or use another --data",
+        ),
         StartError::Bind { .. } => Some("the port may be in use; choose another with --listen"),
         StartError::Tls(_) => Some("check --tls-cert / --tls-key (PEM files)"),
         _ => None,
     };
-    let code = if matches!(e, StartError::Config(_)) { USAGE } else { ERROR };
+    let code = if matches!(e, StartError::Config(_)) {
+        USAGE
+    } else {
+        ERROR
+    };
     let err = CliError::new(code, e.to_string());
     match hint {
         Some(h) => err.hint(h),

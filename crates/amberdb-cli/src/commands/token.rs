@@ -44,11 +44,18 @@ fn create(a: CreateArgs) -> CliResult {
     if a.name.trim().is_empty() {
         return Err(CliError::usage("--name must not be empty"));
     }
-    let scopes = a.scopes.iter().map(|s| s.parse::<Scope>()).collect::<Result<Vec<_>, _>>().map_err(CliError::usage)?;
+    let scopes = a
+        .scopes
+        .iter()
+        .map(|s| s.parse::<Scope>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CliError::usage)?;
     let (token, sha256) = new_token();
     if a.json {
         let scopes: Vec<String> = scopes.iter().map(ToString::to_string).collect();
-        super::print_json(&serde_json::json!({"name": a.name, "token": token, "sha256": sha256, "scopes": scopes}));
+        super::print_json(
+            &serde_json::json!({"name": a.name, "token": token, "sha256": sha256, "scopes": scopes}),
+        );
     } else {
         println!("token (shown once; give it to the client as AMBERDB_TOKEN or an Authorization: Bearer header):");
         println!("{token}");

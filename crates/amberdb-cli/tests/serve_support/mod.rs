@@ -23,7 +23,12 @@ impl Served {
     /// environment for AMBERDB_* variables, in `cwd`.
     pub fn start(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Served {
         let mut cmd = Command::new(BIN);
-        cmd.arg("serve").arg("--listen").arg("127.0.0.1:0").arg("--data").arg(data).args(extra);
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data")
+            .arg(data)
+            .args(extra);
         for (k, _) in std::env::vars() {
             if k.starts_with("AMBERDB_") {
                 cmd.env_remove(k);
@@ -32,7 +37,11 @@ impl Served {
         for (k, v) in env {
             cmd.env(k, v);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
@@ -54,11 +63,22 @@ impl Served {
             Ok(l) => l,
             Err(_) => {
                 let _ = child.kill();
-                panic!("amberdb serve did not start; stderr:\n{}", log.lock().unwrap());
+                panic!(
+                    "amberdb serve did not start; stderr:\n{}",
+                    log.lock().unwrap()
+                );
             }
         };
-        let url = first.split_whitespace().find(|w| w.starts_with("http")).unwrap_or_else(|| panic!("no URL in {first:?}")).to_owned();
-        Served { child, url, stderr: log }
+        let url = first
+            .split_whitespace()
+            .find(|w| w.starts_with("http"))
+            .unwrap_or_else(|| panic!("no URL in {first:?}"))
+            .to_owned();
+        Served {
+            child,
+            url,
+            stderr: log,
+        }
     }
 
     /// Sends SIGTERM and waits for the exit status.
@@ -87,24 +107,41 @@ impl Drop for Served {
 /// Sends a signal (`TERM`, `INT`, `KILL`) to a child with the `kill` command (the
 /// workspace denies `unsafe`, which a direct `libc::kill` would need).
 pub fn signal(child: &Child, name: &str) {
-    let ok = Command::new("kill").arg(format!("-{name}")).arg(child.id().to_string()).status().unwrap();
+    let ok = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
     assert!(ok.success(), "kill -{name} failed");
 }
 
 /// An HTTP agent that returns error statuses as responses.
 pub fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder().http_status_as_error(false).timeout_global(Some(Duration::from_secs(30))).build().into()
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
 }
 
 /// One request; `Err` on transport failure.
-pub fn send(agent: &ureq::Agent, method: &str, url: &str, body: Option<&str>) -> Result<(u16, String), ureq::Error> {
+pub fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+) -> Result<(u16, String), ureq::Error> {
     let mut b = ureq::http::Request::builder().method(method).uri(url);
     if body.is_some() {
         b = b.header("content-type", "application/json");
     }
     let mut resp = agent.run(b.body(body.unwrap_or("").as_bytes().to_vec()).unwrap())?;
     let status = resp.status().as_u16();
-    let text = resp.body_mut().with_config().limit(1 << 30).read_to_string()?;
+    let text = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()?;
     Ok((status, text))
 }
 
@@ -121,5 +158,9 @@ pub fn amberdb(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }

@@ -7,7 +7,9 @@ use axum::extract::State;
 use axum::{Extension, Json};
 
 use super::{require_admin, AdminErrors};
-use crate::api::{CheckpointResponse, CollectionSummary, ProblemBody, StatusResponse, VerifyResponse};
+use crate::api::{
+    CheckpointResponse, CollectionSummary, ProblemBody, StatusResponse, VerifyResponse,
+};
 use crate::app::{blocking, Shared};
 use crate::auth::Principal;
 use crate::error::ApiResult;
@@ -20,7 +22,10 @@ use crate::error::ApiResult;
     responses((status = 200, description = "Status", body = StatusResponse), AdminErrors),
     security(("bearer" = []))
 )]
-pub async fn status(State(state): State<Shared>, Extension(who): Extension<Principal>) -> ApiResult<Json<StatusResponse>> {
+pub async fn status(
+    State(state): State<Shared>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<StatusResponse>> {
     require_admin(&who)?;
     let db = state.db.clone();
     let s = blocking(move || db.stats()).await?;
@@ -41,7 +46,14 @@ pub async fn status(State(state): State<Shared>, Extension(who): Extension<Princ
         last_backup: None,
         poisoned: s.poisoned,
         shutting_down: state.is_shutting_down(),
-        collections: s.collections.into_iter().map(|c| CollectionSummary { name: c.name, documents: c.documents }).collect(),
+        collections: s
+            .collections
+            .into_iter()
+            .map(|c| CollectionSummary {
+                name: c.name,
+                documents: c.documents,
+            })
+            .collect(),
     }))
 }
 
@@ -53,7 +65,10 @@ pub async fn status(State(state): State<Shared>, Extension(who): Extension<Princ
     responses((status = 200, description = "The checkpoint", body = CheckpointResponse), AdminErrors),
     security(("bearer" = []))
 )]
-pub async fn checkpoint(State(state): State<Shared>, Extension(who): Extension<Principal>) -> ApiResult<Json<CheckpointResponse>> {
+pub async fn checkpoint(
+    State(state): State<Shared>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<CheckpointResponse>> {
     require_admin(&who)?;
     let db = state.db.clone();
     let c = blocking(move || db.checkpoint()).await??;
@@ -75,7 +90,10 @@ pub async fn checkpoint(State(state): State<Shared>, Extension(who): Extension<P
     responses((status = 200, description = "The verify report", body = VerifyResponse), AdminErrors),
     security(("bearer" = []))
 )]
-pub async fn verify(State(state): State<Shared>, Extension(who): Extension<Principal>) -> ApiResult<Json<VerifyResponse>> {
+pub async fn verify(
+    State(state): State<Shared>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<VerifyResponse>> {
     require_admin(&who)?;
     let db = state.db.clone();
     let r = blocking(move || db.verify()).await??;
@@ -86,11 +104,17 @@ pub async fn verify(State(state): State<Shared>, Extension(who): Extension<Princ
         commits: r.commits,
         checkpoints: r.checkpoints,
         documents_checked: r.documents_checked,
-        torn_tail: r.torn_tail.map(|t| format!("{}:{}", t.file.display(), t.offset)),
+        torn_tail: r
+            .torn_tail
+            .map(|t| format!("{}:{}", t.file.display(), t.offset)),
         problems: r
             .problems
             .into_iter()
-            .map(|p| ProblemBody { file: p.file.display().to_string(), offset: p.offset, detail: p.detail })
+            .map(|p| ProblemBody {
+                file: p.file.display().to_string(),
+                offset: p.offset,
+                detail: p.detail,
+            })
             .collect(),
     }))
 }

@@ -20,14 +20,20 @@ use crate::error::{ApiError, ApiResult};
     responses((status = 200, description = "Collections by name", body = CollectionsResponse), ReadErrors),
     security(("bearer" = []))
 )]
-pub async fn list_collections(State(state): State<Shared>, Extension(who): Extension<Principal>) -> Json<CollectionsResponse> {
+pub async fn list_collections(
+    State(state): State<Shared>,
+    Extension(who): Extension<Principal>,
+) -> Json<CollectionsResponse> {
     let collections = state
         .db
         .view()
         .collections()
         .into_iter()
         .filter(|c| who.can_read(&c.name))
-        .map(|c| CollectionSummary { name: c.name, documents: c.documents })
+        .map(|c| CollectionSummary {
+            name: c.name,
+            documents: c.documents,
+        })
         .collect();
     Json(CollectionsResponse { collections })
 }
@@ -50,8 +56,23 @@ pub async fn get_collection(
     amberdb::validate_collection(&collection)?;
     require_read(&who, &collection)?;
     let view = state.db.view();
-    let info = view.collections().into_iter().find(|c| c.name == collection).ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "collection_not_found", format!("collection {collection:?} does not exist (it is created by its first write)"))
-    })?;
-    Ok(Json(CollectionResponse { name: info.name, documents: info.documents, lsn: view.lsn(), spec: CollectionSpec { schema_version: 1 } }))
+    let info = view
+        .collections()
+        .into_iter()
+        .find(|c| c.name == collection)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "collection_not_found",
+                format!(
+                    "collection {collection:?} does not exist (it is created by its first write)"
+                ),
+            )
+        })?;
+    Ok(Json(CollectionResponse {
+        name: info.name,
+        documents: info.documents,
+        lsn: view.lsn(),
+        spec: CollectionSpec { schema_version: 1 },
+    }))
 }

@@ -14,7 +14,10 @@ use axum::Extension;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{body, parse_json, path, query, require_read, require_write, PatchErrors, ReadErrors, WriteErrors};
+use super::{
+    body, parse_json, path, query, require_read, require_write, PatchErrors, ReadErrors,
+    WriteErrors,
+};
 use crate::api::{ListResponse, WriteResult};
 use crate::app::{blocking, Shared};
 use crate::auth::Principal;
@@ -119,7 +122,12 @@ fn required_version(
             Condition::Versions(_) => cond.matches(current),
         };
         if hit {
-            return Err(precondition_failed(collection, key, current, "If-None-Match"));
+            return Err(precondition_failed(
+                collection,
+                key,
+                current,
+                "If-None-Match",
+            ));
         }
         required = Some(current);
     }
@@ -132,7 +140,9 @@ fn write_error(e: amberdb::Error, collection: &str, key: &str, conditional: bool
     match e {
         amberdb::Error::Conflict(cs) => {
             let actual = cs.first().map_or(0, |c| c.actual);
-            let missing = cs.iter().any(|c| c.reason == amberdb::ConflictReason::Missing);
+            let missing = cs
+                .iter()
+                .any(|c| c.reason == amberdb::ConflictReason::Missing);
             if missing && !conditional {
                 ApiError::doc_not_found(collection, key)
             } else {
@@ -183,14 +193,26 @@ pub async fn get_doc(
     } else if q.meta == Some(true) {
         axum::Json(doc.envelope(&collection)).into_response()
     } else {
-        ([(header::CONTENT_TYPE, "application/json")], Body::from(Bytes::copy_from_slice(&doc.value))).into_response()
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from(Bytes::copy_from_slice(&doc.value)),
+        )
+            .into_response()
     };
-    meta_headers(resp.headers_mut(), doc.meta.version, doc.meta.lsn, Some(doc.meta.schema_version));
+    meta_headers(
+        resp.headers_mut(),
+        doc.meta.version,
+        doc.meta.lsn,
+        Some(doc.meta.schema_version),
+    );
     Ok(resp)
 }
 
 /// Commits a single-document transaction on the blocking pool.
-async fn commit_one(state: &Shared, tx: amberdb::Transaction) -> Result<amberdb::Committed, amberdb::Error> {
+async fn commit_one(
+    state: &Shared,
+    tx: amberdb::Transaction,
+) -> Result<amberdb::Committed, amberdb::Error> {
     let db = state.db.clone();
     match blocking(move || db.commit(&tx)).await {
         Ok(r) => r,
@@ -203,7 +225,8 @@ fn write_response(status: StatusCode, r: WriteResult) -> Response {
     if !r.deleted {
         meta_headers(resp.headers_mut(), r.version, r.lsn, r.schema_version);
     } else {
-        resp.headers_mut().insert(headers::LSN, HeaderValue::from(r.lsn));
+        resp.headers_mut()
+            .insert(headers::LSN, HeaderValue::from(r.lsn));
     }
     resp
 }
@@ -241,7 +264,10 @@ pub async fn put_doc(
     let value: serde_json::Value = parse_json(&bytes, "invalid_json")?;
     let durability = headers::durability(&headers, &state.config)?;
     let schema_version = headers::schema_version(&headers)?;
-    let current = state.db.get(&collection, &key).map_or(0, |d| d.meta.version);
+    let current = state
+        .db
+        .get(&collection, &key)
+        .map_or(0, |d| d.meta.version);
     let required = required_version(&headers, &collection, &key, current)?;
     let mut tx = amberdb::Transaction::new();
     let w = tx.put(&collection, &key, value);
@@ -254,11 +280,25 @@ pub async fn put_doc(
     if let Some(d) = durability {
         tx.durability(d);
     }
-    let c = commit_one(&state, tx).await.map_err(|e| write_error(e, &collection, &key, required.is_some()))?;
+    let c = commit_one(&state, tx)
+        .await
+        .map_err(|e| write_error(e, &collection, &key, required.is_some()))?;
     let version = c.results.first().map_or(0, |r| r.version);
     let created = version == 1;
-    let status = if created { StatusCode::CREATED } else { StatusCode::OK };
-    let r = WriteResult { collection, key, version, lsn: c.lsn, schema_version: Some(schema_version.unwrap_or(1)), created, deleted: false };
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    let r = WriteResult {
+        collection,
+        key,
+        version,
+        lsn: c.lsn,
+        schema_version: Some(schema_version.unwrap_or(1)),
+        created,
+        deleted: false,
+    };
     Ok(write_response(status, r))
 }
 
@@ -296,18 +336,23 @@ pub async fn patch_doc(
     let ct = headers::content_type(&headers).ok_or_else(|| headers::unsupported("(none)", want))?;
     let bytes = body(b)?;
     let patch = match ct.as_str() {
-        "application/merge-patch+json" => amberdb::Patch::Merge(parse_json(&bytes, "invalid_json")?),
+        "application/merge-patch+json" => {
+            amberdb::Patch::Merge(parse_json(&bytes, "invalid_json")?)
+        }
         "application/json-patch+json" => {
             let v: serde_json::Value = parse_json(&bytes, "invalid_json")?;
-            amberdb::Patch::Json(
-                serde_json::from_value(v).map_err(|e| ApiError::bad_request("invalid_patch", format!("not an RFC 6902 JSON Patch: {e}")))?,
-            )
+            amberdb::Patch::Json(serde_json::from_value(v).map_err(|e| {
+                ApiError::bad_request("invalid_patch", format!("not an RFC 6902 JSON Patch: {e}"))
+            })?)
         }
         other => return Err(headers::unsupported(other, want)),
     };
     let durability = headers::durability(&headers, &state.config)?;
     let schema_version = headers::schema_version(&headers)?;
-    let current = state.db.get(&collection, &key).map_or(0, |d| d.meta.version);
+    let current = state
+        .db
+        .get(&collection, &key)
+        .map_or(0, |d| d.meta.version);
     let required = required_version(&headers, &collection, &key, current)?;
     if current == 0 && required.is_none() {
         return Err(ApiError::doc_not_found(&collection, &key));
@@ -323,9 +368,19 @@ pub async fn patch_doc(
     if let Some(d) = durability {
         tx.durability(d);
     }
-    let c = commit_one(&state, tx).await.map_err(|e| write_error(e, &collection, &key, required.is_some()))?;
+    let c = commit_one(&state, tx)
+        .await
+        .map_err(|e| write_error(e, &collection, &key, required.is_some()))?;
     let version = c.results.first().map_or(0, |r| r.version);
-    let r = WriteResult { collection, key, version, lsn: c.lsn, schema_version: Some(schema_version.unwrap_or(1)), created: false, deleted: false };
+    let r = WriteResult {
+        collection,
+        key,
+        version,
+        lsn: c.lsn,
+        schema_version: Some(schema_version.unwrap_or(1)),
+        created: false,
+        deleted: false,
+    };
     Ok(write_response(StatusCode::OK, r))
 }
 
@@ -353,7 +408,10 @@ pub async fn delete_doc(
     validate(&collection, Some(&key))?;
     require_write(&who, &collection)?;
     let durability = headers::durability(&headers, &state.config)?;
-    let current = state.db.get(&collection, &key).map_or(0, |d| d.meta.version);
+    let current = state
+        .db
+        .get(&collection, &key)
+        .map_or(0, |d| d.meta.version);
     let required = required_version(&headers, &collection, &key, current)?;
     if current == 0 {
         return Err(ApiError::doc_not_found(&collection, &key));
@@ -361,7 +419,8 @@ pub async fn delete_doc(
     let mut tx = amberdb::Transaction::new();
     // Always pin the version seen here: a concurrent delete then answers 404 below instead
     // of a silent no-op that looks like success.
-    tx.delete(&collection, &key).if_version(required.unwrap_or(current));
+    tx.delete(&collection, &key)
+        .if_version(required.unwrap_or(current));
     if let Some(d) = durability {
         tx.durability(d);
     }
@@ -374,12 +433,25 @@ pub async fn delete_doc(
             return Err(if actual == 0 {
                 ApiError::doc_not_found(&collection, &key)
             } else {
-                precondition_failed(&collection, &key, actual, "the version seen at request time")
+                precondition_failed(
+                    &collection,
+                    &key,
+                    actual,
+                    "the version seen at request time",
+                )
             });
         }
         Err(e) => return Err(write_error(e, &collection, &key, true)),
     };
-    let r = WriteResult { collection, key, version: 0, lsn: c.lsn, schema_version: None, created: false, deleted: true };
+    let r = WriteResult {
+        collection,
+        key,
+        version: 0,
+        lsn: c.lsn,
+        schema_version: None,
+        created: false,
+        deleted: true,
+    };
     Ok(write_response(StatusCode::OK, r))
 }
 
@@ -404,9 +476,17 @@ pub async fn list_docs(
     require_read(&who, &collection)?;
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
-        return Err(ApiError::bad_request("invalid_query", format!("limit must be 1..={MAX_PAGE}")));
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1..={MAX_PAGE}"),
+        ));
     }
-    let opts = amberdb::ListOptions { prefix: q.prefix, start_after: q.start_after, end_before: q.end_before, limit };
+    let opts = amberdb::ListOptions {
+        prefix: q.prefix,
+        start_after: q.start_after,
+        end_before: q.end_before,
+        limit,
+    };
     let page = state.db.list(&collection, &opts);
     let docs: Vec<serde_json::Value> = page.docs.iter().map(|d| d.envelope(&collection)).collect();
     Ok(axum::Json(serde_json::json!({ "documents": docs, "next": page.next })).into_response())
@@ -439,7 +519,14 @@ pub async fn export(
         let collection = collection.clone();
         async move {
             let start_after = cursor?;
-            let page = view.list(&collection, &amberdb::ListOptions { start_after, limit: 1000, ..Default::default() });
+            let page = view.list(
+                &collection,
+                &amberdb::ListOptions {
+                    start_after,
+                    limit: 1000,
+                    ..Default::default()
+                },
+            );
             if page.docs.is_empty() {
                 return None;
             }
@@ -449,12 +536,19 @@ pub async fn export(
                     buf.push(b'\n');
                 }
             }
-            Some((Ok::<_, std::convert::Infallible>(Bytes::from(buf)), page.next.map(Some)))
+            Some((
+                Ok::<_, std::convert::Infallible>(Bytes::from(buf)),
+                page.next.map(Some),
+            ))
         }
     });
     let mut resp = Body::from_stream(stream).into_response();
-    resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/x-ndjson"));
-    resp.headers_mut().insert(headers::LSN, HeaderValue::from(lsn));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-ndjson"),
+    );
+    resp.headers_mut()
+        .insert(headers::LSN, HeaderValue::from(lsn));
     Ok(resp)
 }
 

@@ -19,12 +19,14 @@ use crate::error::{ApiError, ErrorBody};
 
 /// Turns a path rejection into a 400 with our error body.
 pub fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    p.map(|Path(t)| t).map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
+    p.map(|Path(t)| t)
+        .map_err(|e| ApiError::bad_request("invalid_path", e.body_text()))
 }
 
 /// Turns a query rejection into a 400 with our error body.
 pub fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    q.map(|Query(t)| t).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+    q.map(|Query(t)| t)
+        .map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
 }
 
 /// 403 unless the caller may read `collection`.
@@ -32,7 +34,10 @@ pub fn require_read(p: &Principal, collection: &str) -> Result<(), ApiError> {
     if p.can_read(collection) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(format!("token {:?} has no read scope for collection {collection:?}", p.name())))
+        Err(ApiError::forbidden(format!(
+            "token {:?} has no read scope for collection {collection:?}",
+            p.name()
+        )))
     }
 }
 
@@ -41,7 +46,10 @@ pub fn require_write(p: &Principal, collection: &str) -> Result<(), ApiError> {
     if p.can_write(collection) {
         Ok(())
     } else {
-        Err(ApiError::forbidden(format!("token {:?} has no write scope for collection {collection:?}", p.name())))
+        Err(ApiError::forbidden(format!(
+            "token {:?} has no write scope for collection {collection:?}",
+            p.name()
+        )))
     }
 }
 
@@ -50,30 +58,59 @@ pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
     if p.is_admin() {
         Ok(())
     } else {
-        Err(ApiError::forbidden(format!("token {:?} lacks the admin scope", p.name())))
+        Err(ApiError::forbidden(format!(
+            "token {:?} lacks the admin scope",
+            p.name()
+        )))
     }
 }
 
 fn error_responses(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
     list.iter()
         .map(|(status, desc)| {
-            let content = ContentBuilder::new().schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody"))).build();
-            let resp = ResponseBuilder::new().description(*desc).content("application/json", content).build();
+            let content = ContentBuilder::new()
+                .schema(Some(utoipa::openapi::Ref::from_schema_name("ErrorBody")))
+                .build();
+            let resp = ResponseBuilder::new()
+                .description(*desc)
+                .content("application/json", content)
+                .build();
             (status.to_string(), RefOr::T(resp))
         })
         .collect()
 }
 
-const E400: (u16, &str) = (400, "Malformed request: bad collection name, key, query, header or JSON (codes invalid_*).");
+const E400: (u16, &str) = (
+    400,
+    "Malformed request: bad collection name, key, query, header or JSON (codes invalid_*).",
+);
 const E401: (u16, &str) = (401, "Missing or unknown bearer token (code unauthorized).");
-const E403: (u16, &str) = (403, "The token's scopes do not allow this (code forbidden).");
+const E403: (u16, &str) = (
+    403,
+    "The token's scopes do not allow this (code forbidden).",
+);
 const E404: (u16, &str) = (404, "Document or collection not found (codes document_not_found, collection_not_found, route_not_found).");
-const E409: (u16, &str) = (409, "Transaction conflict: details.conflicts names every failed precondition (code conflict).");
-const E412: (u16, &str) = (412, "If-Match / If-None-Match not satisfied (code precondition_failed).");
-const E413: (u16, &str) = (413, "Body or document too large (codes payload_too_large, document_too_large).");
-const E415: (u16, &str) = (415, "Unsupported Content-Type (code unsupported_media_type).");
+const E409: (u16, &str) = (
+    409,
+    "Transaction conflict: details.conflicts names every failed precondition (code conflict).",
+);
+const E412: (u16, &str) = (
+    412,
+    "If-Match / If-None-Match not satisfied (code precondition_failed).",
+);
+const E413: (u16, &str) = (
+    413,
+    "Body or document too large (codes payload_too_large, document_too_large).",
+);
+const E415: (u16, &str) = (
+    415,
+    "Unsupported Content-Type (code unsupported_media_type).",
+);
 const E422: (u16, &str) = (422, "The patch could not be applied (code patch_failed).");
-const E503: (u16, &str) = (503, "Poisoned, shutting down, or timed out (codes poisoned, shutting_down, timeout).");
+const E503: (u16, &str) = (
+    503,
+    "Poisoned, shutting down, or timed out (codes poisoned, shutting_down, timeout).",
+);
 
 /// Errors of read endpoints.
 pub struct ReadErrors;
@@ -116,18 +153,31 @@ impl utoipa::IntoResponses for AdminErrors {
 }
 
 /// Parses a request body as JSON, with a 400 that says where it went wrong.
-pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8], code: &'static str) -> Result<T, ApiError> {
+pub fn parse_json<T: serde::de::DeserializeOwned>(
+    body: &[u8],
+    code: &'static str,
+) -> Result<T, ApiError> {
     if body.is_empty() {
-        return Err(ApiError::bad_request(code, "the request body is empty; send JSON"));
+        return Err(ApiError::bad_request(
+            code,
+            "the request body is empty; send JSON",
+        ));
     }
-    serde_json::from_slice(body).map_err(|e| ApiError::bad_request(code, format!("request body: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(code, format!("request body: {e}")))
 }
 
 /// Maps a body-reading rejection (usually the size limit) to an API error.
-pub fn body(b: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>) -> Result<axum::body::Bytes, ApiError> {
+pub fn body(
+    b: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<axum::body::Bytes, ApiError> {
     b.map_err(|e| {
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(axum::http::StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is larger than limits.body_bytes")
+            ApiError::new(
+                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than limits.body_bytes",
+            )
         } else {
             ApiError::bad_request("invalid_body", e.body_text())
         }

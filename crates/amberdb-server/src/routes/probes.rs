@@ -16,7 +16,9 @@ use crate::error::{ApiError, ApiResult, ErrorBody};
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "Up", body = HealthResponse)))]
 pub async fn healthz() -> Json<HealthResponse> {
-    Json(HealthResponse { status: "ok".into() })
+    Json(HealthResponse {
+        status: "ok".into(),
+    })
 }
 
 /// The database is open, not poisoned, and the server is not shutting down.
@@ -34,9 +36,15 @@ pub async fn readyz(State(state): State<Shared>) -> ApiResult<Json<HealthRespons
         return Err(ApiError::shutting_down());
     }
     if let Some(cause) = state.db.poisoned() {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "poisoned", format!("database is poisoned: {cause}")));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "poisoned",
+            format!("database is poisoned: {cause}"),
+        ));
     }
-    Ok(Json(HealthResponse { status: "ok".into() }))
+    Ok(Json(HealthResponse {
+        status: "ok".into(),
+    }))
 }
 
 /// Prometheus metrics (text format 0.0.4). Needs the admin scope when tokens are configured.
@@ -51,12 +59,22 @@ pub async fn readyz(State(state): State<Shared>) -> ApiResult<Json<HealthRespons
     ),
     security(("bearer" = []))
 )]
-pub async fn metrics(State(state): State<Shared>, Extension(who): Extension<Principal>) -> ApiResult<Response> {
+pub async fn metrics(
+    State(state): State<Shared>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Response> {
     require_admin(&who)?;
     let db = state.db.clone();
     let stats = blocking(move || db.stats()).await?;
     let text = state.metrics.render(&stats, state.started.elapsed());
-    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text).into_response())
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
 }
 
 /// This API's OpenAPI 3 document, generated from the code.

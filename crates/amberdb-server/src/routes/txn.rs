@@ -36,10 +36,19 @@ pub async fn commit(
     let req: TxnRequest = parse_json(&bytes, "invalid_transaction")?;
     for (i, op) in req.ops.iter().enumerate() {
         let c = op.collection();
-        let allowed = if op.is_write() { require_write(&who, c) } else { require_read(&who, c) };
-        allowed.map_err(|e| ApiError { message: format!("ops[{i}]: {}", e.message), ..e })?;
+        let allowed = if op.is_write() {
+            require_write(&who, c)
+        } else {
+            require_read(&who, c)
+        };
+        allowed.map_err(|e| ApiError {
+            message: format!("ops[{i}]: {}", e.message),
+            ..e
+        })?;
     }
-    let mut tx = req.to_transaction().map_err(|m| ApiError::bad_request("invalid_transaction", m))?;
+    let mut tx = req
+        .to_transaction()
+        .map_err(|m| ApiError::bad_request("invalid_transaction", m))?;
     if let Some(d) = headers::durability(&headers, &state.config)? {
         tx.durability(d);
     }

@@ -23,7 +23,15 @@ pub struct TestServer {
 
 /// A config for tests: loopback port 0, data in `data`.
 pub fn test_config(data: &Path) -> Config {
-    Config::load(None, vec![], &[("listen".into(), "127.0.0.1:0".into()), ("data".into(), data.display().to_string())]).unwrap()
+    Config::load(
+        None,
+        vec![],
+        &[
+            ("listen".into(), "127.0.0.1:0".into()),
+            ("data".into(), data.display().to_string()),
+        ],
+    )
+    .unwrap()
 }
 
 impl TestServer {
@@ -52,7 +60,11 @@ impl TestServer {
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || -> Result<(), String> {
-            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().map_err(|e| e.to_string())?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .map_err(|e| e.to_string())?;
             rt.block_on(async move {
                 let server = match Server::bind_with(config, engine).await {
                     Ok(s) => s,
@@ -70,7 +82,10 @@ impl TestServer {
                     .map_err(|e| e.to_string())
             })
         });
-        let addr = addr_rx.recv_timeout(Duration::from_secs(30)).unwrap().unwrap();
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(30))
+            .unwrap()
+            .unwrap();
         let scheme = if tls { "https" } else { "http" };
         TestServer {
             addr,
@@ -102,7 +117,13 @@ impl TestServer {
     }
 
     /// Sends a request.
-    pub fn req(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+    pub fn req(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<&[u8]>,
+    ) -> Resp {
         send(&agent(), method, &self.url(path), headers, body)
     }
 
@@ -111,7 +132,12 @@ impl TestServer {
     }
 
     pub fn put_json(&self, path: &str, body: &str) -> Resp {
-        self.req("PUT", path, &[("content-type", "application/json")], Some(body.as_bytes()))
+        self.req(
+            "PUT",
+            path,
+            &[("content-type", "application/json")],
+            Some(body.as_bytes()),
+        )
     }
 }
 
@@ -135,12 +161,17 @@ impl Resp {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
+        self.headers
+            .get(&name.to_ascii_lowercase())
+            .map(String::as_str)
     }
 
     /// The stable error code of an error response.
     pub fn code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code in {}", self.body)).to_owned()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {}", self.body))
+            .to_owned()
     }
 }
 
@@ -154,24 +185,51 @@ pub fn agent() -> ureq::Agent {
 }
 
 /// Sends one request with any method, headers and body.
-pub fn send(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+pub fn send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
     try_send(agent, method, url, headers, body).unwrap_or_else(|e| panic!("{method} {url}: {e}"))
 }
 
 /// Like [`send`], but a transport error (refused, reset) is returned.
-pub fn try_send(agent: &ureq::Agent, method: &str, url: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Result<Resp, ureq::Error> {
+pub fn try_send(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Result<Resp, ureq::Error> {
     let mut b = ureq::http::Request::builder().method(method).uri(url);
     for (k, v) in headers {
         b = b.header(*k, *v);
     }
-    let req = b.body(body.map(<[u8]>::to_vec).unwrap_or_default()).unwrap();
+    let req = b
+        .body(body.map(<[u8]>::to_vec).unwrap_or_default())
+        .unwrap();
     let mut resp = agent.run(req)?;
     let status = resp.status().as_u16();
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.as_str().to_ascii_lowercase(), v.to_str().unwrap_or("").to_owned()))
+        .map(|(k, v)| {
+            (
+                k.as_str().to_ascii_lowercase(),
+                v.to_str().unwrap_or("").to_owned(),
+            )
+        })
         .collect();
-    let body = resp.body_mut().with_config().limit(1 << 30).read_to_string()?;
-    Ok(Resp { status, headers, body })
+    let body = resp
+        .body_mut()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_string()?;
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
