@@ -95,6 +95,9 @@ fn main() {
     }
 }
 
+#[allow(dead_code)]
+fn _assert_error_type(_: CliError) {}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -104,6 +107,3 @@ mod tests {
         super::Cli::command().debug_assert();
     }
 }
-
-#[allow(dead_code)]
-fn _assert_error_type(_: CliError) {}

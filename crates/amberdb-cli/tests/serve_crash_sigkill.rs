@@ -23,6 +23,10 @@ struct Acked {
     txns: Vec<(String, String, u64)>,
 }
 
+/// What one writer saw in a round: acknowledged writes, attempted transactions, and whether the
+/// kill cut one of its requests.
+type WriterResult = (Acked, Vec<(String, String)>, bool);
+
 fn export(url: &str) -> HashMap<String, serde_json::Value> {
     let (status, body) = send(
         &agent(),
@@ -85,7 +89,7 @@ fn every_acknowledged_write_survives_sigkill_at_random_moments() {
 
         let stop = AtomicBool::new(false);
         let kill_after = Duration::from_millis(rng.random_range(30..350));
-        let results: Vec<(Acked, Vec<(String, String)>, bool)> = std::thread::scope(|scope| {
+        let results: Vec<WriterResult> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..WRITERS)
                 .map(|w| {
                     let (url, stop) = (&url, &stop);

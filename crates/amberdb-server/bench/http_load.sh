@@ -84,7 +84,7 @@ curl -fsS -X PUT "$AMBER/v1/collections/bench/docs/hot" -H 'content-type: applic
   measure amber_get "" /v1/collections/bench/docs/hot "$AMBER"
   measure trivial_get "" /get "$TRIVIAL"
   measure amber_put put /v1/collections/bench/docs/ "$AMBER"
-  measure trivial_put put /put "$TRIVIAL"
+  measure trivial_put put /put/ "$TRIVIAL"
 } >"$TMP/results"
 
 STATUS=$(curl -fsS "$AMBER/v1/admin/status")

@@ -1,5 +1,5 @@
 //! The baseline for the HTTP load figure: the same stack (tokio, axum, axum-server) with
-//! handlers that do no work. `GET /get` answers a small JSON document, `PUT /put` reads the
+//! handlers that do no work. `GET /get` answers a small JSON document, `PUT /put/{key}` reads the
 //! body and answers a small JSON result. Usage: `trivial_http 127.0.0.1:0` (prints the URL).
 
 use axum::body::Bytes;
@@ -25,7 +25,7 @@ async fn main() -> std::io::Result<()> {
             }),
         )
         .route(
-            "/put",
+            "/put/{key}",
             put(|body: Bytes| async move {
                 let n = body.len();
                 (

@@ -12,13 +12,17 @@ use std::time::Duration;
 
 use common::TestServer;
 
+/// Per writer: the acknowledged (key, i) pairs, and the statuses of refused requests (0 for a
+/// connection error).
+type WriterLog = (Vec<(String, u64)>, Vec<u16>);
+
 #[test]
 fn acknowledged_writes_survive_a_graceful_shutdown_under_load() {
     let dir = tempfile::tempdir().unwrap();
     let s = TestServer::start_in(dir.path(), |_| {});
     let url = s.url("/v1/collections/saves/docs/");
     let stop = AtomicBool::new(false);
-    let (acked, other): (Vec<Vec<(String, u64)>>, Vec<Vec<u16>>) = std::thread::scope(|scope| {
+    let logs: Vec<WriterLog> = std::thread::scope(|scope| {
         let writers: Vec<_> = (0..8)
             .map(|w| {
                 let (url, stop) = (&url, &stop);
@@ -56,8 +60,9 @@ fn acknowledged_writes_survive_a_graceful_shutdown_under_load() {
         stop.store(true, Ordering::SeqCst);
         s.stop()
             .expect("graceful shutdown closes the database cleanly");
-        writers.into_iter().map(|h| h.join().unwrap()).unzip()
+        writers.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    let (acked, other): (Vec<_>, Vec<_>) = logs.into_iter().unzip();
     let acked: Vec<(String, u64)> = acked.into_iter().flatten().collect();
     assert!(
         acked.len() > 50,
