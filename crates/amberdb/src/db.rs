@@ -564,7 +564,9 @@ impl Inner {
             return Err(e);
         }
         // A checkpoint must never be ahead of the durable log, or a power loss could leave
-        // a checkpoint whose LSNs the log reuses.
+        // a checkpoint whose LSNs the log reuses. Take the view first, then sync: every
+        // published commit has been written, so the sync covers the view.
+        let state = self.shared.view.load_full();
         let durable = {
             let (reply, rx) = mpsc::sync_channel(1);
             let tx = self.tx.lock().map_err(|_| Error::Closed)?;
@@ -575,16 +577,22 @@ impl Inner {
             drop(tx);
             rx.recv().map_err(|_| Error::Closed)??
         };
-        self.checkpoint_locked(&mut book, durable)
+        self.checkpoint_locked(&mut book, state, durable)
     }
 
-    /// Writes the checkpoint; `durable` bounds the view it may capture.
-    fn checkpoint_locked(&self, book: &mut CheckpointBook, durable: u64) -> Result<CheckpointInfo> {
-        let state = self.shared.view.load_full();
-        debug_assert!(
-            state.lsn <= durable,
-            "published view ahead of the durable log"
-        );
+    /// Writes a checkpoint of `state`, which must not be ahead of `durable`.
+    fn checkpoint_locked(
+        &self,
+        book: &mut CheckpointBook,
+        state: Arc<crate::state::State>,
+        durable: u64,
+    ) -> Result<CheckpointInfo> {
+        if state.lsn > durable {
+            return Err(Error::InvalidArgument(format!(
+                "refusing to checkpoint LSN {} ahead of the durable log ({durable})",
+                state.lsn
+            )));
+        }
         let ckpt_dir = self.dir.join(CHECKPOINT_DIR);
         let started = Instant::now();
         let bytes_before = self.shared.ckpt.lock().map(|s| s.bytes_since).unwrap_or(0);
@@ -716,8 +724,9 @@ impl Inner {
         let mut result = stopped.unwrap_or(Err(Error::Closed));
         if result.is_ok() && self.opts.checkpoint_on_close && self.shared.poisoned().is_none() {
             let durable = self.shared.counters.durable_lsn.load(Ordering::Acquire);
+            let state = self.shared.view.load_full();
             let mut book = self.ckpt_lock.lock().map_err(|_| Error::Closed)?;
-            if let Err(e) = self.checkpoint_locked(&mut book, durable) {
+            if let Err(e) = self.checkpoint_locked(&mut book, state, durable) {
                 tracing::error!(error = %e, "checkpoint on close failed; the log still holds every commit");
                 result = Err(e);
             }

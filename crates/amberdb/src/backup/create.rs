@@ -59,7 +59,8 @@ impl Db {
         progress: &dyn Progress,
     ) -> Result<BackupManifest> {
         self.attach(repo)?;
-        self.sync()?;
+        // View first, then sync: the sync covers every published commit, so the snapshot
+        // never holds a commit that a power loss could still take back.
         let view = self.view();
         self.roll()?;
         let level = self.options().backup_compression_level;
