@@ -160,3 +160,25 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], faults: &Faults) -> io::Re
     }
     result
 }
+
+/// Files named `<lsn><suffix>` (for example `00000000000000000042.log`) in `dir`, sorted by
+/// LSN, oldest first. A missing directory has none.
+pub(crate) fn list_by_lsn(dir: &Path, suffix: &str) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = vec![];
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let lsn = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(suffix))
+            .and_then(|s| s.parse::<u64>().ok());
+        if let Some(lsn) = lsn {
+            out.push((lsn, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -15,25 +15,35 @@ use crate::options::Options;
 use crate::recovery::{recover, AutoRecovery, Recovered, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR};
 use crate::state::State;
 
+/// Applies the commits of one segment's bytes that continue `state`; returns how many were
+/// applied and whether the chain may go on into the next segment (no gap, no damage).
+fn continue_with(state: &mut State, bytes: &[u8]) -> (u64, bool) {
+    let mut applied = 0;
+    let mut broke = false;
+    let result = scan(bytes, |rec, _| {
+        if broke || rec.lsn <= state.lsn {
+            return;
+        }
+        if rec.lsn != state.lsn + 1 {
+            broke = true;
+            return;
+        }
+        state.apply(&rec);
+        applied += 1;
+    });
+    let clean = matches!(result, Ok(s) if s.end == crate::log::segment::ScanEnd::Clean);
+    (applied, !broke && clean)
+}
+
 /// Applies valid local commits that continue `state`, segment by segment, stopping at the
 /// first damage or gap. Returns the commits applied.
 fn extend_with_local(state: &mut State, segments: &[(u64, PathBuf)]) -> u64 {
     let mut applied = 0;
     for (_, path) in segments {
         let Ok(bytes) = read_file(path) else { break };
-        let mut broke = false;
-        let result = scan(&bytes, |rec, _| {
-            if broke || rec.lsn <= state.lsn {
-                return;
-            }
-            if rec.lsn != state.lsn + 1 {
-                broke = true;
-                return;
-            }
-            state.apply(&rec);
-            applied += 1;
-        });
-        if broke || result.is_err() {
+        let (n, go_on) = continue_with(state, &bytes);
+        applied += n;
+        if !go_on {
             break;
         }
     }
@@ -121,19 +131,9 @@ pub(crate) fn auto_recover(
                     let Ok(bytes) = repo.read_segment(seg) else {
                         break;
                     };
-                    let mut broke = false;
-                    let _ = scan(&bytes, |rec, _| {
-                        if broke || rec.lsn <= state.lsn {
-                            return;
-                        }
-                        if rec.lsn != state.lsn + 1 {
-                            broke = true;
-                            return;
-                        }
-                        state.apply(&rec);
-                        replayed += 1;
-                    });
-                    if broke {
+                    let (n, go_on) = continue_with(&mut state, &bytes);
+                    replayed += n;
+                    if !go_on {
                         break;
                     }
                 }

@@ -85,23 +85,8 @@ pub fn checkpoint_file_name(lsn: u64) -> String {
 
 /// Checkpoints in `dir`, newest (highest LSN) first.
 pub fn list_checkpoints(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut out = vec![];
-    if !dir.exists() {
-        return Ok(out);
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if let Some(lsn) = name
-            .strip_suffix(".ckpt")
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            out.push((lsn, path));
-        }
-    }
-    out.sort_by(|a, b| b.cmp(a));
+    let mut out = crate::io::list_by_lsn(dir, ".ckpt")?;
+    out.reverse();
     Ok(out)
 }
 

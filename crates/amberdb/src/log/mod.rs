@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::Digest;
 
-use crate::io::{sync_dir, write_atomic, DataFile, Faults};
+use crate::io::{write_atomic, DataFile, Faults};
 use segment::{seal_file_name, segment_file_name, Seal, SegmentHeader, LOG_FORMAT_VERSION};
 
 /// A segment the writer has moved past, with its seal.
@@ -184,21 +184,18 @@ fn create_segment(
     faults: &Faults,
 ) -> std::io::Result<(DataFile, sha2::Sha256, u64)> {
     let path = dir.join(segment_file_name(first_lsn));
-    let file = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .open(&path)?;
-    let mut file = DataFile::new(file, path, faults.clone());
     let header = SegmentHeader {
         format_version: LOG_FORMAT_VERSION,
         key_id: 0,
         first_lsn,
     }
     .encode();
-    file.write_all(&header)?;
-    file.sync_all()?;
-    sync_dir(dir, faults)?;
+    // Temp file, fsync, rename, fsync of the directory: a segment never exists without its
+    // whole header, so a crash or a failed write here cannot leave a file that recovery would
+    // have to call damage (recovery removes a leftover temp file).
+    write_atomic(&path, &header, faults)?;
+    let file = OpenOptions::new().append(true).open(&path)?;
+    let file = DataFile::new(file, path, faults.clone());
     let mut hasher = sha2::Sha256::new();
     hasher.update(&header);
     Ok((file, hasher, header.len() as u64))

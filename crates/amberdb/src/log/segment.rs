@@ -154,24 +154,7 @@ pub fn seal_file_name(first_lsn: u64) -> String {
 
 /// Segments in `dir`, sorted by first LSN.
 pub fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
-    let mut out = vec![];
-    if !dir.exists() {
-        return Ok(out);
-    }
-    for entry in std::fs::read_dir(dir)? {
-        let path = entry?.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if let Some(lsn) = name
-            .strip_suffix(".log")
-            .and_then(|s| s.parse::<u64>().ok())
-        {
-            out.push((lsn, path));
-        }
-    }
-    out.sort();
-    Ok(out)
+    crate::io::list_by_lsn(dir, ".log")
 }
 
 /// How a scan of a segment's frames ended.
