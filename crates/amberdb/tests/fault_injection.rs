@@ -1,0 +1,444 @@
+//! Fault injection: writes and fsyncs of the commit log fail in the middle of a stream of
+//! commits from several threads, as a failing disk or a full one makes them fail: an I/O error,
+//! a torn write that stores only part of the buffer, a failed fsync, and ENOSPC (once, or on
+//! every write from then on). Countdowns land the fault on commit frames, segment headers,
+//! seals and directory syncs alike.
+//!
+//! Every time: the database is poisoned with `Error::Poisoned` naming the cause, every later
+//! write (and sync and checkpoint) fails, reads keep working and still show everything that
+//! was acknowledged; after a reopen without the injector nothing acknowledged is lost, no
+//! transaction is partly visible, `verify` is clean, and writes work again.
+//!
+//! A failing checkpoint write is different: the log still holds every commit, so it fails
+//! the checkpoint only, leaves no temp file behind, and does not poison the database.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amberdb::io::{Fault, FaultInjector, Faults, IoOp};
+use amberdb::{verify_dir, Db, Durability, Error, Options, Transaction, CHECKPOINT_DIR, LOG_DIR};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::json;
+
+const ENOSPC: i32 = 28;
+const COLL: &str = "saves";
+const WRITERS: usize = 4;
+const KEYS_PER_WRITER: u64 = 6;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    /// A write fails without touching the file.
+    WriteFails,
+    /// A write stores part of its buffer, then fails.
+    TornWrite,
+    /// An fsync (of a segment or of the log directory) fails.
+    FsyncFails,
+    /// The disk is full: this write and every later one fail with ENOSPC.
+    DiskFull,
+    /// The disk fills up in the middle of a write: part of it lands, then ENOSPC, for good.
+    DiskFullMidWrite,
+}
+
+impl Kind {
+    fn error(self) -> io::Error {
+        match self {
+            Kind::WriteFails => io::Error::other("injected write failure"),
+            Kind::TornWrite => io::Error::other("injected torn write"),
+            Kind::FsyncFails => io::Error::other("injected fsync failure"),
+            Kind::DiskFull | Kind::DiskFullMidWrite => io::Error::from_raw_os_error(ENOSPC),
+        }
+    }
+
+    /// Text the poison cause must contain.
+    fn cause_text(self) -> String {
+        self.error().to_string()
+    }
+}
+
+/// Fails the `countdown`-th eligible operation under `scope` once armed (and every later one
+/// for a full disk).
+struct Injector {
+    scope: PathBuf,
+    kind: Kind,
+    armed: AtomicBool,
+    countdown: AtomicI64,
+    fired: AtomicU64,
+    fired_on: Mutex<Vec<String>>,
+    torn_seed: u64,
+}
+
+impl FaultInjector for Injector {
+    fn on_io(&self, op: IoOp<'_>) -> Fault {
+        let (path, len) = match op {
+            IoOp::Write { path, len } => (path, Some(len)),
+            IoOp::Sync { path } => (path, None),
+        };
+        if !self.armed.load(Ordering::SeqCst) || !path.starts_with(&self.scope) {
+            return Fault::Proceed;
+        }
+        let eligible = match self.kind {
+            Kind::FsyncFails => len.is_none(),
+            _ => len.is_some(),
+        };
+        if !eligible || self.countdown.fetch_sub(1, Ordering::SeqCst) > 0 {
+            return Fault::Proceed;
+        }
+        let sticky = matches!(self.kind, Kind::DiskFull | Kind::DiskFullMidWrite);
+        if self.fired.fetch_add(1, Ordering::SeqCst) > 0 && !sticky {
+            return Fault::Proceed;
+        }
+        self.fired_on.lock().unwrap().push(format!("{op:?}"));
+        match (self.kind, len) {
+            (Kind::TornWrite | Kind::DiskFullMidWrite, Some(len)) => Fault::Partial {
+                written: (self.torn_seed as usize) % len.max(1),
+                error: self.kind.error(),
+            },
+            _ => Fault::Fail(self.kind.error()),
+        }
+    }
+}
+
+/// The acknowledged transactions: base key -> (version, seq) of the latest ack.
+type Acks = BTreeMap<String, (u64, u64)>;
+
+/// Every acknowledged transaction is present (at its version or a later one), and every
+/// transaction is whole: the three documents written together have the same version and seq.
+fn check_acked_and_whole(db: &Db, acks: &Acks, ctx: &str) {
+    for (key, (version, seq)) in acks {
+        let doc = db
+            .get(COLL, key)
+            .unwrap_or_else(|| panic!("{ctx}: acknowledged {key} v{version} is missing"));
+        assert!(
+            doc.meta.version >= *version,
+            "{ctx}: {key} is at v{} but v{version} was acknowledged",
+            doc.meta.version
+        );
+        if doc.meta.version == *version {
+            assert_eq!(
+                doc.json().unwrap()["seq"],
+                json!(seq),
+                "{ctx}: {key} v{version}"
+            );
+        }
+    }
+    let view = db.view();
+    let page = view.list(COLL, &Default::default());
+    assert_eq!(page.docs.len() % 3, 0, "{ctx}: documents come in threes");
+    for d in page.docs.iter().filter(|d| !d.key.contains("-m")) {
+        for m in ["m1", "m2"] {
+            let other = view
+                .get(COLL, &format!("{}-{m}", d.key))
+                .unwrap_or_else(|| panic!("{ctx}: {}-{m} missing", d.key));
+            assert_eq!(
+                other.meta.version, d.meta.version,
+                "{ctx}: {} is partly visible",
+                d.key
+            );
+            assert_eq!(
+                other.json().unwrap()["seq"],
+                d.json().unwrap()["seq"],
+                "{ctx}: {} is partly visible",
+                d.key
+            );
+        }
+    }
+}
+
+struct Outcome {
+    acks: Acks,
+    errors: Vec<Error>,
+}
+
+/// Writers commit three-document transactions until one fails; each then checks that a
+/// later commit fails too.
+fn write_until_failure(db: &Db, seq_base: u64) -> Outcome {
+    let acks = Arc::new(Mutex::new(Acks::new()));
+    let errors = Arc::new(Mutex::new(vec![]));
+    std::thread::scope(|s| {
+        for w in 0..WRITERS {
+            let (acks, errors) = (acks.clone(), errors.clone());
+            s.spawn(move || {
+                for i in 0..5_000u64 {
+                    let key = format!("w{w}-{}", i % KEYS_PER_WRITER);
+                    let seq = seq_base + i;
+                    let value = json!({"w": w, "seq": seq, "pad": "p".repeat((i % 50) as usize)});
+                    let mut tx = Transaction::new();
+                    tx.put(COLL, &key, value.clone());
+                    tx.put(COLL, &format!("{key}-m1"), value.clone());
+                    tx.put(COLL, &format!("{key}-m2"), value);
+                    // One writer debounces: buffered acks must survive a process that lives on.
+                    if w == WRITERS - 1 {
+                        tx.durability(Durability::Buffered {
+                            max_delay: Duration::from_millis(2),
+                        });
+                    }
+                    match db.commit(&tx) {
+                        Ok(c) => {
+                            acks.lock()
+                                .unwrap()
+                                .insert(key, (c.results[0].version, seq));
+                        }
+                        Err(e) => {
+                            let mut errors = errors.lock().unwrap();
+                            errors.push(e);
+                            errors.push(
+                                db.commit(&tx)
+                                    .expect_err("a write after the failure must fail"),
+                            );
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let acks = Arc::try_unwrap(acks).unwrap().into_inner().unwrap();
+    let errors = Arc::try_unwrap(errors).unwrap().into_inner().unwrap();
+    Outcome { acks, errors }
+}
+
+fn options(faults: Faults, segment_size: u64) -> Options {
+    Options {
+        faults,
+        segment_size,
+        checkpoint_on_close: false,
+        checkpoint_log_bytes: 64 << 10,
+        ..Options::default()
+    }
+}
+
+fn scenario(kind: Kind, countdown: i64, segment_size: u64, torn_seed: u64) {
+    let ctx = format!("{kind:?} after {countdown} ops, segments of {segment_size} bytes");
+    let dir = tempfile::tempdir().unwrap();
+    let injector = Arc::new(Injector {
+        scope: dir.path().join(LOG_DIR),
+        kind,
+        armed: AtomicBool::new(false),
+        countdown: AtomicI64::new(countdown),
+        fired: AtomicU64::new(0),
+        fired_on: Mutex::new(vec![]),
+        torn_seed,
+    });
+    let db = Db::open_with(
+        dir.path(),
+        options(Faults::new(injector.clone()), segment_size),
+    )
+    .unwrap();
+    // Acknowledged before the disk goes bad.
+    let warmup = write_until_failure_n(&db, 5);
+    injector.armed.store(true, Ordering::SeqCst);
+    let mut out = write_until_failure(&db, 1_000_000);
+    for (k, v) in warmup {
+        out.acks.entry(k).or_insert(v);
+    }
+    let fired_on = injector.fired_on.lock().unwrap().clone();
+    assert!(!fired_on.is_empty(), "{ctx}: the fault never fired");
+    let ctx = format!("{ctx}, first fault on {}", fired_on[0]);
+
+    // Poisoned, with the cause, for everyone.
+    let cause = db
+        .poisoned()
+        .unwrap_or_else(|| panic!("{ctx}: not poisoned"));
+    assert!(
+        cause.contains(&kind.cause_text()),
+        "{ctx}: cause {cause:?} does not mention the failure"
+    );
+    assert_eq!(
+        out.errors.len(),
+        2 * WRITERS,
+        "{ctx}: every writer saw the failure: {:?}",
+        out.errors
+    );
+    for e in &out.errors {
+        match e {
+            Error::Poisoned { cause } => {
+                assert!(cause.contains(&kind.cause_text()), "{ctx}: {cause}")
+            }
+            other => panic!("{ctx}: expected Error::Poisoned, got {other}"),
+        }
+        assert!(
+            e.to_string().contains("reopen"),
+            "{ctx}: the message says what to do: {e}"
+        );
+    }
+    assert!(
+        matches!(
+            db.put("other", "later", json!(1)),
+            Err(Error::Poisoned { .. })
+        ),
+        "{ctx}: later writes fail"
+    );
+    assert!(
+        matches!(db.sync(), Err(Error::Poisoned { .. })),
+        "{ctx}: sync fails"
+    );
+    assert!(
+        matches!(db.checkpoint(), Err(Error::Poisoned { .. })),
+        "{ctx}: checkpoint fails"
+    );
+    assert_eq!(db.stats().poisoned.as_deref(), Some(cause.as_str()));
+    // Reads keep working, and show every acknowledged transaction, whole.
+    check_acked_and_whole(&db, &out.acks, &format!("{ctx}, poisoned reads"));
+    let published = db.view().lsn();
+    let _ = db.close();
+
+    // Nothing acknowledged is lost after a reopen without the injector.
+    let report = verify_dir(dir.path()).unwrap();
+    assert!(
+        report.is_clean(),
+        "{ctx}: verify after the failure: {:?}",
+        report.problems
+    );
+    let db = Db::open_with(dir.path(), options(Faults::default(), segment_size))
+        .unwrap_or_else(|e| panic!("{ctx}: reopen failed: {e}"));
+    assert!(
+        db.view().lsn() >= published,
+        "{ctx}: reopened at {} < published {published}",
+        db.view().lsn()
+    );
+    check_acked_and_whole(&db, &out.acks, &format!("{ctx}, after reopen"));
+    assert!(db.verify().unwrap().is_clean(), "{ctx}");
+    let c = db
+        .put("other", "after-reopen", json!({"ok": true}))
+        .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    db.close().unwrap();
+    let db = Db::open_with(dir.path(), options(Faults::default(), segment_size)).unwrap();
+    assert_eq!(
+        db.get("other", "after-reopen").map(|d| d.meta.lsn),
+        Some(c.lsn),
+        "{ctx}"
+    );
+    check_acked_and_whole(&db, &out.acks, &format!("{ctx}, second reopen"));
+    db.close().unwrap();
+}
+
+/// `n` transactions per writer with no fault armed.
+fn write_until_failure_n(db: &Db, n: u64) -> Acks {
+    let mut acks = Acks::new();
+    for w in 0..WRITERS {
+        for i in 0..n {
+            let key = format!("w{w}-{}", i % KEYS_PER_WRITER);
+            let value = json!({"w": w, "seq": i});
+            let mut tx = Transaction::new();
+            tx.put(COLL, &key, value.clone());
+            tx.put(COLL, &format!("{key}-m1"), value.clone());
+            tx.put(COLL, &format!("{key}-m2"), value);
+            let c = db.commit(&tx).unwrap();
+            acks.insert(key, (c.results[0].version, i));
+        }
+    }
+    acks
+}
+
+fn run_kind(kind: Kind, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for round in 0..8 {
+        // Early faults hit the first frames or the first roll; late ones land mid-stream.
+        let countdown = match round {
+            0 => 0,
+            1 => 1,
+            _ => rng.random_range(2..400),
+        };
+        let segment_size = [400, 2048, 64 << 20][round % 3];
+        scenario(kind, countdown, segment_size, rng.random());
+    }
+}
+
+#[test]
+fn failed_log_writes_poison_the_database_and_lose_nothing_acknowledged() {
+    run_kind(Kind::WriteFails, 1);
+}
+
+#[test]
+fn torn_log_writes_poison_the_database_and_lose_nothing_acknowledged() {
+    run_kind(Kind::TornWrite, 2);
+}
+
+#[test]
+fn failed_fsyncs_poison_the_database_and_lose_nothing_acknowledged() {
+    run_kind(Kind::FsyncFails, 3);
+}
+
+#[test]
+fn full_disk_poisons_the_database_and_loses_nothing_acknowledged() {
+    run_kind(Kind::DiskFull, 4);
+}
+
+#[test]
+fn disk_filling_up_mid_write_poisons_the_database_and_loses_nothing_acknowledged() {
+    run_kind(Kind::DiskFullMidWrite, 5);
+}
+
+/// Fails every write and sync of checkpoint files.
+struct FullCheckpointDir(PathBuf, AtomicBool);
+
+impl FaultInjector for FullCheckpointDir {
+    fn on_io(&self, op: IoOp<'_>) -> Fault {
+        let path: &Path = match op {
+            IoOp::Write { path, .. } | IoOp::Sync { path } => path,
+        };
+        if self.1.load(Ordering::SeqCst) && path.starts_with(&self.0) {
+            return Fault::Partial {
+                written: 10,
+                error: io::Error::from_raw_os_error(ENOSPC),
+            };
+        }
+        Fault::Proceed
+    }
+}
+
+#[test]
+fn full_disk_during_a_checkpoint_fails_only_the_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ckpt_dir = dir.path().join(CHECKPOINT_DIR);
+    let injector = Arc::new(FullCheckpointDir(ckpt_dir.clone(), AtomicBool::new(false)));
+    let opts = Options {
+        checkpoint_on_close: true,
+        ..options(Faults::new(injector.clone()), 2048)
+    };
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    let mut acks = write_until_failure_n(&db, 10);
+    db.checkpoint().unwrap();
+    injector.1.store(true, Ordering::SeqCst);
+    acks.extend(write_until_failure_n(&db, 20));
+    let err = db
+        .checkpoint()
+        .expect_err("the checkpoint cannot be written");
+    assert!(err.to_string().contains("os error 28"), "{err}");
+    assert_eq!(
+        db.poisoned(),
+        None,
+        "a failed checkpoint does not poison: the log has every commit"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&ckpt_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the earlier checkpoint, no temp file: {leftovers:?}"
+    );
+    let c = db.put("other", "still-writable", json!({})).unwrap();
+    assert!(
+        db.close().is_err(),
+        "the checkpoint on close fails too, and says so"
+    );
+
+    let db = Db::open(dir.path()).unwrap();
+    assert_eq!(db.view().lsn(), c.lsn);
+    assert!(
+        db.recovery_report().commits_replayed > 0,
+        "recovered from the older checkpoint and the log"
+    );
+    check_acked_and_whole(&db, &acks, "after a failed checkpoint");
+    assert!(db.verify().unwrap().is_clean());
+    db.close().unwrap();
+}
