@@ -47,6 +47,11 @@ impl SegmentHeader {
 
     /// Decodes and checks a header.
     pub fn decode(buf: &[u8]) -> Result<Self, String> {
+        // All 32 bytes, reserved ones included: frames start right after them, and a scan of a
+        // shorter file would report frames (and the writer would append) at the wrong offset.
+        if buf.len() < SEGMENT_HEADER_LEN {
+            return Err("file is shorter than a segment header".into());
+        }
         let mut r = Reader::new(buf);
         let magic = r
             .array::<8>()
@@ -70,6 +75,9 @@ impl SegmentHeader {
             return Err(format!(
                 "segment is encrypted with key id {key_id}, which this build cannot read"
             ));
+        }
+        if first_lsn == 0 {
+            return Err("segment header says first LSN 0, but LSNs start at 1".into());
         }
         Ok(SegmentHeader {
             format_version,
@@ -208,7 +216,9 @@ pub fn scan(bytes: &[u8], mut on_commit: impl FnMut(CommitRecord, u64)) -> Resul
             break ScanEnd::Clean;
         }
         match decode_frame(rest) {
-            Ok((rec, len)) if rec.lsn == expected => {
+            // The last LSN of the range could never be followed; refusing it keeps the LSN
+            // arithmetic below from overflowing on crafted input.
+            Ok((rec, len)) if rec.lsn == expected && expected < u64::MAX => {
                 on_commit(rec, pos as u64);
                 pos += len;
                 expected += 1;
