@@ -232,3 +232,41 @@ fn torn_last_commit_after_a_checkpoint_in_a_later_segment_loses_only_that_commit
     assert!(segments.len() > 1, "the log rolled: {segments:?}");
     check_every_offset(&s, "truncated after checkpoint", truncate_at);
 }
+
+#[test]
+fn acknowledged_commit_after_a_segment_cut_inside_its_header_is_never_lost() {
+    // A fresh segment holds only its 32-byte header; cut it inside the header's last (reserved)
+    // bytes. Open may refuse (the damage is named) or carry on, but if it carries on, a
+    // commit it acknowledges must survive the next reopen: the writer must never append where
+    // the reader does not look.
+    for cut in [28u64, 30, 31] {
+        let dir = tempfile::tempdir().unwrap();
+        Db::open_with(dir.path(), opts(64 << 20))
+            .unwrap()
+            .close()
+            .unwrap();
+        let segment = list_segments(&dir.path().join(LOG_DIR)).unwrap()[0]
+            .1
+            .clone();
+        assert_eq!(fs::metadata(&segment).unwrap().len(), 32);
+        truncate_at(&segment, cut);
+        match Db::open_with(dir.path(), opts(64 << 20)) {
+            Err(amberdb::Error::Damaged(d)) => {
+                assert_eq!(d.file, segment, "cut at {cut}: {}", d.detail)
+            }
+            Err(e) => panic!("cut at {cut}: unexpected error {e}"),
+            Ok(db) => {
+                let c = db.put("players", "alice", json!({"hp": 1})).unwrap();
+                db.close().unwrap();
+                let db = Db::open_with(dir.path(), opts(64 << 20)).unwrap();
+                let got = db.get("players", "alice").map(|d| d.meta.lsn);
+                assert_eq!(
+                    got,
+                    Some(c.lsn),
+                    "cut at {cut}: the acknowledged commit was lost"
+                );
+                db.close().unwrap();
+            }
+        }
+    }
+}
