@@ -137,3 +137,56 @@ fn sigterm_and_sigint_drain_checkpoint_and_exit_zero() {
     );
     assert_eq!(stats["collections"][0]["documents"], 40);
 }
+
+#[test]
+fn a_second_signal_during_the_drain_exits_at_once() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let served = Served::start(&data, &["--set", "shutdown.grace_ms=60000"], &[]);
+    let (s, _) = send(
+        &agent(),
+        "PUT",
+        &format!("{}/v1/collections/saves/docs/kept", served.url),
+        Some("1"),
+    )
+    .unwrap();
+    assert_eq!(s, 201);
+
+    // A request that stays in flight: headers promise 100 bytes of body, only 5 arrive, so the
+    // drain has to wait for it (up to the 60 s grace).
+    let addr = served.url.trim_start_matches("http://").to_owned();
+    let mut slow = std::net::TcpStream::connect(&addr).unwrap();
+    slow.write_all(b"PUT /v1/collections/saves/docs/slow HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n[1, 2").unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+
+    let started = std::time::Instant::now();
+    serve_support::signal(&served.child, "TERM");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut served = served;
+    assert!(
+        served.child.try_wait().unwrap().is_none(),
+        "the drain waits for the in-flight request"
+    );
+    serve_support::signal(&served.child, "TERM");
+    let status = served.child.wait().unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "{}",
+        served.stderr.lock().unwrap()
+    );
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "exited at once, not after the grace period"
+    );
+    drop(slow);
+
+    // The acknowledged write is in the log even without the closing checkpoint.
+    let (code, out, err) = amberdb(
+        &["get", "--data", data.to_str().unwrap(), "saves", "kept"],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("\"version\": 1"), "{out}");
+}
