@@ -13,7 +13,6 @@ pub mod child;
 pub mod engines;
 pub mod gamestate;
 pub mod machine;
-pub mod rawdisk;
 pub mod report;
 mod workloads;
 
@@ -72,14 +71,14 @@ impl Scale {
         match self {
             Scale::Full => Sizes {
                 reps: 5,
-                heavy_reps: 3,
+                heavy_reps: 2,
                 w1_commits: 1000,
                 w2_writers: 16,
                 w2_commits_per_writer: 200,
                 w3_commits: 20_000,
                 dataset_docs: 1_000_000,
                 batch: 1000,
-                reads_per_thread: 500_000,
+                reads_per_thread: 300_000,
                 scans: 20_000,
                 crash_batches: 100,
             },
