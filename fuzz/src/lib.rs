@@ -1,0 +1,209 @@
+//! What the fuzz targets check, shared with `crates/amberdb/tests/fuzz_seeds.rs` (which includes
+//! this file by path, so the seed test in CI and the fuzzers run exactly the same checks).
+//!
+//! Each check feeds bytes to one decoder and panics only when the decoder panics or breaks one
+//! of its own promises (offsets inside the input, a decoded value that re-encodes to the same
+//! size, ...). It returns whether the bytes decoded cleanly. The `fix_*` functions recompute
+//! the checksums of mutated bytes so that mutations get past the CRC and SHA-256 checks and
+//! reach the parsers behind them.
+//!
+//! Only `amberdb`, `crc32c` and `sha2` may be used here: the seed test has nothing else.
+
+use amberdb::checkpoint::{self, CHECKPOINT_END_MAGIC};
+use amberdb::log::record::{decode_frame, FRAME_HEADER_LEN};
+use amberdb::log::segment::{scan, ScanEnd, Seal, SegmentHeader, SEAL_LEN, SEGMENT_HEADER_LEN};
+
+/// Decodes one commit frame at the start of `data`. A decoded frame must lie inside `data`,
+/// re-encode to the same length, and decode again to the same record.
+pub fn commit_frame(data: &[u8]) -> bool {
+    let Ok((rec, len)) = decode_frame(data) else {
+        return false;
+    };
+    assert!(
+        (FRAME_HEADER_LEN..=data.len()).contains(&len),
+        "frame length {len} of {}",
+        data.len()
+    );
+    assert_eq!(rec.encoded_len(), len, "encoded_len of a decoded frame");
+    let mut again = Vec::with_capacity(len);
+    rec.encode_into(&mut again);
+    assert_eq!(
+        again.len(),
+        len,
+        "a decoded frame re-encodes to the same length"
+    );
+    let (back, back_len) = decode_frame(&again).expect("a re-encoded frame decodes");
+    assert_eq!(
+        (back, back_len),
+        (rec, len),
+        "re-encoded frame decodes to the same record"
+    );
+    true
+}
+
+/// Scans a whole segment. Frames must be contiguous from the header on, and how the scan ended
+/// must account for every byte: clean to the end, or a torn tail / damage at the end of the last
+/// valid frame.
+pub fn segment_scan(data: &[u8]) -> bool {
+    let header = SegmentHeader::decode(data);
+    let mut next = SEGMENT_HEADER_LEN as u64;
+    let mut frames = 0u64;
+    let scanned = scan(data, |rec, offset| {
+        assert_eq!(offset, next, "frames are contiguous");
+        next = offset + rec.encoded_len() as u64;
+        frames += 1;
+    });
+    let s = match scanned {
+        Ok(s) => s,
+        Err(_) => {
+            assert!(
+                header.is_err(),
+                "scan refused a segment whose header decodes"
+            );
+            return false;
+        }
+    };
+    let header = header.expect("scan accepted the header");
+    assert_eq!(
+        SegmentHeader::decode(&header.encode()),
+        Ok(header),
+        "header round trip"
+    );
+    assert_eq!(s.header, header);
+    assert_eq!(
+        s.valid_len, next,
+        "valid_len is the end of the last valid frame"
+    );
+    assert_eq!(
+        s.last_lsn,
+        header.first_lsn.wrapping_sub(1).wrapping_add(frames),
+        "last LSN"
+    );
+    assert!(
+        header.first_lsn >= 1 && s.last_lsn < u64::MAX,
+        "LSNs stay in 1..u64::MAX: {s:?}"
+    );
+    let len = data.len() as u64;
+    match s.end {
+        ScanEnd::Clean => {
+            assert_eq!(s.valid_len, len, "a clean scan covers every byte");
+            true
+        }
+        ScanEnd::TornTail { offset, bytes, .. } => {
+            assert_eq!(
+                (offset, offset + bytes),
+                (s.valid_len, len),
+                "a torn tail runs to the end"
+            );
+            false
+        }
+        ScanEnd::Damaged { offset, .. } => {
+            assert!(
+                offset == s.valid_len && offset < len,
+                "damage at {offset}, valid to {}",
+                s.valid_len
+            );
+            false
+        }
+    }
+}
+
+/// Decodes a seal; a decoded seal must survive an encode/decode round trip.
+pub fn seal(data: &[u8]) -> bool {
+    let Ok(seal) = Seal::decode(data) else {
+        return false;
+    };
+    let encoded = seal.encode();
+    assert_eq!(encoded.len(), SEAL_LEN);
+    assert_eq!(Seal::decode(&encoded), Ok(seal), "seal round trip");
+    true
+}
+
+/// Decodes a checkpoint exhaustively. Every problem must point inside the file, and a
+/// checkpoint without problems must have a header.
+pub fn checkpoint(data: &[u8]) -> bool {
+    let d = checkpoint::decode(data);
+    for p in &d.problems {
+        assert!(
+            p.offset <= data.len() as u64,
+            "problem offset {} past the end ({}): {}",
+            p.offset,
+            data.len(),
+            p.detail
+        );
+    }
+    if d.problems.is_empty() {
+        assert!(d.header.is_some(), "a sound checkpoint has a header");
+    }
+    d.problems.is_empty()
+}
+
+fn put_u32(buf: &mut [u8], at: usize, v: u32) {
+    if let Some(b) = buf.get_mut(at..at + 4) {
+        b.copy_from_slice(&v.to_le_bytes());
+    }
+}
+
+fn get_u32(buf: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(buf.get(at..at + 4)?.try_into().ok()?))
+}
+
+fn fix_crc(buf: &mut [u8], covered: std::ops::Range<usize>, at: usize) {
+    if let Some(bytes) = buf.get(covered) {
+        let crc = crc32c::crc32c(bytes);
+        put_u32(buf, at, crc);
+    }
+}
+
+/// Recomputes the CRC32C of every commit frame laid end to end from the start of `buf`.
+pub fn fix_frames(buf: &mut [u8]) {
+    fix_frames_from(buf, 0);
+}
+
+fn fix_frames_from(buf: &mut [u8], mut pos: usize) {
+    while let Some(len) = get_u32(buf, pos) {
+        let end = pos + FRAME_HEADER_LEN + len as usize;
+        if end > buf.len() {
+            break;
+        }
+        fix_crc(buf, pos + 8..end, pos + 4);
+        pos = end;
+    }
+}
+
+/// Recomputes a segment's header CRC and its frames' CRCs.
+pub fn fix_segment(buf: &mut [u8]) {
+    fix_crc(buf, 0..24, 24);
+    fix_frames_from(buf, SEGMENT_HEADER_LEN);
+}
+
+/// Recomputes a seal's CRC.
+pub fn fix_seal(buf: &mut [u8]) {
+    fix_crc(buf, 0..80, 80);
+}
+
+/// Recomputes a checkpoint's header CRC, every block's CRC, and the trailer (body length,
+/// body SHA-256, end magic).
+pub fn fix_checkpoint(buf: &mut [u8]) {
+    use sha2::Digest;
+    const HEADER: usize = checkpoint::HEADER_LEN;
+    const TRAILER: usize = checkpoint::TRAILER_LEN;
+    fix_crc(buf, 0..60, 60);
+    let Some(trailer_at) = buf.len().checked_sub(TRAILER).filter(|t| *t >= HEADER) else {
+        return;
+    };
+    let mut pos = HEADER;
+    while let Some(stored) = get_u32(buf, pos + 4) {
+        let end = pos + checkpoint::BLOCK_HEADER_LEN + stored as usize;
+        if end > trailer_at {
+            break;
+        }
+        fix_crc(buf, pos + checkpoint::BLOCK_HEADER_LEN..end, pos + 8);
+        pos = end;
+    }
+    let sha: [u8; 32] = sha2::Sha256::digest(&buf[HEADER..trailer_at]).into();
+    let body_len = (trailer_at - HEADER) as u64;
+    buf[trailer_at..trailer_at + 8].copy_from_slice(&body_len.to_le_bytes());
+    buf[trailer_at + 8..trailer_at + 40].copy_from_slice(&sha);
+    buf[trailer_at + 40..].copy_from_slice(&CHECKPOINT_END_MAGIC);
+}
