@@ -31,7 +31,7 @@ const TARGETS: [(&str, Check, Fix); 4] = [
 ];
 
 /// Mutations per target; each is checked raw and with fixed checksums.
-const MUTATIONS: usize = 3000;
+const MUTATIONS: usize = 5000;
 
 fn corpus_dir(target: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
