@@ -21,7 +21,11 @@ pub struct CliError {
 
 impl CliError {
     pub fn new(code: i32, message: impl Into<String>) -> Self {
-        CliError { code, message: message.into(), hint: None }
+        CliError {
+            code,
+            message: message.into(),
+            hint: None,
+        }
     }
 
     pub fn usage(message: impl Into<String>) -> Self {
@@ -48,7 +52,10 @@ impl CliError {
 impl From<Error> for CliError {
     fn from(e: Error) -> Self {
         let code = match &e {
-            Error::InvalidCollection { .. } | Error::InvalidKey { .. } | Error::InvalidValue(_) | Error::TooLarge { .. } => USAGE,
+            Error::InvalidCollection { .. }
+            | Error::InvalidKey { .. }
+            | Error::InvalidValue(_)
+            | Error::TooLarge { .. } => USAGE,
             _ => ERROR,
         };
         let hint = match &e {
@@ -60,7 +67,11 @@ impl From<Error> for CliError {
             Error::Conflict(_) => Some("re-read the document and retry with its current version".into()),
             _ => None,
         };
-        CliError { code, message: e.to_string(), hint }
+        CliError {
+            code,
+            message: e.to_string(),
+            hint,
+        }
     }
 }
 

@@ -111,7 +111,8 @@ pub fn read_json(arg: Option<&str>) -> Result<serde_json::Value, CliError> {
             s
         }
     };
-    serde_json::from_str(&text).map_err(|e| CliError::usage(format!("value is not valid JSON: {e}")))
+    serde_json::from_str(&text)
+        .map_err(|e| CliError::usage(format!("value is not valid JSON: {e}")))
 }
 
 /// Prints a JSON value on stdout, pretty when `pretty`.

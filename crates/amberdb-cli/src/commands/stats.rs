@@ -10,7 +10,13 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> CliResult {
-    let db = amberdb::Db::open_with(&a.data.data, amberdb::Options { checkpoint_on_close: false, ..Default::default() })?;
+    let db = amberdb::Db::open_with(
+        &a.data.data,
+        amberdb::Options {
+            checkpoint_on_close: false,
+            ..Default::default()
+        },
+    )?;
     let stats = db.stats();
     let recovery = db.recovery_report().clone();
     db.close()?;

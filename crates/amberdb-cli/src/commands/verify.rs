@@ -4,7 +4,9 @@ use super::DataArgs;
 use crate::exit::{CliError, CliResult, ERROR};
 
 #[derive(clap::Args, Debug)]
-#[command(after_help = "Exit status: 0 when clean (a torn tail left by a crash is normal and only noted), 1 when any problem is found.")]
+#[command(
+    after_help = "Exit status: 0 when clean (a torn tail left by a crash is normal and only noted), 1 when any problem is found."
+)]
 pub struct Args {
     #[command(flatten)]
     pub data: DataArgs,
@@ -15,16 +17,28 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     if !a.data.data.is_dir() {
-        return Err(CliError::new(ERROR, format!("{} is not a directory", a.data.data.display())));
+        return Err(CliError::new(
+            ERROR,
+            format!("{} is not a directory", a.data.data.display()),
+        ));
     }
     let report = amberdb::verify_dir(&a.data.data)?;
     if a.json {
-        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).unwrap_or_default()
+        );
     } else {
-        let range = report.log_lsn_range.map_or("empty".to_string(), |(a, b)| format!("LSN {a}..={b}"));
+        let range = report
+            .log_lsn_range
+            .map_or("empty".to_string(), |(a, b)| format!("LSN {a}..={b}"));
         println!(
             "checked {} segments ({range}), {} seals, {} commits, {} checkpoints, {} documents",
-            report.segments, report.seals, report.commits, report.checkpoints, report.documents_checked
+            report.segments,
+            report.seals,
+            report.commits,
+            report.checkpoints,
+            report.documents_checked
         );
         if let Some(t) = &report.torn_tail {
             println!(
@@ -47,7 +61,9 @@ pub fn run(a: Args) -> CliResult {
     if report.is_clean() {
         Ok(())
     } else {
-        Err(CliError::new(ERROR, format!("{} problem(s) found", report.problems.len()))
-            .hint("see \"Damaged data directory\" in docs/OPERATIONS.md"))
+        Err(
+            CliError::new(ERROR, format!("{} problem(s) found", report.problems.len()))
+                .hint("see \"Damaged data directory\" in docs/OPERATIONS.md"),
+        )
     }
 }
