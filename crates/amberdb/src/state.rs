@@ -111,7 +111,8 @@ pub(crate) struct EncodedOp {
     pub key: Arc<str>,
     pub kind: EncodedKind,
     pub if_version: Option<u64>,
-    pub schema_version: u32,
+    /// Declared schema version; `None` keeps the document's (patches) or uses 1 (new values).
+    pub schema_version: Option<u32>,
 }
 
 /// Validates names and sizes and encodes values, in the caller's thread, so the committer
@@ -151,11 +152,11 @@ pub(crate) fn encode_transaction(
                     WriteKind::Patch(p) => EncodedKind::Patch(p.clone()),
                     WriteKind::Delete => EncodedKind::Delete,
                 };
-                (kind, w.if_version, w.schema_version.unwrap_or(1))
+                (kind, w.if_version, w.schema_version)
             }
-            Op::Check { version, .. } => (EncodedKind::Check(*version), None, 1),
+            Op::Check { version, .. } => (EncodedKind::Check(*version), None, None),
         };
-        if schema_version == 0 {
+        if schema_version == Some(0) {
             return Err(Error::InvalidValue(
                 "schema_version must be a positive integer".into(),
             ));
@@ -319,12 +320,19 @@ impl State {
                     v
                 }
             };
+            let is_patch = matches!(op.kind, EncodedKind::Patch(_));
             if cur.value.is_none() {
                 cur.created_at = ts;
             }
+            // A patch edits the stored value, so it keeps its schema version unless the
+            // writer declares one; a whole new value without a declaration is version 1.
+            cur.schema_version = match op.schema_version {
+                Some(v) => v,
+                None if is_patch => cur.schema_version.max(1),
+                None => 1,
+            };
             cur.value = Some(new_value);
             cur.version += 1;
-            cur.schema_version = op.schema_version;
             cur.touched = true;
             results.push(result(op, cur.version, true));
             if !order.contains(&id) {
