@@ -106,6 +106,14 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/admin/status", get(routes::admin::status))
         .route("/v1/admin/checkpoint", post(routes::admin::checkpoint))
         .route("/v1/admin/verify", post(routes::admin::verify))
+        .route(
+            "/v1/admin/backups",
+            get(routes::backups::list).post(routes::backups::create),
+        )
+        .route(
+            "/v1/admin/backups/{id}/verify",
+            post(routes::backups::verify),
+        )
         .layer(middleware::from_fn_with_state(
             state.clone(),
             limit_and_deadline,

@@ -55,6 +55,8 @@ enum Kind {
         max: u64,
     },
     Durability,
+    /// One of a few words, checked where the option is read.
+    Word,
 }
 
 const MAX_U32: u64 = u32::MAX as u64;
@@ -75,6 +77,17 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec { key: "engine.checkpoint_interval_s", default: "300", doc: "Write a checkpoint this often when anything changed; 0 disables time-based checkpoints.", kind: Kind::Int { min: 0, max: MAX_U32 } },
     OptionSpec { key: "engine.checkpoint_log_bytes", default: "128MiB", doc: "Write a checkpoint after this much log.", kind: Kind::Bytes { min: 4096, max: u64::MAX } },
     OptionSpec { key: "engine.segment_size", default: "64MiB", doc: "Seal a log segment and start a new one at this size.", kind: Kind::Bytes { min: 4096, max: 1 << 40 } },
+    OptionSpec { key: "backup.repo", default: "", doc: "Backup repository directory (created if missing). Enables continuous log archiving to it, the /v1/admin/backups endpoints, and recovery.mode = auto.", kind: Kind::OptPath },
+    OptionSpec { key: "backup.interval_s", default: "0", doc: "Take a backup into backup.repo this often (seconds); 0 = no schedule. Failures are logged and shown in /v1/admin/status, never fatal.", kind: Kind::Int { min: 0, max: MAX_U32 } },
+    OptionSpec { key: "backup.keep_last", default: "0", doc: "Retention after each scheduled backup: keep the N newest (0 = rule off). Rules are OR-ed; with none set every backup is kept.", kind: Kind::Int { min: 0, max: MAX_U32 } },
+    OptionSpec { key: "backup.keep_hourly", default: "0", doc: "Retention: the newest backup of each of the N newest hours that have one (0 = off).", kind: Kind::Int { min: 0, max: MAX_U32 } },
+    OptionSpec { key: "backup.keep_daily", default: "0", doc: "Retention: ... of each of the N newest days (UTC).", kind: Kind::Int { min: 0, max: MAX_U32 } },
+    OptionSpec { key: "backup.keep_weekly", default: "0", doc: "Retention: ... of each of the N newest ISO weeks.", kind: Kind::Int { min: 0, max: MAX_U32 } },
+    OptionSpec { key: "backup.keep_monthly", default: "0", doc: "Retention: ... of each of the N newest months.", kind: Kind::Int { min: 0, max: MAX_U32 } },
+    OptionSpec { key: "backup.keep_within_s", default: "0", doc: "Retention: every backup within this many seconds of the newest (0 = off).", kind: Kind::Int { min: 0, max: u64::MAX } },
+    OptionSpec { key: "backup.pitr_window_s", default: "0", doc: "Pruning keeps what point-in-time restore to any moment in this many seconds needs (0 = off).", kind: Kind::Int { min: 0, max: u64::MAX } },
+    OptionSpec { key: "backup.archive_timeout_s", default: "60", doc: "With backup.repo: seal and archive the active log segment once its oldest unarchived commit is this old (0 = only when full).", kind: Kind::Int { min: 0, max: MAX_U32 } },
+    OptionSpec { key: "recovery.mode", default: "refuse", doc: "On damage beyond a torn tail: refuse to start (naming file and offset), or auto: quarantine the damaged files and rebuild from local data or backup.repo, logging a report.", kind: Kind::Word },
     OptionSpec { key: "shutdown.grace_ms", default: "30000", doc: "On SIGINT/SIGTERM, how long in-flight requests may take to finish before connections are closed.", kind: Kind::Int { min: 0, max: MAX_U32 } },
 ];
 
@@ -174,6 +187,18 @@ pub struct Config {
     pub segment_size: u64,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Backup repository (archiving, admin endpoints, auto recovery).
+    pub backup_repo: Option<PathBuf>,
+    /// Scheduled backup interval (`None`: no schedule).
+    pub backup_interval: Option<Duration>,
+    /// Retention applied after each scheduled backup (`None`: keep all).
+    pub retention: Option<amberdb::RetentionPolicy>,
+    /// Point-in-time window pruning must preserve.
+    pub pitr_window: Option<Duration>,
+    /// Seal-and-archive timeout for the active segment.
+    pub archive_timeout: Option<Duration>,
+    /// Recover automatically from `backup_repo` instead of refusing to start.
+    pub recovery_auto: bool,
     /// Bearer tokens (`[[auth.tokens]]`); empty means authentication is off.
     pub tokens: Vec<TokenEntry>,
 }
@@ -253,6 +278,21 @@ impl Config {
             segment_size: self.segment_size,
             checkpoint_log_bytes: self.checkpoint_log_bytes,
             checkpoint_interval: self.checkpoint_interval,
+            archive_to: self.backup_repo.clone(),
+            archive_timeout: self.archive_timeout,
+            backup_schedule: match (&self.backup_repo, self.backup_interval) {
+                (Some(repo), Some(interval)) => Some(amberdb::backup::BackupSchedule {
+                    repo: repo.clone(),
+                    interval,
+                    retention: self.retention.clone(),
+                    pitr_window: self.pitr_window,
+                }),
+                _ => None,
+            },
+            recovery: match (&self.backup_repo, self.recovery_auto) {
+                (Some(repo), true) => amberdb::RecoveryMode::Auto { repo: repo.clone() },
+                _ => amberdb::RecoveryMode::Refuse,
+            },
             ..amberdb::Options::default()
         }
     }
@@ -300,8 +340,17 @@ fn read_table(
         match v {
             toml::Value::Table(t)
                 if prefix.is_empty()
-                    && ["tls", "limits", "durability", "engine", "shutdown", "auth"]
-                        .contains(&k.as_str()) =>
+                    && [
+                        "tls",
+                        "limits",
+                        "durability",
+                        "engine",
+                        "backup",
+                        "recovery",
+                        "shutdown",
+                        "auth",
+                    ]
+                    .contains(&k.as_str()) =>
             {
                 read_table(t, &key, origin, raw, tokens)?;
             }
@@ -506,6 +555,50 @@ fn build(
     };
     let insecure_no_auth = boolean("insecure_no_auth")?;
     let checkpoint_s = int("engine.checkpoint_interval_s")?;
+    let backup_repo = opt_path("backup.repo")?;
+    let secs = |key: &str| -> Result<Option<Duration>, ConfigError> {
+        Ok(Some(int(key)?).filter(|s| *s > 0).map(Duration::from_secs))
+    };
+    let count = |key: &str| -> Result<Option<u32>, ConfigError> {
+        Ok(Some(int(key)? as u32).filter(|n| *n > 0))
+    };
+    let retention = amberdb::RetentionPolicy {
+        keep_last: count("backup.keep_last")?,
+        keep_hourly: count("backup.keep_hourly")?,
+        keep_daily: count("backup.keep_daily")?,
+        keep_weekly: count("backup.keep_weekly")?,
+        keep_monthly: count("backup.keep_monthly")?,
+        keep_within: secs("backup.keep_within_s")?,
+    };
+    let backup_interval = secs("backup.interval_s")?;
+    if backup_repo.is_none() {
+        for key in ["backup.interval_s", "recovery.mode"] {
+            let (v, origin, _) = get(key)?;
+            let set = match key {
+                "recovery.mode" => v.eq_ignore_ascii_case("auto"),
+                _ => backup_interval.is_some(),
+            };
+            if set {
+                return Err(ConfigError::new(
+                    key,
+                    origin,
+                    "needs backup.repo (the repository to back up to or recover from)",
+                ));
+            }
+        }
+    }
+    let (mode_raw, mode_origin, _) = get("recovery.mode")?;
+    let recovery_auto = match mode_raw.to_ascii_lowercase().as_str() {
+        "refuse" | "" => false,
+        "auto" => true,
+        _ => {
+            return Err(ConfigError::new(
+                "recovery.mode",
+                mode_origin,
+                format!("expected refuse or auto, got {mode_raw:?}"),
+            ))
+        }
+    };
     let config = Config {
         listen,
         data: PathBuf::from(data_raw),
@@ -522,6 +615,12 @@ fn build(
         segment_size: int("engine.segment_size")?,
         shutdown_grace: Duration::from_millis(int("shutdown.grace_ms")?),
         tokens,
+        backup_interval,
+        retention: (!retention.is_empty()).then_some(retention),
+        pitr_window: secs("backup.pitr_window_s")?,
+        archive_timeout: secs("backup.archive_timeout_s")?,
+        recovery_auto,
+        backup_repo,
     };
     if !config.listen.ip().is_loopback() && config.tokens.is_empty() && !config.insecure_no_auth {
         return Err(ConfigError::new(

@@ -110,6 +110,7 @@ impl From<amberdb::Error> for ApiError {
                 .details(serde_json::json!({"collection": collection, "key": key})),
             E::Poisoned { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "poisoned", msg),
             E::Closed => ApiError::shutting_down(),
+            E::InvalidArgument(_) => ApiError::bad_request("invalid_argument", msg),
             _ => ApiError::internal(msg),
         }
     }

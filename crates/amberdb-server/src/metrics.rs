@@ -157,6 +157,24 @@ impl Metrics {
             "1 when the database refuses writes after an I/O failure.",
             u8::from(stats.poisoned.is_some()).to_string(),
         );
+        if let Some(at) = stats.backup.last_backup_at_us {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0);
+            gauge(
+                "amberdb_last_backup_age_seconds",
+                "gauge",
+                "Seconds since the last successful backup this server took.",
+                format!("{:.3}", now.saturating_sub(at) as f64 / 1e6),
+            );
+        }
+        gauge(
+            "amberdb_backup_failures_total",
+            "counter",
+            "Scheduled backup, archive or prune attempts that failed since start.",
+            stats.backup.failures.to_string(),
+        );
         gauge(
             "amberdb_uptime_seconds",
             "gauge",

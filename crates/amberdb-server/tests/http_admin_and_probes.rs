@@ -111,6 +111,8 @@ fn openapi_document_describes_every_route() {
         ("/v1/admin/status", &["get"]),
         ("/v1/admin/checkpoint", &["post"]),
         ("/v1/admin/verify", &["post"]),
+        ("/v1/admin/backups", &["get", "post"]),
+        ("/v1/admin/backups/{id}/verify", &["post"]),
         ("/healthz", &["get"]),
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),
@@ -125,7 +127,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        13,
+        15,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];

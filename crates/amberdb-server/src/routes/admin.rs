@@ -1,7 +1,4 @@
-//! Admin endpoints (scope `admin`): status, checkpoint, verify.
-//!
-//! Backups are not exposed yet: the backup engine is still being built inside the engine
-//! crate; `last_backup` in the status is null until it lands.
+//! Admin endpoints (scope `admin`): status, checkpoint, verify. Backups are in `backups.rs`.
 
 use axum::extract::State;
 use axum::{Extension, Json};
@@ -43,7 +40,11 @@ pub async fn status(
         checkpoints: s.checkpoints,
         checkpoint_bytes: s.checkpoint_bytes,
         last_checkpoint_lsn: s.last_checkpoint_lsn,
-        last_backup: None,
+        last_backup: state
+            .config
+            .backup_repo
+            .as_ref()
+            .map(|_| serde_json::to_value(&s.backup).unwrap_or_default()),
         poisoned: s.poisoned,
         shutting_down: state.is_shutting_down(),
         collections: s

@@ -3,6 +3,7 @@
 //! of endpoint (the OpenAPI document lists exactly these, and schemathesis holds us to them).
 
 pub mod admin;
+pub mod backups;
 pub mod collections;
 pub mod documents;
 pub mod probes;
@@ -65,7 +66,7 @@ pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
     }
 }
 
-fn error_responses(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
+pub(crate) fn error_responses(list: &[(u16, &str)]) -> BTreeMap<String, RefOr<Response>> {
     list.iter()
         .map(|(status, desc)| {
             let content = ContentBuilder::new()
@@ -84,8 +85,8 @@ const E400: (u16, &str) = (
     400,
     "Malformed request: bad collection name, key, query, header or JSON (codes invalid_*).",
 );
-const E401: (u16, &str) = (401, "Missing or unknown bearer token (code unauthorized).");
-const E403: (u16, &str) = (
+pub(crate) const E401: (u16, &str) = (401, "Missing or unknown bearer token (code unauthorized).");
+pub(crate) const E403: (u16, &str) = (
     403,
     "The token's scopes do not allow this (code forbidden).",
 );
@@ -107,7 +108,7 @@ const E415: (u16, &str) = (
     "Unsupported Content-Type (code unsupported_media_type).",
 );
 const E422: (u16, &str) = (422, "The patch could not be applied (code patch_failed).");
-const E503: (u16, &str) = (
+pub(crate) const E503: (u16, &str) = (
     503,
     "Poisoned, shutting down, or timed out (codes poisoned, shutting_down, timeout).",
 );
