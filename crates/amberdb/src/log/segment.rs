@@ -63,6 +63,10 @@ impl SegmentHeader {
         let key_id = r.u32().ok_or("short header")?;
         let first_lsn = r.u64().ok_or("short header")?;
         let crc = r.u32().ok_or("short header")?;
+        // Reserved bytes sit outside the CRC; requiring zeros makes a flip there visible too.
+        if r.u32() != Some(0) {
+            return Err("segment header's reserved bytes are not zero".into());
+        }
         if crc32c::crc32c(buf.get(..24).unwrap_or_default()) != crc {
             return Err("segment header fails its CRC32C".into());
         }
@@ -134,6 +138,9 @@ impl Seal {
         let last_commit_ts = r.u64().ok_or("short seal")?;
         let sha256 = r.array::<32>().ok_or("short seal")?;
         let crc = r.u32().ok_or("short seal")?;
+        if r.u32() != Some(0) {
+            return Err("seal is truncated or its reserved bytes are not zero".into());
+        }
         if crc32c::crc32c(buf.get(..80).unwrap_or_default()) != crc {
             return Err("seal fails its CRC32C".into());
         }
@@ -272,4 +279,40 @@ fn valid_frame_after(bytes: &[u8], from: usize, min_lsn: u64) -> bool {
         pos += 1;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flip_in_the_reserved_bytes_of_a_header_or_seal_is_detected() {
+        let header = SegmentHeader {
+            format_version: 1,
+            key_id: 0,
+            first_lsn: 7,
+        }
+        .encode();
+        assert!(SegmentHeader::decode(&header).is_ok());
+        for i in 28..32 {
+            let mut h = header.clone();
+            h[i] ^= 1;
+            assert!(SegmentHeader::decode(&h).is_err(), "header byte {i}");
+        }
+        let seal = Seal {
+            first_lsn: 1,
+            last_lsn: 9,
+            length: 100,
+            last_commit_ts: 5,
+            sha256: [3; 32],
+        }
+        .encode();
+        assert_eq!(Seal::decode(&seal).map(|s| s.last_lsn), Ok(9));
+        for i in 84..88 {
+            let mut s = seal.clone();
+            s[i] ^= 1;
+            assert!(Seal::decode(&s).is_err(), "seal byte {i}");
+        }
+        assert!(Seal::decode(&seal[..84]).is_err(), "a truncated seal");
+    }
 }
