@@ -266,10 +266,12 @@ impl State {
                     if existed {
                         cur.value = None;
                         cur.version = 0;
-                        cur.touched = true;
-                        if !order.contains(&id) {
+                        // First write to this document in the transaction: remember its place
+                        // (a flag, not a search of `order`, so big batches stay linear).
+                        if !cur.touched {
                             order.push(id);
                         }
+                        cur.touched = true;
                     }
                     results.push(result(op, 0, existed));
                     continue;
@@ -333,11 +335,11 @@ impl State {
             };
             cur.value = Some(new_value);
             cur.version += 1;
-            cur.touched = true;
-            results.push(result(op, cur.version, true));
-            if !order.contains(&id) {
+            if !cur.touched {
                 order.push(id);
             }
+            cur.touched = true;
+            results.push(result(op, cur.version, true));
         }
         if !conflicts.is_empty() {
             return Err(Error::Conflict(conflicts));
