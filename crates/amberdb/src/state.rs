@@ -20,8 +20,30 @@ use crate::txn::{Op, OpResult, Patch, Transaction, WriteKind};
 /// write can link to it as its previous LSN).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Collection {
+    /// Documents in key order, for listing and checkpoints. Change through `insert_doc` and
+    /// `remove_doc` only, so `by_key` stays in step.
     pub docs: OrdMap<Arc<str>, Document>,
+    /// The same documents hashed by key, for point reads and transaction preparation: a
+    /// lookup in the ordered map chases a pointer per key comparison (~7 us at a million
+    /// documents, `docs/BENCHMARKS.md`), a hash lookup touches a few nodes.
+    by_key: imbl::HashMap<Arc<str>, Document>,
     pub tombstones: OrdMap<Arc<str>, u64>,
+}
+
+impl Collection {
+    pub(crate) fn insert_doc(&mut self, key: Arc<str>, doc: Document) {
+        self.by_key.insert(key.clone(), doc.clone());
+        self.docs.insert(key, doc);
+    }
+
+    pub(crate) fn remove_doc(&mut self, key: &str) {
+        self.by_key.remove(key);
+        self.docs.remove(key);
+    }
+
+    pub(crate) fn get_doc(&self, key: &str) -> Option<&Document> {
+        self.by_key.get(key)
+    }
 }
 
 /// The whole database at one LSN.
@@ -40,7 +62,7 @@ impl State {
             match &op.doc {
                 Some(d) => {
                     coll.tombstones.remove(&op.key);
-                    coll.docs.insert(
+                    coll.insert_doc(
                         op.key.clone(),
                         Document {
                             key: op.key.clone(),
@@ -57,7 +79,7 @@ impl State {
                     );
                 }
                 None => {
-                    coll.docs.remove(&op.key);
+                    coll.remove_doc(&op.key);
                     coll.tombstones.insert(op.key.clone(), rec.lsn);
                 }
             }
@@ -67,7 +89,7 @@ impl State {
     }
 
     pub(crate) fn get(&self, collection: &str, key: &str) -> Option<&Document> {
-        self.collections.get(collection)?.docs.get(key)
+        self.collections.get(collection)?.get_doc(key)
     }
 
     /// Number of live documents.
@@ -194,7 +216,7 @@ pub(crate) struct Prepared {
 impl State {
     fn current(&self, collection: &str, key: &str) -> Current {
         let coll = self.collections.get(collection);
-        match coll.and_then(|c| c.docs.get(key)) {
+        match coll.and_then(|c| c.get_doc(key)) {
             Some(d) => Current {
                 version: d.meta.version,
                 value: Some(EncodedValue {

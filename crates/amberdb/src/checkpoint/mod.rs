@@ -457,7 +457,7 @@ fn decode_entries(raw: &[u8], compression: u32, data_at: usize, out: &mut Decode
                 }
                 let key: Arc<str> = key.into();
                 let c: &mut Collection = out.state.collections.entry(coll.into()).or_default();
-                c.docs.insert(
+                c.insert_doc(
                     key.clone(),
                     Document {
                         key,
