@@ -26,13 +26,15 @@ pub(crate) struct Collection {
     /// The same documents hashed by key, for point reads and transaction preparation: a
     /// lookup in the ordered map chases a pointer per key comparison (~7 us at a million
     /// documents, `docs/BENCHMARKS.md`), a hash lookup touches a few nodes.
-    by_key: imbl::HashMap<Arc<str>, Document>,
+    /// Values are shared `Arc`s: an inline `Document` in every slot of the hash trie's
+    /// full-width nodes cost ~1.3 KB per document, a pointer ~450 bytes.
+    by_key: imbl::HashMap<Arc<str>, Arc<Document>>,
     pub tombstones: OrdMap<Arc<str>, u64>,
 }
 
 impl Collection {
     pub(crate) fn insert_doc(&mut self, key: Arc<str>, doc: Document) {
-        self.by_key.insert(key.clone(), doc.clone());
+        self.by_key.insert(key.clone(), Arc::new(doc.clone()));
         self.docs.insert(key, doc);
     }
 
@@ -42,7 +44,7 @@ impl Collection {
     }
 
     pub(crate) fn get_doc(&self, key: &str) -> Option<&Document> {
-        self.by_key.get(key)
+        self.by_key.get(key).map(|d| &**d)
     }
 }
 
