@@ -120,7 +120,8 @@ impl Db {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dir = dir.as_ref().to_owned();
-        std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+        crate::io::create_dir_all(&dir, &opts.faults)
+            .context(|| format!("creating {}", dir.display()))?;
         let lock = DirLock::acquire(&dir)?;
         if dir.join(RESTORE_MARKER).exists() {
             return Err(Error::InvalidArgument(format!(
@@ -639,7 +640,8 @@ impl Inner {
         let ckpts =
             list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
         for (_, path) in ckpts.iter().skip(2) {
-            std::fs::remove_file(path).context(|| format!("removing {}", path.display()))?;
+            crate::io::remove_file(path, &self.opts.faults)
+                .context(|| format!("removing {}", path.display()))?;
         }
         let Some(oldest_kept) = ckpts
             .get(..2.min(ckpts.len()))
@@ -659,10 +661,11 @@ impl Inner {
                 && seg.seal.last_commit_ts <= horizon
                 && archived_everywhere
             {
-                std::fs::remove_file(&seg.path)
+                crate::io::remove_file(&seg.path, &self.opts.faults)
                     .context(|| format!("removing {}", seg.path.display()))?;
                 let seal = log_dir.join(seal_file_name(seg.seal.first_lsn));
-                std::fs::remove_file(&seal).context(|| format!("removing {}", seal.display()))?;
+                crate::io::remove_file(&seal, &self.opts.faults)
+                    .context(|| format!("removing {}", seal.display()))?;
                 removed += 1;
             } else {
                 keep.push(seg);

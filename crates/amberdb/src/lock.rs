@@ -4,11 +4,11 @@
 //! so a crashed process never leaves a stale lock behind. The holder's pid is written into the
 //! file only so the error message can name it.
 
-use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek};
 use std::path::Path;
 
 use crate::error::{Error, IoContext, Result};
+use crate::io::{open_or_create, DataFile, Faults};
 
 /// Name of the lock file inside the data directory.
 pub const LOCK_FILE: &str = "LOCK";
@@ -16,24 +16,19 @@ pub const LOCK_FILE: &str = "LOCK";
 /// A held directory lock; dropping it releases the lock.
 #[derive(Debug)]
 pub(crate) struct DirLock {
-    _file: File,
+    _file: DataFile,
 }
 
 impl DirLock {
     pub(crate) fn acquire(dir: &Path) -> Result<Self> {
         let path = dir.join(LOCK_FILE);
-        let mut file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)
+        let mut file = open_or_create(&path, &Faults::none())
             .context(|| format!("opening {}", path.display()))?;
-        match file.try_lock() {
+        match file.file().try_lock() {
             Ok(()) => {}
             Err(std::fs::TryLockError::WouldBlock) => {
                 let mut s = String::new();
-                let _ = file.read_to_string(&mut s);
+                let _ = file.file().read_to_string(&mut s);
                 return Err(Error::Locked {
                     path: dir.to_owned(),
                     pid: s.trim().parse().ok(),
@@ -45,9 +40,11 @@ impl DirLock {
         }
         file.set_len(0)
             .context(|| format!("writing {}", path.display()))?;
-        file.rewind()
+        file.file()
+            .rewind()
             .context(|| format!("writing {}", path.display()))?;
-        write!(file, "{}", std::process::id()).context(|| format!("writing {}", path.display()))?;
+        file.write_all(std::process::id().to_string().as_bytes())
+            .context(|| format!("writing {}", path.display()))?;
         Ok(DirLock { _file: file })
     }
 }

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, Error, IoContext, Result};
-use crate::io::{sync_dir, Faults};
+use crate::io::{self, sync_dir, Faults};
 use crate::log::segment::{list_segments, scan, seal_file_name, Scan, ScanEnd, Seal};
 use crate::log::{read_file, write_seal, ActiveSegment, SealedSegment};
 use crate::state::State;
@@ -100,13 +100,13 @@ fn damaged(file: &Path, offset: u64, detail: impl Into<String>, dir: &Path) -> E
 
 /// Removes temp files left by an interrupted checkpoint or seal write.
 fn remove_temp_files(dir: &Path) -> Result<()> {
-    for entry in std::fs::read_dir(dir).context(|| format!("reading {}", dir.display()))? {
-        let path = entry
-            .context(|| format!("reading {}", dir.display()))?
-            .path();
+    for path in
+        io::read_dir(dir, &Faults::none()).context(|| format!("reading {}", dir.display()))?
+    {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with('.') && name.ends_with(".tmp") {
-            std::fs::remove_file(&path).context(|| format!("removing {}", path.display()))?;
+            io::remove_file(&path, &Faults::none())
+                .context(|| format!("removing {}", path.display()))?;
         }
     }
     Ok(())
@@ -117,10 +117,12 @@ pub(crate) fn quarantine(data: &Path, file: &Path) -> Result<PathBuf> {
     let dir = data
         .join(QUARANTINE_DIR)
         .join(crate::document::now_micros().to_string());
-    std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
+    io::create_dir_all(&dir, &Faults::none()).context(|| format!("creating {}", dir.display()))?;
     let to = dir.join(file.file_name().unwrap_or_default());
-    std::fs::rename(file, &to)
+    io::rename(file, &to, &Faults::none())
         .context(|| format!("moving {} to {}", file.display(), to.display()))?;
+    // The caller syncs the directory the file left; this one holds its new name.
+    sync_dir(&dir, &Faults::none()).context(|| format!("syncing {}", dir.display()))?;
     Ok(to)
 }
 
@@ -128,7 +130,7 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
     let log_dir = data.join(LOG_DIR);
     let ckpt_dir = data.join(CHECKPOINT_DIR);
     for d in [&log_dir, &ckpt_dir] {
-        std::fs::create_dir_all(d).context(|| format!("creating {}", d.display()))?;
+        io::create_dir_all(d, faults).context(|| format!("creating {}", d.display()))?;
         remove_temp_files(d)?;
     }
     let segments = list_segments(&log_dir).context(|| format!("listing {}", log_dir.display()))?;
@@ -238,9 +240,7 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
                 error,
             } if is_last => {
                 tracing::warn!(file = %path.display(), offset, bytes = n, %error, "cutting torn tail of the commit log");
-                let f = std::fs::OpenOptions::new()
-                    .write(true)
-                    .open(path)
+                let mut f = io::open_write(path, faults)
                     .context(|| format!("opening {}", path.display()))?;
                 f.set_len(*offset)
                     .context(|| format!("truncating {}", path.display()))?;

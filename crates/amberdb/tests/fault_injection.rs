@@ -77,8 +77,9 @@ struct Injector {
 impl FaultInjector for Injector {
     fn on_io(&self, op: IoOp<'_>) -> Fault {
         let (path, len) = match op {
-            IoOp::Write { path, len } => (path, Some(len)),
-            IoOp::Sync { path } => (path, None),
+            IoOp::Write { path, len, .. } => (path, Some(len)),
+            IoOp::Sync { path } | IoOp::SyncDir { path } => (path, None),
+            _ => return Fault::Proceed,
         };
         if !self.armed.load(Ordering::SeqCst) || !path.starts_with(&self.scope) {
             return Fault::Proceed;
@@ -94,7 +95,7 @@ impl FaultInjector for Injector {
         if self.fired.fetch_add(1, Ordering::SeqCst) > 0 && !sticky {
             return Fault::Proceed;
         }
-        self.fired_on.lock().unwrap().push(format!("{op:?}"));
+        self.fired_on.lock().unwrap().push(format!("{op}"));
         match (self.kind, len) {
             (Kind::TornWrite | Kind::DiskFullMidWrite, Some(len)) => Fault::Partial {
                 written: (self.torn_seed as usize) % len.max(1),
@@ -382,7 +383,8 @@ struct FullCheckpointDir(PathBuf, AtomicBool);
 impl FaultInjector for FullCheckpointDir {
     fn on_io(&self, op: IoOp<'_>) -> Fault {
         let path: &Path = match op {
-            IoOp::Write { path, .. } | IoOp::Sync { path } => path,
+            IoOp::Write { path, .. } | IoOp::Sync { path } | IoOp::SyncDir { path } => path,
+            _ => return Fault::Proceed,
         };
         if self.1.load(Ordering::SeqCst) && path.starts_with(&self.0) {
             return Fault::Partial {

@@ -42,7 +42,7 @@ impl Slots {
     /// Reads `DATA/archive.json` (no file = no slots).
     pub fn load(data: &Path) -> Result<Slots> {
         let path = data.join(SLOTS_FILE);
-        match std::fs::read(&path) {
+        match read_file(&path) {
             Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
                 Error::Damaged(Damage {
                     file: path.clone(),

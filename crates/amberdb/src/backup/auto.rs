@@ -169,17 +169,18 @@ pub(crate) fn auto_recover(
     let mut moved = vec![];
     for (sub, dir) in [(LOG_DIR, &log_dir), (CHECKPOINT_DIR, &ckpt_dir)] {
         let to_dir = qdir.join(sub);
-        std::fs::create_dir_all(&to_dir).context(|| format!("creating {}", to_dir.display()))?;
-        for entry in std::fs::read_dir(dir).context(|| format!("reading {}", dir.display()))? {
-            let from = entry
-                .context(|| format!("reading {}", dir.display()))?
-                .path();
+        crate::io::create_dir_all(&to_dir, &opts.faults)
+            .context(|| format!("creating {}", to_dir.display()))?;
+        for from in crate::io::read_dir(dir, &opts.faults)
+            .context(|| format!("reading {}", dir.display()))?
+        {
             let to = to_dir.join(from.file_name().unwrap_or_default());
-            std::fs::rename(&from, &to)
+            crate::io::rename(&from, &to, &opts.faults)
                 .context(|| format!("moving {} to {}", from.display(), to.display()))?;
             moved.push(to);
         }
         sync_dir(dir, &opts.faults).context(|| format!("syncing {}", dir.display()))?;
+        sync_dir(&to_dir, &opts.faults).context(|| format!("syncing {}", to_dir.display()))?;
     }
     sync_dir(&qdir, &opts.faults).context(|| format!("syncing {}", qdir.display()))?;
     checkpoint::write(

@@ -154,8 +154,8 @@ impl BackupRepo {
         let path = path.as_ref();
         let storage = DirStorage::new(path);
         if !storage.exists(REPO_CONFIG) {
-            let empty = std::fs::read_dir(path)
-                .map(|mut d| d.next().is_none())
+            let empty = crate::io::read_dir(path, &crate::io::Faults::none())
+                .map(|d| d.is_empty())
                 .unwrap_or(true);
             if !empty {
                 return Err(repo_error(&storage, "directory is not empty and has no config.json; refusing to turn it into a repository"));

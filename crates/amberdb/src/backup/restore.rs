@@ -18,7 +18,7 @@ use super::{
 use crate::checkpoint;
 use crate::document::format_micros;
 use crate::error::{Error, IoContext, Result};
-use crate::io::{sync_dir, Faults};
+use crate::io::{self, sync_dir, Faults};
 use crate::log::segment::{scan, ScanEnd};
 use crate::recovery::{CHECKPOINT_DIR, LOG_DIR};
 use crate::state::State;
@@ -397,8 +397,8 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
     if into.exists() {
-        let empty = std::fs::read_dir(into)
-            .map(|mut d| d.next().is_none())
+        let empty = io::read_dir(into, &Faults::none())
+            .map(|d| d.is_empty())
             .unwrap_or(false);
         if !empty {
             return Err(Error::InvalidArgument(format!(
@@ -419,26 +419,29 @@ pub fn restore(
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).context(|| format!("creating {}", parent.display()))?;
+    io::create_dir_all(parent, &Faults::none())
+        .context(|| format!("creating {}", parent.display()))?;
     let name = into
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("restore");
     let tmp = parent.join(format!(".{name}.restoring-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).context(|| format!("removing stale {}", tmp.display()))?;
-    }
     let faults = Faults::default();
+    if tmp.exists() {
+        io::remove_dir_all(&tmp, &faults)
+            .context(|| format!("removing stale {}", tmp.display()))?;
+    }
     let assemble = || -> Result<()> {
-        std::fs::create_dir_all(&tmp).context(|| format!("creating {}", tmp.display()))?;
-        std::fs::write(
-            tmp.join(RESTORE_MARKER),
+        io::create_dir_all(&tmp, &faults).context(|| format!("creating {}", tmp.display()))?;
+        io::write_new(
+            &tmp.join(RESTORE_MARKER),
             b"restore in progress; this directory is incomplete\n",
+            &faults,
         )
         .context(|| format!("writing marker in {}", tmp.display()))?;
         sync_dir(&tmp, &faults).context(|| format!("syncing {}", tmp.display()))?;
         for d in [LOG_DIR, CHECKPOINT_DIR] {
-            std::fs::create_dir_all(tmp.join(d))
+            io::create_dir_all(&tmp.join(d), &faults)
                 .context(|| format!("creating {}", tmp.join(d).display()))?;
         }
         progress.begin("writing restored checkpoint", None);
@@ -446,18 +449,19 @@ pub fn restore(
             .context(|| format!("writing checkpoint in {}", tmp.display()))?;
         progress.end();
         sync_dir(&tmp, &faults).context(|| format!("syncing {}", tmp.display()))?;
-        std::fs::remove_file(tmp.join(RESTORE_MARKER))
+        io::remove_file(&tmp.join(RESTORE_MARKER), &faults)
             .context(|| format!("removing marker in {}", tmp.display()))?;
         sync_dir(&tmp, &faults).context(|| format!("syncing {}", tmp.display()))?;
         if into.exists() {
-            std::fs::remove_dir(into).context(|| format!("replacing empty {}", into.display()))?;
+            io::remove_dir(into, &faults)
+                .context(|| format!("replacing empty {}", into.display()))?;
         }
-        std::fs::rename(&tmp, into)
+        io::rename(&tmp, into, &faults)
             .context(|| format!("moving {} to {}", tmp.display(), into.display()))?;
         sync_dir(parent, &faults).context(|| format!("syncing {}", parent.display()))
     };
     if let Err(e) = assemble() {
-        let _ = std::fs::remove_dir_all(&tmp);
+        let _ = io::remove_dir_all(&tmp, &faults);
         return Err(e);
     }
     let verify = crate::verify::verify_dir(into)?;

@@ -2,9 +2,10 @@
 //! [`RepoStorage`], so object storage can be added later without touching backup logic.
 //! Paths are `/`-separated and relative to the repository root.
 
-use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+
+use crate::io::{self as fs, DataFile, Faults};
 
 /// A finished-or-discarded streaming upload: `commit` makes it visible atomically; dropping
 /// it without committing leaves nothing behind under the final name.
@@ -55,15 +56,11 @@ impl DirStorage {
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {
-    match path.parent() {
-        Some(dir) if dir.as_os_str().is_empty() => File::open(".")?.sync_all(),
-        Some(dir) => File::open(dir)?.sync_all(),
-        None => Ok(()),
-    }
+    fs::sync_dir(fs::parent_dir(path), &Faults::none())
 }
 
 struct DirWriter {
-    file: Option<File>,
+    file: Option<DataFile>,
     tmp: PathBuf,
     dest: PathBuf,
 }
@@ -85,10 +82,10 @@ impl Write for DirWriter {
 
 impl RepoWriter for DirWriter {
     fn commit(mut self: Box<Self>) -> io::Result<()> {
-        if let Some(f) = self.file.take() {
+        if let Some(mut f) = self.file.take() {
             f.sync_all()?;
         }
-        fs::rename(&self.tmp, &self.dest)?;
+        fs::rename(&self.tmp, &self.dest, &Faults::none())?;
         sync_parent(&self.dest)
     }
 }
@@ -96,18 +93,21 @@ impl RepoWriter for DirWriter {
 impl Drop for DirWriter {
     fn drop(&mut self) {
         if self.file.is_some() {
-            let _ = fs::remove_file(&self.tmp);
+            let _ = fs::remove_file(&self.tmp, &Faults::none());
         }
     }
 }
 
 impl RepoStorage for DirStorage {
     fn read(&self, path: &str) -> io::Result<Vec<u8>> {
-        fs::read(self.path(path))
+        fs::read(&self.path(path), &Faults::none())
     }
 
     fn open(&self, path: &str) -> io::Result<Box<dyn Read + Send>> {
-        Ok(Box::new(io::BufReader::new(File::open(self.path(path))?)))
+        Ok(Box::new(io::BufReader::new(fs::open_read(
+            &self.path(path),
+            &Faults::none(),
+        )?)))
     }
 
     fn write_atomic(&self, path: &str, bytes: &[u8]) -> io::Result<()> {
@@ -122,17 +122,16 @@ impl RepoStorage for DirStorage {
             .parent()
             .map(Path::to_owned)
             .unwrap_or_else(|| self.root.clone());
-        if !dir.exists() {
-            fs::create_dir_all(&dir)?;
-            sync_parent(&dir)?;
-        }
+        // Creates each missing directory and syncs its parent (the repository root's own
+        // parent included), so a committed object's path survives power loss.
+        fs::create_dir_all(&dir, &Faults::none())?;
         let name = dest
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or("object");
         let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
         Ok(Box::new(DirWriter {
-            file: Some(File::create(&tmp)?),
+            file: Some(fs::create(&tmp, &Faults::none())?),
             tmp,
             dest,
         }))
@@ -143,8 +142,9 @@ impl RepoStorage for DirStorage {
         if !d.exists() {
             return Ok(vec![]);
         }
-        let mut out: Vec<String> = fs::read_dir(d)?
-            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        let mut out: Vec<String> = fs::read_dir(&d, &Faults::none())?
+            .into_iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
             .filter(|n| !n.starts_with('.'))
             .collect();
         out.sort();
@@ -156,15 +156,17 @@ impl RepoStorage for DirStorage {
     }
 
     fn size(&self, path: &str) -> io::Result<u64> {
-        Ok(fs::metadata(self.path(path))?.len())
+        Ok(std::fs::metadata(self.path(path))?.len())
     }
 
     fn remove(&self, path: &str) -> io::Result<()> {
-        fs::remove_file(self.path(path))
+        fs::remove_file(&self.path(path), &Faults::none())
     }
 
     fn remove_dir(&self, dir: &str) -> io::Result<()> {
-        fs::remove_dir_all(self.path(dir))
+        let d = self.path(dir);
+        fs::remove_dir_all(&d, &Faults::none())?;
+        sync_parent(&d)
     }
 
     fn location(&self) -> String {

@@ -4,7 +4,6 @@
 //! It never deletes log segments; the database decides that from what it keeps here.
 //! Byte layout: `docs/FORMAT.md`, "Checkpoint file".
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -12,7 +11,7 @@ use sha2::Digest;
 
 use crate::codec::{put_str16, PutLe, Reader};
 use crate::document::{DocMeta, Document};
-use crate::io::{sync_dir, DataFile, Faults};
+use crate::io::{self, sync_dir, Faults};
 use crate::state::{Collection, State};
 
 /// First bytes of every checkpoint.
@@ -265,15 +264,15 @@ pub(crate) fn write(
     let path = dir.join(&name);
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
-        let mut out = DataFile::new(File::create(&tmp)?, tmp.clone(), faults.clone());
+        let mut out = io::create(&tmp, faults)?;
         let size = encode_to(state, level, &mut out)?;
         out.sync_all()?;
-        std::fs::rename(&tmp, &path)?;
+        io::rename(&tmp, &path, faults)?;
         sync_dir(dir, faults)?;
         Ok((path.clone(), size))
     })();
     if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
+        let _ = io::remove_file(&tmp, faults);
     }
     result
 }

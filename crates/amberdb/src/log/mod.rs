@@ -6,13 +6,12 @@
 pub mod record;
 pub mod segment;
 
-use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use sha2::Digest;
 
-use crate::io::{write_atomic, DataFile, Faults};
+use crate::io::{open_append, write_atomic, DataFile, Faults};
 use segment::{seal_file_name, segment_file_name, Seal, SegmentHeader, LOG_FORMAT_VERSION};
 
 /// A segment the writer has moved past, with its seal.
@@ -66,12 +65,12 @@ impl CommitLog {
     ) -> std::io::Result<Self> {
         match active {
             Some(a) => {
-                let file = OpenOptions::new().append(true).open(&a.path)?;
+                let file = open_append(&a.path, &faults)?;
                 let mut hasher = sha2::Sha256::new();
                 hasher.update(&a.bytes);
                 Ok(CommitLog {
                     dir: dir.to_owned(),
-                    file: DataFile::new(file, a.path, faults.clone()),
+                    file,
                     first_lsn: a.first_lsn,
                     len: a.bytes.len() as u64,
                     last_lsn: a.last_lsn,
@@ -194,8 +193,7 @@ fn create_segment(
     // whole header, so a crash or a failed write here cannot leave a file that recovery would
     // have to call damage (recovery removes a leftover temp file).
     write_atomic(&path, &header, faults)?;
-    let file = OpenOptions::new().append(true).open(&path)?;
-    let file = DataFile::new(file, path, faults.clone());
+    let file = open_append(&path, faults)?;
     let mut hasher = sha2::Sha256::new();
     hasher.update(&header);
     Ok((file, hasher, header.len() as u64))
@@ -226,8 +224,5 @@ pub(crate) fn write_seal(
 
 /// Reads a whole file.
 pub(crate) fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
-    let mut f = File::open(path)?;
-    let mut buf = Vec::new();
-    std::io::Read::read_to_end(&mut f, &mut buf)?;
-    Ok(buf)
+    crate::io::read(path, &Faults::none())
 }
