@@ -16,7 +16,9 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, Error, IoContext, Result};
 use crate::io::{sync_dir, Faults};
-use crate::log::segment::{list_segments, scan, seal_file_name, Scan, ScanEnd, Seal};
+use crate::log::segment::{
+    list_segments, scan, seal_file_name, Scan, ScanEnd, Seal, LOG_FORMAT_VERSION,
+};
 use crate::log::{read_file, write_seal, ActiveSegment, SealedSegment};
 use crate::state::State;
 
@@ -36,6 +38,10 @@ pub struct TornTail {
     pub offset: u64,
     /// How many bytes were removed.
     pub bytes: u64,
+    /// LSNs (first, last) of valid frames after the cut that were written after the last
+    /// completed sync (log format 2 records this in every frame), discarded with the tail:
+    /// never `Sync`-acknowledged, at most `Buffered` commits a power loss may take.
+    pub unsynced: Option<(u64, u64)>,
 }
 
 /// What `open` did to get the database back.
@@ -236,8 +242,9 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
                 offset,
                 bytes: n,
                 error,
+                unsynced,
             } if is_last => {
-                tracing::warn!(file = %path.display(), offset, bytes = n, %error, "cutting torn tail of the commit log");
+                tracing::warn!(file = %path.display(), offset, bytes = n, %error, ?unsynced, "cutting torn tail of the commit log");
                 let f = std::fs::OpenOptions::new()
                     .write(true)
                     .open(path)
@@ -250,6 +257,7 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
                     file: path.clone(),
                     offset: *offset,
                     bytes: *n,
+                    unsynced: *unsynced,
                 });
             }
             ScanEnd::TornTail { offset, error, .. } => {
@@ -263,7 +271,10 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         }
         let valid = bytes.get(..s.valid_len as usize).unwrap_or_default();
         let seal_path = log_dir.join(seal_file_name(*first));
-        if is_last && !seal_path.exists() {
+        // A segment of an older log format is never appended to (its frames have another
+        // layout): seal it, and the writer starts a new segment.
+        let current_format = s.header.format_version == LOG_FORMAT_VERSION;
+        if is_last && current_format && !seal_path.exists() {
             active = Some(ActiveSegment {
                 first_lsn: *first,
                 path: path.clone(),

@@ -118,8 +118,9 @@ fn apply(db: &Db, step: &Step) {
     }
 }
 
-/// Writes `tests/fixtures/v1/` with the code of today. Run once per format version, with
-/// `cargo test -p amberdb --test old_format_fixtures -- --ignored generate`, and commit.
+/// Wrote `tests/fixtures/v1/` with the code of `bd9332f` (log format 1). Run once per format
+/// version, with `AMBERDB_FIXTURE_OUT=<new dir> cargo test -p amberdb --test
+/// old_format_fixtures -- --ignored generate`, and commit the result.
 #[test]
 #[ignore]
 fn generate_v1_fixtures() {
@@ -140,10 +141,14 @@ fn generate_v1_fixtures() {
     }
     assert_eq!(state_of(&db), model_at(24));
     db.close().unwrap();
-    let out = fixtures();
-    if out.exists() {
-        fs::remove_dir_all(&out).unwrap();
-    }
+    // Committed fixtures are the bytes an old release wrote: never regenerate them with a
+    // newer format. A new format gets its own directory (AMBERDB_FIXTURE_OUT).
+    let out = std::env::var_os("AMBERDB_FIXTURE_OUT").map_or_else(fixtures, PathBuf::from);
+    assert!(
+        !out.exists(),
+        "{} exists; fixtures of an old format are never rewritten",
+        out.display()
+    );
     copy_dir(&data, &out.join("data"));
     copy_dir(&repo_dir, &out.join("repo"));
 }
