@@ -16,9 +16,8 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, Error, IoContext, Result};
 use crate::io::{sync_dir, Faults};
-use crate::log::segment::{
-    list_segments, scan, seal_file_name, Scan, ScanEnd, Seal, LOG_FORMAT_VERSION,
-};
+use crate::log::replay::Replayer;
+use crate::log::segment::{list_segments, scan, seal_file_name, ScanEnd, Seal, LOG_FORMAT_VERSION};
 use crate::log::{read_file, write_seal, ActiveSegment, SealedSegment};
 use crate::state::State;
 
@@ -82,6 +81,10 @@ pub struct AutoRecovery {
     pub quarantine: PathBuf,
     /// The files moved there.
     pub quarantined_files: Vec<PathBuf>,
+    /// Damaged frames of commits the base already held (a checkpoint covers them) that replay
+    /// stepped over to reach the intact commits after them: (segment, offset, what was
+    /// wrong). No commit is lost by this; those commits' log history is only in quarantine.
+    pub stepped_over: Vec<(PathBuf, u64, String)>,
 }
 
 pub(crate) struct Recovered {
@@ -192,47 +195,17 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         sealed.push(existing_seal(&log_dir, *first, path, faults)?);
     }
     let count = segments.len();
+    let mut replayer = Replayer::new(&mut state);
     for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {
         let is_last = i + 1 == count;
         let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
-        let mut replayed = 0;
+        let r = replayer
+            .segment(&bytes, *first, false, &mut |_| true)
+            .map_err(|e| damaged(path, 0, e, data))?;
+        report.commits_replayed += r.applied;
         // Commit time of the segment's last frame, replayed or not (seals and retention use it).
-        let mut last_ts = 0;
-        let s: Scan = scan(&bytes, |rec, _| {
-            last_ts = rec.commit_ts;
-            if rec.lsn > state.lsn {
-                if rec.lsn == state.lsn + 1 {
-                    state.apply(&rec);
-                    replayed += 1;
-                } else {
-                    // Leave state.lsn behind; the continuity check below reports the gap.
-                }
-            }
-        })
-        .map_err(|e| damaged(path, 0, e, data))?;
-        report.commits_replayed += replayed;
-        if s.header.first_lsn != *first {
-            return Err(damaged(
-                path,
-                0,
-                format!(
-                    "header says first LSN {} but the file name says {first}",
-                    s.header.first_lsn
-                ),
-                data,
-            ));
-        }
-        if s.last_lsn > state.lsn {
-            return Err(damaged(
-                path,
-                0,
-                format!(
-                    "gap in the log: replay reached LSN {} but this segment continues to {}",
-                    state.lsn, s.last_lsn
-                ),
-                data,
-            ));
-        }
+        let last_ts = r.last_ts;
+        let s = r.scan;
         match &s.end {
             ScanEnd::Clean => {}
             ScanEnd::Damaged { offset, detail } => {

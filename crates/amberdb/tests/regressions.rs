@@ -149,3 +149,75 @@ fn damage_to_a_synced_frame_followed_by_valid_frames_is_still_refused() {
         v.problems
     );
 }
+
+fn flip(path: &Path, at: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+/// 30 `Sync` puts k1..k30, a checkpoint after the 20th, then the process stops without a
+/// checkpoint (like a SIGKILL: nothing else is written). Returns the auto-recovery options.
+fn thirty_puts_checkpoint_after_twenty(tmp: &Path) -> (PathBuf, Options) {
+    let data = tmp.join("d");
+    let repo = tmp.join("r");
+    BackupRepo::open_or_init(&repo).unwrap();
+    let db = Db::open_with(&data, no_checkpoint_on_close()).unwrap();
+    for i in 1..=30 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 20 {
+            assert_eq!(db.checkpoint().unwrap().lsn, 20);
+        }
+    }
+    db.close().unwrap(); // no checkpoint on close: the disk is as a SIGKILL leaves it
+    let opts = Options {
+        recovery: RecoveryMode::Auto { repo },
+        ..no_checkpoint_on_close()
+    };
+    (data, opts)
+}
+
+#[test]
+fn auto_recovery_replays_intact_commits_after_damage_inside_the_checkpointed_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    // The CRC byte of LSN 5's frame, which the checkpoint at LSN 20 already holds.
+    let at = offset_of(&frames, 5);
+    flip(&path, at + 4);
+    let db = Db::open_with(&data, opts).unwrap();
+    let r = db.recovery_report().clone();
+    let auto = r.auto.clone().expect("automatic recovery ran");
+    assert_eq!(r.lsn, 30, "{auto:?}");
+    assert_eq!(auto.lsn, 30);
+    assert_eq!(auto.lost, None);
+    assert_eq!(auto.commits_replayed, 10);
+    assert_eq!(auto.stepped_over.len(), 1, "{auto:?}");
+    assert_eq!(
+        (&auto.stepped_over[0].0, auto.stepped_over[0].1),
+        (&path, at)
+    );
+    for i in 1..=30 {
+        assert_eq!(
+            db.get("kv", &format!("k{i}")).unwrap().json().unwrap(),
+            json!(i)
+        );
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn auto_recovery_names_the_intact_commits_it_could_not_replay_after_damage_past_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    // LSN 25 is after the checkpoint, and valid commits 26..=30 follow it.
+    flip(&path, offset_of(&frames, 25) + 4);
+    let db = Db::open_with(&data, opts).unwrap();
+    let r = db.recovery_report().clone();
+    let auto = r.auto.clone().expect("automatic recovery ran");
+    assert_eq!(r.lsn, 24);
+    assert_eq!(auto.lost, Some((25, 30)), "{auto:?}");
+    assert!(db.get("kv", "k24").is_some() && db.get("kv", "k25").is_none());
+    db.close().unwrap();
+}

@@ -217,11 +217,28 @@ pub struct Scan {
 
 /// Scans a whole segment's bytes, calling `on_commit(record, offset)` for each valid frame in
 /// order. LSNs must start at the header's first LSN and increase by one.
-pub fn scan(bytes: &[u8], mut on_commit: impl FnMut(CommitRecord, u64)) -> Result<Scan, String> {
+pub fn scan(bytes: &[u8], on_commit: impl FnMut(CommitRecord, u64)) -> Result<Scan, String> {
     let header = SegmentHeader::decode(bytes)?;
+    Ok(scan_from(
+        bytes,
+        header,
+        SEGMENT_HEADER_LEN,
+        header.first_lsn,
+        on_commit,
+    ))
+}
+
+/// Scans the frames of a segment (whose decoded header is `header`) from offset `pos`, where
+/// a frame with LSN `expected` must start; like [`scan`] otherwise. Replay uses it to go on
+/// after damage it may step over (bytes of LSNs a checkpoint already holds).
+pub fn scan_from(
+    bytes: &[u8],
+    header: SegmentHeader,
+    mut pos: usize,
+    mut expected: u64,
+    mut on_commit: impl FnMut(CommitRecord, u64),
+) -> Scan {
     let version = header.format_version;
-    let mut pos = SEGMENT_HEADER_LEN;
-    let mut expected = header.first_lsn;
     let end = loop {
         let Some(rest) = bytes.get(pos..) else {
             break ScanEnd::Clean;
@@ -268,12 +285,52 @@ pub fn scan(bytes: &[u8], mut on_commit: impl FnMut(CommitRecord, u64)) -> Resul
             },
         }
     };
-    Ok(Scan {
+    Scan {
         header,
         last_lsn: expected - 1,
         valid_len: pos as u64,
         end,
+    }
+}
+
+/// Offset of a valid frame with LSN `lsn` at or after `from`, if there is one.
+pub fn find_frame(bytes: &[u8], from: usize, lsn: u64, format_version: u32) -> Option<usize> {
+    let want = lsn.to_le_bytes();
+    (from..bytes.len().saturating_sub(FRAME_HEADER_LEN_V1 - 1)).find(|&pos| {
+        bytes.get(pos + 8..pos + 16) == Some(&want[..])
+            && bytes
+                .get(pos..)
+                .and_then(|b| decode_frame_in(b, format_version).ok())
+                .is_some_and(|f| f.record.lsn == lsn)
     })
+}
+
+/// The highest LSN of any valid frame anywhere in a segment's bytes (damaged stretches
+/// included), or `None` when the header is unreadable. Automatic recovery uses it to name
+/// what it could not recover.
+pub fn highest_valid_lsn(bytes: &[u8]) -> Option<u64> {
+    let header = SegmentHeader::decode(bytes).ok()?;
+    let mut max = header.first_lsn - 1;
+    let mut pos = SEGMENT_HEADER_LEN;
+    while pos + FRAME_HEADER_LEN_V1 <= bytes.len() {
+        let lsn = bytes
+            .get(pos + 8..pos + 16)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0);
+        if lsn > max && lsn >= header.first_lsn && lsn - header.first_lsn < 1 << 32 {
+            if let Some(f) = bytes
+                .get(pos..)
+                .and_then(|b| decode_frame_in(b, header.format_version).ok())
+            {
+                max = lsn;
+                pos += f.len;
+                continue;
+            }
+        }
+        pos += 1;
+    }
+    Some(max)
 }
 
 /// What follows an invalid frame.
