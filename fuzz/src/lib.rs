@@ -10,15 +10,18 @@
 //! Only `amberdb`, `crc32c` and `sha2` may be used here: the seed test has nothing else.
 
 use amberdb::checkpoint::{self, CHECKPOINT_END_MAGIC};
-use amberdb::log::record::{decode_frame, FRAME_HEADER_LEN};
-use amberdb::log::segment::{scan, ScanEnd, Seal, SegmentHeader, SEAL_LEN, SEGMENT_HEADER_LEN};
+use amberdb::log::record::{decode_frame, decode_frame_in, FRAME_HEADER_LEN, FRAME_HEADER_LEN_V1};
+use amberdb::log::segment::{
+    scan, ScanEnd, Seal, SegmentHeader, LOG_FORMAT_VERSION, SEAL_LEN, SEGMENT_HEADER_LEN,
+};
 
 /// Decodes one commit frame at the start of `data`. A decoded frame must lie inside `data`,
 /// re-encode to the same length, and decode again to the same record.
 pub fn commit_frame(data: &[u8]) -> bool {
-    let Ok((rec, len)) = decode_frame(data) else {
+    let Ok(frame) = decode_frame_in(data, LOG_FORMAT_VERSION) else {
         return false;
     };
+    let (rec, len) = (frame.record, frame.len);
     assert!(
         (FRAME_HEADER_LEN..=data.len()).contains(&len),
         "frame length {len} of {}",
@@ -26,7 +29,7 @@ pub fn commit_frame(data: &[u8]) -> bool {
     );
     assert_eq!(rec.encoded_len(), len, "encoded_len of a decoded frame");
     let mut again = Vec::with_capacity(len);
-    rec.encode_into(&mut again);
+    rec.encode_into(&mut again, frame.durable_lsn.unwrap_or(0));
     assert_eq!(
         again.len(),
         len,
@@ -48,9 +51,14 @@ pub fn segment_scan(data: &[u8]) -> bool {
     let header = SegmentHeader::decode(data);
     let mut next = SEGMENT_HEADER_LEN as u64;
     let mut frames = 0u64;
+    // Log format 1 frames have a shorter header than the current ones `encoded_len` measures.
+    let shorter = match &header {
+        Ok(h) if h.format_version < 2 => (FRAME_HEADER_LEN - FRAME_HEADER_LEN_V1) as u64,
+        _ => 0,
+    };
     let scanned = scan(data, |rec, offset| {
         assert_eq!(offset, next, "frames are contiguous");
-        next = offset + rec.encoded_len() as u64;
+        next = offset + rec.encoded_len() as u64 - shorter;
         frames += 1;
     });
     let s = match scanned {

@@ -192,7 +192,7 @@ impl Committer {
                             ));
                         }
                         Ok(p) => {
-                            p.record.encode_into(&mut frames);
+                            p.record.encode_into(&mut frames, self.durable_lsn);
                             state.apply(&p.record);
                             self.next_lsn += 1;
                             self.last_ts = ts;

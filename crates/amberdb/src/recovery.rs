@@ -16,7 +16,8 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, Error, IoContext, Result};
 use crate::io::{self, sync_dir, Faults};
-use crate::log::segment::{list_segments, scan, seal_file_name, Scan, ScanEnd, Seal};
+use crate::log::replay::Replayer;
+use crate::log::segment::{list_segments, scan, seal_file_name, ScanEnd, Seal, LOG_FORMAT_VERSION};
 use crate::log::{read_file, write_seal, ActiveSegment, SealedSegment};
 use crate::state::State;
 
@@ -36,6 +37,10 @@ pub struct TornTail {
     pub offset: u64,
     /// How many bytes were removed.
     pub bytes: u64,
+    /// LSNs (first, last) of valid frames after the cut that were written after the last
+    /// completed sync (log format 2 records this in every frame), discarded with the tail:
+    /// never `Sync`-acknowledged, at most `Buffered` commits a power loss may take.
+    pub unsynced: Option<(u64, u64)>,
 }
 
 /// What `open` did to get the database back.
@@ -76,6 +81,10 @@ pub struct AutoRecovery {
     pub quarantine: PathBuf,
     /// The files moved there.
     pub quarantined_files: Vec<PathBuf>,
+    /// Damaged frames of commits the base already held (a checkpoint covers them) that replay
+    /// stepped over to reach the intact commits after them: (segment, offset, what was
+    /// wrong). No commit is lost by this; those commits' log history is only in quarantine.
+    pub stepped_over: Vec<(PathBuf, u64, String)>,
 }
 
 pub(crate) struct Recovered {
@@ -188,47 +197,17 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         sealed.push(existing_seal(&log_dir, *first, path, faults)?);
     }
     let count = segments.len();
+    let mut replayer = Replayer::new(&mut state);
     for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {
         let is_last = i + 1 == count;
         let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
-        let mut replayed = 0;
+        let r = replayer
+            .segment(&bytes, *first, false, &mut |_| true)
+            .map_err(|e| damaged(path, 0, e, data))?;
+        report.commits_replayed += r.applied;
         // Commit time of the segment's last frame, replayed or not (seals and retention use it).
-        let mut last_ts = 0;
-        let s: Scan = scan(&bytes, |rec, _| {
-            last_ts = rec.commit_ts;
-            if rec.lsn > state.lsn {
-                if rec.lsn == state.lsn + 1 {
-                    state.apply(&rec);
-                    replayed += 1;
-                } else {
-                    // Leave state.lsn behind; the continuity check below reports the gap.
-                }
-            }
-        })
-        .map_err(|e| damaged(path, 0, e, data))?;
-        report.commits_replayed += replayed;
-        if s.header.first_lsn != *first {
-            return Err(damaged(
-                path,
-                0,
-                format!(
-                    "header says first LSN {} but the file name says {first}",
-                    s.header.first_lsn
-                ),
-                data,
-            ));
-        }
-        if s.last_lsn > state.lsn {
-            return Err(damaged(
-                path,
-                0,
-                format!(
-                    "gap in the log: replay reached LSN {} but this segment continues to {}",
-                    state.lsn, s.last_lsn
-                ),
-                data,
-            ));
-        }
+        let last_ts = r.last_ts;
+        let s = r.scan;
         match &s.end {
             ScanEnd::Clean => {}
             ScanEnd::Damaged { offset, detail } => {
@@ -238,8 +217,9 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
                 offset,
                 bytes: n,
                 error,
+                unsynced,
             } if is_last => {
-                tracing::warn!(file = %path.display(), offset, bytes = n, %error, "cutting torn tail of the commit log");
+                tracing::warn!(file = %path.display(), offset, bytes = n, %error, ?unsynced, "cutting torn tail of the commit log");
                 let mut f = io::open_write(path, faults)
                     .context(|| format!("opening {}", path.display()))?;
                 f.set_len(*offset)
@@ -250,6 +230,7 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
                     file: path.clone(),
                     offset: *offset,
                     bytes: *n,
+                    unsynced: *unsynced,
                 });
             }
             ScanEnd::TornTail { offset, error, .. } => {
@@ -263,7 +244,10 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         }
         let valid = bytes.get(..s.valid_len as usize).unwrap_or_default();
         let seal_path = log_dir.join(seal_file_name(*first));
-        if is_last && !seal_path.exists() {
+        // A segment of an older log format is never appended to (its frames have another
+        // layout): seal it, and the writer starts a new segment.
+        let current_format = s.header.format_version == LOG_FORMAT_VERSION;
+        if is_last && current_format && !seal_path.exists() {
             active = Some(ActiveSegment {
                 first_lsn: *first,
                 path: path.clone(),

@@ -133,12 +133,16 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
         match s.end {
             ScanEnd::Clean => {}
             ScanEnd::TornTail {
-                offset, bytes: n, ..
+                offset,
+                bytes: n,
+                unsynced,
+                ..
             } if is_last => {
                 report.torn_tail = Some(TornTail {
                     file: path.clone(),
                     offset,
                     bytes: n,
+                    unsynced,
                 });
             }
             ScanEnd::TornTail { offset, error, .. } => problem(

@@ -198,7 +198,10 @@ fn thousands_of_mutated_seeds_never_panic_a_decoder() {
 #[ignore = "writes the seed corpora into fuzz/corpus; run by hand after a format change"]
 fn regenerate_seed_corpora() {
     use amberdb::checkpoint::list_checkpoints;
-    use amberdb::log::segment::{list_segments, scan, seal_file_name, SegmentHeader};
+    use amberdb::log::record::FRAME_HEADER_LEN;
+    use amberdb::log::segment::{
+        list_segments, scan, seal_file_name, SegmentHeader, LOG_FORMAT_VERSION,
+    };
     use amberdb::{Db, Options, Transaction, CHECKPOINT_DIR, LOG_DIR};
     use serde_json::json;
 
@@ -289,7 +292,7 @@ fn regenerate_seed_corpora() {
     // CRC-valid frames with impossible contents: an op count the payload cannot hold, and a
     // value length running past the payload.
     let mut count = frames[0].clone();
-    count[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    count[FRAME_HEADER_LEN..FRAME_HEADER_LEN + 4].copy_from_slice(&u32::MAX.to_le_bytes());
     checks::fix_frames(&mut count);
     write("commit_frame", "invalid-op-count-overflow.bin", &count);
     let mut vlen = frames[0].clone();
@@ -314,7 +317,7 @@ fn regenerate_seed_corpora() {
     );
     let header = |first_lsn| {
         SegmentHeader {
-            format_version: 1,
+            format_version: LOG_FORMAT_VERSION,
             key_id: 0,
             first_lsn,
         }
@@ -343,7 +346,7 @@ fn regenerate_seed_corpora() {
     write("segment_scan", "invalid-bad-magic.bin", &magic);
     write("segment_scan", "invalid-short-header.bin", &seg0[..20]);
     let mut version = header(1);
-    version[8..12].copy_from_slice(&2u32.to_le_bytes());
+    version[8..12].copy_from_slice(&(LOG_FORMAT_VERSION + 1).to_le_bytes());
     checks::fix_segment(&mut version);
     write("segment_scan", "invalid-future-version.bin", &version);
 

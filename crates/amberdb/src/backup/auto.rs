@@ -10,56 +10,51 @@ use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, IoContext, Result};
 use crate::io::sync_dir;
 use crate::log::read_file;
-use crate::log::segment::{list_segments, scan};
+use crate::log::replay::Replayer;
+use crate::log::segment::{highest_valid_lsn, list_segments, ScanEnd};
 use crate::options::Options;
 use crate::recovery::{recover, AutoRecovery, Recovered, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR};
 use crate::state::State;
 
-/// Applies the commits of one segment's bytes that continue `state`; returns how many were
-/// applied and whether the chain may go on into the next segment (no gap, no damage).
-fn continue_with(state: &mut State, bytes: &[u8]) -> (u64, bool) {
-    let mut applied = 0;
-    let mut broke = false;
-    let result = scan(bytes, |rec, _| {
-        if broke || rec.lsn <= state.lsn {
-            return;
-        }
-        if rec.lsn != state.lsn + 1 {
-            broke = true;
-            return;
-        }
-        state.apply(&rec);
-        applied += 1;
-    });
-    let clean = matches!(result, Ok(s) if s.end == crate::log::segment::ScanEnd::Clean);
-    (applied, !broke && clean)
-}
-
-/// Applies valid local commits that continue `state`, segment by segment, stopping at the
-/// first damage or gap. Returns the commits applied.
-fn extend_with_local(state: &mut State, segments: &[(u64, PathBuf)]) -> u64 {
-    let mut applied = 0;
-    for (_, path) in segments {
+/// Applies valid local commits that continue the replay, segment by segment, stepping over
+/// damage to commits the state already holds and stopping at the first damage or gap after
+/// it.
+fn extend_with_local(
+    r: &mut Replayer<'_>,
+    segments: &[(u64, PathBuf)],
+    stepped: &mut Vec<(PathBuf, u64, String)>,
+) {
+    r.new_source();
+    for (first, path) in segments {
         let Ok(bytes) = read_file(path) else { break };
-        let (n, go_on) = continue_with(state, &bytes);
-        applied += n;
-        if !go_on {
-            break;
+        let result = r.segment(&bytes, *first, true, &mut |_| true);
+        if let Ok(s) = &result {
+            if let Some(d) = &s.stepped_over {
+                stepped.push((path.clone(), d.offset, d.detail.clone()));
+            }
+        }
+        match result {
+            Ok(s) if s.scan.end == ScanEnd::Clean => {}
+            Ok(s) => {
+                tracing::warn!(file = %path.display(), end = ?s.scan.end, "local log ends here");
+                break;
+            }
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "local log does not continue the replay");
+                break;
+            }
         }
     }
-    applied
 }
 
-/// The highest LSN any local file shows evidence of.
+/// The highest LSN any local file shows evidence of: checkpoints, segment names, and every
+/// valid frame of every segment (also those after damage).
 fn highest_known_lsn(segments: &[(u64, PathBuf)], checkpoints: &[(u64, PathBuf)]) -> u64 {
     let mut max = checkpoints.first().map_or(0, |c| c.0);
     for (first, path) in segments {
         max = max.max(first.saturating_sub(1));
-        if let Ok(bytes) = read_file(path) {
-            // Scan from every offset would be costly; the valid prefix and the file name bound it.
-            if let Ok(s) = scan(&bytes, |_, _| {}) {
-                max = max.max(s.last_lsn);
-            }
+        if let Some(last) = read_file(path).ok().and_then(|b| highest_valid_lsn(&b)) {
+            max = max.max(last);
         }
     }
     max
@@ -86,7 +81,9 @@ pub(crate) fn auto_recover(
 
     // Candidate 1: the newest sound local checkpoint (or nothing, if the log starts at 1),
     // extended with the valid local log.
-    let mut best: Option<(State, String, u64, u64)> = None; // state, source, base lsn, replayed
+    // state, source, base lsn, replayed, damage stepped over
+    type Candidate = (State, String, u64, u64, Vec<(PathBuf, u64, String)>);
+    let mut best: Option<Candidate> = None;
     let local_base = checkpoints
         .iter()
         .find_map(|(_, p)| {
@@ -103,8 +100,11 @@ pub(crate) fn auto_recover(
         });
     if let Some((mut state, source)) = local_base {
         let base = state.lsn;
-        let n = extend_with_local(&mut state, &segments);
-        best = Some((state, format!("{source} + local log"), base, n));
+        let mut stepped = vec![];
+        let mut r = Replayer::new(&mut state);
+        extend_with_local(&mut r, &segments, &mut stepped);
+        let n = r.commits;
+        best = Some((state, format!("{source} + local log"), base, n, stepped));
     }
 
     // Candidate 2: the newest good backup, its archived log, then valid local log after it.
@@ -117,37 +117,35 @@ pub(crate) fn auto_recover(
                     tracing::warn!(backup = %b.id, "backup snapshot is damaged; trying an older one");
                     continue;
                 };
-                let mut replayed = 0;
                 let base_lsn = state.lsn;
+                let mut r = Replayer::new(&mut state);
                 for seg in repo
                     .archived_segments()
                     .unwrap_or_default()
                     .iter()
                     .filter(|s| s.last_lsn > base_lsn)
                 {
-                    if seg.first_lsn > state.lsn + 1 {
-                        break;
-                    }
                     let Ok(bytes) = repo.read_segment(seg) else {
                         break;
                     };
-                    let (n, go_on) = continue_with(&mut state, &bytes);
-                    replayed += n;
-                    if !go_on {
-                        break;
+                    match r.segment(&bytes, seg.first_lsn, false, &mut |_| true) {
+                        Ok(s) if s.scan.end == ScanEnd::Clean => {}
+                        _ => break,
                     }
                 }
-                replayed += extend_with_local(&mut state, &segments);
+                let mut stepped = vec![];
+                extend_with_local(&mut r, &segments, &mut stepped);
+                let replayed = r.commits;
                 let source = format!("backup {} (LSN {}) + archived log + local log", b.id, b.lsn);
                 if best.as_ref().is_none_or(|(s, ..)| state.lsn > s.lsn) {
-                    best = Some((state, source, b.lsn, replayed));
+                    best = Some((state, source, b.lsn, replayed, stepped));
                 }
                 break;
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot use the backup repository for recovery"),
     }
-    let Some((state, source, _base, replayed)) = best else {
+    let Some((state, source, _base, replayed, stepped_over)) = best else {
         return Err(crate::Error::Damaged(Damage {
             file: damage.file.clone(),
             offset: damage.offset,
@@ -199,6 +197,7 @@ pub(crate) fn auto_recover(
         lost,
         quarantine: qdir,
         quarantined_files: moved,
+        stepped_over,
     };
     tracing::warn!(lsn = auto.lsn, source = %auto.source, lost = ?auto.lost, quarantine = %auto.quarantine.display(), "automatic recovery complete");
     let mut rec = recover(data, &opts.faults)?;

@@ -19,7 +19,9 @@ use crate::checkpoint;
 use crate::document::format_micros;
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, sync_dir, Faults};
-use crate::log::segment::{scan, ScanEnd};
+use crate::log::record::CommitRecord;
+use crate::log::replay::Replayer;
+use crate::log::segment::ScanEnd;
 use crate::recovery::{CHECKPOINT_DIR, LOG_DIR};
 use crate::state::State;
 
@@ -105,7 +107,14 @@ fn chain<'a>(
     let mut used = vec![];
     let mut gap_at = None;
     for seg in archive.iter().filter(|s| s.last_lsn > backup.lsn) {
-        if seg.first_lsn > reach + 1 {
+        // Exact continuation: the first segment covers the LSN after the backup, each later
+        // one starts right after the previous one (an overlap means another history).
+        let continues = if used.is_empty() {
+            seg.first_lsn <= reach + 1
+        } else {
+            seg.first_lsn == reach + 1
+        };
+        if !continues {
             gap_at = Some(reach + 1);
             break;
         }
@@ -325,51 +334,34 @@ pub(crate) fn replay(
     progress: &dyn Progress,
 ) -> Result<Replayed> {
     let exclusive = plan.exclusive;
-    let mut commits = 0;
-    let mut range: Option<(u64, u64)> = None;
     let total: u64 = plan.segments.iter().map(|s| s.plain_size).sum();
     progress.begin("replaying archived log", Some(total));
+    let mut r = Replayer::new(state);
     for seg in &plan.segments {
         let bytes = repo.read_segment(seg)?;
-        let mut stop = false;
-        let s = scan(&bytes, |rec, _| {
-            if stop || rec.lsn <= state.lsn {
-                return;
-            }
-            let wanted = match target {
-                RestoreTarget::Time(t) => {
-                    if exclusive {
-                        rec.commit_ts < *t
-                    } else {
-                        rec.commit_ts <= *t
-                    }
+        let name = ArchivedSegment::data_name(seg.first_lsn);
+        let mut want = |rec: &CommitRecord| match target {
+            RestoreTarget::Time(t) => {
+                if exclusive {
+                    rec.commit_ts < *t
+                } else {
+                    rec.commit_ts <= *t
                 }
-                _ => plan.replay_to_lsn.is_none_or(|to| rec.lsn <= to),
-            };
-            if !wanted || rec.lsn != state.lsn + 1 {
-                stop = true;
-                return;
             }
-            state.apply(&rec);
-            commits += 1;
-            let r = range.get_or_insert((rec.lsn, rec.lsn));
-            r.1 = rec.lsn;
-        })
-        .map_err(|e| {
-            repo.err(format!(
-                "{}: {e}",
-                ArchivedSegment::data_name(seg.first_lsn)
-            ))
-        })?;
-        if s.end != ScanEnd::Clean {
+            _ => plan.replay_to_lsn.is_none_or(|to| rec.lsn <= to),
+        };
+        let s = r
+            .segment(&bytes, seg.first_lsn, false, &mut want)
+            .map_err(|e| repo.err(format!("{name}: {e}")))?;
+        if s.scan.end != ScanEnd::Clean {
             return Err(repo.err(format!(
-                "{}: archived segment is damaged ({:?})",
-                ArchivedSegment::data_name(seg.first_lsn),
-                s.end
+                "{name}: archived segment is damaged ({:?})",
+                s.scan.end
             )));
         }
         progress.advance(seg.plain_size);
     }
+    let (commits, range) = (r.commits, r.range);
     progress.end();
     if let Some(to) = plan.replay_to_lsn {
         if state.lsn != to {

@@ -4,6 +4,7 @@
 //! ([`CommitLog`]). It never decides what is durable or acknowledged: the committer does.
 
 pub mod record;
+pub(crate) mod replay;
 pub mod segment;
 
 use std::path::{Path, PathBuf};

@@ -7,9 +7,13 @@
 use std::sync::Arc;
 
 use crate::codec::{put_str16, PutLe, Reader};
+use crate::log::segment::LOG_FORMAT_VERSION;
 
-/// Bytes before the payload: len u32, crc u32, lsn u64, commit_ts u64.
-pub const FRAME_HEADER_LEN: usize = 24;
+/// Bytes before the payload (log format 2): len u32, crc u32, lsn u64, commit_ts u64,
+/// durable_lsn u64.
+pub const FRAME_HEADER_LEN: usize = 32;
+/// Bytes before the payload in log format 1 (no durable_lsn).
+pub const FRAME_HEADER_LEN_V1: usize = 24;
 /// Largest payload a frame may declare; anything larger is treated as damage, not allocated.
 pub const MAX_PAYLOAD_LEN: usize = 1 << 30;
 
@@ -79,14 +83,30 @@ impl std::fmt::Display for FrameError {
     }
 }
 
+/// A decoded frame: the commit, the frame's length, and (log format 2 on) the LSN that was
+/// durable when the frame was written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    /// The commit.
+    pub record: CommitRecord,
+    /// Bytes of the frame, header included.
+    pub len: usize,
+    /// Every LSN up to this one was durable (fdatasynced) when this frame was written; `None`
+    /// in log format 1, which does not record it.
+    pub durable_lsn: Option<u64>,
+}
+
 impl CommitRecord {
-    /// Appends this commit as one frame to `buf`.
-    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+    /// Appends this commit as one frame (current log format) to `buf`. `durable_lsn` is the
+    /// LSN the writer knows to be durable at this moment (recovery uses it to tell a write
+    /// that was never synced from damage to synced bytes).
+    pub fn encode_into(&self, buf: &mut Vec<u8>, durable_lsn: u64) {
         let start = buf.len();
         buf.put_u32(0); // length, patched below
         buf.put_u32(0); // crc, patched below
         buf.put_u64(self.lsn);
         buf.put_u64(self.commit_ts);
+        buf.put_u64(durable_lsn);
         buf.put_u32(self.ops.len() as u32);
         for op in &self.ops {
             buf.put_u8(if op.doc.is_some() {
@@ -136,8 +156,19 @@ impl CommitRecord {
     }
 }
 
-/// Decodes one frame at the start of `buf`; returns the commit and the frame's length.
+/// Decodes one frame of the current log format at the start of `buf`; returns the commit and
+/// the frame's length.
 pub fn decode_frame(buf: &[u8]) -> Result<(CommitRecord, usize), FrameError> {
+    decode_frame_in(buf, LOG_FORMAT_VERSION).map(|f| (f.record, f.len))
+}
+
+/// Decodes one frame of log format `format_version` (1 or 2) at the start of `buf`.
+pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameError> {
+    let header_len = if format_version < 2 {
+        FRAME_HEADER_LEN_V1
+    } else {
+        FRAME_HEADER_LEN
+    };
     let mut r = Reader::new(buf);
     let (Some(len), Some(crc)) = (r.u32(), r.u32()) else {
         return Err(FrameError::Incomplete);
@@ -146,7 +177,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<(CommitRecord, usize), FrameError> {
     if !(4..=MAX_PAYLOAD_LEN).contains(&len) {
         return Err(FrameError::BadLength);
     }
-    let total = FRAME_HEADER_LEN + len;
+    let total = header_len + len;
     let Some(covered) = buf.get(8..total) else {
         return Err(FrameError::Incomplete);
     };
@@ -156,6 +187,11 @@ pub fn decode_frame(buf: &[u8]) -> Result<(CommitRecord, usize), FrameError> {
     let malformed = FrameError::Malformed;
     let lsn = r.u64().ok_or(malformed("lsn"))?;
     let commit_ts = r.u64().ok_or(malformed("timestamp"))?;
+    let durable_lsn = if format_version < 2 {
+        None
+    } else {
+        Some(r.u64().ok_or(malformed("durable lsn"))?)
+    };
     let count = r.u32().ok_or(malformed("op count"))? as usize;
     // Each op takes at least 16 bytes; refuse counts the payload cannot hold before allocating.
     if count > len / 16 {
@@ -197,14 +233,15 @@ pub fn decode_frame(buf: &[u8]) -> Result<(CommitRecord, usize), FrameError> {
     if r.position() != total {
         return Err(malformed("payload length does not match its contents"));
     }
-    Ok((
-        CommitRecord {
+    Ok(Frame {
+        record: CommitRecord {
             lsn,
             commit_ts,
             ops,
         },
-        total,
-    ))
+        len: total,
+        durable_lsn,
+    })
 }
 
 #[cfg(test)]
@@ -242,7 +279,7 @@ mod tests {
     fn frame_round_trips_and_reports_its_length() {
         let rec = sample();
         let mut buf = vec![];
-        rec.encode_into(&mut buf);
+        rec.encode_into(&mut buf, 40);
         assert_eq!(buf.len(), rec.encoded_len());
         let (back, len) = decode_frame(&buf).expect("decodes");
         assert_eq!(back, rec);
@@ -252,7 +289,7 @@ mod tests {
     #[test]
     fn every_truncation_is_incomplete_and_every_bit_flip_is_detected() {
         let mut buf = vec![];
-        sample().encode_into(&mut buf);
+        sample().encode_into(&mut buf, 40);
         for cut in 0..buf.len() {
             assert!(decode_frame(&buf[..cut]).is_err(), "cut at {cut}");
         }

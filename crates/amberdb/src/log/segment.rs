@@ -7,14 +7,15 @@
 use std::path::{Path, PathBuf};
 
 use crate::codec::{PutLe, Reader};
-use crate::log::record::{decode_frame, CommitRecord, FrameError, FRAME_HEADER_LEN};
+use crate::log::record::{decode_frame_in, CommitRecord, FrameError, FRAME_HEADER_LEN_V1};
 
 /// First bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AMBERLOG";
 /// First bytes of every seal.
 pub const SEAL_MAGIC: [u8; 8] = *b"AMBRSEAL";
-/// Current log format version. Readers accept every version up to this one.
-pub const LOG_FORMAT_VERSION: u32 = 1;
+/// Current log format version. Readers accept every version up to this one. Version 2 added
+/// `durable_lsn` to every commit frame; version 1 files stay readable.
+pub const LOG_FORMAT_VERSION: u32 = 2;
 /// Size of the segment header.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Size of a seal file.
@@ -177,8 +178,10 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
 pub enum ScanEnd {
     /// Every byte belongs to a valid frame.
     Clean,
-    /// Bytes after the last valid frame are not a valid frame and nothing valid follows them:
-    /// an interrupted write.
+    /// Bytes after the last valid frame are not a valid frame and nothing after them proves
+    /// they were ever synced: an interrupted write. Either nothing valid follows them, or
+    /// (log format 2) every valid frame after them records a durable LSN below the first
+    /// missing LSN, so the whole tail was written after the last completed sync.
     TornTail {
         /// Offset of the first invalid byte (where the file should be cut).
         offset: u64,
@@ -186,6 +189,9 @@ pub enum ScanEnd {
         bytes: u64,
         /// What was wrong with them.
         error: FrameError,
+        /// LSNs (first, last) of valid but never-synced frames after the gap, which the cut
+        /// discards with it (commits acknowledged as `Buffered` at most; never a `Sync` one).
+        unsynced: Option<(u64, u64)>,
     },
     /// An invalid frame with valid data after it, or a frame out of LSN sequence: real damage.
     Damaged {
@@ -211,10 +217,28 @@ pub struct Scan {
 
 /// Scans a whole segment's bytes, calling `on_commit(record, offset)` for each valid frame in
 /// order. LSNs must start at the header's first LSN and increase by one.
-pub fn scan(bytes: &[u8], mut on_commit: impl FnMut(CommitRecord, u64)) -> Result<Scan, String> {
+pub fn scan(bytes: &[u8], on_commit: impl FnMut(CommitRecord, u64)) -> Result<Scan, String> {
     let header = SegmentHeader::decode(bytes)?;
-    let mut pos = SEGMENT_HEADER_LEN;
-    let mut expected = header.first_lsn;
+    Ok(scan_from(
+        bytes,
+        header,
+        SEGMENT_HEADER_LEN,
+        header.first_lsn,
+        on_commit,
+    ))
+}
+
+/// Scans the frames of a segment (whose decoded header is `header`) from offset `pos`, where
+/// a frame with LSN `expected` must start; like [`scan`] otherwise. Replay uses it to go on
+/// after damage it may step over (bytes of LSNs a checkpoint already holds).
+pub fn scan_from(
+    bytes: &[u8],
+    header: SegmentHeader,
+    mut pos: usize,
+    mut expected: u64,
+    mut on_commit: impl FnMut(CommitRecord, u64),
+) -> Scan {
+    let version = header.format_version;
     let end = loop {
         let Some(rest) = bytes.get(pos..) else {
             break ScanEnd::Clean;
@@ -222,63 +246,136 @@ pub fn scan(bytes: &[u8], mut on_commit: impl FnMut(CommitRecord, u64)) -> Resul
         if rest.is_empty() {
             break ScanEnd::Clean;
         }
-        match decode_frame(rest) {
+        match decode_frame_in(rest, version) {
             // The last LSN of the range could never be followed; refusing it keeps the LSN
             // arithmetic below from overflowing on crafted input.
-            Ok((rec, len)) if rec.lsn == expected && expected < u64::MAX => {
-                on_commit(rec, pos as u64);
-                pos += len;
+            Ok(f) if f.record.lsn == expected && expected < u64::MAX => {
+                on_commit(f.record, pos as u64);
+                pos += f.len;
                 expected += 1;
             }
-            Ok((rec, _)) => {
+            Ok(f) => {
                 break ScanEnd::Damaged {
                     offset: pos as u64,
-                    detail: format!("commit LSN {} where {expected} was expected", rec.lsn),
+                    detail: format!("commit LSN {} where {expected} was expected", f.record.lsn),
                 }
             }
-            Err(error) => {
-                if valid_frame_after(bytes, pos + 1, expected) {
+            Err(error) => match frames_after(bytes, pos + 1, expected, version) {
+                After::Synced { lsn, durable } => {
+                    let why = match durable {
+                        Some(d) => format!(
+                            "a valid commit (LSN {lsn}) follows it that was written after LSN \
+                             {d} was synced"
+                        ),
+                        None => "valid commits follow it".into(),
+                    };
                     break ScanEnd::Damaged {
                         offset: pos as u64,
-                        detail: format!("{error} (LSN {expected}), and valid commits follow it"),
+                        detail: format!("{error} (LSN {expected}), and {why}"),
                     };
                 }
-                break ScanEnd::TornTail {
-                    offset: pos as u64,
-                    bytes: (bytes.len() - pos) as u64,
-                    error,
-                };
-            }
+                After::Unsynced(unsynced) => {
+                    break ScanEnd::TornTail {
+                        offset: pos as u64,
+                        bytes: (bytes.len() - pos) as u64,
+                        error,
+                        unsynced,
+                    }
+                }
+            },
         }
     };
-    Ok(Scan {
+    Scan {
         header,
         last_lsn: expected - 1,
         valid_len: pos as u64,
         end,
+    }
+}
+
+/// Offset of a valid frame with LSN `lsn` at or after `from`, if there is one.
+pub fn find_frame(bytes: &[u8], from: usize, lsn: u64, format_version: u32) -> Option<usize> {
+    let want = lsn.to_le_bytes();
+    (from..bytes.len().saturating_sub(FRAME_HEADER_LEN_V1 - 1)).find(|&pos| {
+        bytes.get(pos + 8..pos + 16) == Some(&want[..])
+            && bytes
+                .get(pos..)
+                .and_then(|b| decode_frame_in(b, format_version).ok())
+                .is_some_and(|f| f.record.lsn == lsn)
     })
 }
 
-/// Whether any valid frame with an LSN at or after `min_lsn` starts at or after `from`. Only
-/// runs when a frame fails, to tell a torn tail (nothing valid after) from damage.
-fn valid_frame_after(bytes: &[u8], from: usize, min_lsn: u64) -> bool {
+/// The highest LSN of any valid frame anywhere in a segment's bytes (damaged stretches
+/// included), or `None` when the header is unreadable. Automatic recovery uses it to name
+/// what it could not recover.
+pub fn highest_valid_lsn(bytes: &[u8]) -> Option<u64> {
+    let header = SegmentHeader::decode(bytes).ok()?;
+    let mut max = header.first_lsn - 1;
+    let mut pos = SEGMENT_HEADER_LEN;
+    while pos + FRAME_HEADER_LEN_V1 <= bytes.len() {
+        let lsn = bytes
+            .get(pos + 8..pos + 16)
+            .and_then(|b| b.try_into().ok())
+            .map(u64::from_le_bytes)
+            .unwrap_or(0);
+        if lsn > max && lsn >= header.first_lsn && lsn - header.first_lsn < 1 << 32 {
+            if let Some(f) = bytes
+                .get(pos..)
+                .and_then(|b| decode_frame_in(b, header.format_version).ok())
+            {
+                max = lsn;
+                pos += f.len;
+                continue;
+            }
+        }
+        pos += 1;
+    }
+    Some(max)
+}
+
+/// What follows an invalid frame.
+enum After {
+    /// Nothing valid, or only frames written before `min_lsn` was synced: (first, last) LSN
+    /// of those frames, if any.
+    Unsynced(Option<(u64, u64)>),
+    /// A valid frame (LSN `lsn`) that proves the bytes before it were synced (it records a
+    /// durable LSN of at least `min_lsn`), or any valid frame in log format 1, which records
+    /// no durable LSN (`durable` is `None`).
+    Synced { lsn: u64, durable: Option<u64> },
+}
+
+/// Looks for valid frames with an LSN at or after `min_lsn` starting at or after `from`. Only
+/// runs when a frame fails, to tell a torn tail from damage.
+fn frames_after(bytes: &[u8], from: usize, min_lsn: u64, version: u32) -> After {
     let mut pos = from;
-    while pos + FRAME_HEADER_LEN <= bytes.len() {
+    let mut unsynced: Option<(u64, u64)> = None;
+    while pos + FRAME_HEADER_LEN_V1 <= bytes.len() {
         let lsn = bytes
             .get(pos + 8..pos + 16)
             .and_then(|b| b.try_into().ok())
             .map(u64::from_le_bytes)
             .unwrap_or(0);
         // A later commit has a nearby LSN; the filter keeps the CRC checks rare.
-        if lsn >= min_lsn
-            && lsn < min_lsn.saturating_add(1 << 32)
-            && bytes.get(pos..).is_some_and(|b| decode_frame(b).is_ok())
-        {
-            return true;
+        if lsn >= min_lsn && lsn < min_lsn.saturating_add(1 << 32) {
+            if let Some(f) = bytes
+                .get(pos..)
+                .and_then(|b| decode_frame_in(b, version).ok())
+            {
+                match f.durable_lsn {
+                    Some(d) if d < min_lsn => {
+                        let r = unsynced.get_or_insert((lsn, lsn));
+                        r.0 = r.0.min(lsn);
+                        r.1 = r.1.max(lsn);
+                        pos += f.len;
+                        continue;
+                    }
+                    durable => return After::Synced { lsn, durable },
+                }
+            }
         }
         pos += 1;
     }
-    false
+    After::Unsynced(unsynced)
 }
 
 #[cfg(test)]

@@ -1,0 +1,167 @@
+//! Log replay, shared by open (`recovery.rs`), automatic recovery (`backup/auto.rs`) and
+//! restore (`backup/restore.rs`): one set of continuity rules for applying a chain of segments
+//! onto a state.
+//!
+//! Rules:
+//! - A segment's header must say the first LSN its name (or archive entry) says.
+//! - Chains are exact: after a segment ending at LSN `reach`, the next one of the same source
+//!   must start at `reach + 1` (no gap, no overlap: an overlap means two histories). The first
+//!   segment of a source must start at or before `state.lsn + 1`.
+//! - Frames at or below `state.lsn` are already in the state and are skipped; the next frame
+//!   applied is always `state.lsn + 1`.
+//! - Damage to frames the state already holds (a checkpoint covers them) may be stepped over
+//!   when the caller allows it: replay resumes at the frame `state.lsn + 1` if the segment
+//!   holds it intact, and the step is reported.
+
+use crate::log::record::CommitRecord;
+use crate::log::segment::{find_frame, scan_from, Scan, ScanEnd, SegmentHeader};
+use crate::state::State;
+
+/// Damage that replay stepped over because the state already held those LSNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SteppedOver {
+    /// Offset of the damaged frame.
+    pub offset: u64,
+    /// What was wrong.
+    pub detail: String,
+}
+
+/// What replaying one segment did.
+#[derive(Debug)]
+pub(crate) struct SegmentReplay {
+    /// How the scan ended (after any step over damage).
+    pub scan: Scan,
+    /// Commits applied from this segment.
+    pub applied: u64,
+    /// Commit time of the segment's last valid frame, applied or not (0 if none).
+    pub last_ts: u64,
+    /// Damage inside LSNs the state already held that replay stepped over.
+    pub stepped_over: Option<SteppedOver>,
+}
+
+/// Applies segments, in order, onto a state.
+pub(crate) struct Replayer<'s> {
+    state: &'s mut State,
+    /// Last LSN of the previous segment of the current source, when known.
+    reach: Option<u64>,
+    /// Commits applied so far.
+    pub commits: u64,
+    /// First and last LSN applied.
+    pub range: Option<(u64, u64)>,
+    /// Set once `want` refused a commit: nothing after it is applied.
+    pub stopped: bool,
+}
+
+impl<'s> Replayer<'s> {
+    /// Starts replay onto `state`.
+    pub(crate) fn new(state: &'s mut State) -> Self {
+        Replayer {
+            state,
+            reach: None,
+            commits: 0,
+            range: None,
+            stopped: false,
+        }
+    }
+
+    /// The next segments come from another source (the local log after the archive): their
+    /// chain starts afresh, at or before `state.lsn + 1`.
+    pub(crate) fn new_source(&mut self) {
+        self.reach = None;
+    }
+
+    /// Replays one segment whose name (or archive entry) says it starts at `named_first`.
+    /// `want` is asked before each commit that would be applied; the first `false` stops
+    /// replay for good (a restore target). With `step_over_covered`, damage to frames at or
+    /// below the state's LSN does not end the scan when the segment holds the next needed
+    /// frame intact. Errors say why the segment cannot continue the chain.
+    pub(crate) fn segment(
+        &mut self,
+        bytes: &[u8],
+        named_first: u64,
+        step_over_covered: bool,
+        want: &mut dyn FnMut(&CommitRecord) -> bool,
+    ) -> Result<SegmentReplay, String> {
+        let header = SegmentHeader::decode(bytes)?;
+        if header.first_lsn != named_first {
+            return Err(format!(
+                "header says first LSN {} but its name says {named_first}",
+                header.first_lsn
+            ));
+        }
+        match self.reach {
+            Some(reach) if header.first_lsn != reach + 1 => {
+                return Err(format!(
+                    "segment starts at LSN {} but the previous one ends at LSN {reach}: the \
+                     chain must continue at LSN {} ({})",
+                    header.first_lsn,
+                    reach + 1,
+                    if header.first_lsn > reach + 1 {
+                        "a gap"
+                    } else {
+                        "an overlap, which means another history"
+                    }
+                ));
+            }
+            None if header.first_lsn > self.state.lsn + 1 => {
+                return Err(format!(
+                    "segment starts at LSN {} but replay must continue at LSN {}: segments \
+                     are missing",
+                    header.first_lsn,
+                    self.state.lsn + 1
+                ));
+            }
+            _ => {}
+        }
+        let mut applied = 0;
+        let mut last_ts = 0;
+        let mut stepped_over = None;
+        let mut pos = crate::log::segment::SEGMENT_HEADER_LEN;
+        let mut expected = header.first_lsn;
+        let scan = loop {
+            let s = scan_from(bytes, header, pos, expected, |rec, _| {
+                last_ts = rec.commit_ts;
+                if self.stopped || rec.lsn != self.state.lsn + 1 {
+                    return;
+                }
+                if !want(&rec) {
+                    self.stopped = true;
+                    return;
+                }
+                self.state.apply(&rec);
+                applied += 1;
+                let r = self.range.get_or_insert((rec.lsn, rec.lsn));
+                r.1 = rec.lsn;
+            });
+            let (offset, detail) = match &s.end {
+                ScanEnd::Clean => break s,
+                ScanEnd::TornTail { offset, error, .. } => (*offset, error.to_string()),
+                ScanEnd::Damaged { offset, detail } => (*offset, detail.clone()),
+            };
+            // Damage at LSN `s.last_lsn + 1`: step over it only when the state holds it.
+            let next = self.state.lsn + 1;
+            if !step_over_covered || stepped_over.is_some() || s.last_lsn + 1 >= next {
+                break s;
+            }
+            let Some(at) = find_frame(bytes, offset as usize + 1, next, header.format_version)
+            else {
+                break s;
+            };
+            tracing::warn!(offset, %detail, resume_lsn = next, "stepping over damage to commits a checkpoint holds");
+            stepped_over = Some(SteppedOver { offset, detail });
+            pos = at;
+            expected = next;
+        };
+        self.reach = match (&scan.end, &stepped_over) {
+            (ScanEnd::Clean, _) => Some(scan.last_lsn),
+            _ => None,
+        };
+        self.commits += applied;
+        Ok(SegmentReplay {
+            scan,
+            applied,
+            last_ts,
+            stepped_over,
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! Old-format fixtures: `tests/fixtures/v1/` holds a data directory and a backup repository
+//! written by the v1 formats (log 1, checkpoint 1, repository 1, manifest 1), generated once
+//! by `generate_v1_fixtures` below (run with `--ignored` and the code of that format) and
+//! committed. Every later build must open, verify and restore them with exact contents.
+//!
+//! The fixture's history is `script()`: one commit per step, so step n is LSN n.
+//! - data directory: LSNs 1..=24; sealed segments (with seals), a checkpoint at LSN 20 and
+//!   log after it (21..=24) in the active segment, an `archive.json` slot.
+//! - repository: backups at LSN 6 and LSN 14, archived segments covering 7..=14.
+
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use amberdb::backup::{restore, NoProgress};
+use amberdb::{verify_dir, BackupRepo, Db, Options, RestoreTarget, LOCK_FILE};
+use serde_json::{json, Value};
+
+/// (collection, key) -> (value, version)
+type Model = BTreeMap<(String, String), (Value, u64)>;
+
+enum Step {
+    Put(&'static str, String, Value),
+    Delete(&'static str, String),
+}
+
+/// The fixture's history: step i (0-based) is LSN i + 1.
+fn script() -> Vec<Step> {
+    let mut s = vec![];
+    for i in 0..24u64 {
+        let step = match i % 6 {
+            0 | 1 => Step::Put(
+                "players",
+                format!("p{}", i % 4),
+                json!({"level": i, "name": format!("player {}", i % 4)}),
+            ),
+            2 => Step::Put("items", format!("i{}", i % 3), json!([i, "sword"])),
+            3 => Step::Put("settings", "global".into(), json!({"round": i})),
+            4 if i > 6 => Step::Delete("players", format!("p{}", (i + 1) % 4)),
+            _ => Step::Put("items", format!("i{}", (i + 1) % 3), json!(i)),
+        };
+        s.push(step);
+    }
+    s
+}
+
+/// The state after the first `lsn` steps of the script.
+fn model_at(lsn: u64) -> Model {
+    let mut m = Model::new();
+    let mut versions: BTreeMap<(String, String), u64> = BTreeMap::new();
+    for step in script().into_iter().take(lsn as usize) {
+        match step {
+            Step::Put(c, k, v) => {
+                let id = (c.to_string(), k);
+                let version = m.get(&id).map_or(0, |(_, v)| *v) + 1;
+                versions.insert(id.clone(), version);
+                m.insert(id, (v, version));
+            }
+            Step::Delete(c, k) => {
+                assert!(
+                    m.remove(&(c.to_string(), k)).is_some(),
+                    "script deletes a live key"
+                );
+            }
+        }
+    }
+    m
+}
+
+fn state_of(db: &Db) -> Model {
+    db.view()
+        .iter_all()
+        .map(|(c, d)| {
+            (
+                (c.to_string(), d.key.to_string()),
+                (d.json().unwrap(), d.meta.version),
+            )
+        })
+        .collect()
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != LOCK_FILE {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn fixture_opts() -> Options {
+    Options {
+        segment_size: 600,
+        checkpoint_on_close: false,
+        checkpoint_interval: None,
+        ..Options::default()
+    }
+}
+
+fn apply(db: &Db, step: &Step) {
+    match step {
+        Step::Put(c, k, v) => {
+            db.put(c, k, v.clone()).unwrap();
+        }
+        Step::Delete(c, k) => {
+            db.delete(c, k).unwrap();
+        }
+    }
+}
+
+/// Wrote `tests/fixtures/v1/` with the code of `bd9332f` (log format 1). Run once per format
+/// version, with `AMBERDB_FIXTURE_OUT=<new dir> cargo test -p amberdb --test
+/// old_format_fixtures -- --ignored generate`, and commit the result.
+#[test]
+#[ignore]
+fn generate_v1_fixtures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("data"), tmp.path().join("repo"));
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let db = Db::open_with(&data, fixture_opts()).unwrap();
+    let steps = script();
+    for (i, step) in steps.iter().enumerate() {
+        apply(&db, step);
+        let lsn = i as u64 + 1;
+        if lsn == 6 || lsn == 14 {
+            assert_eq!(db.backup(&repo).unwrap().lsn, lsn);
+        }
+        if lsn == 20 {
+            assert_eq!(db.checkpoint().unwrap().lsn, 20);
+        }
+    }
+    assert_eq!(state_of(&db), model_at(24));
+    db.close().unwrap();
+    // Committed fixtures are the bytes an old release wrote: never regenerate them with a
+    // newer format. A new format gets its own directory (AMBERDB_FIXTURE_OUT).
+    let out = std::env::var_os("AMBERDB_FIXTURE_OUT").map_or_else(fixtures, PathBuf::from);
+    assert!(
+        !out.exists(),
+        "{} exists; fixtures of an old format are never rewritten",
+        out.display()
+    );
+    copy_dir(&data, &out.join("data"));
+    copy_dir(&repo_dir, &out.join("repo"));
+}
+
+#[test]
+fn v1_data_directory_opens_verifies_and_keeps_appending() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_dir(&fixtures().join("data"), &data);
+    let report = verify_dir(&data).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let db = Db::open_with(&data, fixture_opts()).unwrap();
+    let r = db.recovery_report().clone();
+    assert_eq!((r.checkpoint_lsn, r.commits_replayed, r.lsn), (20, 4, 24));
+    assert!(r.torn_tail.is_none() && r.auto.is_none());
+    assert_eq!(state_of(&db), model_at(24));
+    // A v1 directory keeps working: new commits after the old ones, across a reopen.
+    db.put("players", "new", json!("after")).unwrap();
+    db.close().unwrap();
+    let db = Db::open_with(&data, fixture_opts()).unwrap();
+    let mut want = model_at(24);
+    want.insert(("players".into(), "new".into()), (json!("after"), 1));
+    assert_eq!(state_of(&db), want);
+    assert_eq!(db.recovery_report().lsn, 25);
+    db.close().unwrap();
+    assert!(verify_dir(&data).unwrap().is_clean());
+}
+
+#[test]
+fn v1_repository_restores_to_latest_to_a_backup_and_to_an_lsn() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo_dir = tmp.path().join("repo");
+    copy_dir(&fixtures().join("repo"), &repo_dir);
+    let repo = BackupRepo::open(&repo_dir).unwrap();
+    let mut lsns: Vec<u64> = repo.list().unwrap().iter().map(|b| b.lsn).collect();
+    lsns.sort_unstable();
+    assert_eq!(lsns, vec![6, 14]);
+    for (target, lsn) in [
+        (RestoreTarget::Latest, 14),
+        (RestoreTarget::Lsn(10), 10),
+        (RestoreTarget::Lsn(6), 6),
+        (RestoreTarget::Lsn(13), 13),
+    ] {
+        let into = tmp.path().join(format!("restored-{lsn}"));
+        let report = restore(&repo, &target, false, &into, &NoProgress).unwrap();
+        assert_eq!(report.lsn, lsn, "{target}");
+        assert!(report.verified);
+        let db = Db::open(&into).unwrap();
+        assert_eq!(state_of(&db), model_at(lsn), "{target}");
+        db.close().unwrap();
+    }
+}

@@ -1,0 +1,223 @@
+//! Regression tests of issue 8 (durability and recovery hardening), one per scenario, each
+//! named after what it proves. Each fails on the engine before its fix.
+
+#![allow(clippy::unwrap_used)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use amberdb::log::segment::{list_segments, scan};
+use amberdb::{
+    buffered, verify_dir, BackupRepo, Db, Error, Options, RecoveryMode, Transaction, LOG_DIR,
+};
+use serde_json::json;
+
+fn no_checkpoint_on_close() -> Options {
+    Options {
+        checkpoint_on_close: false,
+        checkpoint_interval: None,
+        ..Options::default()
+    }
+}
+
+/// The newest segment and the offsets of its frames by LSN.
+fn last_segment_frames(data: &Path) -> (PathBuf, Vec<(u64, u64)>) {
+    let segs = list_segments(&data.join(LOG_DIR)).unwrap();
+    let path = segs.last().unwrap().1.clone();
+    let bytes = fs::read(&path).unwrap();
+    let mut frames = vec![];
+    scan(&bytes, |rec, off| frames.push((rec.lsn, off))).unwrap();
+    (path, frames)
+}
+
+fn offset_of(frames: &[(u64, u64)], lsn: u64) -> u64 {
+    frames.iter().find(|(l, _)| *l == lsn).unwrap().1
+}
+
+/// Zeroes `len` bytes of `path` at `at` (what a lost sector of an unsynced write looks like).
+fn zero(path: &Path, at: u64, len: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    for b in bytes.iter_mut().skip(at as usize).take(len) {
+        *b = 0;
+    }
+    fs::write(path, bytes).unwrap();
+}
+
+/// 10 `Sync` commits, then 5 `Buffered` ones (written in one go, never synced while the
+/// process ran: `max_delay` is long and the database is dropped by a "power cut" simulation
+/// that loses the first sectors of their write).
+fn torn_group_commit(data: &Path) -> (PathBuf, u64) {
+    let db = Db::open_with(data, no_checkpoint_on_close()).unwrap();
+    for i in 0..10 {
+        db.put("players", &format!("s{i}"), json!(i)).unwrap();
+    }
+    for i in 0..5 {
+        let mut tx = Transaction::new();
+        tx.put("players", &format!("b{i}"), json!(i));
+        tx.durability(buffered(Duration::from_secs(3600)));
+        db.commit(&tx).unwrap();
+    }
+    db.close().unwrap();
+    let (path, frames) = last_segment_frames(data);
+    assert_eq!(frames.len(), 15);
+    // The disk kept the later sectors of the unsynced write and lost the start of LSN 11.
+    let at = offset_of(&frames, 11);
+    zero(&path, at, 40);
+    (path, at)
+}
+
+#[test]
+fn torn_group_commit_after_power_loss_is_cut_as_a_torn_tail_not_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let (path, at) = torn_group_commit(&data);
+    let report = verify_dir(&data).unwrap();
+    assert!(report.is_clean(), "{:?}", report.problems);
+    let db = Db::open_with(&data, no_checkpoint_on_close()).unwrap();
+    let r = db.recovery_report().clone();
+    assert_eq!(r.lsn, 10);
+    let torn = r.torn_tail.unwrap();
+    assert_eq!((torn.file, torn.offset), (path, at));
+    assert_eq!(
+        torn.unsynced,
+        Some((12, 15)),
+        "the report names the discarded commits"
+    );
+    assert!(r.auto.is_none());
+    for i in 0..10 {
+        assert_eq!(
+            db.get("players", &format!("s{i}")).unwrap().json().unwrap(),
+            json!(i)
+        );
+    }
+    assert!(db.get("players", "b1").is_none());
+    // The log continues after the cut.
+    assert_eq!(db.put("players", "after", json!(1)).unwrap().lsn, 11);
+    db.close().unwrap();
+    assert!(verify_dir(&data).unwrap().is_clean());
+}
+
+#[test]
+fn torn_group_commit_with_auto_recovery_reports_the_unsynced_commits_it_cut() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let repo = tmp.path().join("r");
+    BackupRepo::open_or_init(&repo).unwrap();
+    torn_group_commit(&data);
+    let opts = Options {
+        recovery: RecoveryMode::Auto { repo },
+        ..no_checkpoint_on_close()
+    };
+    let db = Db::open_with(&data, opts).unwrap();
+    let r = db.recovery_report().clone();
+    assert!(
+        r.auto.is_none(),
+        "a torn tail needs no automatic recovery: {r:?}"
+    );
+    assert_eq!(r.lsn, 10);
+    assert_eq!(r.torn_tail.unwrap().unsynced, Some((12, 15)));
+    db.close().unwrap();
+}
+
+#[test]
+fn damage_to_a_synced_frame_followed_by_valid_frames_is_still_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let db = Db::open_with(&data, no_checkpoint_on_close()).unwrap();
+    for i in 0..10 {
+        db.put("players", &format!("s{i}"), json!(i)).unwrap();
+    }
+    db.close().unwrap();
+    let (path, frames) = last_segment_frames(&data);
+    // LSN 6 was synced before LSN 7 was written: LSN 7's frame records it.
+    let at = offset_of(&frames, 6);
+    zero(&path, at, 40);
+    match Db::open_with(&data, no_checkpoint_on_close()) {
+        Err(Error::Damaged(d)) => {
+            assert_eq!((d.file, d.offset), (path.clone(), at));
+            assert!(d.detail.contains("LSN 7"), "{}", d.detail);
+        }
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    }
+    let v = verify_dir(&data).unwrap();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.file == path && p.offset == Some(at)),
+        "{:?}",
+        v.problems
+    );
+}
+
+fn flip(path: &Path, at: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at as usize] ^= 0x40;
+    fs::write(path, bytes).unwrap();
+}
+
+/// 30 `Sync` puts k1..k30, a checkpoint after the 20th, then the process stops without a
+/// checkpoint (like a SIGKILL: nothing else is written). Returns the auto-recovery options.
+fn thirty_puts_checkpoint_after_twenty(tmp: &Path) -> (PathBuf, Options) {
+    let data = tmp.join("d");
+    let repo = tmp.join("r");
+    BackupRepo::open_or_init(&repo).unwrap();
+    let db = Db::open_with(&data, no_checkpoint_on_close()).unwrap();
+    for i in 1..=30 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 20 {
+            assert_eq!(db.checkpoint().unwrap().lsn, 20);
+        }
+    }
+    db.close().unwrap(); // no checkpoint on close: the disk is as a SIGKILL leaves it
+    let opts = Options {
+        recovery: RecoveryMode::Auto { repo },
+        ..no_checkpoint_on_close()
+    };
+    (data, opts)
+}
+
+#[test]
+fn auto_recovery_replays_intact_commits_after_damage_inside_the_checkpointed_range() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    // The CRC byte of LSN 5's frame, which the checkpoint at LSN 20 already holds.
+    let at = offset_of(&frames, 5);
+    flip(&path, at + 4);
+    let db = Db::open_with(&data, opts).unwrap();
+    let r = db.recovery_report().clone();
+    let auto = r.auto.clone().expect("automatic recovery ran");
+    assert_eq!(r.lsn, 30, "{auto:?}");
+    assert_eq!(auto.lsn, 30);
+    assert_eq!(auto.lost, None);
+    assert_eq!(auto.commits_replayed, 10);
+    assert_eq!(auto.stepped_over.len(), 1, "{auto:?}");
+    assert_eq!(
+        (&auto.stepped_over[0].0, auto.stepped_over[0].1),
+        (&path, at)
+    );
+    for i in 1..=30 {
+        assert_eq!(
+            db.get("kv", &format!("k{i}")).unwrap().json().unwrap(),
+            json!(i)
+        );
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn auto_recovery_names_the_intact_commits_it_could_not_replay_after_damage_past_the_checkpoint() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    // LSN 25 is after the checkpoint, and valid commits 26..=30 follow it.
+    flip(&path, offset_of(&frames, 25) + 4);
+    let db = Db::open_with(&data, opts).unwrap();
+    let r = db.recovery_report().clone();
+    let auto = r.auto.clone().expect("automatic recovery ran");
+    assert_eq!(r.lsn, 24);
+    assert_eq!(auto.lost, Some((25, 30)), "{auto:?}");
+    assert!(db.get("kv", "k24").is_some() && db.get("kv", "k25").is_none());
+    db.close().unwrap();
+}
