@@ -95,18 +95,25 @@ pub(crate) struct Committer {
     pub written_lsn: u64,
     /// Highest LSN known to be on stable storage.
     pub durable_lsn: u64,
-    /// When unsynced buffered commits must be synced by.
+    /// When unsynced buffered commits must be durable by.
     pub sync_deadline: Option<Instant>,
+    /// How long a log sync has been taking (a moving average).
+    pub fsync_estimate: Duration,
 }
 
 impl Committer {
     pub(crate) fn run(mut self) {
         loop {
+            // A `Buffered` deadline is honoured while the committer is busy too: a stream of
+            // commits never lets `recv_timeout` time out, so check it before every batch.
+            if self.sync_due() {
+                let _ = self.sync();
+            }
             let first = match self.sync_deadline {
-                Some(deadline) => match self
-                    .rx
-                    .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-                {
+                Some(deadline) => match self.rx.recv_timeout(
+                    self.sync_start(deadline)
+                        .saturating_duration_since(Instant::now()),
+                ) {
                     Ok(m) => m,
                     Err(RecvTimeoutError::Timeout) => {
                         let _ = self.sync();
@@ -134,6 +141,19 @@ impl Committer {
         let _ = self.sync();
     }
 
+    /// When the sync for `deadline` must start so that it completes by `deadline`:
+    /// `max_delay` bounds the time until a commit is durable, not until its fsync starts.
+    fn sync_start(&self, deadline: Instant) -> Instant {
+        deadline
+            .checked_sub(self.fsync_estimate)
+            .unwrap_or(deadline)
+    }
+
+    fn sync_due(&self) -> bool {
+        self.sync_deadline
+            .is_some_and(|d| Instant::now() >= self.sync_start(d))
+    }
+
     /// Syncs the log if anything written is not yet durable.
     fn sync(&mut self) -> Result<u64> {
         self.sync_deadline = None;
@@ -141,11 +161,16 @@ impl Committer {
             return Err(e);
         }
         if self.written_lsn > self.durable_lsn {
+            let started = Instant::now();
             if let Err(e) = self.log.sync() {
-                let cause = format!("fdatasync of the commit log failed: {e}");
+                let cause = format!("syncing the commit log failed: {e}");
                 self.shared.poison(cause.clone());
                 return Err(Error::Poisoned { cause });
             }
+            // A moving average of fsync times, so buffered deadlines start the sync early
+            // enough to be durable by the deadline.
+            let took = started.elapsed();
+            self.fsync_estimate = (self.fsync_estimate * 3 + took) / 4;
             let c = &self.shared.counters;
             c.fsyncs.fetch_add(1, Ordering::Relaxed);
             c.synced_commits
@@ -160,7 +185,9 @@ impl Committer {
     fn process(&mut self, batch: Vec<Msg>) -> bool {
         let mut state: State = (**self.shared.view.load()).clone();
         let mut frames = Vec::new();
-        let mut acks: Vec<(Reply<Committed>, Committed)> = vec![];
+        // Acknowledgements held until the batch is written (and synced when asked); the
+        // flag says whether the commit took an LSN, i.e. has a frame in this batch.
+        let mut acks: Vec<(Reply<Committed>, Committed, bool)> = vec![];
         let mut refusals: Vec<(Reply<Committed>, Error)> = vec![];
         let mut sync_waiters = vec![];
         let mut roll_waiters = vec![];
@@ -182,6 +209,12 @@ impl Committer {
                     let ts = now_micros().max(self.last_ts + 1);
                     match state.prepare(&ops, self.next_lsn, ts, self.max_doc_bytes) {
                         Ok(p) if p.record.ops.is_empty() => {
+                            // A check-only transaction writes nothing, but what it checked
+                            // may be a buffered commit not yet durable: a `Sync` one is
+                            // acknowledged only after a sync covering it.
+                            if durability == Durability::Sync {
+                                need_sync = true;
+                            }
                             acks.push((
                                 reply,
                                 Committed {
@@ -189,6 +222,7 @@ impl Committer {
                                     commit_ts: state.commit_ts,
                                     results: p.results,
                                 },
+                                false,
                             ));
                         }
                         Ok(p) => {
@@ -209,6 +243,7 @@ impl Committer {
                                     commit_ts: ts,
                                     results: p.results,
                                 },
+                                true,
                             ));
                         }
                         Err(e) => refusals.push((reply, e)),
@@ -228,47 +263,47 @@ impl Committer {
                 }
             }
         }
-        let mut failure: Option<Error> = None;
+        // What went wrong, and whether this batch's frames may be on disk regardless.
+        let mut failure: Option<(String, bool)> = None;
         if !frames.is_empty() {
             let last_lsn = self.next_lsn - 1;
-            match self.log.append(&frames, first_lsn, last_lsn, self.last_ts) {
-                Ok(()) => {
-                    self.written_lsn = last_lsn;
-                    let c = &self.shared.counters;
-                    c.commits
-                        .fetch_add(last_lsn + 1 - first_lsn, Ordering::Relaxed);
-                    c.batches.fetch_add(1, Ordering::Relaxed);
-                    c.log_bytes_written
-                        .fetch_add(frames.len() as u64, Ordering::Relaxed);
-                }
-                Err(e) => {
-                    let cause = format!(
-                        "write to commit log {} failed: {e}",
-                        self.log.active_path().display()
-                    );
-                    self.shared.poison(cause.clone());
-                    failure = Some(Error::Poisoned { cause });
-                }
+            if let Err(e) = self.log.roll_if_full(first_lsn) {
+                // Nothing of this batch was written: its commits are certainly absent.
+                failure = Some((format!("rolling the commit log failed: {e}"), false));
+            } else if let Err(e) = self.log.append(&frames, last_lsn, self.last_ts) {
+                failure = Some((format!("appending to the commit log failed: {e}"), true));
+            } else {
+                self.written_lsn = last_lsn;
+                let c = &self.shared.counters;
+                c.commits
+                    .fetch_add(last_lsn + 1 - first_lsn, Ordering::Relaxed);
+                c.batches.fetch_add(1, Ordering::Relaxed);
+                c.log_bytes_written
+                    .fetch_add(frames.len() as u64, Ordering::Relaxed);
+            }
+            if let Some((cause, _)) = &failure {
+                self.shared.poison(cause.clone());
             }
         }
         if failure.is_none() {
             if need_sync {
                 if let Err(e) = self.sync() {
-                    failure = Some(e);
+                    // The frames were written: a failed sync does not mean they are gone.
+                    failure = Some((poison_cause(e), !frames.is_empty()));
                 }
             } else if let Some(d) = max_delay {
                 let deadline = Instant::now() + d;
                 self.sync_deadline = Some(self.sync_deadline.map_or(deadline, |x| x.min(deadline)));
             }
         }
+        // Sealing comes after the batch is durable: its failure poisons the database and
+        // fails the roll, but the commits are on stable storage and are acknowledged.
+        let mut roll_failure = None;
         if failure.is_none() && !roll_waiters.is_empty() {
             if let Err(e) = self.log.seal_active(self.next_lsn) {
-                let cause = format!(
-                    "sealing log segment {} failed: {e}",
-                    self.log.active_path().display()
-                );
+                let cause = format!("sealing the active log segment failed: {e}");
                 self.shared.poison(cause.clone());
-                failure = Some(Error::Poisoned { cause });
+                roll_failure = Some(cause);
             }
         }
         match &failure {
@@ -276,24 +311,32 @@ impl Committer {
                 if !frames.is_empty() {
                     self.shared.view.store(Arc::new(state));
                 }
-                for (reply, committed) in acks {
+                for (reply, committed, _) in acks {
                     let _ = reply.send(Ok(committed));
                 }
                 for reply in sync_waiters {
                     let _ = reply.send(Ok(self.durable_lsn));
                 }
                 for reply in roll_waiters {
-                    let _ = reply.send(Ok(self.durable_lsn));
+                    let _ = reply.send(match &roll_failure {
+                        None => Ok(self.durable_lsn),
+                        Some(cause) => Err(Error::Poisoned {
+                            cause: cause.clone(),
+                        }),
+                    });
                 }
             }
-            Some(e) => {
-                let cause = match e {
-                    Error::Poisoned { cause } => cause.clone(),
-                    other => other.to_string(),
-                };
-                for (reply, _) in acks {
-                    let _ = reply.send(Err(Error::Poisoned {
-                        cause: cause.clone(),
+            Some((cause, frames_may_be_on_disk)) => {
+                for (reply, committed, wrote) in acks {
+                    let _ = reply.send(Err(if wrote && *frames_may_be_on_disk {
+                        Error::CommitOutcomeUnknown {
+                            lsn: committed.lsn,
+                            cause: cause.clone(),
+                        }
+                    } else {
+                        Error::Poisoned {
+                            cause: cause.clone(),
+                        }
                     }));
                 }
                 for reply in sync_waiters.into_iter().chain(roll_waiters) {
@@ -316,13 +359,21 @@ impl Committer {
         }
         match shutdown {
             Some(reply) => {
-                let _ = reply.send(match failure {
-                    None => Ok(()),
-                    Some(e) => Err(e),
+                let _ = reply.send(match (failure, roll_failure) {
+                    (None, None) => Ok(()),
+                    (Some((cause, _)), _) | (None, Some(cause)) => Err(Error::Poisoned { cause }),
                 });
                 true
             }
             None => false,
         }
+    }
+}
+
+/// The cause text of a poisoning error.
+fn poison_cause(e: Error) -> String {
+    match e {
+        Error::Poisoned { cause } => cause,
+        other => other.to_string(),
     }
 }

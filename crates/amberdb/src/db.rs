@@ -178,6 +178,7 @@ impl Db {
             written_lsn: lsn,
             durable_lsn: lsn,
             sync_deadline: None,
+            fsync_estimate: Duration::ZERO,
         };
         let committer = std::thread::Builder::new()
             .name("amberdb-committer".into())

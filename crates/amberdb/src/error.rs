@@ -122,6 +122,29 @@ pub enum Error {
         /// The original failure.
         cause: String,
     },
+    /// The write or fsync of the batch holding this commit failed after its bytes may have
+    /// reached the disk: the commit was not acknowledged, but it may be present after the
+    /// database is reopened. Re-read the documents it wrote before retrying (a blind retry
+    /// of a non-idempotent change may apply it twice). The database is poisoned; later
+    /// writes get [`Error::Poisoned`].
+    #[error("the outcome of commit LSN {lsn} is unknown after an I/O failure ({cause}); it may be present after a reopen: re-read before retrying")]
+    CommitOutcomeUnknown {
+        /// The LSN the commit was assigned.
+        lsn: u64,
+        /// The failure that poisoned the database.
+        cause: String,
+    },
+    /// A transaction's commit record would exceed the largest commit frame the log accepts
+    /// (or the configured `Options::max_txn_bytes`); nothing was written.
+    #[error("transaction is {size} bytes as a commit record ({ops} operations), over the limit of {limit} bytes; split it into smaller transactions")]
+    TransactionTooLarge {
+        /// Encoded size of the commit record's payload.
+        size: usize,
+        /// Operations in the transaction.
+        ops: usize,
+        /// The limit it exceeds.
+        limit: usize,
+    },
     /// The database has been closed.
     #[error("database is closed")]
     Closed,

@@ -257,10 +257,16 @@ fn scenario(kind: Kind, countdown: i64, segment_size: u64, torn_seed: u64) {
         "{ctx}: every writer saw the failure: {:?}",
         out.errors
     );
-    for e in &out.errors {
+    for (i, e) in out.errors.iter().enumerate() {
         match e {
             Error::Poisoned { cause } => {
                 assert!(cause.contains(&kind.cause_text()), "{ctx}: {cause}")
+            }
+            // Only a writer's first error (its commit was in the failed batch) may say the
+            // outcome is unknown; its retry must be refused as poisoned.
+            Error::CommitOutcomeUnknown { cause, .. } if i % 2 == 0 => {
+                assert!(cause.contains(&kind.cause_text()), "{ctx}: {cause}");
+                assert!(e.to_string().contains("re-read"), "{ctx}: {e}");
             }
             other => panic!("{ctx}: expected Error::Poisoned, got {other}"),
         }

@@ -102,19 +102,27 @@ impl CommitLog {
         }
     }
 
-    /// Appends already-framed commits ending at `last_lsn`. Rolls to a new segment first when
-    /// the active one is full, so a batch never spans two segments.
-    pub(crate) fn append(
-        &mut self,
-        frames: &[u8],
-        first_lsn: u64,
-        last_lsn: u64,
-        last_ts: u64,
-    ) -> std::io::Result<()> {
+    /// Seals the active segment and starts one at `first_lsn` when the active one is full, so
+    /// the batch about to be appended never spans two segments. A failure here leaves no byte
+    /// of that batch on disk.
+    pub(crate) fn roll_if_full(&mut self, first_lsn: u64) -> std::io::Result<()> {
         if self.len >= self.segment_size && self.last_lsn >= self.first_lsn {
             self.roll(first_lsn)?;
         }
-        self.file.write_all(frames)?;
+        Ok(())
+    }
+
+    /// Appends already-framed commits ending at `last_lsn` (call [`Self::roll_if_full`]
+    /// first). A failure may leave any prefix of `frames` on disk.
+    pub(crate) fn append(
+        &mut self,
+        frames: &[u8],
+        last_lsn: u64,
+        last_ts: u64,
+    ) -> std::io::Result<()> {
+        self.file
+            .write_all(frames)
+            .map_err(|e| op_failed("write to log segment", self.file.path(), e))?;
         self.hasher.update(frames);
         self.len += frames.len() as u64;
         self.appended_bytes += frames.len() as u64;
@@ -125,7 +133,9 @@ impl CommitLog {
 
     /// `fdatasync` of the active segment.
     pub(crate) fn sync(&mut self) -> std::io::Result<()> {
-        self.file.sync_data()
+        self.file
+            .sync_data()
+            .map_err(|e| op_failed("fdatasync of log segment", self.file.path(), e))
     }
 
     /// Seals the active segment (if it holds any commit) and starts a new one at `next_lsn`,
@@ -137,14 +147,11 @@ impl CommitLog {
         Ok(())
     }
 
-    /// Path of the active segment.
-    pub(crate) fn active_path(&self) -> &Path {
-        self.file.path()
-    }
-
     /// Seals the active segment and starts a new one at `next_lsn`.
     fn roll(&mut self, next_lsn: u64) -> std::io::Result<()> {
-        self.file.sync_data()?;
+        self.file
+            .sync_data()
+            .map_err(|e| op_failed("fdatasync of log segment", self.file.path(), e))?;
         let seal = Seal {
             first_lsn: self.first_lsn,
             last_lsn: self.last_lsn,
@@ -152,12 +159,17 @@ impl CommitLog {
             last_commit_ts: self.last_commit_ts,
             sha256: self.hasher.clone().finalize().into(),
         };
-        write_atomic(
-            &self.dir.join(seal_file_name(self.first_lsn)),
-            &seal.encode(),
-            &self.faults,
-        )?;
-        let (file, hasher, len) = create_segment(&self.dir, next_lsn, &self.faults)?;
+        let seal_path = self.dir.join(seal_file_name(self.first_lsn));
+        write_atomic(&seal_path, &seal.encode(), &self.faults)
+            .map_err(|e| op_failed("writing seal", &seal_path, e))?;
+        let (file, hasher, len) =
+            create_segment(&self.dir, next_lsn, &self.faults).map_err(|e| {
+                op_failed(
+                    "creating log segment",
+                    &self.dir.join(segment_file_name(next_lsn)),
+                    e,
+                )
+            })?;
         let old_path = std::mem::replace(&mut self.file, file).path().to_owned();
         if let Ok(mut sealed) = self.sealed.lock() {
             sealed.push(SealedSegment {
@@ -175,6 +187,12 @@ impl CommitLog {
         self.first_lsn = next_lsn;
         Ok(())
     }
+}
+
+/// Names the operation and the file in an I/O error, keeping its kind (so "fdatasync of X
+/// failed" never reads as a failed write).
+fn op_failed(op: &str, path: &Path, e: std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), format!("{op} {} failed: {e}", path.display()))
 }
 
 /// Creates a segment file with its header, durably (file and directory synced).
