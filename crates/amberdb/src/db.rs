@@ -130,13 +130,17 @@ impl Db {
             )));
         }
         let started = Instant::now();
-        let rec = match (recover(&dir, &opts.faults), &opts.recovery) {
+        let retention = crate::state::tombstone_retention_us(&opts);
+        let mut rec = match (recover(&dir, &opts.faults, retention), &opts.recovery) {
             (Ok(rec), _) => rec,
             (Err(Error::Damaged(damage)), RecoveryMode::Auto { repo }) => {
                 crate::backup::auto_recover(&dir, repo, &damage, &opts)?
             }
             (Err(e), _) => return Err(e),
         };
+        // Replay after a checkpoint pruned tombstones with the retention it recorded (what
+        // the writer of those commits used); commits from now on use this handle's.
+        rec.state.tombstone_retention_us = retention;
         let slots = Slots::load(&dir)?;
         let lsn = rec.state.lsn;
         tracing::info!(

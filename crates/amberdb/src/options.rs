@@ -28,6 +28,11 @@ pub struct Options {
     /// Keep sealed log segments at least this long after their last commit, even when no
     /// checkpoint needs them (the history window). Default: 0.
     pub log_retention: Duration,
+    /// Keep the tombstone of a deleted key at least this long (in commit time) after the
+    /// delete, and at least `log_retention`: while it exists, a re-created document's
+    /// `prev_lsn` links to the delete. Pruning never lets a version repeat (a collection
+    /// keeps the highest version its pruned tombstones held). Default: 1 hour.
+    pub tombstone_retention: Duration,
     /// Most transactions the committer groups into one write and one fsync. Default: 1024.
     pub max_batch: usize,
     /// Copy every sealed log segment to this backup repository as soon as it is sealed
@@ -77,6 +82,7 @@ impl Default for Options {
             checkpoint_on_close: true,
             checkpoint_compression_level: 1,
             log_retention: Duration::ZERO,
+            tombstone_retention: crate::state::DEFAULT_TOMBSTONE_RETENTION,
             archive_to: None,
             archive_timeout: Some(Duration::from_secs(60)),
             backup_schedule: None,

@@ -135,7 +135,13 @@ pub(crate) fn quarantine(data: &Path, file: &Path) -> Result<PathBuf> {
     Ok(to)
 }
 
-pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
+/// `tombstone_retention_us` is the retention a replay from LSN 1 prunes tombstones with (a
+/// checkpoint carries its own), so replay prunes where the live database did.
+pub(crate) fn recover(
+    data: &Path,
+    faults: &Faults,
+    tombstone_retention_us: u64,
+) -> Result<Recovered> {
     let log_dir = data.join(LOG_DIR);
     let ckpt_dir = data.join(CHECKPOINT_DIR);
     for d in [&log_dir, &ckpt_dir] {
@@ -166,7 +172,9 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
     }
     let (mut state, ckpt_path) = match base {
         Some(b) => b,
-        None if segments.first().is_none_or(|s| s.0 == 1) => (State::default(), None),
+        None if segments.first().is_none_or(|s| s.0 == 1) => {
+            (State::empty(tombstone_retention_us), None)
+        }
         None => {
             let (file, why) = skipped.first().cloned().unwrap_or_default();
             return Err(damaged(

@@ -4,7 +4,8 @@
 //! engine and against a plain `BTreeMap` model. After every step the engine's whole state
 //! (values, versions, schema versions, LSNs, timestamps, counts, collections) must equal the
 //! model, and every failed transaction must fail the way the model says (a conflict names the
-//! document, the expected and the actual version) and change nothing.
+//! document, the expected and the actual version) and change nothing. A key's version never
+//! repeats, also across delete, re-create and reopen, with tombstones kept or pruned at once.
 
 #![allow(clippy::unwrap_used)]
 
@@ -222,6 +223,14 @@ struct ModelDoc {
 #[derive(Debug, Default, Clone)]
 struct Model {
     docs: BTreeMap<(usize, usize), ModelDoc>,
+    /// Deleted keys: LSN of the delete and the version the document had.
+    tombstones: BTreeMap<(usize, usize), (u64, u64)>,
+    /// Per collection, the highest version of a pruned tombstone.
+    floors: BTreeMap<usize, u64>,
+    /// Whether tombstones are pruned by the next commit (`tombstone_retention` zero).
+    prune: bool,
+    /// The highest version each key ever had: a new version must exceed it.
+    highest: BTreeMap<(usize, usize), u64>,
     /// Collections that ever had a logged write (the engine keeps a collection once created).
     collections: BTreeSet<usize>,
     lsn: u64,
@@ -242,6 +251,8 @@ struct Cur {
     schema_version: u32,
     /// True once the transaction (re)created the document, so it gets a new creation time.
     recreated: bool,
+    /// While absent: the highest version the key had; a re-created document continues after.
+    last_version: u64,
 }
 
 /// RFC 7396, written from the RFC, independent of the engine's patch library.
@@ -348,12 +359,18 @@ impl Model {
                         value: Some(d.value.clone()),
                         schema_version: d.schema_version,
                         recreated: false,
+                        last_version: d.version,
                     },
                     None => Cur {
                         version: 0,
                         value: None,
                         schema_version: 0,
                         recreated: false,
+                        last_version: self
+                            .tombstones
+                            .get(&id)
+                            .map_or(0, |t| t.1)
+                            .max(self.floors.get(&id.0).copied().unwrap_or(0)),
                     },
                 });
             let conflict = |expected, actual, reason| Conflict {
@@ -379,6 +396,7 @@ impl Model {
                     let existed = cur.value.is_some();
                     if existed {
                         cur.value = None;
+                        cur.last_version = cur.version;
                         cur.version = 0;
                         if !order.contains(&id) {
                             order.push(id);
@@ -422,6 +440,7 @@ impl Model {
             };
             if cur.value.is_none() {
                 cur.recreated = true;
+                cur.version = cur.last_version;
             }
             cur.value = Some(new_value);
             cur.version += 1;
@@ -457,7 +476,8 @@ impl Model {
             self.collections.insert(id.0);
             match cur.value {
                 None => {
-                    self.docs.remove(&id);
+                    let gone = self.docs.remove(&id).unwrap();
+                    self.tombstones.insert(id, (lsn, gone.version));
                 }
                 Some(value) => {
                     let created_at = match self.docs.get(&id) {
@@ -472,9 +492,23 @@ impl Model {
                         updated_at: ts,
                         lsn,
                     };
+                    self.tombstones.remove(&id);
+                    self.highest.insert(id, cur.version);
                     self.docs.insert(id, doc);
                 }
             }
+        }
+        if self.prune {
+            // Retention zero: a commit prunes the tombstones of every earlier commit.
+            let floors = &mut self.floors;
+            self.tombstones.retain(|id, (deleted, version)| {
+                let keep = *deleted == lsn;
+                if !keep {
+                    let f = floors.entry(id.0).or_default();
+                    *f = (*f).max(*version);
+                }
+                keep
+            });
         }
         self.lsn = lsn;
         self.commit_ts = ts;
@@ -484,8 +518,13 @@ impl Model {
 // ---------------------------------------------------------------------------------------------
 // Running steps against the engine.
 
-fn options(o: &OpenOpts) -> Options {
+fn options(o: &OpenOpts, prune: bool) -> Options {
     Options {
+        tombstone_retention: if prune {
+            Duration::ZERO
+        } else {
+            Options::default().tombstone_retention
+        },
         segment_size: o.segment_size,
         checkpoint_log_bytes: o.checkpoint_log_bytes,
         checkpoint_compression_level: o.compression,
@@ -581,6 +620,17 @@ fn commit_step(db: &Db, model: &mut Model, ops: &[OpSpec]) -> Result<(), TestCas
                     commit_ts,
                     model.commit_ts
                 );
+                for (id, _) in exp.writes.iter().filter(|(_, c)| c.value.is_some()) {
+                    let got = db.get(COLLECTIONS[id.0], KEYS[id.1]).unwrap().meta.version;
+                    let before = model.highest.get(id).copied().unwrap_or(0);
+                    prop_assert!(
+                        got > before,
+                        "{:?} got version {} but already had {}",
+                        id,
+                        got,
+                        before
+                    );
+                }
                 model.apply(exp.writes, lsn, commit_ts);
             }
         }
@@ -619,21 +669,22 @@ fn assert_same(db: &Db, model: &Model) -> Result<(), TestCaseError> {
     let names: Vec<String> = view
         .collections()
         .into_iter()
-        .map(|c| format!("{}={}", c.name, c.documents))
+        .map(|c| format!("{}={}/{}", c.name, c.documents, c.tombstones))
         .collect();
     let mut want_names: Vec<String> = model
         .collections
         .iter()
         .map(|c| {
             format!(
-                "{}={}",
+                "{}={}/{}",
                 COLLECTIONS[*c],
-                model.docs.keys().filter(|(mc, _)| mc == c).count()
+                model.docs.keys().filter(|(mc, _)| mc == c).count(),
+                model.tombstones.keys().filter(|(mc, _)| mc == c).count()
             )
         })
         .collect();
     want_names.sort();
-    prop_assert_eq!(names, want_names, "collections and counts");
+    prop_assert_eq!(names, want_names, "collections, documents and tombstones");
     for (ci, coll) in COLLECTIONS.iter().enumerate() {
         let listed = view.list(coll, &ListOptions::default());
         prop_assert_eq!(listed.next, None);
@@ -678,11 +729,14 @@ fn assert_same(db: &Db, model: &Model) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-fn run(steps: Vec<Step>, first: OpenOpts) -> Result<(), TestCaseError> {
+fn run(steps: Vec<Step>, first: OpenOpts, prune: bool) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     let mut opts = first;
-    let mut db = Db::open_with(dir.path(), options(&opts)).unwrap();
-    let mut model = Model::default();
+    let mut db = Db::open_with(dir.path(), options(&opts, prune)).unwrap();
+    let mut model = Model {
+        prune,
+        ..Model::default()
+    };
     for step in steps {
         match step {
             Step::Commit(ops) => commit_step(&db, &mut model, &ops)?,
@@ -694,7 +748,7 @@ fn run(steps: Vec<Step>, first: OpenOpts) -> Result<(), TestCaseError> {
                 let checkpointed = opts.checkpoint_on_close;
                 db.close().unwrap();
                 opts = next;
-                db = Db::open_with(dir.path(), options(&opts)).unwrap();
+                db = Db::open_with(dir.path(), options(&opts, prune)).unwrap();
                 let report = db.recovery_report().clone();
                 prop_assert_eq!(report.lsn, model.lsn);
                 prop_assert_eq!(report.torn_tail, None);
@@ -718,7 +772,7 @@ fn run(steps: Vec<Step>, first: OpenOpts) -> Result<(), TestCaseError> {
         assert_same(&db, &model)?;
     }
     db.close().unwrap();
-    let db = Db::open(dir.path()).unwrap();
+    let db = Db::open_with(dir.path(), options(&opts, prune)).unwrap();
     assert_same(&db, &model)
 }
 
@@ -729,7 +783,8 @@ proptest! {
     fn random_transactions_and_reopens_match_a_btreemap_model(
         steps in prop::collection::vec(step(), 1..60),
         first in open_opts(),
+        prune in any::<bool>(),
     ) {
-        run(steps, first)?;
+        run(steps, first, prune)?;
     }
 }

@@ -63,6 +63,8 @@ proptest! {
         let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
         let mut db = Db::open_with(&data, opts(false)).unwrap();
         let mut model: Model = BTreeMap::new();
+        // The last version of every key, deleted or not: a re-created document continues after it.
+        let mut last_version: BTreeMap<(String, String), u64> = BTreeMap::new();
         // Model state after each LSN, and each LSN's commit time.
         let mut history: Vec<(u64, u64, Model)> = vec![];
         let mut backup_lsns = vec![];
@@ -77,8 +79,9 @@ proptest! {
                     let mut tx = Transaction::new();
                     tx.put(&c, &k, value.clone());
                     let done = db.commit(&tx).unwrap();
-                    let version = model.get(&(c.clone(), k.clone())).map_or(0, |e| e.1) + 1;
-                    model.insert((c, k), (value, version));
+                    let last = last_version.entry((c.clone(), k.clone())).or_default();
+                    *last += 1;
+                    model.insert((c, k), (value, *last));
                     history.push((done.lsn, done.commit_ts, model.clone()));
                 }
                 Step::Delete(c, k) => {

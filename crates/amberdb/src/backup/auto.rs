@@ -200,7 +200,11 @@ pub(crate) fn auto_recover(
         stepped_over,
     };
     tracing::warn!(lsn = auto.lsn, source = %auto.source, lost = ?auto.lost, quarantine = %auto.quarantine.display(), "automatic recovery complete");
-    let mut rec = recover(data, &opts.faults)?;
+    let mut rec = recover(
+        data,
+        &opts.faults,
+        crate::state::tombstone_retention_us(opts),
+    )?;
     rec.report.auto = Some(auto);
     Ok(rec)
 }

@@ -12,14 +12,16 @@ use sha2::Digest;
 use crate::codec::{put_str16, PutLe, Reader};
 use crate::document::{DocMeta, Document};
 use crate::io::{self, sync_dir, Faults};
-use crate::state::{Collection, State};
+use crate::state::{Collection, State, Tombstone};
 
 /// First bytes of every checkpoint.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"AMBRCKPT";
 /// Last bytes of every checkpoint.
 pub const CHECKPOINT_END_MAGIC: [u8; 8] = *b"AMBRCEND";
-/// Current checkpoint format version.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 1;
+/// Current checkpoint format version. Version 2 records each tombstone's time and last
+/// version, each collection's version floor and the tombstone retention (`docs/FORMAT.md`);
+/// version 1 is still read.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
 /// Header size.
 pub const HEADER_LEN: usize = 64;
 /// Trailer size: body length, SHA-256 of the body, end magic.
@@ -31,9 +33,17 @@ const BLOCK_TARGET: usize = 256 * 1024;
 /// Largest block a decoder accepts.
 const MAX_BLOCK: usize = 1 << 30;
 
-const ENTRY_COLLECTION: u8 = 1;
+/// Format 1 only: a collection's name.
+const ENTRY_COLLECTION_V1: u8 = 1;
 const ENTRY_DOCUMENT: u8 = 2;
-const ENTRY_TOMBSTONE: u8 = 3;
+/// Format 1 only: a tombstone with the LSN of its delete.
+const ENTRY_TOMBSTONE_V1: u8 = 3;
+/// Format 2: the state's settings (tombstone retention); the first entry.
+const ENTRY_STATE: u8 = 4;
+/// Format 2: a collection's name and version floor.
+const ENTRY_COLLECTION: u8 = 5;
+/// Format 2: a tombstone with the LSN and time of its delete and the version it ended at.
+const ENTRY_TOMBSTONE: u8 = 6;
 
 const COMPRESSION_NONE: u32 = 0;
 const COMPRESSION_ZSTD: u32 = 1;
@@ -49,7 +59,7 @@ pub struct CheckpointHeader {
     pub commit_ts: u64,
     /// Live documents.
     pub doc_count: u64,
-    /// Collections, documents and tombstones.
+    /// Entries: the state entry (format 2), collections, documents and tombstones.
     pub entry_count: u64,
     /// 0 none, 1 zstd.
     pub compression: u32,
@@ -194,11 +204,11 @@ pub(crate) fn encode_to<W: std::io::Write>(
     level: i32,
     out: &mut W,
 ) -> std::io::Result<u64> {
-    let entry_count = state
+    let entry_count = 1 + state
         .collections
         .values()
         .map(|c| 1 + c.docs.len() as u64 + c.tombstones.len() as u64)
-        .sum();
+        .sum::<u64>();
     let compression = if level > 0 {
         COMPRESSION_ZSTD
     } else {
@@ -213,10 +223,15 @@ pub(crate) fn encode_to<W: std::io::Write>(
         raw: Vec::with_capacity(BLOCK_TARGET * 2),
         level,
     };
+    w.entry(|b| {
+        b.put_u8(ENTRY_STATE);
+        b.put_u64(state.tombstone_retention_us);
+    })?;
     for (name, coll) in state.collections.iter() {
         w.entry(|b| {
             b.put_u8(ENTRY_COLLECTION);
             put_str16(b, name);
+            b.put_u64(coll.version_floor);
         })?;
         for (key, doc) in coll.docs.iter() {
             w.entry(|b| {
@@ -233,12 +248,14 @@ pub(crate) fn encode_to<W: std::io::Write>(
                 b.extend_from_slice(&doc.value);
             })?;
         }
-        for (key, lsn) in coll.tombstones.iter() {
+        for (key, t) in coll.tombstones.iter() {
             w.entry(|b| {
                 b.put_u8(ENTRY_TOMBSTONE);
                 put_str16(b, name);
                 put_str16(b, key);
-                b.put_u64(*lsn);
+                b.put_u64(t.lsn);
+                b.put_u64(t.deleted_at);
+                b.put_u64(t.last_version);
             })?;
         }
     }
@@ -369,7 +386,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
             stored.to_vec()
         };
         let data_at = block_at + BLOCK_HEADER_LEN;
-        entries += decode_entries(&raw, header.compression, data_at, &mut out);
+        entries += decode_entries(&raw, &header, data_at, &mut out);
     }
     if out.problems.is_empty() {
         if entries != header.entry_count {
@@ -398,7 +415,9 @@ pub fn decode(bytes: &[u8]) -> Decoded {
 }
 
 /// Decodes the entries of one raw block into `out.state`; returns how many were read.
-fn decode_entries(raw: &[u8], compression: u32, data_at: usize, out: &mut Decoded) -> u64 {
+fn decode_entries(raw: &[u8], header: &CheckpointHeader, data_at: usize, out: &mut Decoded) -> u64 {
+    let compression = header.compression;
+    let v1 = header.format_version == 1;
     let mut r = Reader::new(raw);
     let mut n = 0;
     // Offsets inside a compressed block only make sense relative to the block.
@@ -416,12 +435,31 @@ fn decode_entries(raw: &[u8], compression: u32, data_at: usize, out: &mut Decode
             detail: format!("malformed {what} entry at block offset {at}"),
         };
         match r.u8() {
-            Some(ENTRY_COLLECTION) => {
+            Some(ENTRY_COLLECTION_V1) if v1 => {
                 let Some(name) = r.str16() else {
                     out.problems.push(bad("collection"));
                     return n;
                 };
                 out.state.collections.entry(name.into()).or_default();
+            }
+            Some(ENTRY_STATE) if !v1 => {
+                let Some(retention) = r.u64() else {
+                    out.problems.push(bad("state"));
+                    return n;
+                };
+                out.state.tombstone_retention_us = retention;
+            }
+            Some(ENTRY_COLLECTION) if !v1 => {
+                let parsed = (|| Some((r.str16()?, r.u64()?)))();
+                let Some((name, floor)) = parsed else {
+                    out.problems.push(bad("collection"));
+                    return n;
+                };
+                out.state
+                    .collections
+                    .entry(name.into())
+                    .or_default()
+                    .version_floor = floor;
             }
             Some(ENTRY_DOCUMENT) => {
                 let parsed = (|| {
@@ -465,18 +503,35 @@ fn decode_entries(raw: &[u8], compression: u32, data_at: usize, out: &mut Decode
                     },
                 );
             }
-            Some(ENTRY_TOMBSTONE) => {
+            Some(ENTRY_TOMBSTONE_V1) if v1 => {
                 let parsed = (|| Some((r.str16()?, r.str16()?, r.u64()?)))();
                 let Some((coll, key, lsn)) = parsed else {
                     out.problems.push(bad("tombstone"));
                     return n;
                 };
-                out.state
-                    .collections
-                    .entry(coll.into())
-                    .or_default()
-                    .tombstones
-                    .insert(key.into(), lsn);
+                // Format 1 did not record the deleted version or time. Versions are at most
+                // the LSN of the write that produced them unless a transaction wrote the key
+                // more than once, so the delete's LSN bounds them; the checkpoint's time keeps
+                // the tombstone for one full retention after it is read.
+                let t = Tombstone {
+                    lsn,
+                    deleted_at: header.commit_ts,
+                    last_version: lsn,
+                };
+                out.state.insert_tombstone(&coll.into(), &key.into(), t);
+            }
+            Some(ENTRY_TOMBSTONE) if !v1 => {
+                let parsed = (|| Some((r.str16()?, r.str16()?, r.u64()?, r.u64()?, r.u64()?)))();
+                let Some((coll, key, lsn, deleted_at, last_version)) = parsed else {
+                    out.problems.push(bad("tombstone"));
+                    return n;
+                };
+                let t = Tombstone {
+                    lsn,
+                    deleted_at,
+                    last_version,
+                };
+                out.state.insert_tombstone(&coll.into(), &key.into(), t);
             }
             _ => {
                 out.problems.push(bad("unknown"));
