@@ -41,6 +41,8 @@ pub use verify::{RepoProblem, RepoVerifyReport};
 
 /// Version of the repository layout.
 pub const REPO_FORMAT_VERSION: u32 = 1;
+/// Newest manifest format this engine reads (and the one it writes).
+pub const MANIFEST_FORMAT_VERSION: u32 = 1;
 /// Name of the repository config file.
 pub const REPO_CONFIG: &str = "config.json";
 /// Name of a backup's snapshot file.
@@ -231,21 +233,64 @@ impl BackupRepo {
         repo_error(&*self.storage, detail)
     }
 
-    /// Ids of every backup directory, complete or not, sorted (oldest first).
+    /// Ids of every backup directory, complete or not, sorted (oldest first). Entries of
+    /// `backups/` whose name is not a backup id are not backups and are left out (`verify`
+    /// reports them).
     pub fn backup_ids(&self) -> Result<Vec<String>> {
+        Ok(self
+            .backup_dir_names()?
+            .into_iter()
+            .filter(|n| is_backup_id(n))
+            .collect())
+    }
+
+    /// Every name under `backups/`, backup id or not.
+    pub(crate) fn backup_dir_names(&self) -> Result<Vec<String>> {
         self.storage
             .list("backups")
             .map_err(|e| self.err(format!("listing backups: {e}")))
     }
 
-    /// A backup's manifest.
+    /// Refuses anything that is not a backup id (see [`is_backup_id`]), so no id read from a
+    /// manifest, a command line or a request can name a path outside `backups/`.
+    pub fn check_backup_id(&self, id: &str) -> Result<()> {
+        if is_backup_id(id) {
+            return Ok(());
+        }
+        Err(Error::InvalidArgument(format!(
+            "{id:?} is not a backup id (backup ids look like 20261121T023000Z-1234; see `amberdb backup list`)"
+        )))
+    }
+
+    /// A backup's manifest, checked: its format version is one this engine reads, its id is
+    /// the directory it is in, and every file it lists is a plain name inside that directory.
     pub fn manifest(&self, id: &str) -> Result<BackupManifest> {
+        self.check_backup_id(id)?;
         let bytes = self
             .storage
             .read(&format!("backups/{id}/{MANIFEST_FILE}"))
             .map_err(|e| self.err(format!("backup {id}: cannot read manifest: {e}")))?;
-        serde_json::from_slice(&bytes)
-            .map_err(|e| self.err(format!("backup {id}: manifest is damaged: {e}")))
+        let m: BackupManifest = serde_json::from_slice(&bytes)
+            .map_err(|e| self.err(format!("backup {id}: manifest is damaged: {e}")))?;
+        if m.format_version == 0 || m.format_version > MANIFEST_FORMAT_VERSION {
+            return Err(self.err(format!(
+                "backup {id}: manifest format version {} is not supported (this engine reads 1..={MANIFEST_FORMAT_VERSION}); upgrade amberdb to read it",
+                m.format_version
+            )));
+        }
+        if m.id != id {
+            return Err(self.err(format!(
+                "backup {id}: its manifest names backup {:?}; refusing it (a manifest edited or copied from another backup)",
+                m.id
+            )));
+        }
+        if let Some(f) = m.files.iter().find(|f| !is_plain_file_name(&f.name)) {
+            return Err(self.err(format!(
+                "backup {id}: its manifest lists file {:?}, which is not a file inside the backup's directory; refusing it",
+                f.name
+            )));
+        }
+        Ok(m)
     }
 
     /// Every complete backup, oldest first. Backups whose manifest is missing (interrupted)
@@ -291,6 +336,35 @@ impl<W: Write> Write for HashWriter<W> {
     fn flush(&mut self) -> std::io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Whether `id` has the form backups are named with: `YYYYMMDDTHHMMSSZ-<lsn>`, with `-<n>`
+/// appended when two backups of one LSN fall in the same second. Such an id is one path
+/// component by construction.
+pub fn is_backup_id(id: &str) -> bool {
+    let digits = |s: &str, n: std::ops::RangeInclusive<usize>| {
+        n.contains(&s.len()) && s.bytes().all(|b| b.is_ascii_digit())
+    };
+    let Some((stamp, rest)) = id.split_once("Z-") else {
+        return false;
+    };
+    let Some((date, time)) = stamp.split_once('T') else {
+        return false;
+    };
+    let mut tail = rest.split('-');
+    digits(date, 8..=8)
+        && digits(time, 6..=6)
+        && tail.next().is_some_and(|lsn| digits(lsn, 1..=20))
+        && tail.next().is_none_or(|n| digits(n, 1..=20))
+        && tail.next().is_none()
+}
+
+/// A file name a manifest may list: one plain path component.
+fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && storage::confined(name).is_ok()
 }
 
 /// Hex SHA-256 of bytes.

@@ -155,16 +155,17 @@ pub fn plan_restore(
     };
     let (backup, to_lsn) = match target {
         RestoreTarget::Backup(id) => {
-            let b = backups
-                .iter()
-                .find(|b| &b.id == id)
-                .cloned()
-                .ok_or_else(|| {
-                    unreachable(
-                        reach_text(&newest),
-                        format!("no complete backup with id {id} (see `amberdb backup list`)"),
-                    )
-                })?;
+            repo.check_backup_id(id)?;
+            let Some(b) = backups.iter().find(|b| &b.id == id).cloned() else {
+                // Say why: a damaged or refused manifest, rather than "no such backup".
+                if repo.backup_ids()?.contains(id) {
+                    repo.manifest(id)?;
+                }
+                return Err(unreachable(
+                    reach_text(&newest),
+                    format!("no complete backup with id {id} (see `amberdb backup list`)"),
+                ));
+            };
             let lsn = b.lsn;
             (b, Some(lsn))
         }

@@ -196,6 +196,9 @@ impl super::BackupRepo {
             return Ok(plan);
         }
         for e in &plan.remove {
+            // Every id here came from a manifest that `list` checked; check again right before
+            // deleting, so no path built from a manifest can ever leave `backups/`.
+            self.check_backup_id(&e.id)?;
             // Manifest first: an interrupted prune leaves an incomplete backup, never a
             // complete-looking one with missing files.
             let dir = format!("backups/{}", e.id);

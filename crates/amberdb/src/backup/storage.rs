@@ -1,6 +1,9 @@
 //! Where a backup repository's bytes live. The engine talks to a repository only through
 //! [`RepoStorage`], so object storage can be added later without touching backup logic.
-//! Paths are `/`-separated and relative to the repository root.
+//! Paths are `/`-separated and relative to the repository root; a path that could leave the
+//! root (absolute, empty, `.` or `..` components, backslashes) is refused by every operation,
+//! and deletions also refuse to pass through a symbolic link, so nothing a repository file
+//! says can make the engine read or delete outside the repository.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -50,9 +53,46 @@ impl DirStorage {
         DirStorage { root: root.into() }
     }
 
-    fn path(&self, p: &str) -> PathBuf {
-        self.root.join(p)
+    /// The file-system path of repository path `p`, or an error when `p` could leave the root.
+    fn path(&self, p: &str) -> io::Result<PathBuf> {
+        confined(p)?;
+        Ok(self.root.join(p))
     }
+
+    /// Like `path`, for deletions: also refuses when a directory on the way (below the root)
+    /// is a symbolic link, which could point outside the repository.
+    fn path_for_removal(&self, p: &str) -> io::Result<PathBuf> {
+        let full = self.path(p)?;
+        let mut at = self.root.clone();
+        let parts: Vec<&str> = p.split('/').collect();
+        for part in parts.iter().take(parts.len().saturating_sub(1)) {
+            at.push(part);
+            if std::fs::symlink_metadata(&at)?.file_type().is_symlink() {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!(
+                        "{} is a symbolic link; refusing to delete through it",
+                        at.display()
+                    ),
+                ));
+            }
+        }
+        Ok(full)
+    }
+}
+
+/// Refuses a repository path that is not a plain relative path below the root.
+pub(crate) fn confined(p: &str) -> io::Result<()> {
+    let bad = p.is_empty()
+        || p.contains(['\\', '\0'])
+        || p.split('/').any(|c| c.is_empty() || c == "." || c == "..");
+    if bad {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{p:?} is not a path inside the repository"),
+        ));
+    }
+    Ok(())
 }
 
 fn sync_parent(path: &Path) -> io::Result<()> {
@@ -100,12 +140,12 @@ impl Drop for DirWriter {
 
 impl RepoStorage for DirStorage {
     fn read(&self, path: &str) -> io::Result<Vec<u8>> {
-        fs::read(&self.path(path), &Faults::none())
+        fs::read(&self.path(path)?, &Faults::none())
     }
 
     fn open(&self, path: &str) -> io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(io::BufReader::new(fs::open_read(
-            &self.path(path),
+            &self.path(path)?,
             &Faults::none(),
         )?)))
     }
@@ -117,7 +157,7 @@ impl RepoStorage for DirStorage {
     }
 
     fn create(&self, path: &str) -> io::Result<Box<dyn RepoWriter>> {
-        let dest = self.path(path);
+        let dest = self.path(path)?;
         let dir = dest
             .parent()
             .map(Path::to_owned)
@@ -138,7 +178,7 @@ impl RepoStorage for DirStorage {
     }
 
     fn list(&self, dir: &str) -> io::Result<Vec<String>> {
-        let d = self.path(dir);
+        let d = self.path(dir)?;
         if !d.exists() {
             return Ok(vec![]);
         }
@@ -152,24 +192,73 @@ impl RepoStorage for DirStorage {
     }
 
     fn exists(&self, path: &str) -> bool {
-        self.path(path).exists()
+        self.path(path).is_ok_and(|p| p.exists())
     }
 
     fn size(&self, path: &str) -> io::Result<u64> {
-        Ok(std::fs::metadata(self.path(path))?.len())
+        Ok(std::fs::metadata(self.path(path)?)?.len())
     }
 
     fn remove(&self, path: &str) -> io::Result<()> {
-        fs::remove_file(&self.path(path), &Faults::none())
+        fs::remove_file(&self.path_for_removal(path)?, &Faults::none())
     }
 
     fn remove_dir(&self, dir: &str) -> io::Result<()> {
-        let d = self.path(dir);
+        let d = self.path_for_removal(dir)?;
         fs::remove_dir_all(&d, &Faults::none())?;
         sync_parent(&d)
     }
 
     fn location(&self) -> String {
         self.root.display().to_string()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn paths_that_leave_the_root_are_refused_by_every_operation() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("f"), b"keep").unwrap();
+        let s = DirStorage::new(tmp.path().join("repo"));
+        fs::create_dir_all(tmp.path().join("repo/backups")).unwrap();
+        for p in [
+            "../outside/f",
+            "backups/../../outside/f",
+            "/etc/passwd",
+            "",
+            "a//b",
+            "./f",
+        ] {
+            assert!(s.read(p).is_err(), "{p}");
+            assert!(s.open(p).is_err(), "{p}");
+            assert!(!s.exists(p), "{p}");
+            assert!(s.size(p).is_err(), "{p}");
+            assert!(s.remove(p).is_err(), "{p}");
+            assert!(s.remove_dir(p).is_err(), "{p}");
+            assert!(s.create(p).is_err(), "{p}");
+            assert!(s.list(p).is_err(), "{p}");
+        }
+        assert!(s.remove_dir("../outside").is_err());
+        assert!(outside.join("f").exists());
+    }
+
+    #[test]
+    fn deletions_do_not_pass_through_a_symbolic_link() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tmp.path().join("outside");
+        fs::create_dir_all(&outside).unwrap();
+        fs::write(outside.join("manifest.json"), b"keep").unwrap();
+        fs::create_dir_all(tmp.path().join("repo/backups")).unwrap();
+        std::os::unix::fs::symlink(&outside, tmp.path().join("repo/backups/b")).unwrap();
+        let s = DirStorage::new(tmp.path().join("repo"));
+        assert!(s.remove("backups/b/manifest.json").is_err());
+        assert!(outside.join("manifest.json").exists());
     }
 }

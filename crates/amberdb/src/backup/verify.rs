@@ -64,7 +64,21 @@ impl BackupRepo {
                 detail,
             })
         };
+        if let Some(id) = only {
+            self.check_backup_id(id)?;
+        }
         let ids = self.backup_ids()?;
+        if only.is_none() {
+            for name in self.backup_dir_names()? {
+                if !super::is_backup_id(&name) {
+                    problem(
+                        &mut r,
+                        format!("backups/{name}"),
+                        "not a backup (its name is not a backup id); left alone by prune, restore and verify".into(),
+                    );
+                }
+            }
+        }
         if let Some(id) = only {
             if !ids.iter().any(|i| i == id) {
                 problem(&mut r, format!("backups/{id}"), "no such backup".into());
