@@ -7,15 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Installed (pinned, into target/) by tests.d/setup/schemathesis.sh, which ./test.sh runs first;
+# run it here too so this file also works on its own.
+bash tests.d/setup/schemathesis.sh
 ST=$PWD/target/schemathesis-venv/bin/schemathesis
-if [ ! -x "$ST" ]; then
-  if command -v schemathesis >/dev/null && schemathesis --version | grep -q "version 4\."; then
-    ST=$(command -v schemathesis)
-  else
-    echo "schemathesis is not installed: run .ci/install.d/schemathesis.sh" >&2
-    exit 1
-  fi
-fi
 
 # The same build as ./test.sh's `cargo test --workspace --release` (so this is a no-op after it);
 # a plain `cargo build` would resolve features differently and rebuild the world.

@@ -54,7 +54,19 @@ impl Document {
 
     /// The JSON envelope used by the CLI and the server: key, value, version, schema_version,
     /// timestamps (RFC 3339 and microseconds), lsn and sha256 (hex).
+    ///
+    /// A `serde_json::Value` cannot hold a value nested deeper than serde_json's parser limit
+    /// (128 levels; databases written before the depth limit may have such documents), and
+    /// this returns `null` for one: readers that serve stored values use
+    /// [`Document::envelope_raw`], which never parses the value.
     pub fn envelope(&self, collection: &str) -> serde_json::Value {
+        serde_json::from_str(self.envelope_raw(collection).get()).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// The envelope of [`Document::envelope`] as JSON text, with the stored value bytes
+    /// copied in as they are (never parsed into a `Value`), so a read serves exactly what was
+    /// stored whatever its depth.
+    pub fn envelope_raw(&self, collection: &str) -> Box<serde_json::value::RawValue> {
         #[derive(Serialize)]
         struct Envelope<'a> {
             collection: &'a str,
@@ -69,15 +81,19 @@ impl Document {
             lsn: u64,
             sha256: String,
         }
-        // Stored values are always valid JSON; fall back to null rather than panic if not.
-        let raw: Box<serde_json::value::RawValue> = serde_json::from_slice(&self.value)
-            .unwrap_or_else(|_| {
-                serde_json::value::RawValue::from_string("null".into()).unwrap_or_default()
+        // Stored values are always valid JSON (canonical bytes under a SHA-256); borrowing
+        // them as a RawValue only scans them (iteratively: no depth limit). Should they not
+        // be JSON, null rather than a panic.
+        let raw: &serde_json::value::RawValue = std::str::from_utf8(&self.value)
+            .ok()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_else(|| {
+                serde_json::from_str("null").unwrap_or_else(|_| unreachable!("null is JSON"))
             });
         let env = Envelope {
             collection,
             key: &self.key,
-            value: &raw,
+            value: raw,
             version: self.meta.version,
             schema_version: self.meta.schema_version,
             created_at: format_micros(self.meta.created_at),
@@ -87,7 +103,8 @@ impl Document {
             lsn: self.meta.lsn,
             sha256: hex::encode(self.meta.sha256),
         };
-        serde_json::to_value(env).unwrap_or(serde_json::Value::Null)
+        // Serializing plain fields and a RawValue to text cannot fail.
+        serde_json::value::to_raw_value(&env).unwrap_or_else(|_| unreachable!("envelope is JSON"))
     }
 }
 
@@ -218,6 +235,31 @@ mod tests {
         assert!(validate_key("").is_err());
         assert!(validate_key(&"k".repeat(1025)).is_err());
         assert!(validate_key("a\0b").is_err());
+    }
+
+    #[test]
+    fn envelopes_of_values_deeper_than_the_parser_limit_carry_the_stored_bytes() {
+        // A database written before the depth limit may hold such a value; reads served it
+        // as `null` (serde_json's Value cannot parse past 128 levels).
+        let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
+        let doc = Document {
+            key: "k".into(),
+            value: deep.as_bytes().into(),
+            meta: DocMeta {
+                version: 1,
+                schema_version: 1,
+                created_at: 0,
+                updated_at: 0,
+                lsn: 1,
+                sha256: [0; 32],
+            },
+        };
+        let raw = doc.envelope_raw("c");
+        assert!(
+            raw.get().contains(&format!("\"value\":{deep}")),
+            "{}",
+            raw.get()
+        );
     }
 
     #[test]

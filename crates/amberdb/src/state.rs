@@ -278,6 +278,8 @@ pub(crate) fn encode_transaction(
         validate_collection(collection)?;
         validate_key(key)?;
         let encode = |v: &serde_json::Value| {
+            // Depth first: encoding recurses, and a hostile value may be arbitrarily deep.
+            crate::patch::check_depth(collection, key, v)?;
             let e = EncodedValue::new(v);
             if e.bytes.len() > max_doc_bytes {
                 return Err(Error::TooLarge {
@@ -295,7 +297,15 @@ pub(crate) fn encode_transaction(
                     WriteKind::Put(v) => EncodedKind::Put(encode(v)?),
                     WriteKind::Create(v) => EncodedKind::Create(encode(v)?),
                     WriteKind::Replace(v) => EncodedKind::Replace(encode(v)?),
-                    WriteKind::Patch(p) => EncodedKind::Patch(p.clone()),
+                    WriteKind::Patch(p) => {
+                        match p {
+                            Patch::Json(ops) => {
+                                crate::patch::check_json_patch(collection, key, ops)?
+                            }
+                            Patch::Merge(m) => crate::patch::check_depth(collection, key, m)?,
+                        }
+                        EncodedKind::Patch(p.clone())
+                    }
                     WriteKind::Delete => EncodedKind::Delete,
                 };
                 (kind, w.if_version, w.schema_version)
@@ -454,14 +464,17 @@ impl State {
                         })?;
                     match p {
                         Patch::Merge(m) => json_patch::merge(&mut doc, m),
-                        Patch::Json(ops) => {
-                            json_patch::patch(&mut doc, ops).map_err(|e| Error::PatchFailed {
-                                collection: op.collection.to_string(),
-                                key: op.key.to_string(),
-                                message: e.to_string(),
-                            })?
-                        }
+                        // Bounded: refused as soon as it grows past the size or depth limit.
+                        Patch::Json(ops) => crate::patch::apply_json_patch(
+                            &mut doc,
+                            ops,
+                            &op.collection,
+                            &op.key,
+                            existing.bytes.len(),
+                            max_doc_bytes,
+                        )?,
                     }
+                    crate::patch::check_depth(&op.collection, &op.key, &doc)?;
                     let v = EncodedValue::new(&doc);
                     if v.bytes.len() > max_doc_bytes {
                         return Err(Error::TooLarge {

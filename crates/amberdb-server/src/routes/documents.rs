@@ -191,7 +191,7 @@ pub async fn get_doc(
     let mut resp = if headers::if_none_match(&headers)?.is_some_and(|c| c.matches(current)) {
         StatusCode::NOT_MODIFIED.into_response()
     } else if q.meta == Some(true) {
-        axum::Json(doc.envelope(&collection)).into_response()
+        axum::Json(doc.envelope_raw(&collection)).into_response()
     } else {
         (
             [(header::CONTENT_TYPE, "application/json")],
@@ -368,6 +368,7 @@ pub async fn patch_doc(
     if let Some(d) = durability {
         tx.durability(d);
     }
+    super::check_patch_ops(&tx)?;
     let c = commit_one(&state, tx)
         .await
         .map_err(|e| write_error(e, &collection, &key, required.is_some()))?;
@@ -488,8 +489,22 @@ pub async fn list_docs(
         limit,
     };
     let page = state.db.list(&collection, &opts);
-    let docs: Vec<serde_json::Value> = page.docs.iter().map(|d| d.envelope(&collection)).collect();
-    Ok(axum::Json(serde_json::json!({ "documents": docs, "next": page.next })).into_response())
+    // Envelopes as raw JSON text: stored values are served as stored, never re-parsed.
+    #[derive(serde::Serialize)]
+    struct Body {
+        documents: Vec<Box<serde_json::value::RawValue>>,
+        next: Option<String>,
+    }
+    let documents = page
+        .docs
+        .iter()
+        .map(|d| d.envelope_raw(&collection))
+        .collect();
+    Ok(axum::Json(Body {
+        documents,
+        next: page.next,
+    })
+    .into_response())
 }
 
 /// Stream every document of a collection as NDJSON (one envelope per line), from one
@@ -532,9 +547,8 @@ pub async fn export(
             }
             let mut buf = Vec::with_capacity(page.docs.len() * 128);
             for d in &page.docs {
-                if serde_json::to_writer(&mut buf, &d.envelope(&collection)).is_ok() {
-                    buf.push(b'\n');
-                }
+                buf.extend_from_slice(d.envelope_raw(&collection).get().as_bytes());
+                buf.push(b'\n');
             }
             Some((
                 Ok::<_, std::convert::Infallible>(Bytes::from(buf)),

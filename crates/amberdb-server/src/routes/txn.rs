@@ -49,6 +49,7 @@ pub async fn commit(
     let mut tx = req
         .to_transaction()
         .map_err(|m| ApiError::bad_request("invalid_transaction", m))?;
+    super::check_patch_ops(&tx)?;
     if let Some(d) = headers::durability(&headers, &state.config)? {
         tx.durability(d);
     }
