@@ -776,6 +776,26 @@ mod tests {
         assert_eq!(commit(&mut s, &t, 21).unwrap(), vec![1]);
     }
 
+    /// Why a pruned key continues above a floor and not at its create LSN: one transaction
+    /// that writes a key several times takes its version past the commit's LSN, so "version
+    /// <= LSN" does not hold and a document re-created at its LSN could reach an old version.
+    #[test]
+    fn recreate_after_pruning_stays_above_versions_that_outran_their_lsn() {
+        let mut s = State::empty(0);
+        let mut t = Transaction::new();
+        for _ in 0..5 {
+            t.put("c", "k", json!(1));
+        }
+        assert_eq!(commit(&mut s, &t, 1).unwrap(), vec![1, 2, 3, 4, 5]);
+        assert_eq!((s.lsn, version(&s, "k")), (1, 5));
+        commit(&mut s, &delete("k"), 2).unwrap();
+        commit(&mut s, &put("other"), 3).unwrap();
+        assert!(s.collections["c"].tombstones.is_empty(), "pruned");
+        // At LSN 4 a create-LSN rule would give 4 and the next write 5, the old version.
+        assert_eq!(commit(&mut s, &put("k"), 4).unwrap(), vec![6]);
+        assert_eq!(commit(&mut s, &put("k"), 5).unwrap(), vec![7]);
+    }
+
     #[test]
     fn tombstones_of_a_unique_key_workload_stay_bounded() {
         let mut s = State {

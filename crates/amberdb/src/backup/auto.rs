@@ -93,10 +93,10 @@ pub(crate) fn auto_recover(
                 .then(|| (d.state, format!("local checkpoint {}", p.display())))
         })
         .or_else(|| {
-            segments
-                .first()
-                .is_none_or(|s| s.0 == 1)
-                .then(|| (State::default(), "local log from LSN 1".to_string()))
+            segments.first().is_none_or(|s| s.0 == 1).then(|| {
+                let empty = State::empty(crate::state::tombstone_retention_us(opts));
+                (empty, "local log from LSN 1".to_string())
+            })
         });
     if let Some((mut state, source)) = local_base {
         let base = state.lsn;
