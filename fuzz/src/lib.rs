@@ -26,7 +26,8 @@ pub fn commit_frame(data: &[u8]) -> bool {
     );
     assert_eq!(rec.encoded_len(), len, "encoded_len of a decoded frame");
     let mut again = Vec::with_capacity(len);
-    rec.encode_into(&mut again);
+    rec.encode_into(&mut again)
+        .expect("a decoded frame is within the frame limit");
     assert_eq!(
         again.len(),
         len,

@@ -16,6 +16,7 @@ use arc_swap::ArcSwap;
 
 use crate::document::now_micros;
 use crate::error::{Error, Result};
+use crate::limits::MAX_PAYLOAD_LEN;
 use crate::log::CommitLog;
 use crate::state::{EncodedOp, State};
 use crate::txn::{Committed, Durability};
@@ -88,6 +89,8 @@ pub(crate) struct Committer {
     pub log: CommitLog,
     pub shared: Arc<Shared>,
     pub max_doc_bytes: usize,
+    /// Largest commit record payload accepted (at most `limits::MAX_PAYLOAD_LEN`).
+    pub max_txn_bytes: usize,
     pub max_batch: usize,
     pub next_lsn: u64,
     pub last_ts: u64,
@@ -226,7 +229,22 @@ impl Committer {
                             ));
                         }
                         Ok(p) => {
-                            p.record.encode_into(&mut frames);
+                            // Refused before anything is written: a frame over the limit
+                            // would be acknowledged, then cut as damage on the next open.
+                            let size = p.record.payload_len();
+                            let ops = p.record.ops.len();
+                            if size > self.max_txn_bytes {
+                                let limit = self.max_txn_bytes;
+                                let e = Error::TransactionTooLarge { size, ops, limit };
+                                refusals.push((reply, e));
+                                continue;
+                            }
+                            if let Err(e) = p.record.encode_into(&mut frames) {
+                                let (size, limit) = (e.payload_len, MAX_PAYLOAD_LEN);
+                                let e = Error::TransactionTooLarge { size, ops, limit };
+                                refusals.push((reply, e));
+                                continue;
+                            }
                             state.apply(&p.record);
                             self.next_lsn += 1;
                             self.last_ts = ts;

@@ -120,6 +120,7 @@ impl Db {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dir = dir.as_ref().to_owned();
+        check_limits(&opts)?;
         std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let lock = DirLock::acquire(&dir)?;
         if dir.join(RESTORE_MARKER).exists() {
@@ -171,6 +172,7 @@ impl Db {
             log,
             shared: shared.clone(),
             max_doc_bytes: opts.max_doc_bytes,
+            max_txn_bytes: opts.max_txn_bytes,
             max_batch: opts.max_batch.max(1),
             next_lsn: lsn + 1,
             last_ts: rec.state.commit_ts,
@@ -787,6 +789,24 @@ fn checkpoint_loop(inner: std::sync::Weak<Inner>) {
         // Drop the strong reference before sleeping again so close-on-drop can happen.
         drop(db);
     }
+}
+
+/// Refuses options that would let a writer produce what no decoder accepts.
+fn check_limits(opts: &Options) -> Result<()> {
+    use crate::limits::{MAX_DOC_BYTES, MAX_PAYLOAD_LEN};
+    if opts.max_doc_bytes > MAX_DOC_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "max_doc_bytes {} is over the engine's limit of {MAX_DOC_BYTES} bytes",
+            opts.max_doc_bytes
+        )));
+    }
+    if opts.max_txn_bytes > MAX_PAYLOAD_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "max_txn_bytes {} is over the largest commit frame, {MAX_PAYLOAD_LEN} bytes",
+            opts.max_txn_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// Durability shorthand: `Buffered` with the given delay.

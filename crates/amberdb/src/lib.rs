@@ -42,6 +42,7 @@ mod db;
 mod document;
 mod error;
 pub mod io;
+pub mod limits;
 mod lock;
 pub mod log;
 mod options;
