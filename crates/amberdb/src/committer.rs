@@ -82,6 +82,21 @@ impl Shared {
     pub(crate) fn poisoned_error(&self) -> Option<Error> {
         self.poisoned().map(|cause| Error::Poisoned { cause })
     }
+
+    /// Runs the body of an engine thread; a panic poisons the database with its message
+    /// instead of ending the thread quietly, which would look like a shutdown (readiness
+    /// stays true, writes get `Closed`, background work silently stops).
+    pub(crate) fn run_guarded(&self, thread: &str, body: impl FnOnce()) {
+        let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) else {
+            return;
+        };
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic payload".into());
+        self.poison(format!("the {thread} thread panicked: {message}"));
+    }
 }
 
 pub(crate) struct Committer {

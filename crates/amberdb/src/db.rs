@@ -181,9 +181,10 @@ impl Db {
             sync_deadline: None,
             fsync_estimate: Duration::ZERO,
         };
+        let guard = shared.clone();
         let committer = std::thread::Builder::new()
             .name("amberdb-committer".into())
-            .spawn(move || committer.run())
+            .spawn(move || guard.run_guarded("committer", || committer.run()))
             .context(|| "starting the committer thread".into())?;
         let checkpoint_lsn = rec
             .report
@@ -227,9 +228,10 @@ impl Db {
     }
 
     fn spawn_worker(&self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        let (guard, thread) = (self.inner.shared.clone(), name.to_owned());
         let handle = std::thread::Builder::new()
             .name(name.into())
-            .spawn(f)
+            .spawn(move || guard.run_guarded(&thread, f))
             .context(|| format!("starting the {name} thread"))?;
         if let Ok(mut w) = self.inner.workers.lock() {
             w.push(handle);
@@ -269,7 +271,7 @@ impl Db {
     pub(crate) fn roll(&self) -> Result<u64> {
         let (reply, rx) = mpsc::sync_channel(1);
         self.send(Msg::Roll { reply })?;
-        rx.recv().map_err(|_| Error::Closed)?
+        rx.recv().map_err(|_| self.inner.gone_error())?
     }
 
     /// The sealed segments still in the data directory.
@@ -376,7 +378,7 @@ impl Db {
         tx.as_ref()
             .ok_or(Error::Closed)?
             .send(msg)
-            .map_err(|_| Error::Closed)
+            .map_err(|_| self.inner.gone_error())
     }
 
     /// Commits a transaction: all of its operations or none. Returns once the commit is as
@@ -393,7 +395,7 @@ impl Db {
             durability,
             reply,
         })?;
-        rx.recv().map_err(|_| Error::Closed)?
+        rx.recv().map_err(|_| self.inner.gone_error())?
     }
 
     /// Shorthand for a transaction with a single `put`.
@@ -414,7 +416,7 @@ impl Db {
     pub fn sync(&self) -> Result<u64> {
         let (reply, rx) = mpsc::sync_channel(1);
         self.send(Msg::Sync { reply })?;
-        rx.recv().map_err(|_| Error::Closed)?
+        rx.recv().map_err(|_| self.inner.gone_error())?
     }
 
     /// A consistent snapshot of the whole database; never blocks writers.
@@ -545,6 +547,27 @@ fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
 }
 
 impl Inner {
+    /// The error for a request the committer dropped without a reply. After a panic that is
+    /// `Poisoned`, not `Closed` (which reads as a normal shutdown). The reply is dropped while
+    /// the panic unwinds, before the thread's guard poisons, so wait for the thread to end.
+    fn gone_error(&self) -> Error {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let finished = self
+                .committer
+                .lock()
+                .map(|h| h.as_ref().is_none_or(|h| h.is_finished()))
+                .unwrap_or(true);
+            if finished || Instant::now() >= deadline {
+                return self.shared.poisoned_error().unwrap_or(Error::Closed);
+            }
+            if let Some(e) = self.shared.poisoned_error() {
+                return e;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Bytes of sealed segments past the lowest slot (kept only for archiving).
     fn retained_for_archive(&self) -> u64 {
         let Some(min) = self.slots.lock().ok().and_then(|s| s.min_archived()) else {
@@ -578,7 +601,7 @@ impl Inner {
                 .send(Msg::Sync { reply })
                 .map_err(|_| Error::Closed)?;
             drop(tx);
-            rx.recv().map_err(|_| Error::Closed)??
+            rx.recv().map_err(|_| self.gone_error())??
         };
         self.checkpoint_locked(&mut book, state, durable)
     }

@@ -450,3 +450,107 @@ fn snapshot_bomb_child() {
     assert!(matches!(e, Error::Repository { .. }), "{e:?}");
     eprintln!("restore: {e}");
 }
+
+fn panicking(scope: PathBuf) -> Arc<OneShot> {
+    Arc::new(OneShot {
+        panic: true,
+        ..Arc::into_inner(OneShot::new(scope, false)).unwrap()
+    })
+}
+
+/// Issue 8 item 17: a panic in the committer poisons the database with the panic message
+/// (readiness goes false), and the writer and every later one get `Poisoned`, not `Closed`
+/// (which reads as a normal shutdown).
+#[test]
+fn panic_in_the_committer_poisons_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let inj = panicking(dir.path().join(LOG_DIR));
+    let db = Db::open_with(dir.path(), opts(Faults::new(inj.clone()))).unwrap();
+    db.put("c", "before", json!(1)).unwrap();
+    inj.armed.store(true, Ordering::SeqCst);
+    let e = db.put("c", "k", json!(2)).unwrap_err();
+    assert_eq!(inj.fired.load(Ordering::SeqCst), 1);
+    assert!(matches!(e, Error::Poisoned { .. }), "{e:?}");
+    let cause = db.poisoned().expect("poisoned");
+    assert!(cause.contains("committer thread panicked"), "{cause}");
+    assert!(cause.contains("injected panic"), "{cause}");
+    assert!(matches!(
+        db.put("c", "x", json!(3)),
+        Err(Error::Poisoned { .. })
+    ));
+    assert!(matches!(db.sync(), Err(Error::Poisoned { .. })));
+    assert_eq!(db.get("c", "before").unwrap().json().unwrap(), json!(1));
+    let _ = db.close();
+}
+
+/// Issue 8 item 17: a panic in a background thread (here the checkpointer) poisons the
+/// database instead of silently ending background work.
+#[test]
+fn panic_in_the_checkpointer_thread_poisons_the_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let inj = panicking(dir.path().join(amberdb::CHECKPOINT_DIR));
+    let options = Options {
+        checkpoint_log_bytes: 1,
+        ..opts(Faults::new(inj.clone()))
+    };
+    let db = Db::open_with(dir.path(), options).unwrap();
+    inj.armed.store(true, Ordering::SeqCst);
+    db.put("c", "k", json!(1)).unwrap();
+    let started = Instant::now();
+    while db.poisoned().is_none() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        inj.fired.load(Ordering::SeqCst),
+        1,
+        "the checkpointer wrote"
+    );
+    let cause = db.poisoned().expect("poisoned after the panic");
+    assert!(
+        cause.contains("amberdb-checkpointer thread panicked"),
+        "{cause}"
+    );
+    assert!(matches!(
+        db.put("c", "x", json!(3)),
+        Err(Error::Poisoned { .. })
+    ));
+    let _ = db.close();
+}
+
+/// Issue 8 item 17: the "no sound checkpoint" refusal names a real file (it printed an empty
+/// file name when there was no checkpoint at all): here the oldest remaining segment.
+#[test]
+fn missing_start_of_the_log_without_a_checkpoint_names_the_oldest_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options {
+        segment_size: 1,
+        ..opts(Faults::default())
+    };
+    let db = Db::open_with(dir.path(), options.clone()).unwrap();
+    for i in 0..3 {
+        db.put("c", &format!("k{i}"), json!(i)).unwrap();
+    }
+    db.close().unwrap();
+    let log = dir.path().join(LOG_DIR);
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let path = entry.unwrap().path();
+        if path
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("00000000000000000001.")
+        {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    match Db::open_with(dir.path(), options).unwrap_err() {
+        Error::Damaged(d) => {
+            assert!(
+                d.file.starts_with(&log) && d.file.extension().is_some_and(|e| e == "log"),
+                "names a segment: {d:?}"
+            );
+            assert!(d.detail.contains("not 1"), "{}", d.detail);
+        }
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+}
