@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 
+use crate::clock::CommitClock;
 use crate::document::now_micros;
 use crate::error::{Error, Result};
 use crate::limits::MAX_PAYLOAD_LEN;
@@ -65,6 +66,8 @@ pub(crate) struct Shared {
     pub ckpt: Mutex<CheckpointSignal>,
     pub ckpt_wake: Condvar,
     pub checkpoint_log_bytes: u64,
+    /// Commit timestamps and the age of the log (monotonic, never frozen by a clock step).
+    pub clock: Mutex<CommitClock>,
 }
 
 impl Shared {
@@ -224,7 +227,10 @@ impl Committer {
                         refusals.push((reply, e));
                         continue;
                     }
-                    let ts = now_micros().max(self.last_ts + 1);
+                    let ts = match self.shared.clock.lock() {
+                        Ok(mut clock) => clock.commit_ts(self.last_ts),
+                        Err(_) => now_micros().max(self.last_ts + 1),
+                    };
                     match state.prepare(&ops, self.next_lsn, ts, self.max_doc_bytes) {
                         Ok(p) if p.record.ops.is_empty() => {
                             // A check-only transaction writes nothing, but what it checked

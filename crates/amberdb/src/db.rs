@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::backup::{BackupManifest, BackupRepo, BackupStatus, Slot, Slots, RESTORE_MARKER};
 use crate::checkpoint::{self, list_checkpoints};
+use crate::clock::CommitClock;
 use crate::committer::{CheckpointSignal, Committer, Counters, Msg, Shared};
 use crate::document::{now_micros, Document};
 use crate::error::{Error, IoContext, Result};
@@ -164,6 +165,7 @@ impl Db {
             ckpt: Mutex::new(CheckpointSignal::default()),
             ckpt_wake: Condvar::new(),
             checkpoint_log_bytes: opts.checkpoint_log_bytes,
+            clock: Mutex::new(CommitClock::new(rec.state.commit_ts)),
         });
         shared.counters.durable_lsn.store(lsn, Ordering::Release);
         let (tx, rx) = mpsc::channel();
@@ -674,7 +676,13 @@ impl Inner {
         else {
             return Ok(0);
         };
-        let horizon = now_micros().saturating_sub(self.opts.log_retention.as_micros() as u64);
+        // Age by the commit clock, which stamped the segments: a wall-clock step must not
+        // stop cleanup (or make it remove too much).
+        let now = match self.shared.clock.lock() {
+            Ok(mut clock) => clock.now(),
+            Err(_) => now_micros(),
+        };
+        let horizon = now.saturating_sub(self.opts.log_retention.as_micros() as u64);
         let archived = self.slots.lock().map_err(|_| Error::Closed)?.min_archived();
         let mut removed = 0;
         let mut sealed = self.sealed.lock().map_err(|_| Error::Closed)?;

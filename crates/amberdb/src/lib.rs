@@ -36,6 +36,7 @@
 
 pub mod backup;
 pub mod checkpoint;
+mod clock;
 mod codec;
 mod committer;
 mod db;
