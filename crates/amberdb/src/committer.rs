@@ -7,15 +7,13 @@
 //! database: the batch is not published, its writers get the error, and every later write is
 //! refused. The committer never retries an fsync.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-
-use crate::clock::CommitClock;
 use crate::document::now_micros;
+use crate::engine_state::Shared;
 use crate::error::{Error, Result};
 use crate::limits::MAX_PAYLOAD_LEN;
 use crate::log::CommitLog;
@@ -38,68 +36,6 @@ pub(crate) enum Msg {
     Roll { reply: Reply<u64> },
     /// Finish queued work, sync, and stop.
     Shutdown { reply: Reply<()> },
-}
-
-/// Counters exposed through `Db::stats`.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub commits: AtomicU64,
-    pub fsyncs: AtomicU64,
-    pub synced_commits: AtomicU64,
-    pub batches: AtomicU64,
-    pub log_bytes_written: AtomicU64,
-    pub durable_lsn: AtomicU64,
-}
-
-/// What background checkpointing needs to know and be woken by.
-#[derive(Debug, Default)]
-pub(crate) struct CheckpointSignal {
-    pub bytes_since: u64,
-    pub shutdown: bool,
-}
-
-/// State shared by the committer, the checkpointer and every `Db` handle.
-pub(crate) struct Shared {
-    pub view: ArcSwap<State>,
-    pub poisoned: Mutex<Option<String>>,
-    pub counters: Counters,
-    pub ckpt: Mutex<CheckpointSignal>,
-    pub ckpt_wake: Condvar,
-    pub checkpoint_log_bytes: u64,
-    /// Commit timestamps and the age of the log (monotonic, never frozen by a clock step).
-    pub clock: Mutex<CommitClock>,
-}
-
-impl Shared {
-    pub(crate) fn poisoned(&self) -> Option<String> {
-        self.poisoned.lock().ok().and_then(|p| p.clone())
-    }
-
-    pub(crate) fn poison(&self, cause: String) {
-        tracing::error!(%cause, "database poisoned: writes are refused until it is reopened");
-        if let Ok(mut p) = self.poisoned.lock() {
-            p.get_or_insert(cause);
-        }
-    }
-
-    pub(crate) fn poisoned_error(&self) -> Option<Error> {
-        self.poisoned().map(|cause| Error::Poisoned { cause })
-    }
-
-    /// Runs the body of an engine thread; a panic poisons the database with its message
-    /// instead of ending the thread quietly, which would look like a shutdown (readiness
-    /// stays true, writes get `Closed`, background work silently stops).
-    pub(crate) fn run_guarded(&self, thread: &str, body: impl FnOnce()) {
-        let Err(panic) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) else {
-            return;
-        };
-        let message = panic
-            .downcast_ref::<&str>()
-            .map(|s| (*s).to_string())
-            .or_else(|| panic.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic payload".into());
-        self.poison(format!("the {thread} thread panicked: {message}"));
-    }
 }
 
 pub(crate) struct Committer {
