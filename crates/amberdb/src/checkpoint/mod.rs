@@ -679,3 +679,103 @@ fn decode_entries(raw: &[u8], compression: u32, data_at: usize, out: &mut Decode
     }
     n
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint whose only block is `block` (header fields as given), with a trailer
+    /// that matches, so only the block itself can be refused.
+    fn with_block(raw_len: u32, stored: &[u8]) -> Vec<u8> {
+        let state = State {
+            lsn: 1,
+            ..State::default()
+        };
+        let mut out = encode_header(&state, 1, COMPRESSION_ZSTD);
+        let mut body = vec![];
+        body.put_u32(raw_len);
+        body.put_u32(u32::try_from(stored.len()).expect("small"));
+        body.put_u32(crc32c::crc32c(stored));
+        body.extend_from_slice(stored);
+        out.extend_from_slice(&body);
+        out.put_u64(body.len() as u64);
+        out.extend_from_slice(&crate::codec::sha256(&body));
+        out.extend_from_slice(&CHECKPOINT_END_MAGIC);
+        out
+    }
+
+    fn bomb(expands_to: usize) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("encoder");
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..expands_to / chunk.len() {
+            enc.write_all(&chunk).expect("compress");
+        }
+        enc.finish().expect("finish")
+    }
+
+    fn both(bytes: &[u8]) -> [Decoded; 2] {
+        let mut r = bytes;
+        [decode(bytes), decode_reader(&mut r, bytes.len() as u64)]
+    }
+
+    /// Issue 8 item 2: a small block that expands to 512 MiB is damage, whatever it declares:
+    /// declaring the truth is over the block limit (refused before any allocation), declaring
+    /// the limit or less fails when the bounded buffer is full.
+    #[test]
+    fn a_zstd_bomb_block_is_damage_and_never_decompressed_past_its_declared_length() {
+        let stored = bomb(512 << 20);
+        assert!(stored.len() < 1 << 20, "{}", stored.len());
+        let truthful = u32::try_from(512usize << 20).expect("fits");
+        for d in both(&with_block(truthful, &stored)) {
+            let p = d.problems.first().expect("refused");
+            assert!(p.detail.contains("impossible length"), "{p:?}");
+        }
+        let at_limit = u32::try_from(MAX_BLOCK).expect("fits");
+        for d in both(&with_block(at_limit, &stored)) {
+            let p = d.problems.first().expect("refused");
+            assert!(p.detail.contains("does not decompress"), "{p:?}");
+        }
+    }
+
+    /// Writers never produce an empty block, so a decoder refuses one (a stream of them would
+    /// otherwise be an endless source of zero-length allocations).
+    #[test]
+    fn an_empty_block_is_damage() {
+        for d in both(&with_block(0, &[])) {
+            let p = d.problems.first().expect("refused");
+            assert!(p.detail.contains("impossible length"), "{p:?}");
+        }
+    }
+
+    /// The stream decoder agrees with the slice decoder on a sound checkpoint.
+    #[test]
+    fn stream_and_slice_decoders_agree_on_a_sound_checkpoint() {
+        let mut state = State {
+            lsn: 7,
+            commit_ts: 9,
+            ..State::default()
+        };
+        state.collections.entry("c".into()).or_default();
+        let mut bytes = vec![];
+        encode_to(&state, 1, &mut bytes).expect("encodes");
+        let [a, b] = both(&bytes);
+        assert!(
+            a.problems.is_empty() && b.problems.is_empty(),
+            "{:?} {:?}",
+            a.problems,
+            b.problems
+        );
+        assert_eq!((a.state.lsn, b.state.lsn), (7, 7));
+        assert_eq!(b.header, a.header);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let mut r = &longer[..];
+        let d = decode_reader(&mut r, bytes.len() as u64);
+        assert!(
+            d.problems.iter().any(|p| p.detail.contains("longer")),
+            "{:?}",
+            d.problems
+        );
+    }
+}
