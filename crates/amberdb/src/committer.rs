@@ -4,8 +4,10 @@
 //! (group commit), validates each transaction against the latest state, frames the survivors
 //! into one buffer, writes it with one `write`, syncs once if any of them asked for `Sync`,
 //! publishes the new read view, and only then acknowledges. A failed write or sync poisons the
-//! database: the batch is not published, its writers get the error, and every later write is
-//! refused. The committer never retries an fsync.
+//! database: the batch is not published, its writers are told `CommitOutcomeUnknown` when its
+//! bytes may be on disk (`Poisoned` when none were written), and every later write is refused.
+//! The committer never retries an fsync. `Buffered` deadlines are checked before every batch,
+//! so a busy committer still makes buffered commits durable within about `max_delay`.
 
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
