@@ -29,7 +29,8 @@ pub fn commit_frame(data: &[u8]) -> bool {
     );
     assert_eq!(rec.encoded_len(), len, "encoded_len of a decoded frame");
     let mut again = Vec::with_capacity(len);
-    rec.encode_into(&mut again, frame.durable_lsn.unwrap_or(0));
+    rec.encode_into(&mut again, frame.durable_lsn.unwrap_or(0))
+        .expect("a decoded frame is within the frame limit");
     assert_eq!(
         again.len(),
         len,

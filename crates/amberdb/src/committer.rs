@@ -4,18 +4,20 @@
 //! (group commit), validates each transaction against the latest state, frames the survivors
 //! into one buffer, writes it with one `write`, syncs once if any of them asked for `Sync`,
 //! publishes the new read view, and only then acknowledges. A failed write or sync poisons the
-//! database: the batch is not published, its writers get the error, and every later write is
-//! refused. The committer never retries an fsync.
+//! database: the batch is not published, its writers are told `CommitOutcomeUnknown` when its
+//! bytes may be on disk (`Poisoned` when none were written), and every later write is refused.
+//! The committer never retries an fsync. `Buffered` deadlines are checked before every batch,
+//! so a busy committer still makes buffered commits durable within about `max_delay`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
-
 use crate::document::now_micros;
+use crate::engine_state::Shared;
 use crate::error::{Error, Result};
+use crate::limits::MAX_PAYLOAD_LEN;
 use crate::log::CommitLog;
 use crate::state::{EncodedOp, State};
 use crate::txn::{Committed, Durability};
@@ -38,56 +40,13 @@ pub(crate) enum Msg {
     Shutdown { reply: Reply<()> },
 }
 
-/// Counters exposed through `Db::stats`.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub commits: AtomicU64,
-    pub fsyncs: AtomicU64,
-    pub synced_commits: AtomicU64,
-    pub batches: AtomicU64,
-    pub log_bytes_written: AtomicU64,
-    pub durable_lsn: AtomicU64,
-}
-
-/// What background checkpointing needs to know and be woken by.
-#[derive(Debug, Default)]
-pub(crate) struct CheckpointSignal {
-    pub bytes_since: u64,
-    pub shutdown: bool,
-}
-
-/// State shared by the committer, the checkpointer and every `Db` handle.
-pub(crate) struct Shared {
-    pub view: ArcSwap<State>,
-    pub poisoned: Mutex<Option<String>>,
-    pub counters: Counters,
-    pub ckpt: Mutex<CheckpointSignal>,
-    pub ckpt_wake: Condvar,
-    pub checkpoint_log_bytes: u64,
-}
-
-impl Shared {
-    pub(crate) fn poisoned(&self) -> Option<String> {
-        self.poisoned.lock().ok().and_then(|p| p.clone())
-    }
-
-    pub(crate) fn poison(&self, cause: String) {
-        tracing::error!(%cause, "database poisoned: writes are refused until it is reopened");
-        if let Ok(mut p) = self.poisoned.lock() {
-            p.get_or_insert(cause);
-        }
-    }
-
-    pub(crate) fn poisoned_error(&self) -> Option<Error> {
-        self.poisoned().map(|cause| Error::Poisoned { cause })
-    }
-}
-
 pub(crate) struct Committer {
     pub rx: Receiver<Msg>,
     pub log: CommitLog,
     pub shared: Arc<Shared>,
     pub max_doc_bytes: usize,
+    /// Largest commit record payload accepted (at most `limits::MAX_PAYLOAD_LEN`).
+    pub max_txn_bytes: usize,
     pub max_batch: usize,
     pub next_lsn: u64,
     pub last_ts: u64,
@@ -206,7 +165,10 @@ impl Committer {
                         refusals.push((reply, e));
                         continue;
                     }
-                    let ts = now_micros().max(self.last_ts + 1);
+                    let ts = match self.shared.clock.lock() {
+                        Ok(mut clock) => clock.commit_ts(self.last_ts),
+                        Err(_) => now_micros().max(self.last_ts + 1),
+                    };
                     match state.prepare(&ops, self.next_lsn, ts, self.max_doc_bytes) {
                         Ok(p) if p.record.ops.is_empty() => {
                             // A check-only transaction writes nothing, but what it checked
@@ -226,7 +188,22 @@ impl Committer {
                             ));
                         }
                         Ok(p) => {
-                            p.record.encode_into(&mut frames, self.durable_lsn);
+                            // Refused before anything is written: a frame over the limit
+                            // would be acknowledged, then cut as damage on the next open.
+                            let size = p.record.payload_len();
+                            let ops = p.record.ops.len();
+                            if size > self.max_txn_bytes {
+                                let limit = self.max_txn_bytes;
+                                let e = Error::TransactionTooLarge { size, ops, limit };
+                                refusals.push((reply, e));
+                                continue;
+                            }
+                            if let Err(e) = p.record.encode_into(&mut frames, self.durable_lsn) {
+                                let (size, limit) = (e.payload_len, MAX_PAYLOAD_LEN);
+                                let e = Error::TransactionTooLarge { size, ops, limit };
+                                refusals.push((reply, e));
+                                continue;
+                            }
                             state.apply(&p.record);
                             self.next_lsn += 1;
                             self.last_ts = ts;

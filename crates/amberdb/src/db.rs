@@ -13,8 +13,10 @@ use serde::Serialize;
 
 use crate::backup::{BackupManifest, BackupRepo, BackupStatus, Slot, Slots, RESTORE_MARKER};
 use crate::checkpoint::{self, list_checkpoints};
-use crate::committer::{CheckpointSignal, Committer, Counters, Msg, Shared};
+use crate::clock::CommitClock;
+use crate::committer::{Committer, Msg};
 use crate::document::{now_micros, Document};
+use crate::engine_state::{CheckpointSignal, Counters, Shared};
 use crate::error::{Error, IoContext, Result};
 use crate::io::sync_dir;
 use crate::lock::DirLock;
@@ -120,6 +122,7 @@ impl Db {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dir = dir.as_ref().to_owned();
+        check_limits(&opts)?;
         crate::io::create_dir_all(&dir, &opts.faults)
             .context(|| format!("creating {}", dir.display()))?;
         let lock = DirLock::acquire(&dir)?;
@@ -168,6 +171,7 @@ impl Db {
             ckpt: Mutex::new(CheckpointSignal::default()),
             ckpt_wake: Condvar::new(),
             checkpoint_log_bytes: opts.checkpoint_log_bytes,
+            clock: Mutex::new(CommitClock::new(rec.state.commit_ts)),
         });
         shared.counters.durable_lsn.store(lsn, Ordering::Release);
         let (tx, rx) = mpsc::channel();
@@ -176,6 +180,7 @@ impl Db {
             log,
             shared: shared.clone(),
             max_doc_bytes: opts.max_doc_bytes,
+            max_txn_bytes: opts.max_txn_bytes,
             max_batch: opts.max_batch.max(1),
             next_lsn: lsn + 1,
             last_ts: rec.state.commit_ts,
@@ -184,9 +189,10 @@ impl Db {
             sync_deadline: None,
             fsync_estimate: Duration::ZERO,
         };
+        let guard = shared.clone();
         let committer = std::thread::Builder::new()
             .name("amberdb-committer".into())
-            .spawn(move || committer.run())
+            .spawn(move || guard.run_guarded("committer", || committer.run()))
             .context(|| "starting the committer thread".into())?;
         let checkpoint_lsn = rec
             .report
@@ -230,9 +236,10 @@ impl Db {
     }
 
     fn spawn_worker(&self, name: &str, f: impl FnOnce() + Send + 'static) -> Result<()> {
+        let (guard, thread) = (self.inner.shared.clone(), name.to_owned());
         let handle = std::thread::Builder::new()
             .name(name.into())
-            .spawn(f)
+            .spawn(move || guard.run_guarded(&thread, f))
             .context(|| format!("starting the {name} thread"))?;
         if let Ok(mut w) = self.inner.workers.lock() {
             w.push(handle);
@@ -272,7 +279,7 @@ impl Db {
     pub(crate) fn roll(&self) -> Result<u64> {
         let (reply, rx) = mpsc::sync_channel(1);
         self.send(Msg::Roll { reply })?;
-        rx.recv().map_err(|_| Error::Closed)?
+        rx.recv().map_err(|_| self.inner.gone_error())?
     }
 
     /// The sealed segments still in the data directory.
@@ -379,7 +386,7 @@ impl Db {
         tx.as_ref()
             .ok_or(Error::Closed)?
             .send(msg)
-            .map_err(|_| Error::Closed)
+            .map_err(|_| self.inner.gone_error())
     }
 
     /// Commits a transaction: all of its operations or none. Returns once the commit is as
@@ -396,7 +403,7 @@ impl Db {
             durability,
             reply,
         })?;
-        rx.recv().map_err(|_| Error::Closed)?
+        rx.recv().map_err(|_| self.inner.gone_error())?
     }
 
     /// Shorthand for a transaction with a single `put`.
@@ -417,7 +424,7 @@ impl Db {
     pub fn sync(&self) -> Result<u64> {
         let (reply, rx) = mpsc::sync_channel(1);
         self.send(Msg::Sync { reply })?;
-        rx.recv().map_err(|_| Error::Closed)?
+        rx.recv().map_err(|_| self.inner.gone_error())?
     }
 
     /// A consistent snapshot of the whole database; never blocks writers.
@@ -548,6 +555,27 @@ fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
 }
 
 impl Inner {
+    /// The error for a request the committer dropped without a reply. After a panic that is
+    /// `Poisoned`, not `Closed` (which reads as a normal shutdown). The reply is dropped while
+    /// the panic unwinds, before the thread's guard poisons, so wait for the thread to end.
+    fn gone_error(&self) -> Error {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            let finished = self
+                .committer
+                .lock()
+                .map(|h| h.as_ref().is_none_or(|h| h.is_finished()))
+                .unwrap_or(true);
+            if finished || Instant::now() >= deadline {
+                return self.shared.poisoned_error().unwrap_or(Error::Closed);
+            }
+            if let Some(e) = self.shared.poisoned_error() {
+                return e;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// Bytes of sealed segments past the lowest slot (kept only for archiving).
     fn retained_for_archive(&self) -> u64 {
         let Some(min) = self.slots.lock().ok().and_then(|s| s.min_archived()) else {
@@ -581,7 +609,7 @@ impl Inner {
                 .send(Msg::Sync { reply })
                 .map_err(|_| Error::Closed)?;
             drop(tx);
-            rx.recv().map_err(|_| Error::Closed)??
+            rx.recv().map_err(|_| self.gone_error())??
         };
         self.checkpoint_locked(&mut book, state, durable)
     }
@@ -655,7 +683,13 @@ impl Inner {
         else {
             return Ok(0);
         };
-        let horizon = now_micros().saturating_sub(self.opts.log_retention.as_micros() as u64);
+        // Age by the commit clock, which stamped the segments: a wall-clock step must not
+        // stop cleanup (or make it remove too much).
+        let now = match self.shared.clock.lock() {
+            Ok(mut clock) => clock.now(),
+            Err(_) => now_micros(),
+        };
+        let horizon = now.saturating_sub(self.opts.log_retention.as_micros() as u64);
         let archived = self.slots.lock().map_err(|_| Error::Closed)?.min_archived();
         let mut removed = 0;
         let mut sealed = self.sealed.lock().map_err(|_| Error::Closed)?;
@@ -794,6 +828,24 @@ fn checkpoint_loop(inner: std::sync::Weak<Inner>) {
         // Drop the strong reference before sleeping again so close-on-drop can happen.
         drop(db);
     }
+}
+
+/// Refuses options that would let a writer produce what no decoder accepts.
+fn check_limits(opts: &Options) -> Result<()> {
+    use crate::limits::{MAX_DOC_BYTES, MAX_PAYLOAD_LEN};
+    if opts.max_doc_bytes > MAX_DOC_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "max_doc_bytes {} is over the engine's limit of {MAX_DOC_BYTES} bytes",
+            opts.max_doc_bytes
+        )));
+    }
+    if opts.max_txn_bytes > MAX_PAYLOAD_LEN {
+        return Err(Error::InvalidArgument(format!(
+            "max_txn_bytes {} is over the largest commit frame, {MAX_PAYLOAD_LEN} bytes",
+            opts.max_txn_bytes
+        )));
+    }
+    Ok(())
 }
 
 /// Durability shorthand: `Buffered` with the given delay.

@@ -36,10 +36,12 @@
 
 pub mod backup;
 pub mod checkpoint;
+mod clock;
 mod codec;
 mod committer;
 mod db;
 mod document;
+mod engine_state;
 mod error;
 pub mod io;
 pub mod limits;
@@ -47,6 +49,7 @@ mod lock;
 pub mod log;
 mod options;
 mod patch;
+mod poison;
 mod recovery;
 mod state;
 mod txn;

@@ -1,5 +1,50 @@
-//! Every size the engine or a client controls, in one place, so that writers and readers
-//! enforce the same numbers.
+//! Every size limit of the engine's formats and of what a client may send, in one place.
+//!
+//! A limit that only a decoder enforces turns an acknowledged commit into an unreadable one;
+//! so writers and decoders import the same constant from here, and the options that let a
+//! user lower a limit are checked against these caps when a database is opened.
+
+// ---------------------------------------------------------------------------------------------
+// Storage formats: commit frames, documents, checkpoint blocks (the commit path).
+// ---------------------------------------------------------------------------------------------
+
+pub use crate::document::{MAX_COLLECTION_BYTES, MAX_KEY_BYTES};
+
+/// Largest payload a commit frame may declare. The committer refuses a transaction whose
+/// commit record is larger (`Error::TransactionTooLarge`) before writing anything; the frame
+/// decoder treats a larger declared length as damage and never allocates it.
+pub const MAX_PAYLOAD_LEN: usize = 1 << 30;
+
+/// Largest transaction (commit record payload) by default; `Options::max_txn_bytes` may
+/// lower it, never raise it above [`MAX_PAYLOAD_LEN`].
+pub const DEFAULT_MAX_TXN_BYTES: usize = MAX_PAYLOAD_LEN;
+
+/// Largest canonical JSON value `Options::max_doc_bytes` may allow. One document of this
+/// size must fit in one commit frame and in one checkpoint block, with room for its metadata.
+pub const MAX_DOC_BYTES: usize = 256 << 20;
+
+/// `Options::max_doc_bytes` by default.
+pub const DEFAULT_MAX_DOC_BYTES: usize = 16 << 20;
+
+/// Bytes a checkpoint entry or a commit-record op adds to a document's value: kind, flags,
+/// collection and key with their lengths, versions, timestamps, LSNs, SHA-256, value length.
+/// Rounded up generously.
+pub const MAX_ENTRY_OVERHEAD: usize = 4096;
+
+/// Largest uncompressed checkpoint block. The encoder cuts blocks well below it
+/// (`BLOCK_TARGET`) and refuses an entry that cannot fit; the decoder refuses larger declared
+/// lengths and allocates at most this much per block, so a compression bomb cannot make it
+/// allocate more.
+pub const MAX_BLOCK: usize = MAX_DOC_BYTES + MAX_ENTRY_OVERHEAD;
+
+/// Largest stored (compressed) checkpoint block: zstd's worst-case expansion of an
+/// incompressible [`MAX_BLOCK`] (`ZSTD_COMPRESSBOUND`).
+pub const MAX_STORED_BLOCK: usize = MAX_BLOCK + (MAX_BLOCK >> 8) + (128 << 10);
+
+const _: () = assert!(MAX_DOC_BYTES + MAX_ENTRY_OVERHEAD <= MAX_PAYLOAD_LEN);
+const _: () = assert!(MAX_ENTRY_OVERHEAD > 64 + MAX_COLLECTION_BYTES + MAX_KEY_BYTES);
+const _: () = assert!(MAX_STORED_BLOCK < u32::MAX as usize);
+const _: () = assert!(DEFAULT_MAX_DOC_BYTES <= MAX_DOC_BYTES);
 
 // ---- Value shape and JSON Patch bounds (documents; the server engineer's block) ----
 //

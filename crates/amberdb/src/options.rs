@@ -12,8 +12,14 @@ use crate::txn::Durability;
 pub struct Options {
     /// Durability of transactions that do not choose one. Default: `Sync`.
     pub durability: Durability,
-    /// Largest canonical JSON value accepted, in bytes. Default: 16 MiB.
+    /// Largest canonical JSON value accepted, in bytes. At most `limits::MAX_DOC_BYTES`
+    /// (256 MiB; `open` refuses more). Default: 16 MiB.
     pub max_doc_bytes: usize,
+    /// Largest transaction, as the payload of its commit record (every written value plus
+    /// its metadata), in bytes; a larger one gets `Error::TransactionTooLarge` and nothing is
+    /// written. At most `limits::MAX_PAYLOAD_LEN` (1 GiB, the largest commit frame; `open`
+    /// refuses more). Default: 1 GiB.
+    pub max_txn_bytes: usize,
     /// A log segment is sealed and a new one started once it reaches this size. Default: 64 MiB.
     pub segment_size: u64,
     /// A background checkpoint starts after this many log bytes. Default: 128 MiB.
@@ -75,7 +81,8 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             durability: Durability::Sync,
-            max_doc_bytes: 16 << 20,
+            max_doc_bytes: crate::limits::DEFAULT_MAX_DOC_BYTES,
+            max_txn_bytes: crate::limits::DEFAULT_MAX_TXN_BYTES,
             segment_size: 64 << 20,
             checkpoint_log_bytes: 128 << 20,
             checkpoint_interval: Some(Duration::from_secs(300)),

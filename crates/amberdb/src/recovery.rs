@@ -176,13 +176,20 @@ pub(crate) fn recover(
             (State::empty(tombstone_retention_us), None)
         }
         None => {
-            let (file, why) = skipped.first().cloned().unwrap_or_default();
-            return Err(damaged(
-                &file,
-                0,
-                format!("no sound checkpoint and the log no longer starts at LSN 1: {why}"),
-                data,
-            ));
+            // Name a real file: the damaged checkpoint, or (when there is none) the oldest
+            // segment, whose first LSN shows what is missing.
+            let (file, detail) = match (skipped.first(), segments.first()) {
+                (Some((file, why)), _) => (
+                    file.clone(),
+                    format!("no sound checkpoint and the log no longer starts at LSN 1: {why}"),
+                ),
+                (None, Some((first, path))) => (
+                    path.clone(),
+                    format!("no checkpoint, and the oldest log segment starts at LSN {first}, not 1: the log before it is missing"),
+                ),
+                (None, None) => (ckpt_dir.clone(), "no sound checkpoint and no log".into()),
+            };
+            return Err(damaged(&file, 0, detail, data));
         }
     };
     report.checkpoint_lsn = state.lsn;

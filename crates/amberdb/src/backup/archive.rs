@@ -156,7 +156,9 @@ impl BackupRepo {
         if sha256_hex(&stored) != seg.stored_sha256 {
             return Err(self.err(format!("{name} does not match its stored SHA-256")));
         }
-        let plain = zstd::stream::decode_all(&stored[..])
+        // Never decompress past the declared size (a zstd bomb would otherwise be expanded
+        // into memory whole, or abort on a failed allocation).
+        let plain = decompress_bounded(&stored, seg.plain_size)
             .map_err(|e| self.err(format!("{name} does not decompress: {e}")))?;
         if sha256_hex(&plain) != seg.plain_sha256 || plain.len() as u64 != seg.plain_size {
             return Err(self.err(format!(
@@ -242,5 +244,29 @@ impl BackupRepo {
             .read(&name)
             .map_err(|e| self.err(format!("reading {name}: {e}")))?;
         Seal::decode(&bytes).map_err(|e| self.err(format!("{name}: {e}")))
+    }
+}
+
+/// Decompresses `stored`, refusing output longer than `plain_size`; memory grows with the
+/// bytes actually produced, and a failed allocation is an error, not an abort.
+fn decompress_bounded(stored: &[u8], plain_size: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut decoder = zstd::stream::Decoder::new(stored)?.take(plain_size.saturating_add(1));
+    let mut out: Vec<u8> = Vec::new();
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let n = decoder.read(&mut chunk)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        if out.len() as u64 + n as u64 > plain_size {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("decompresses to more than its declared {plain_size} bytes"),
+            ));
+        }
+        out.try_reserve(n)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::OutOfMemory, e.to_string()))?;
+        out.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
 }

@@ -11,6 +11,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use sha2::Digest;
 
 use super::{
     point, sha256_hex, ArchivedSegment, BackupManifest, BackupRepo, Progress, SNAPSHOT_FILE,
@@ -272,6 +273,32 @@ pub fn plan_restore(
     })
 }
 
+/// Counts and hashes the bytes read through it; keeps the first read error.
+struct HashingReader<R> {
+    inner: R,
+    hasher: sha2::Sha256,
+    count: u64,
+    error: Option<std::io::Error>,
+}
+
+impl<R: std::io::Read> std::io::Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(n) => {
+                let read = buf.get(..n).unwrap_or_default();
+                self.hasher.update(read);
+                self.count += n as u64;
+                Ok(n)
+            }
+            Err(e) => {
+                let kept = std::io::Error::new(e.kind(), e.to_string());
+                self.error.get_or_insert(kept);
+                Err(e)
+            }
+        }
+    }
+}
+
 /// Loads and fully checks a backup's snapshot.
 pub(crate) fn load_snapshot(
     repo: &BackupRepo,
@@ -296,14 +323,32 @@ pub(crate) fn load_snapshot(
             "{name} is damaged: its stored bytes do not match the manifest's size and SHA-256"
         )));
     }
-    let plain = zstd::stream::decode_all(&stored[..])
+    // Decoded as a stream, never decompressed into memory whole: a small snapshot that
+    // expands to gigabytes (a zstd bomb, even with a manifest that agrees) fails at its first
+    // bytes that are not a sound checkpoint, with every allocation bounded by the block limit.
+    let decoder = zstd::stream::Decoder::new(&stored[..])
         .map_err(|e| repo.err(format!("{name} does not decompress: {e}")))?;
-    if sha256_hex(&plain) != entry.plain_sha256 {
+    let mut plain = HashingReader {
+        inner: decoder,
+        hasher: sha2::Sha256::new(),
+        count: 0,
+        error: None,
+    };
+    let decoded = checkpoint::decode_reader(&mut plain, entry.plain_size);
+    if let Some(e) = plain.error {
+        return Err(repo.err(format!("{name} does not decompress: {e}")));
+    }
+    if plain.count != entry.plain_size || hex::encode(plain.hasher.finalize()) != entry.plain_sha256
+    {
         return Err(repo.err(format!(
-            "{name} decompresses to bytes that do not match the manifest's SHA-256"
+            "{name} decompresses to bytes that do not match the manifest's size and SHA-256{}",
+            decoded
+                .problems
+                .first()
+                .map(|p| format!(" (at offset {}: {})", p.offset, p.detail))
+                .unwrap_or_default()
         )));
     }
-    let decoded = checkpoint::decode(&plain);
     if let Some(p) = decoded.problems.first() {
         return Err(repo.err(format!(
             "{name}: snapshot is damaged at offset {}: {}",

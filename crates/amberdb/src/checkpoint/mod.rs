@@ -4,6 +4,10 @@
 //! It never deletes log segments; the database decides that from what it keeps here.
 //! Byte layout: `docs/FORMAT.md`, "Checkpoint file".
 
+// Lengths are written as fixed-width integers: a silent `as u32` turned oversized data into
+// frames and blocks no decoder accepts. Every narrowing conversion is checked.
+#![deny(clippy::cast_possible_truncation)]
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -30,8 +34,8 @@ pub const TRAILER_LEN: usize = 48;
 pub const BLOCK_HEADER_LEN: usize = 12;
 /// Uncompressed bytes gathered before a block is cut.
 const BLOCK_TARGET: usize = 256 * 1024;
-/// Largest block a decoder accepts.
-const MAX_BLOCK: usize = 1 << 30;
+/// Largest blocks a decoder accepts and an encoder writes (uncompressed, stored).
+use crate::limits::{MAX_BLOCK, MAX_STORED_BLOCK};
 
 /// Format 1 only: a collection's name.
 const ENTRY_COLLECTION_V1: u8 = 1;
@@ -176,9 +180,23 @@ impl<W: std::io::Write> BlockWriter<'_, W> {
         } else {
             self.raw.clone()
         };
+        let too_large = |what: &str, len: usize| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("checkpoint block of {len} {what} bytes exceeds the block limit"),
+            )
+        };
+        let raw_len = u32::try_from(self.raw.len())
+            .ok()
+            .filter(|_| self.raw.len() <= MAX_BLOCK)
+            .ok_or_else(|| too_large("raw", self.raw.len()))?;
+        let stored_len = u32::try_from(stored.len())
+            .ok()
+            .filter(|_| stored.len() <= MAX_STORED_BLOCK)
+            .ok_or_else(|| too_large("stored", stored.len()))?;
         let mut block = Vec::with_capacity(BLOCK_HEADER_LEN + stored.len());
-        block.put_u32(self.raw.len() as u32);
-        block.put_u32(stored.len() as u32);
+        block.put_u32(raw_len);
+        block.put_u32(stored_len);
         block.put_u32(crc32c::crc32c(&stored));
         block.extend_from_slice(&stored);
         self.out.write_all(&block)?;
@@ -188,8 +206,27 @@ impl<W: std::io::Write> BlockWriter<'_, W> {
         Ok(())
     }
 
+    /// Adds one entry. A block is cut before an entry that would take it past [`MAX_BLOCK`],
+    /// so an entry larger than `BLOCK_TARGET` (a big document) gets a block of its own; an
+    /// entry larger than a block (only a document over `limits::MAX_DOC_BYTES`) is refused,
+    /// never written as a block the decoder would call damage.
     fn entry(&mut self, encode: impl FnOnce(&mut Vec<u8>)) -> std::io::Result<()> {
+        let before = self.raw.len();
         encode(&mut self.raw);
+        if self.raw.len() > MAX_BLOCK && before > 0 {
+            let entry = self.raw.split_off(before);
+            self.flush_block()?;
+            self.raw = entry;
+        }
+        if self.raw.len() > MAX_BLOCK {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "a checkpoint entry of {} bytes exceeds the block limit of {MAX_BLOCK} bytes",
+                    self.raw.len()
+                ),
+            ));
+        }
         if self.raw.len() >= BLOCK_TARGET {
             self.flush_block()?;
         }
@@ -244,7 +281,8 @@ pub(crate) fn encode_to<W: std::io::Write>(
                 b.put_u64(doc.meta.updated_at);
                 b.put_u64(doc.meta.lsn);
                 b.extend_from_slice(&doc.meta.sha256);
-                b.put_u32(doc.value.len() as u32);
+                // A value over u32 is far over the block limit, which `entry` refuses.
+                b.put_u32(u32::try_from(doc.value.len()).unwrap_or(u32::MAX));
                 b.extend_from_slice(&doc.value);
             })?;
         }
@@ -351,7 +389,9 @@ pub fn decode(bytes: &[u8]) -> Decoded {
             break;
         };
         let (raw_len, stored_len) = (raw_len as usize, stored_len as usize);
-        if raw_len > MAX_BLOCK || stored_len > MAX_BLOCK {
+        // No writer produces an empty block or one over the limits; refusing them bounds
+        // every allocation below by the limits, whatever a (compressed) block expands to.
+        if raw_len == 0 || raw_len > MAX_BLOCK || stored_len > MAX_STORED_BLOCK {
             out.problems
                 .push(problem(pos, "block declares an impossible length".into()));
             break;
@@ -363,31 +403,60 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         };
         let block_at = pos;
         pos += BLOCK_HEADER_LEN + stored_len;
-        if crc32c::crc32c(stored) != crc {
-            out.problems
-                .push(problem(block_at, "block fails its CRC32C".into()));
-            if header.compression == COMPRESSION_ZSTD {
-                // Decompressing bytes known to be wrong only produces noise (and a large
-                // allocation if the damage is in the declared length); uncompressed blocks
-                // are still decoded so the damaged documents can be named.
-                continue;
+        entries += decode_block(&header, block_at, raw_len, crc, stored, &mut out);
+    }
+    check_counts(&header, entries, &mut out);
+    out.state.lsn = header.lsn;
+    out.state.commit_ts = header.commit_ts;
+    out
+}
+
+/// Checks one block's CRC32C, decompresses it (bounded by its declared length) and decodes
+/// its entries into `out`; returns how many entries it held.
+fn decode_block(
+    header: &CheckpointHeader,
+    block_at: usize,
+    raw_len: usize,
+    crc: u32,
+    stored: &[u8],
+    out: &mut Decoded,
+) -> u64 {
+    let problem = |offset: usize, detail: String| CheckpointProblem {
+        offset: offset as u64,
+        detail,
+    };
+    if crc32c::crc32c(stored) != crc {
+        out.problems
+            .push(problem(block_at, "block fails its CRC32C".into()));
+        if header.compression == COMPRESSION_ZSTD {
+            // Decompressing bytes known to be wrong only produces noise (and a large
+            // allocation if the damage is in the declared length); uncompressed blocks
+            // are still decoded so the damaged documents can be named.
+            return 0;
+        }
+    }
+    let raw = if header.compression == COMPRESSION_ZSTD {
+        match decompress_block(stored, raw_len) {
+            Some(raw) => raw,
+            None => {
+                out.problems
+                    .push(problem(block_at, "block does not decompress".into()));
+                return 0;
             }
         }
-        let raw = if header.compression == COMPRESSION_ZSTD {
-            match zstd::bulk::decompress(stored, raw_len) {
-                Ok(raw) if raw.len() == raw_len => raw,
-                Ok(_) | Err(_) => {
-                    out.problems
-                        .push(problem(block_at, "block does not decompress".into()));
-                    continue;
-                }
-            }
-        } else {
-            stored.to_vec()
-        };
-        let data_at = block_at + BLOCK_HEADER_LEN;
-        entries += decode_entries(&raw, &header, data_at, &mut out);
-    }
+    } else {
+        stored.to_vec()
+    };
+    let data_at = block_at + BLOCK_HEADER_LEN;
+    decode_entries(&raw, header, data_at, out)
+}
+
+/// A sound body must hold exactly the entries and documents its header counts.
+fn check_counts(header: &CheckpointHeader, entries: u64, out: &mut Decoded) {
+    let problem = |offset: usize, detail: String| CheckpointProblem {
+        offset: offset as u64,
+        detail,
+    };
     if out.problems.is_empty() {
         if entries != header.entry_count {
             out.problems.push(problem(
@@ -409,9 +478,131 @@ pub fn decode(bytes: &[u8]) -> Decoded {
             ));
         }
     }
+}
+
+/// Decodes a checkpoint of `len` bytes read from `src` (a backup snapshot being
+/// decompressed), with the same checks as [`decode`]. It holds at most one block of the
+/// stream in memory, and every allocation is bounded by the block limits whatever `len`
+/// and the stream claim: a small compression bomb that expands to gigabytes fails at its
+/// first bytes that are not a checkpoint, instead of being decompressed into memory.
+/// It reads `src` to its end (so a caller hashing the stream sees all of it) only when the
+/// checkpoint is sound up to its trailer.
+pub(crate) fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
+    let mut out = Decoded {
+        header: None,
+        state: State::default(),
+        documents_checked: 0,
+        problems: vec![],
+    };
+    let problem = |offset: u64, detail: &str| CheckpointProblem {
+        offset,
+        detail: detail.to_string(),
+    };
+    let mut head = [0u8; HEADER_LEN];
+    if src.read_exact(&mut head).is_err() {
+        out.problems
+            .push(problem(0, "file is shorter than a checkpoint header"));
+        return out;
+    }
+    let header = match decode_header(&head) {
+        Ok(h) => h,
+        Err(e) => {
+            out.problems.push(problem(0, &e));
+            return out;
+        }
+    };
+    out.header = Some(header);
+    let Some(trailer_at) = len
+        .checked_sub(TRAILER_LEN as u64)
+        .filter(|t| *t >= HEADER_LEN as u64)
+    else {
+        out.problems
+            .push(problem(len, "checkpoint is truncated (no trailer)"));
+        return out;
+    };
+    let mut hasher = sha2::Sha256::new();
+    let mut pos = HEADER_LEN as u64;
+    let mut entries = 0u64;
+    while pos < trailer_at {
+        let mut bh = [0u8; BLOCK_HEADER_LEN];
+        if trailer_at - pos < BLOCK_HEADER_LEN as u64 || src.read_exact(&mut bh).is_err() {
+            out.problems.push(problem(pos, "truncated block header"));
+            return out;
+        }
+        let mut r = Reader::new(&bh);
+        let (raw_len, stored_len, crc) = (
+            r.u32().unwrap_or(0) as usize,
+            r.u32().unwrap_or(0) as usize,
+            r.u32().unwrap_or(0),
+        );
+        if raw_len == 0 || raw_len > MAX_BLOCK || stored_len > MAX_STORED_BLOCK {
+            out.problems
+                .push(problem(pos, "block declares an impossible length"));
+            return out;
+        }
+        let end = pos + (BLOCK_HEADER_LEN + stored_len) as u64;
+        let mut stored = Vec::new();
+        if end > trailer_at || stored.try_reserve_exact(stored_len).is_err() {
+            out.problems
+                .push(problem(pos, "block runs past the end of the body"));
+            return out;
+        }
+        stored.resize(stored_len, 0);
+        if src.read_exact(&mut stored).is_err() {
+            out.problems
+                .push(problem(pos, "block runs past the end of the body"));
+            return out;
+        }
+        hasher.update(bh);
+        hasher.update(&stored);
+        let block_at = usize::try_from(pos).unwrap_or(usize::MAX);
+        entries += decode_block(&header, block_at, raw_len, crc, &stored, &mut out);
+        pos = end;
+    }
+    let mut trailer = [0u8; TRAILER_LEN];
+    if src.read_exact(&mut trailer).is_err() {
+        out.problems
+            .push(problem(trailer_at, "checkpoint is truncated (no trailer)"));
+        return out;
+    }
+    let mut t = Reader::new(&trailer);
+    let body_len = t.u64().unwrap_or(u64::MAX);
+    let sha = t.array::<32>().unwrap_or_default();
+    let end_magic = t.array::<8>().unwrap_or_default();
+    if end_magic != CHECKPOINT_END_MAGIC || body_len != trailer_at - HEADER_LEN as u64 {
+        out.problems.push(problem(
+            trailer_at,
+            "checkpoint trailer is damaged or the file is truncated",
+        ));
+    }
+    if <[u8; 32]>::from(hasher.finalize()) != sha {
+        out.problems.push(problem(
+            HEADER_LEN as u64,
+            "checkpoint body does not match its SHA-256",
+        ));
+    }
+    if !matches!(src.read(&mut [0u8; 1]), Ok(0)) {
+        out.problems
+            .push(problem(len, "checkpoint is longer than its declared size"));
+    }
+    check_counts(&header, entries, &mut out);
     out.state.lsn = header.lsn;
     out.state.commit_ts = header.commit_ts;
     out
+}
+
+/// Decompresses one block into exactly `raw_len` bytes (at most [`MAX_BLOCK`], checked by
+/// the caller), or `None` when it does not decompress to exactly that: a block that expands
+/// further (a compression bomb) fails when the buffer is full instead of growing it, and a
+/// failed allocation is a damaged block, not an abort.
+fn decompress_block(stored: &[u8], raw_len: usize) -> Option<Vec<u8>> {
+    let mut raw = Vec::new();
+    raw.try_reserve_exact(raw_len).ok()?;
+    raw.resize(raw_len, 0);
+    match zstd::bulk::decompress_to_buffer(stored, &mut raw) {
+        Ok(n) if n == raw_len => Some(raw),
+        _ => None,
+    }
 }
 
 /// Decodes the entries of one raw block into `out.state`; returns how many were read.
@@ -541,4 +732,104 @@ fn decode_entries(raw: &[u8], header: &CheckpointHeader, data_at: usize, out: &m
         n += 1;
     }
     n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A checkpoint whose only block is `block` (header fields as given), with a trailer
+    /// that matches, so only the block itself can be refused.
+    fn with_block(raw_len: u32, stored: &[u8]) -> Vec<u8> {
+        let state = State {
+            lsn: 1,
+            ..State::default()
+        };
+        let mut out = encode_header(&state, 1, COMPRESSION_ZSTD);
+        let mut body = vec![];
+        body.put_u32(raw_len);
+        body.put_u32(u32::try_from(stored.len()).expect("small"));
+        body.put_u32(crc32c::crc32c(stored));
+        body.extend_from_slice(stored);
+        out.extend_from_slice(&body);
+        out.put_u64(body.len() as u64);
+        out.extend_from_slice(&crate::codec::sha256(&body));
+        out.extend_from_slice(&CHECKPOINT_END_MAGIC);
+        out
+    }
+
+    fn bomb(expands_to: usize) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("encoder");
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..expands_to / chunk.len() {
+            enc.write_all(&chunk).expect("compress");
+        }
+        enc.finish().expect("finish")
+    }
+
+    fn both(bytes: &[u8]) -> [Decoded; 2] {
+        let mut r = bytes;
+        [decode(bytes), decode_reader(&mut r, bytes.len() as u64)]
+    }
+
+    /// Issue 8 item 2: a small block that expands to 512 MiB is damage, whatever it declares:
+    /// declaring the truth is over the block limit (refused before any allocation), declaring
+    /// the limit or less fails when the bounded buffer is full.
+    #[test]
+    fn a_zstd_bomb_block_is_damage_and_never_decompressed_past_its_declared_length() {
+        let stored = bomb(512 << 20);
+        assert!(stored.len() < 1 << 20, "{}", stored.len());
+        let truthful = u32::try_from(512usize << 20).expect("fits");
+        for d in both(&with_block(truthful, &stored)) {
+            let p = d.problems.first().expect("refused");
+            assert!(p.detail.contains("impossible length"), "{p:?}");
+        }
+        let at_limit = u32::try_from(MAX_BLOCK).expect("fits");
+        for d in both(&with_block(at_limit, &stored)) {
+            let p = d.problems.first().expect("refused");
+            assert!(p.detail.contains("does not decompress"), "{p:?}");
+        }
+    }
+
+    /// Writers never produce an empty block, so a decoder refuses one (a stream of them would
+    /// otherwise be an endless source of zero-length allocations).
+    #[test]
+    fn an_empty_block_is_damage() {
+        for d in both(&with_block(0, &[])) {
+            let p = d.problems.first().expect("refused");
+            assert!(p.detail.contains("impossible length"), "{p:?}");
+        }
+    }
+
+    /// The stream decoder agrees with the slice decoder on a sound checkpoint.
+    #[test]
+    fn stream_and_slice_decoders_agree_on_a_sound_checkpoint() {
+        let mut state = State {
+            lsn: 7,
+            commit_ts: 9,
+            ..State::default()
+        };
+        state.collections.entry("c".into()).or_default();
+        let mut bytes = vec![];
+        encode_to(&state, 1, &mut bytes).expect("encodes");
+        let [a, b] = both(&bytes);
+        assert!(
+            a.problems.is_empty() && b.problems.is_empty(),
+            "{:?} {:?}",
+            a.problems,
+            b.problems
+        );
+        assert_eq!((a.state.lsn, b.state.lsn), (7, 7));
+        assert_eq!(b.header, a.header);
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let mut r = &longer[..];
+        let d = decode_reader(&mut r, bytes.len() as u64);
+        assert!(
+            d.problems.iter().any(|p| p.detail.contains("longer")),
+            "{:?}",
+            d.problems
+        );
+    }
 }

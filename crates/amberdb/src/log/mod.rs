@@ -3,6 +3,10 @@
 //! This module owns the byte format of the log ([`record`], [`segment`]) and the append side
 //! ([`CommitLog`]). It never decides what is durable or acknowledged: the committer does.
 
+// Lengths are written as fixed-width integers: a silent `as u32` turned oversized data into
+// frames and blocks no decoder accepts. Every narrowing conversion is checked.
+#![deny(clippy::cast_possible_truncation)]
+
 pub mod record;
 pub(crate) mod replay;
 pub mod segment;

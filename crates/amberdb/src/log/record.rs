@@ -14,8 +14,9 @@ use crate::log::segment::LOG_FORMAT_VERSION;
 pub const FRAME_HEADER_LEN: usize = 32;
 /// Bytes before the payload in log format 1 (no durable_lsn).
 pub const FRAME_HEADER_LEN_V1: usize = 24;
-/// Largest payload a frame may declare; anything larger is treated as damage, not allocated.
-pub const MAX_PAYLOAD_LEN: usize = 1 << 30;
+/// Largest payload a frame may declare; anything larger is treated as damage, not allocated,
+/// and no writer produces one.
+pub use crate::limits::MAX_PAYLOAD_LEN;
 
 const OP_WRITE: u8 = 1;
 const OP_DELETE: u8 = 2;
@@ -97,17 +98,48 @@ pub struct Frame {
 }
 
 impl CommitRecord {
-    /// Appends this commit as one frame (current log format) to `buf`. `durable_lsn` is the
-    /// LSN the writer knows to be durable at this moment (recovery uses it to tell a write
-    /// that was never synced from damage to synced bytes).
-    pub fn encode_into(&self, buf: &mut Vec<u8>, durable_lsn: u64) {
+/// A commit record too large for one frame; nothing was encoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameTooLarge {
+    /// The payload length the frame would need.
+    pub payload_len: usize,
+}
+
+impl std::fmt::Display for FrameTooLarge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "commit record of {} bytes exceeds the frame limit of {MAX_PAYLOAD_LEN} bytes",
+            self.payload_len
+        )
+    }
+}
+
+    /// Length of this commit's frame payload (the frame without its header).
+    pub fn payload_len(&self) -> usize {
+        self.encoded_len() - FRAME_HEADER_LEN
+    }
+
+    /// Appends this commit as one frame (current log format) to `buf`, or refuses (leaving
+    /// `buf` untouched) when its payload would exceed [`MAX_PAYLOAD_LEN`], which the decoder
+    /// would call damage. Every length field then fits its width: a payload under the limit
+    /// bounds them all. `durable_lsn` is the LSN the writer knows to be durable at this moment
+    /// (recovery uses it to tell a write that was never synced from damage to synced bytes).
+    pub fn encode_into(&self, buf: &mut Vec<u8>, durable_lsn: u64) -> Result<(), FrameTooLarge> {
+        let payload_len = self.payload_len();
+        let too_large = FrameTooLarge { payload_len };
+        if payload_len > MAX_PAYLOAD_LEN {
+            return Err(too_large);
+        }
+        let width = |n: usize| u32::try_from(n).map_err(|_| too_large);
+        let (payload_len, op_count) = (width(payload_len)?, width(self.ops.len())?);
         let start = buf.len();
-        buf.put_u32(0); // length, patched below
+        buf.put_u32(payload_len);
         buf.put_u32(0); // crc, patched below
         buf.put_u64(self.lsn);
         buf.put_u64(self.commit_ts);
         buf.put_u64(durable_lsn);
-        buf.put_u32(self.ops.len() as u32);
+        buf.put_u32(op_count);
         for op in &self.ops {
             buf.put_u8(if op.doc.is_some() {
                 OP_WRITE
@@ -123,16 +155,17 @@ impl CommitRecord {
                 buf.put_u32(doc.schema_version);
                 buf.put_u64(doc.created_at);
                 buf.extend_from_slice(&doc.sha256);
-                buf.put_u32(doc.value.len() as u32);
+                // At most the payload length, which fits.
+                buf.put_u32(u32::try_from(doc.value.len()).unwrap_or(payload_len));
                 buf.extend_from_slice(&doc.value);
             }
         }
-        let payload_len = (buf.len() - start - FRAME_HEADER_LEN) as u32;
+        debug_assert_eq!(buf.len() - start, FRAME_HEADER_LEN + payload_len as usize);
         let crc = crc32c::crc32c(buf.get(start + 8..).unwrap_or_default());
-        if let Some(h) = buf.get_mut(start..start + 8) {
-            h[..4].copy_from_slice(&payload_len.to_le_bytes());
-            h[4..].copy_from_slice(&crc.to_le_bytes());
+        if let Some(h) = buf.get_mut(start + 4..start + 8) {
+            h.copy_from_slice(&crc.to_le_bytes());
         }
+        Ok(())
     }
 
     /// Total encoded size of this commit's frame.
@@ -279,7 +312,7 @@ mod tests {
     fn frame_round_trips_and_reports_its_length() {
         let rec = sample();
         let mut buf = vec![];
-        rec.encode_into(&mut buf, 40);
+        rec.encode_into(&mut buf, 40).expect("encodes");
         assert_eq!(buf.len(), rec.encoded_len());
         let (back, len) = decode_frame(&buf).expect("decodes");
         assert_eq!(back, rec);
@@ -289,7 +322,7 @@ mod tests {
     #[test]
     fn every_truncation_is_incomplete_and_every_bit_flip_is_detected() {
         let mut buf = vec![];
-        sample().encode_into(&mut buf, 40);
+        sample().encode_into(&mut buf, 40).expect("encodes");
         for cut in 0..buf.len() {
             assert!(decode_frame(&buf[..cut]).is_err(), "cut at {cut}");
         }
@@ -300,5 +333,36 @@ mod tests {
                 assert!(decode_frame(&b).is_err(), "flip byte {i} bit {bit}");
             }
         }
+    }
+
+    /// Issue 8 item 2: no writer produces a frame the decoder would refuse. Seventeen ops
+    /// share one 64 MiB value (cheap: an `Arc`), so the record is over 1 GiB.
+    #[test]
+    fn a_record_over_the_frame_limit_is_refused_before_encoding() {
+        let value: Arc<[u8]> = vec![b'7'; 64 << 20].into();
+        let op = LoggedOp {
+            collection: "c".into(),
+            key: "k".into(),
+            prev_lsn: 0,
+            doc: Some(WrittenDoc {
+                version: 1,
+                schema_version: 1,
+                created_at: 1,
+                sha256: [0; 32],
+                value,
+            }),
+        };
+        let mut rec = CommitRecord {
+            lsn: 1,
+            commit_ts: 1,
+            ops: vec![op; 15],
+        };
+        assert!(rec.payload_len() <= MAX_PAYLOAD_LEN);
+        rec.ops.push(rec.ops[0].clone());
+        assert!(rec.payload_len() > MAX_PAYLOAD_LEN);
+        let mut buf = vec![1, 2, 3];
+        let err = rec.encode_into(&mut buf).expect_err("refused");
+        assert_eq!(err.payload_len, rec.payload_len());
+        assert_eq!(buf, [1, 2, 3], "nothing was encoded");
     }
 }
