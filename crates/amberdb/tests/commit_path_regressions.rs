@@ -44,6 +44,7 @@ impl FaultInjector for OneShot {
         let (path, is_sync) = match op {
             IoOp::Write { path, .. } => (path, false),
             IoOp::Sync { path } => (path, true),
+            _ => return Fault::Proceed,
         };
         if is_sync != self.on_sync
             || !path.starts_with(&self.scope)

@@ -741,10 +741,8 @@ mod tests {
     /// A checkpoint whose only block is `block` (header fields as given), with a trailer
     /// that matches, so only the block itself can be refused.
     fn with_block(raw_len: u32, stored: &[u8]) -> Vec<u8> {
-        let state = State {
-            lsn: 1,
-            ..State::default()
-        };
+        let mut state = State::default();
+        state.lsn = 1;
         let mut out = encode_header(&state, 1, COMPRESSION_ZSTD);
         let mut body = vec![];
         body.put_u32(raw_len);
@@ -805,11 +803,9 @@ mod tests {
     /// The stream decoder agrees with the slice decoder on a sound checkpoint.
     #[test]
     fn stream_and_slice_decoders_agree_on_a_sound_checkpoint() {
-        let mut state = State {
-            lsn: 7,
-            commit_ts: 9,
-            ..State::default()
-        };
+        let mut state = State::default();
+        state.lsn = 7;
+        state.commit_ts = 9;
         state.collections.entry("c".into()).or_default();
         let mut bytes = vec![];
         encode_to(&state, 1, &mut bytes).expect("encodes");

@@ -97,7 +97,6 @@ pub struct Frame {
     pub durable_lsn: Option<u64>,
 }
 
-impl CommitRecord {
 /// A commit record too large for one frame; nothing was encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameTooLarge {
@@ -115,6 +114,7 @@ impl std::fmt::Display for FrameTooLarge {
     }
 }
 
+impl CommitRecord {
     /// Length of this commit's frame payload (the frame without its header).
     pub fn payload_len(&self) -> usize {
         self.encoded_len() - FRAME_HEADER_LEN
@@ -361,7 +361,7 @@ mod tests {
         rec.ops.push(rec.ops[0].clone());
         assert!(rec.payload_len() > MAX_PAYLOAD_LEN);
         let mut buf = vec![1, 2, 3];
-        let err = rec.encode_into(&mut buf).expect_err("refused");
+        let err = rec.encode_into(&mut buf, 0).expect_err("refused");
         assert_eq!(err.payload_len, rec.payload_len());
         assert_eq!(buf, [1, 2, 3], "nothing was encoded");
     }
