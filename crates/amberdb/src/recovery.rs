@@ -17,7 +17,9 @@ use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, Error, IoContext, Result};
 use crate::io::{sync_dir, Faults};
 use crate::log::replay::Replayer;
-use crate::log::segment::{list_segments, scan, seal_file_name, ScanEnd, Seal, LOG_FORMAT_VERSION};
+use crate::log::segment::{
+    list_segments, missing_log, scan, seal_file_name, ScanEnd, Seal, LOG_FORMAT_VERSION,
+};
 use crate::log::{read_file, write_seal, ActiveSegment, SealedSegment};
 use crate::state::State;
 
@@ -195,6 +197,11 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         sealed.push(existing_seal(&log_dir, *first, path, faults)?);
     }
     let count = segments.len();
+    if segments.is_empty() {
+        if let Some((file, offset, why)) = missing_log(&log_dir, &segments, None, state.lsn) {
+            return Err(damaged(&file, offset, why, data));
+        }
+    }
     let mut replayer = Replayer::new(&mut state);
     for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {
         let is_last = i + 1 == count;
@@ -206,6 +213,14 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         // Commit time of the segment's last frame, replayed or not (seals and retention use it).
         let last_ts = r.last_ts;
         let s = r.scan;
+        if is_last {
+            let newest = Some((s.header.first_lsn, s.last_lsn, s.valid_len));
+            if let Some((file, offset, why)) =
+                missing_log(&log_dir, &segments, newest, report.checkpoint_lsn)
+            {
+                return Err(damaged(&file, offset, why, data));
+            }
+        }
         match &s.end {
             ScanEnd::Clean => {}
             ScanEnd::Damaged { offset, detail } => {

@@ -221,3 +221,74 @@ fn auto_recovery_names_the_intact_commits_it_could_not_replay_after_damage_past_
     assert!(db.get("kv", "k24").is_some() && db.get("kv", "k25").is_none());
     db.close().unwrap();
 }
+
+fn expect_damaged(data: &Path) -> amberdb::Damage {
+    match Db::open_with(data, no_checkpoint_on_close()) {
+        Err(Error::Damaged(d)) => d,
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn deleted_newest_segment_is_noticed_by_open_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let opts = Options {
+        segment_size: 512,
+        ..no_checkpoint_on_close()
+    };
+    let db = Db::open_with(&data, opts).unwrap();
+    for i in 1..=30 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 20 {
+            db.checkpoint().unwrap();
+        }
+    }
+    db.close().unwrap();
+    let segs = list_segments(&data.join(LOG_DIR)).unwrap();
+    let newest = segs.last().unwrap().1.clone();
+    fs::remove_file(&newest).unwrap();
+    let d = expect_damaged(&data);
+    assert_eq!(d.file, newest);
+    assert!(d.detail.contains("missing"), "{}", d.detail);
+    let v = verify_dir(&data).unwrap();
+    assert!(
+        v.problems.iter().any(|p| p.file == newest),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[test]
+fn newest_segment_truncated_below_the_checkpoint_is_noticed_by_open_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let db = Db::open_with(&data, no_checkpoint_on_close()).unwrap();
+    for i in 1..=30 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 20 {
+            db.checkpoint().unwrap();
+        }
+    }
+    db.close().unwrap();
+    let (path, frames) = last_segment_frames(&data);
+    // Cut at a frame boundary below the checkpoint: the rest scans clean.
+    let cut = offset_of(&frames, 15);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    let d = expect_damaged(&data);
+    assert_eq!((d.file.clone(), d.offset), (path.clone(), cut));
+    assert!(d.detail.contains("LSN 20"), "{}", d.detail);
+    let v = verify_dir(&data).unwrap();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.file == path && p.offset == Some(cut)),
+        "{:?}",
+        v.problems
+    );
+}

@@ -195,6 +195,7 @@ fn create_segment(
     // whole header, so a crash or a failed write here cannot leave a file that recovery would
     // have to call damage (recovery removes a leftover temp file).
     write_atomic(&path, &header, faults)?;
+    segment::write_log_head(dir, first_lsn, faults)?;
     let file = OpenOptions::new().append(true).open(&path)?;
     let file = DataFile::new(file, path, faults.clone());
     let mut hasher = sha2::Sha256::new();
