@@ -213,7 +213,8 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
         // Commit time of the segment's last frame, replayed or not (seals and retention use it).
         let last_ts = r.last_ts;
         let s = r.scan;
-        if is_last {
+        // (A damaged newest segment is reported as damage below, not as a missing log.)
+        if is_last && !matches!(s.end, ScanEnd::Damaged { .. }) {
             let newest = Some((s.header.first_lsn, s.last_lsn, s.valid_len));
             if let Some((file, offset, why)) =
                 missing_log(&log_dir, &segments, newest, report.checkpoint_lsn)

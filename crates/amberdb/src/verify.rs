@@ -127,7 +127,7 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
             }
         }
         prev_last = Some(s.last_lsn);
-        if is_last {
+        if is_last && !matches!(s.end, ScanEnd::Damaged { .. }) {
             newest = Some((s.header.first_lsn, s.last_lsn, s.valid_len));
         }
         let range = report

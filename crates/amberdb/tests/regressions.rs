@@ -292,3 +292,36 @@ fn newest_segment_truncated_below_the_checkpoint_is_noticed_by_open_and_verify()
         v.problems
     );
 }
+
+#[test]
+fn deleted_newest_segment_with_auto_recovery_is_refused_not_reported_as_nothing_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, _) = last_segment_frames(&data);
+    fs::remove_file(&path).unwrap();
+    match Db::open_with(&data, opts) {
+        Err(Error::Damaged(d)) => {
+            assert_eq!(d.file, path);
+            assert!(
+                d.detail.contains("cannot name what was lost"),
+                "{}",
+                d.detail
+            );
+        }
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    }
+    // Nothing was moved: the checkpoint is still in place.
+    assert!(!data.join(amberdb::QUARANTINE_DIR).exists());
+}
+
+#[test]
+fn damage_inside_the_newest_segment_is_reported_as_damage_not_as_a_truncation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    let at = offset_of(&frames, 5);
+    flip(&path, at + 4);
+    let d = expect_damaged(&data);
+    assert_eq!((d.file, d.offset), (path, at));
+    assert!(d.detail.contains("CRC"), "{}", d.detail);
+}

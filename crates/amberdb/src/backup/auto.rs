@@ -11,7 +11,7 @@ use crate::error::{Damage, IoContext, Result};
 use crate::io::sync_dir;
 use crate::log::read_file;
 use crate::log::replay::Replayer;
-use crate::log::segment::{highest_valid_lsn, list_segments, ScanEnd};
+use crate::log::segment::{highest_valid_lsn, list_segments, missing_log, scan, ScanEnd};
 use crate::options::Options;
 use crate::recovery::{recover, AutoRecovery, Recovered, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR};
 use crate::state::State;
@@ -98,6 +98,30 @@ pub(crate) fn auto_recover(
                 .is_none_or(|s| s.0 == 1)
                 .then(|| (State::default(), "local log from LSN 1".to_string()))
         });
+    // A deleted or truncated newest segment: what it held cannot be named, so automatic
+    // recovery would report a loss it cannot measure. Refuse; the operator restores.
+    let sound_ckpt_lsn = local_base.as_ref().map_or(0, |(s, _)| s.lsn);
+    let newest = segments
+        .last()
+        .and_then(|(_, p)| read_file(p).ok())
+        .and_then(|b| scan(&b, |_, _| {}).ok())
+        .filter(|s| !matches!(s.end, ScanEnd::Damaged { .. }))
+        .map(|s| (s.header.first_lsn, s.last_lsn, s.valid_len));
+    if let Some((file, offset, why)) = missing_log(&log_dir, &segments, newest, sound_ckpt_lsn) {
+        return Err(crate::Error::Damaged(Damage {
+            file,
+            offset,
+            detail: format!(
+                "{why}; automatic recovery does not run because it cannot name what was lost"
+            ),
+            hint: format!(
+                "Nothing was changed. Restore from a backup into a new directory (`amberdb \
+                 restore --latest`), or see \"Damaged data directory\" in docs/OPERATIONS.md \
+                 ({})",
+                data.display()
+            ),
+        }));
+    }
     if let Some((mut state, source)) = local_base {
         let base = state.lsn;
         let mut stepped = vec![];
