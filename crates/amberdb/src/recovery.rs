@@ -65,7 +65,7 @@ pub struct RecoveryReport {
 }
 
 /// What automatic recovery (`RecoveryMode::Auto`) did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AutoRecovery {
     /// The damage that triggered it.
     pub damage: String,
@@ -136,6 +136,20 @@ pub(crate) fn quarantine(data: &Path, file: &Path) -> Result<PathBuf> {
 }
 
 pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
+    let marker = data.join(crate::backup::RECOVERY_MARKER);
+    if marker.exists() {
+        return Err(Error::Damaged(Damage {
+            file: marker,
+            offset: 0,
+            detail: format!(
+                "an automatic recovery was interrupted: the recovered state is staged in {}",
+                data.join(crate::backup::STAGING_DIR).display()
+            ),
+            hint: "Open with `recovery.mode = auto` (the same repository) to finish it; the \
+                   original files are in the quarantine directory the marker names"
+                .into(),
+        }));
+    }
     let log_dir = data.join(LOG_DIR);
     let ckpt_dir = data.join(CHECKPOINT_DIR);
     for d in [&log_dir, &ckpt_dir] {

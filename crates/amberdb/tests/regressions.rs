@@ -325,3 +325,95 @@ fn damage_inside_the_newest_segment_is_reported_as_damage_not_as_a_truncation() 
     assert_eq!((d.file, d.offset), (path, at));
     assert!(d.detail.contains("CRC"), "{}", d.detail);
 }
+
+/// Fails every write to a file whose name contains `what` with ENOSPC.
+struct FullDiskFor(&'static str);
+
+impl amberdb::io::FaultInjector for FullDiskFor {
+    fn on_io(&self, op: amberdb::io::IoOp<'_>) -> amberdb::io::Fault {
+        match op {
+            amberdb::io::IoOp::Write { path, .. } if path.to_string_lossy().contains(self.0) => {
+                amberdb::io::Fault::Fail(std::io::Error::from_raw_os_error(28))
+            }
+            _ => amberdb::io::Fault::Proceed,
+        }
+    }
+}
+
+#[test]
+fn auto_recovery_that_cannot_write_the_recovered_state_leaves_the_original_files_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    flip(&path, offset_of(&frames, 25) + 4);
+    let full = Options {
+        faults: amberdb::io::Faults::new(std::sync::Arc::new(FullDiskFor(".ckpt"))),
+        ..opts.clone()
+    };
+    assert!(Db::open_with(&data, full).is_err());
+    // The directory is not a new, empty database: it is still the damaged one.
+    let d = expect_damaged(&data);
+    assert_eq!(d.file, path);
+    // With room again, automatic recovery succeeds and loses only what it names.
+    let db = Db::open_with(&data, opts).unwrap();
+    assert_eq!(db.recovery_report().lsn, 24);
+    assert_eq!(
+        db.recovery_report().auto.as_ref().unwrap().lost,
+        Some((25, 30))
+    );
+    db.close().unwrap();
+}
+
+#[test]
+fn auto_recovery_interrupted_after_its_marker_is_refused_by_open_and_finished_by_auto_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    flip(&path, offset_of(&frames, 25) + 4);
+    // The marker's directory sync fails: the new state is staged, the marker written, and no
+    // original file has been moved yet.
+    struct FailMarkerSync;
+    impl amberdb::io::FaultInjector for FailMarkerSync {
+        fn on_io(&self, op: amberdb::io::IoOp<'_>) -> amberdb::io::Fault {
+            match op {
+                amberdb::io::IoOp::Write { path, .. }
+                    if path.to_string_lossy().contains("RECOVERY_IN_PROGRESS") =>
+                {
+                    amberdb::io::Fault::Proceed
+                }
+                amberdb::io::IoOp::Sync { path }
+                    if path.join(amberdb::backup::RECOVERY_MARKER).exists() =>
+                {
+                    amberdb::io::Fault::Fail(std::io::Error::from_raw_os_error(5))
+                }
+                _ => amberdb::io::Fault::Proceed,
+            }
+        }
+    }
+    let failing = Options {
+        faults: amberdb::io::Faults::new(std::sync::Arc::new(FailMarkerSync)),
+        ..opts.clone()
+    };
+    assert!(Db::open_with(&data, failing).is_err());
+    assert!(data.join(amberdb::backup::RECOVERY_MARKER).exists());
+    let d = expect_damaged(&data);
+    assert_eq!(d.file, data.join(amberdb::backup::RECOVERY_MARKER));
+    let db = Db::open_with(&data, opts).unwrap();
+    let r = db.recovery_report().clone();
+    assert_eq!(r.lsn, 24);
+    let auto = r.auto.unwrap();
+    assert_eq!(auto.lost, Some((25, 30)));
+    assert!(auto
+        .quarantined_files
+        .iter()
+        .any(|f| f.ends_with(path.file_name().unwrap())));
+    assert!(!data.join(amberdb::backup::RECOVERY_MARKER).exists());
+    assert!(!data.join(amberdb::backup::STAGING_DIR).exists());
+    for i in 1..=24 {
+        assert_eq!(
+            db.get("kv", &format!("k{i}")).unwrap().json().unwrap(),
+            json!(i)
+        );
+    }
+    db.close().unwrap();
+}
