@@ -417,3 +417,19 @@ fn auto_recovery_interrupted_after_its_marker_is_refused_by_open_and_finished_by
     }
     db.close().unwrap();
 }
+
+#[test]
+fn read_log_reports_damage_in_the_log_instead_of_stopping_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let source = amberdb::backup::LogSource::DataDir(data.clone());
+    let all = amberdb::backup::read_log(&source, &Default::default()).unwrap();
+    assert_eq!(all.len(), 30);
+    let (path, frames) = last_segment_frames(&data);
+    let at = offset_of(&frames, 12);
+    flip(&path, at + 4);
+    match amberdb::backup::read_log(&source, &Default::default()) {
+        Err(Error::Damaged(d)) => assert_eq!((d.file, d.offset), (path, at)),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+}
