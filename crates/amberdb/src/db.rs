@@ -129,14 +129,14 @@ impl Db {
             )));
         }
         let started = Instant::now();
-        let rec = match (recover(&dir, &opts.faults), &opts.recovery) {
+        let mut rec = match (recover(&dir, &opts.faults), &opts.recovery) {
             (Ok(rec), _) => rec,
             (Err(Error::Damaged(damage)), RecoveryMode::Auto { repo }) => {
                 crate::backup::auto_recover(&dir, repo, &damage, &opts)?
             }
             (Err(e), _) => return Err(e),
         };
-        let slots = Slots::load(&dir)?;
+        let slots = crate::backup::load_slots_on_open(&dir, &opts, &mut rec.report)?;
         let lsn = rec.state.lsn;
         tracing::info!(
             dir = %dir.display(),

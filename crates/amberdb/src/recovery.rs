@@ -62,6 +62,20 @@ pub struct RecoveryReport {
     pub quarantined: Vec<(PathBuf, PathBuf)>,
     /// Set when automatic recovery rebuilt the directory.
     pub auto: Option<AutoRecovery>,
+    /// Set when automatic recovery rebuilt a damaged `archive.json` (slots).
+    pub slots_rebuilt: Option<SlotsRebuilt>,
+}
+
+/// What automatic recovery did about a damaged slot file (`DATA/archive.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SlotsRebuilt {
+    /// Why the file was unusable.
+    pub damage: String,
+    /// Where the damaged file was copied before it was replaced.
+    pub quarantined: PathBuf,
+    /// Repository ids of the rebuilt slots (the recovery repository, if it opens). Any other
+    /// repository the directory archived to is no longer attached: back up to it again.
+    pub repos: Vec<String>,
 }
 
 /// What automatic recovery (`RecoveryMode::Auto`) did.

@@ -433,3 +433,101 @@ fn read_log_reports_damage_in_the_log_instead_of_stopping_there() {
         other => panic!("expected Damaged, got {other:?}"),
     }
 }
+
+fn flip_middle(path: &Path) {
+    let len = fs::metadata(path).unwrap().len();
+    flip(path, len / 2);
+}
+
+#[test]
+fn auto_recovery_rebuilds_a_damaged_slot_file_and_reports_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("d"), tmp.path().join("r"));
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let db = Db::open(&data).unwrap();
+    db.put("kv", "a", json!(1)).unwrap();
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    let slots = data.join("archive.json");
+    fs::write(&slots, b"{\"repos\": [{\"repository_id\": ").unwrap();
+    match Db::open(&data) {
+        Err(Error::Damaged(d)) => assert_eq!(d.file, slots),
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    }
+    let opts = Options {
+        recovery: RecoveryMode::Auto { repo: repo_dir },
+        ..Options::default()
+    };
+    let db = Db::open_with(&data, opts).unwrap();
+    let rebuilt = db.recovery_report().slots_rebuilt.clone().unwrap();
+    assert_eq!(rebuilt.repos, vec![repo.id().to_string()]);
+    assert_eq!(
+        fs::read(&rebuilt.quarantined).unwrap(),
+        b"{\"repos\": [{\"repository_id\": "
+    );
+    assert_eq!(db.stats().archive_slots.len(), 1);
+    assert_eq!(db.get("kv", "a").unwrap().json().unwrap(), json!(1));
+    // The rebuilt slot works: the next backup archives and succeeds.
+    db.put("kv", "b", json!(2)).unwrap();
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    assert!(Db::open(&data)
+        .unwrap()
+        .recovery_report()
+        .slots_rebuilt
+        .is_none());
+}
+
+#[test]
+fn auto_recovery_replays_the_archive_from_empty_when_every_backup_is_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("d"), tmp.path().join("r"));
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let opts = Options {
+        segment_size: 1024,
+        ..Options::default()
+    };
+    let db = Db::open_with(&data, opts.clone()).unwrap();
+    for i in 1..=20 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 10 || i == 20 {
+            db.backup(&repo).unwrap();
+        }
+    }
+    db.close().unwrap();
+    for (_, ckpt) in amberdb::checkpoint::list_checkpoints(&data.join("checkpoints")).unwrap() {
+        flip_middle(&ckpt);
+    }
+    for b in repo.list().unwrap() {
+        flip_middle(
+            &repo_dir
+                .join("backups")
+                .join(&b.id)
+                .join("snapshot.ckpt.zst"),
+        );
+    }
+    let auto_opts = Options {
+        recovery: RecoveryMode::Auto { repo: repo_dir },
+        ..opts
+    };
+    let db = Db::open_with(&data, auto_opts).unwrap();
+    let auto = db
+        .recovery_report()
+        .auto
+        .clone()
+        .expect("automatic recovery ran");
+    assert_eq!(auto.lsn, 20, "{auto:?}");
+    assert!(
+        auto.source.contains("every backup damaged"),
+        "{}",
+        auto.source
+    );
+    assert_eq!(auto.lost, None);
+    for i in 1..=20 {
+        assert_eq!(
+            db.get("kv", &format!("k{i}")).unwrap().json().unwrap(),
+            json!(i)
+        );
+    }
+    db.close().unwrap();
+}

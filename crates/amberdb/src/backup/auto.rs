@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::restore::load_snapshot;
-use super::BackupRepo;
+use super::{BackupRepo, Slots};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, IoContext, Result};
 use crate::io::{sync_dir, write_atomic};
@@ -139,19 +139,32 @@ pub(crate) fn auto_recover(
         Ok(repo) => {
             let mut backups = repo.list().unwrap_or_default();
             backups.sort_by_key(|b| std::cmp::Reverse((b.lsn, b.created_at_us)));
-            for b in backups {
-                let Ok(mut state) = load_snapshot(&repo, &b, &super::NoProgress) else {
-                    tracing::warn!(backup = %b.id, "backup snapshot is damaged; trying an older one");
-                    continue;
-                };
+            let archive = repo.archived_segments().unwrap_or_default();
+            // The newest backup whose snapshot is sound; when none is, the archive alone if
+            // it is complete from LSN 1 (replayed onto an empty state).
+            let base = backups
+                .iter()
+                .find_map(|b| match load_snapshot(&repo, b, &super::NoProgress) {
+                    Ok(state) => Some((state, format!("backup {} (LSN {})", b.id, b.lsn))),
+                    Err(e) => {
+                        tracing::warn!(backup = %b.id, error = %e, "backup snapshot is damaged; trying an older one");
+                        None
+                    }
+                })
+                .or_else(|| {
+                    archive.first().filter(|s| s.first_lsn == 1).map(|_| {
+                        let why = if backups.is_empty() {
+                            "no backup"
+                        } else {
+                            "every backup damaged"
+                        };
+                        (State::default(), format!("empty state ({why})"))
+                    })
+                });
+            if let Some((mut state, label)) = base {
                 let base_lsn = state.lsn;
                 let mut r = Replayer::new(&mut state);
-                for seg in repo
-                    .archived_segments()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|s| s.last_lsn > base_lsn)
-                {
+                for seg in archive.iter().filter(|s| s.last_lsn > base_lsn) {
                     let Ok(bytes) = repo.read_segment(seg) else {
                         break;
                     };
@@ -163,11 +176,10 @@ pub(crate) fn auto_recover(
                 let mut stepped = vec![];
                 extend_with_local(&mut r, &segments, &mut stepped);
                 let replayed = r.commits;
-                let source = format!("backup {} (LSN {}) + archived log + local log", b.id, b.lsn);
+                let source = format!("{label} + archived log + local log");
                 if best.as_ref().is_none_or(|(s, ..)| state.lsn > s.lsn) {
-                    best = Some((state, source, b.lsn, replayed, stepped));
+                    best = Some((state, source, base_lsn, replayed, stepped));
                 }
-                break;
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot use the backup repository for recovery"),
@@ -316,4 +328,48 @@ pub(crate) fn resume_staged(data: &Path, opts: &Options) -> Result<Recovered> {
     let mut rec = recover(data, &opts.faults)?;
     rec.report.auto = Some(auto);
     Ok(rec)
+}
+
+/// Loads the slots for `open`. With `RecoveryMode::Auto`, a damaged slot file (rebuildable
+/// metadata) is copied to quarantine and replaced by slots rebuilt from the recovery
+/// repository, starting at LSN 0 (the log is kept until that repository archives it again,
+/// which is idempotent); the report says so.
+pub(crate) fn load_slots_on_open(
+    data: &Path,
+    opts: &Options,
+    report: &mut crate::recovery::RecoveryReport,
+) -> Result<Slots> {
+    let damage = match Slots::load(data) {
+        Err(crate::Error::Damaged(d)) => d,
+        other => return other,
+    };
+    let crate::options::RecoveryMode::Auto { repo } = &opts.recovery else {
+        return Err(crate::Error::Damaged(damage));
+    };
+    tracing::warn!(file = %damage.file.display(), detail = %damage.detail, "slot file is damaged; rebuilding it");
+    let qdir = data
+        .join(QUARANTINE_DIR)
+        .join(crate::document::now_micros().to_string());
+    std::fs::create_dir_all(&qdir).context(|| format!("creating {}", qdir.display()))?;
+    let kept = qdir.join(damage.file.file_name().unwrap_or_default());
+    let bytes = read_file(&damage.file).context(|| format!("reading {}", damage.file.display()))?;
+    write_atomic(&kept, &bytes, &opts.faults).context(|| format!("writing {}", kept.display()))?;
+    let mut slots = Slots::default();
+    match BackupRepo::open(repo) {
+        Ok(r) => {
+            slots.attach(&r);
+        }
+        Err(e) => tracing::warn!(error = %e, "recovery repository does not open; no slot rebuilt"),
+    }
+    slots.save(data, &opts.faults)?;
+    report.slots_rebuilt = Some(crate::recovery::SlotsRebuilt {
+        damage: format!("{}: {}", damage.file.display(), damage.detail),
+        quarantined: kept,
+        repos: slots
+            .repos
+            .iter()
+            .map(|s| s.repository_id.clone())
+            .collect(),
+    });
+    Ok(slots)
 }
