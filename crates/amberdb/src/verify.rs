@@ -217,6 +217,13 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
             detail,
         });
     }
+    if let Err(crate::Error::Damaged(d)) = crate::backup::Slots::load(data) {
+        report.problems.push(Problem {
+            file: d.file,
+            offset: Some(d.offset),
+            detail: d.detail,
+        });
+    }
     for (lsn, path) in &checkpoints {
         report.checkpoints += 1;
         let bytes = match read_file(path) {
