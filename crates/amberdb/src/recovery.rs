@@ -301,6 +301,11 @@ pub(crate) fn recover(data: &Path, faults: &Faults) -> Result<Recovered> {
             });
         } else if seal_path.exists() {
             sealed.push(existing_seal(&log_dir, *first, path, faults)?);
+        } else if is_last && s.last_lsn < *first && replayer.lsn() + 1 == *first {
+            // An empty segment of an older format: nothing to keep or seal. The writer's new
+            // segment starts at the same LSN and replaces it atomically (sealing it would
+            // leave a seal of the old, empty file next to the new one).
+            tracing::info!(file = %path.display(), "replacing an empty segment of an older log format");
         } else {
             let seal = write_seal(&log_dir, path, valid, *first, s.last_lsn, last_ts, faults)
                 .context(|| format!("sealing {}", path.display()))?;

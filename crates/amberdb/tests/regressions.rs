@@ -531,3 +531,49 @@ fn auto_recovery_replays_the_archive_from_empty_when_every_backup_is_damaged() {
     }
     db.close().unwrap();
 }
+
+#[test]
+fn archiving_a_restored_timeline_into_the_old_repository_is_refused_not_stitched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("d"), tmp.path().join("r"));
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let db = Db::open(&data).unwrap();
+    for i in 1..=20 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 10 || i == 20 {
+            db.backup(&repo).unwrap(); // seals 1..=10, then 11..=20
+        }
+    }
+    db.close().unwrap();
+    // The runbook: restore to LSN 12, swap it in, keep writing, back up to the same repository.
+    let restored = tmp.path().join("restored");
+    amberdb::backup::restore(
+        &repo,
+        &amberdb::RestoreTarget::Lsn(12),
+        false,
+        &restored,
+        &amberdb::backup::NoProgress,
+    )
+    .unwrap();
+    let db = Db::open(&restored).unwrap();
+    for i in 13..=17 {
+        db.put("kv", &format!("new{i}"), json!(i)).unwrap();
+    }
+    let e = db.backup(&repo).unwrap_err().to_string();
+    assert!(e.contains("overlaps"), "{e}");
+    db.close().unwrap();
+    // The repository still holds one history: latest is the original LSN 20.
+    let latest = tmp.path().join("latest");
+    let r = amberdb::backup::restore(
+        &repo,
+        &amberdb::RestoreTarget::Latest,
+        false,
+        &latest,
+        &amberdb::backup::NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r.lsn, 20);
+    let db = Db::open(&latest).unwrap();
+    assert!(db.get("kv", "new13").is_none() && db.get("kv", "k20").is_some());
+    db.close().unwrap();
+}
