@@ -144,7 +144,7 @@ impl Db {
         // Replay after a checkpoint pruned tombstones with the retention it recorded (what
         // the writer of those commits used); commits from now on use this handle's.
         rec.state.tombstone_retention_us = retention;
-        let slots = Slots::load(&dir)?;
+        let slots = crate::backup::load_slots_on_open(&dir, &opts, &mut rec.report)?;
         let lsn = rec.state.lsn;
         tracing::info!(
             dir = %dir.display(),

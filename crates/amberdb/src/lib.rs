@@ -65,7 +65,7 @@ pub use error::{Conflict, ConflictReason, Damage, Error, Result};
 pub use lock::LOCK_FILE;
 pub use options::{Options, RecoveryMode};
 pub use recovery::{
-    AutoRecovery, RecoveryReport, TornTail, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR,
+    AutoRecovery, RecoveryReport, SlotsRebuilt, TornTail, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR,
 };
 pub use state::{CollectionInfo, ListOptions, Page, ReadView};
 pub use txn::{Committed, Durability, Op, OpResult, Patch, Transaction, Write, WriteKind};

@@ -17,7 +17,9 @@ use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, Error, IoContext, Result};
 use crate::io::{self, sync_dir, Faults};
 use crate::log::replay::Replayer;
-use crate::log::segment::{list_segments, scan, seal_file_name, ScanEnd, Seal, LOG_FORMAT_VERSION};
+use crate::log::segment::{
+    list_segments, missing_log, scan, seal_file_name, ScanEnd, Seal, LOG_FORMAT_VERSION,
+};
 use crate::log::{read_file, write_seal, ActiveSegment, SealedSegment};
 use crate::state::State;
 
@@ -60,10 +62,24 @@ pub struct RecoveryReport {
     pub quarantined: Vec<(PathBuf, PathBuf)>,
     /// Set when automatic recovery rebuilt the directory.
     pub auto: Option<AutoRecovery>,
+    /// Set when automatic recovery rebuilt a damaged `archive.json` (slots).
+    pub slots_rebuilt: Option<SlotsRebuilt>,
+}
+
+/// What automatic recovery did about a damaged slot file (`DATA/archive.json`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct SlotsRebuilt {
+    /// Why the file was unusable.
+    pub damage: String,
+    /// Where the damaged file was copied before it was replaced.
+    pub quarantined: PathBuf,
+    /// Repository ids of the rebuilt slots (the recovery repository, if it opens). Any other
+    /// repository the directory archived to is no longer attached: back up to it again.
+    pub repos: Vec<String>,
 }
 
 /// What automatic recovery (`RecoveryMode::Auto`) did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct AutoRecovery {
     /// The damage that triggered it.
     pub damage: String,
@@ -142,6 +158,20 @@ pub(crate) fn recover(
     faults: &Faults,
     tombstone_retention_us: u64,
 ) -> Result<Recovered> {
+    let marker = data.join(crate::backup::RECOVERY_MARKER);
+    if marker.exists() {
+        return Err(Error::Damaged(Damage {
+            file: marker,
+            offset: 0,
+            detail: format!(
+                "an automatic recovery was interrupted: the recovered state is staged in {}",
+                data.join(crate::backup::STAGING_DIR).display()
+            ),
+            hint: "Open with `recovery.mode = auto` (the same repository) to finish it; the \
+                   original files are in the quarantine directory the marker names"
+                .into(),
+        }));
+    }
     let log_dir = data.join(LOG_DIR);
     let ckpt_dir = data.join(CHECKPOINT_DIR);
     for d in [&log_dir, &ckpt_dir] {
@@ -212,6 +242,11 @@ pub(crate) fn recover(
         sealed.push(existing_seal(&log_dir, *first, path, faults)?);
     }
     let count = segments.len();
+    if segments.is_empty() {
+        if let Some((file, offset, why)) = missing_log(&log_dir, &segments, None, state.lsn) {
+            return Err(damaged(&file, offset, why, data));
+        }
+    }
     let mut replayer = Replayer::new(&mut state);
     for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {
         let is_last = i + 1 == count;
@@ -223,6 +258,15 @@ pub(crate) fn recover(
         // Commit time of the segment's last frame, replayed or not (seals and retention use it).
         let last_ts = r.last_ts;
         let s = r.scan;
+        // (A damaged newest segment is reported as damage below, not as a missing log.)
+        if is_last && !matches!(s.end, ScanEnd::Damaged { .. }) {
+            let newest = Some((s.header.first_lsn, s.last_lsn, s.valid_len));
+            if let Some((file, offset, why)) =
+                missing_log(&log_dir, &segments, newest, report.checkpoint_lsn)
+            {
+                return Err(damaged(&file, offset, why, data));
+            }
+        }
         match &s.end {
             ScanEnd::Clean => {}
             ScanEnd::Damaged { offset, detail } => {
@@ -272,6 +316,11 @@ pub(crate) fn recover(
             });
         } else if seal_path.exists() {
             sealed.push(existing_seal(&log_dir, *first, path, faults)?);
+        } else if is_last && s.last_lsn < *first && replayer.lsn() + 1 == *first {
+            // An empty segment of an older format: nothing to keep or seal. The writer's new
+            // segment starts at the same LSN and replaces it atomically (sealing it would
+            // leave a seal of the old, empty file next to the new one).
+            tracing::info!(file = %path.display(), "replacing an empty segment of an older log format");
         } else {
             let seal = write_seal(&log_dir, path, valid, *first, s.last_lsn, last_ts, faults)
                 .context(|| format!("sealing {}", path.display()))?;

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{IoContext, Result};
 use crate::log::read_file;
-use crate::log::segment::{list_segments, scan, seal_file_name, ScanEnd, Seal};
+use crate::log::segment::{list_segments, missing_log, scan, seal_file_name, ScanEnd, Seal};
 use crate::recovery::{TornTail, CHECKPOINT_DIR, LOG_DIR};
 
 /// One problem found by `verify`.
@@ -61,6 +61,7 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
     let log_dir = data.join(LOG_DIR);
     let segments = list_segments(&log_dir).context(|| format!("listing {}", log_dir.display()))?;
     let mut prev_last: Option<u64> = None;
+    let mut newest = None;
     let count = segments.len();
     for (i, (first, path)) in segments.iter().enumerate() {
         let is_last = i + 1 == count;
@@ -126,6 +127,9 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
             }
         }
         prev_last = Some(s.last_lsn);
+        if is_last && !matches!(s.end, ScanEnd::Damaged { .. }) {
+            newest = Some((s.header.first_lsn, s.last_lsn, s.valid_len));
+        }
         let range = report
             .log_lsn_range
             .get_or_insert((s.header.first_lsn, s.last_lsn));
@@ -197,6 +201,29 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
     let ckpt_dir = data.join(CHECKPOINT_DIR);
     let checkpoints =
         list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
+    let newest_ckpt = checkpoints.iter().find_map(|(lsn, path)| {
+        let bytes = read_file(path).ok()?;
+        checkpoint::decode(&bytes)
+            .problems
+            .is_empty()
+            .then_some(*lsn)
+    });
+    if let Some((file, offset, detail)) =
+        missing_log(&log_dir, &segments, newest, newest_ckpt.unwrap_or(0))
+    {
+        report.problems.push(Problem {
+            file,
+            offset: Some(offset),
+            detail,
+        });
+    }
+    if let Err(crate::Error::Damaged(d)) = crate::backup::Slots::load(data) {
+        report.problems.push(Problem {
+            file: d.file,
+            offset: Some(d.offset),
+            detail: d.detail,
+        });
+    }
     for (lsn, path) in &checkpoints {
         report.checkpoints += 1;
         let bytes = match read_file(path) {

@@ -201,3 +201,28 @@ fn v1_repository_restores_to_latest_to_a_backup_and_to_an_lsn() {
         db.close().unwrap();
     }
 }
+
+#[test]
+fn v1_data_directory_whose_active_segment_is_empty_reopens_twice_and_appends() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    copy_dir(&fixtures().join("data"), &data);
+    // Make the v1 active segment empty: its commits (21..=24) move into the checkpoint's
+    // past by truncating to the header and dropping LSNs above 20 from the model.
+    let active = data.join("log/00000000000000000021.log");
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&active)
+        .unwrap()
+        .set_len(32)
+        .unwrap();
+    for round in 0..2 {
+        let db = Db::open_with(&data, fixture_opts()).unwrap();
+        assert_eq!(db.recovery_report().lsn, 20 + round, "round {round}");
+        db.put("players", &format!("r{round}"), json!(round))
+            .unwrap();
+        db.close().unwrap();
+        let report = verify_dir(&data).unwrap();
+        assert!(report.is_clean(), "round {round}: {:?}", report.problems);
+    }
+}

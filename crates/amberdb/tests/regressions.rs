@@ -221,3 +221,359 @@ fn auto_recovery_names_the_intact_commits_it_could_not_replay_after_damage_past_
     assert!(db.get("kv", "k24").is_some() && db.get("kv", "k25").is_none());
     db.close().unwrap();
 }
+
+fn expect_damaged(data: &Path) -> amberdb::Damage {
+    match Db::open_with(data, no_checkpoint_on_close()) {
+        Err(Error::Damaged(d)) => d,
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    }
+}
+
+#[test]
+fn deleted_newest_segment_is_noticed_by_open_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let opts = Options {
+        segment_size: 512,
+        ..no_checkpoint_on_close()
+    };
+    let db = Db::open_with(&data, opts).unwrap();
+    for i in 1..=30 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 20 {
+            db.checkpoint().unwrap();
+        }
+    }
+    db.close().unwrap();
+    let segs = list_segments(&data.join(LOG_DIR)).unwrap();
+    let newest = segs.last().unwrap().1.clone();
+    fs::remove_file(&newest).unwrap();
+    let d = expect_damaged(&data);
+    assert_eq!(d.file, newest);
+    assert!(d.detail.contains("missing"), "{}", d.detail);
+    let v = verify_dir(&data).unwrap();
+    assert!(
+        v.problems.iter().any(|p| p.file == newest),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[test]
+fn newest_segment_truncated_below_the_checkpoint_is_noticed_by_open_and_verify() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let db = Db::open_with(&data, no_checkpoint_on_close()).unwrap();
+    for i in 1..=30 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 20 {
+            db.checkpoint().unwrap();
+        }
+    }
+    db.close().unwrap();
+    let (path, frames) = last_segment_frames(&data);
+    // Cut at a frame boundary below the checkpoint: the rest scans clean.
+    let cut = offset_of(&frames, 15);
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut)
+        .unwrap();
+    let d = expect_damaged(&data);
+    assert_eq!((d.file.clone(), d.offset), (path.clone(), cut));
+    assert!(d.detail.contains("LSN 20"), "{}", d.detail);
+    let v = verify_dir(&data).unwrap();
+    assert!(
+        v.problems
+            .iter()
+            .any(|p| p.file == path && p.offset == Some(cut)),
+        "{:?}",
+        v.problems
+    );
+}
+
+#[test]
+fn deleted_newest_segment_with_auto_recovery_is_refused_not_reported_as_nothing_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, _) = last_segment_frames(&data);
+    fs::remove_file(&path).unwrap();
+    match Db::open_with(&data, opts) {
+        Err(Error::Damaged(d)) => {
+            assert_eq!(d.file, path);
+            assert!(
+                d.detail.contains("cannot name what was lost"),
+                "{}",
+                d.detail
+            );
+        }
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    }
+    // Nothing was moved: the checkpoint is still in place.
+    assert!(!data.join(amberdb::QUARANTINE_DIR).exists());
+}
+
+#[test]
+fn damage_inside_the_newest_segment_is_reported_as_damage_not_as_a_truncation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    let at = offset_of(&frames, 5);
+    flip(&path, at + 4);
+    let d = expect_damaged(&data);
+    assert_eq!((d.file, d.offset), (path, at));
+    assert!(d.detail.contains("CRC"), "{}", d.detail);
+}
+
+/// Fails every write to a file whose name contains `what` with ENOSPC.
+struct FullDiskFor(&'static str);
+
+impl amberdb::io::FaultInjector for FullDiskFor {
+    fn on_io(&self, op: amberdb::io::IoOp<'_>) -> amberdb::io::Fault {
+        match op {
+            amberdb::io::IoOp::Write { path, .. } if path.to_string_lossy().contains(self.0) => {
+                amberdb::io::Fault::Fail(std::io::Error::from_raw_os_error(28))
+            }
+            _ => amberdb::io::Fault::Proceed,
+        }
+    }
+}
+
+#[test]
+fn auto_recovery_that_cannot_write_the_recovered_state_leaves_the_original_files_in_place() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    flip(&path, offset_of(&frames, 25) + 4);
+    let full = Options {
+        faults: amberdb::io::Faults::new(std::sync::Arc::new(FullDiskFor(".ckpt"))),
+        ..opts.clone()
+    };
+    assert!(Db::open_with(&data, full).is_err());
+    // The directory is not a new, empty database: it is still the damaged one.
+    let d = expect_damaged(&data);
+    assert_eq!(d.file, path);
+    // With room again, automatic recovery succeeds and loses only what it names.
+    let db = Db::open_with(&data, opts).unwrap();
+    assert_eq!(db.recovery_report().lsn, 24);
+    assert_eq!(
+        db.recovery_report().auto.as_ref().unwrap().lost,
+        Some((25, 30))
+    );
+    db.close().unwrap();
+}
+
+#[test]
+fn auto_recovery_interrupted_after_its_marker_is_refused_by_open_and_finished_by_auto_open() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, opts) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let (path, frames) = last_segment_frames(&data);
+    flip(&path, offset_of(&frames, 25) + 4);
+    // The marker's directory sync fails: the new state is staged, the marker written, and no
+    // original file has been moved yet.
+    struct FailMarkerSync;
+    impl amberdb::io::FaultInjector for FailMarkerSync {
+        fn on_io(&self, op: amberdb::io::IoOp<'_>) -> amberdb::io::Fault {
+            match op {
+                amberdb::io::IoOp::Write { path, .. }
+                    if path.to_string_lossy().contains("RECOVERY_IN_PROGRESS") =>
+                {
+                    amberdb::io::Fault::Proceed
+                }
+                amberdb::io::IoOp::Sync { path }
+                    if path.join(amberdb::backup::RECOVERY_MARKER).exists() =>
+                {
+                    amberdb::io::Fault::Fail(std::io::Error::from_raw_os_error(5))
+                }
+                _ => amberdb::io::Fault::Proceed,
+            }
+        }
+    }
+    let failing = Options {
+        faults: amberdb::io::Faults::new(std::sync::Arc::new(FailMarkerSync)),
+        ..opts.clone()
+    };
+    assert!(Db::open_with(&data, failing).is_err());
+    assert!(data.join(amberdb::backup::RECOVERY_MARKER).exists());
+    let d = expect_damaged(&data);
+    assert_eq!(d.file, data.join(amberdb::backup::RECOVERY_MARKER));
+    let db = Db::open_with(&data, opts).unwrap();
+    let r = db.recovery_report().clone();
+    assert_eq!(r.lsn, 24);
+    let auto = r.auto.unwrap();
+    assert_eq!(auto.lost, Some((25, 30)));
+    assert!(auto
+        .quarantined_files
+        .iter()
+        .any(|f| f.ends_with(path.file_name().unwrap())));
+    assert!(!data.join(amberdb::backup::RECOVERY_MARKER).exists());
+    assert!(!data.join(amberdb::backup::STAGING_DIR).exists());
+    for i in 1..=24 {
+        assert_eq!(
+            db.get("kv", &format!("k{i}")).unwrap().json().unwrap(),
+            json!(i)
+        );
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn read_log_reports_damage_in_the_log_instead_of_stopping_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, _) = thirty_puts_checkpoint_after_twenty(tmp.path());
+    let source = amberdb::backup::LogSource::DataDir(data.clone());
+    let all = amberdb::backup::read_log(&source, &Default::default()).unwrap();
+    assert_eq!(all.len(), 30);
+    let (path, frames) = last_segment_frames(&data);
+    let at = offset_of(&frames, 12);
+    flip(&path, at + 4);
+    match amberdb::backup::read_log(&source, &Default::default()) {
+        Err(Error::Damaged(d)) => assert_eq!((d.file, d.offset), (path, at)),
+        other => panic!("expected Damaged, got {other:?}"),
+    }
+}
+
+fn flip_middle(path: &Path) {
+    let len = fs::metadata(path).unwrap().len();
+    flip(path, len / 2);
+}
+
+#[test]
+fn auto_recovery_rebuilds_a_damaged_slot_file_and_reports_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("d"), tmp.path().join("r"));
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let db = Db::open(&data).unwrap();
+    db.put("kv", "a", json!(1)).unwrap();
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    let slots = data.join("archive.json");
+    fs::write(&slots, b"{\"repos\": [{\"repository_id\": ").unwrap();
+    match Db::open(&data) {
+        Err(Error::Damaged(d)) => assert_eq!(d.file, slots),
+        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    }
+    let opts = Options {
+        recovery: RecoveryMode::Auto { repo: repo_dir },
+        ..Options::default()
+    };
+    let db = Db::open_with(&data, opts).unwrap();
+    let rebuilt = db.recovery_report().slots_rebuilt.clone().unwrap();
+    assert_eq!(rebuilt.repos, vec![repo.id().to_string()]);
+    assert_eq!(
+        fs::read(&rebuilt.quarantined).unwrap(),
+        b"{\"repos\": [{\"repository_id\": "
+    );
+    assert_eq!(db.stats().archive_slots.len(), 1);
+    assert_eq!(db.get("kv", "a").unwrap().json().unwrap(), json!(1));
+    // The rebuilt slot works: the next backup archives and succeeds.
+    db.put("kv", "b", json!(2)).unwrap();
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    assert!(Db::open(&data)
+        .unwrap()
+        .recovery_report()
+        .slots_rebuilt
+        .is_none());
+}
+
+#[test]
+fn auto_recovery_replays_the_archive_from_empty_when_every_backup_is_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("d"), tmp.path().join("r"));
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let opts = Options {
+        segment_size: 1024,
+        ..Options::default()
+    };
+    let db = Db::open_with(&data, opts.clone()).unwrap();
+    for i in 1..=20 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 10 || i == 20 {
+            db.backup(&repo).unwrap();
+        }
+    }
+    db.close().unwrap();
+    for (_, ckpt) in amberdb::checkpoint::list_checkpoints(&data.join("checkpoints")).unwrap() {
+        flip_middle(&ckpt);
+    }
+    for b in repo.list().unwrap() {
+        flip_middle(
+            &repo_dir
+                .join("backups")
+                .join(&b.id)
+                .join("snapshot.ckpt.zst"),
+        );
+    }
+    let auto_opts = Options {
+        recovery: RecoveryMode::Auto { repo: repo_dir },
+        ..opts
+    };
+    let db = Db::open_with(&data, auto_opts).unwrap();
+    let auto = db
+        .recovery_report()
+        .auto
+        .clone()
+        .expect("automatic recovery ran");
+    assert_eq!(auto.lsn, 20, "{auto:?}");
+    assert!(
+        auto.source.contains("every backup damaged"),
+        "{}",
+        auto.source
+    );
+    assert_eq!(auto.lost, None);
+    for i in 1..=20 {
+        assert_eq!(
+            db.get("kv", &format!("k{i}")).unwrap().json().unwrap(),
+            json!(i)
+        );
+    }
+    db.close().unwrap();
+}
+
+#[test]
+fn archiving_a_restored_timeline_into_the_old_repository_is_refused_not_stitched() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("d"), tmp.path().join("r"));
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let db = Db::open(&data).unwrap();
+    for i in 1..=20 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 10 || i == 20 {
+            db.backup(&repo).unwrap(); // seals 1..=10, then 11..=20
+        }
+    }
+    db.close().unwrap();
+    // The runbook: restore to LSN 12, swap it in, keep writing, back up to the same repository.
+    let restored = tmp.path().join("restored");
+    amberdb::backup::restore(
+        &repo,
+        &amberdb::RestoreTarget::Lsn(12),
+        false,
+        &restored,
+        &amberdb::backup::NoProgress,
+    )
+    .unwrap();
+    let db = Db::open(&restored).unwrap();
+    for i in 13..=17 {
+        db.put("kv", &format!("new{i}"), json!(i)).unwrap();
+    }
+    let e = db.backup(&repo).unwrap_err().to_string();
+    assert!(e.contains("overlaps"), "{e}");
+    db.close().unwrap();
+    // The repository still holds one history: latest is the original LSN 20.
+    let latest = tmp.path().join("latest");
+    let r = amberdb::backup::restore(
+        &repo,
+        &amberdb::RestoreTarget::Latest,
+        false,
+        &latest,
+        &amberdb::backup::NoProgress,
+    )
+    .unwrap();
+    assert_eq!(r.lsn, 20);
+    let db = Db::open(&latest).unwrap();
+    assert!(db.get("kv", "new13").is_none() && db.get("kv", "k20").is_some());
+    db.close().unwrap();
+}

@@ -168,6 +168,47 @@ impl BackupRepo {
         Ok(plain)
     }
 
+    /// Refuses a segment whose LSNs overlap an archived segment that starts at another LSN.
+    /// Within one history segment boundaries never move, so such an overlap is another
+    /// history (a directory recovered with loss, whose new commits reuse LSNs, or another
+    /// database); archiving it would stitch two histories together.
+    fn refuse_overlap(&self, seg: &SealedSegment) -> Result<()> {
+        let (first, last) = (seg.seal.first_lsn, seg.seal.last_lsn);
+        let firsts: Vec<u64> = self
+            .storage()
+            .list("wal")
+            .map_err(|e| self.err(format!("listing wal/: {e}")))?
+            .iter()
+            .filter_map(|n| n.strip_suffix(".json")?.parse().ok())
+            .collect();
+        let conflict = |other_first: u64, other_last: u64| {
+            self.err(format!(
+                "{} (LSNs {first}..={last}) overlaps archived segment {} (LSNs \
+                 {other_first}..={other_last}): they belong to different histories (another \
+                 database, or a timeline after a recovery or restore); back up to a new \
+                 repository",
+                seg.path.display(),
+                ArchivedSegment::meta_name(other_first)
+            ))
+        };
+        if let Some(&f) = firsts.iter().find(|&&f| f > first && f <= last) {
+            return Err(conflict(f, f));
+        }
+        if let Some(&prev) = firsts.iter().filter(|&&f| f < first).max() {
+            let name = ArchivedSegment::meta_name(prev);
+            let bytes = self
+                .storage()
+                .read(&name)
+                .map_err(|e| self.err(format!("reading {name}: {e}")))?;
+            let p: ArchivedSegment = serde_json::from_slice(&bytes)
+                .map_err(|e| self.err(format!("{name} is damaged: {e}")))?;
+            if p.last_lsn >= first {
+                return Err(conflict(p.first_lsn, p.last_lsn));
+            }
+        }
+        Ok(())
+    }
+
     /// Archives one sealed segment of a data directory (idempotent).
     pub(crate) fn archive_segment(
         &self,
@@ -192,6 +233,7 @@ impl BackupRepo {
             }
             return Ok(existing);
         }
+        self.refuse_overlap(seg)?;
         let bytes = read_file(&seg.path).context(|| format!("reading {}", seg.path.display()))?;
         if bytes.len() as u64 != seg.seal.length || crate::codec::sha256(&bytes) != seg.seal.sha256
         {

@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use super::restore::load_snapshot;
-use super::BackupRepo;
+use super::{BackupRepo, Slots};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, IoContext, Result};
-use crate::io::sync_dir;
+use crate::io::{sync_dir, write_atomic};
 use crate::log::read_file;
 use crate::log::replay::Replayer;
-use crate::log::segment::{highest_valid_lsn, list_segments, ScanEnd};
+use crate::log::segment::{highest_valid_lsn, list_segments, missing_log, scan, ScanEnd};
 use crate::options::Options;
 use crate::recovery::{recover, AutoRecovery, Recovered, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR};
 use crate::state::State;
@@ -72,6 +72,9 @@ pub(crate) fn auto_recover(
         damage.offset,
         damage.detail
     );
+    if data.join(RECOVERY_MARKER).exists() {
+        return resume_staged(data, opts);
+    }
     tracing::warn!(damage = %damage_text, repo = %repo_path.display(), "data directory is damaged; recovering automatically");
     let log_dir = data.join(LOG_DIR);
     let ckpt_dir = data.join(CHECKPOINT_DIR);
@@ -98,6 +101,30 @@ pub(crate) fn auto_recover(
                 (empty, "local log from LSN 1".to_string())
             })
         });
+    // A deleted or truncated newest segment: what it held cannot be named, so automatic
+    // recovery would report a loss it cannot measure. Refuse; the operator restores.
+    let sound_ckpt_lsn = local_base.as_ref().map_or(0, |(s, _)| s.lsn);
+    let newest = segments
+        .last()
+        .and_then(|(_, p)| read_file(p).ok())
+        .and_then(|b| scan(&b, |_, _| {}).ok())
+        .filter(|s| !matches!(s.end, ScanEnd::Damaged { .. }))
+        .map(|s| (s.header.first_lsn, s.last_lsn, s.valid_len));
+    if let Some((file, offset, why)) = missing_log(&log_dir, &segments, newest, sound_ckpt_lsn) {
+        return Err(crate::Error::Damaged(Damage {
+            file,
+            offset,
+            detail: format!(
+                "{why}; automatic recovery does not run because it cannot name what was lost"
+            ),
+            hint: format!(
+                "Nothing was changed. Restore from a backup into a new directory (`amberdb \
+                 restore --latest`), or see \"Damaged data directory\" in docs/OPERATIONS.md \
+                 ({})",
+                data.display()
+            ),
+        }));
+    }
     if let Some((mut state, source)) = local_base {
         let base = state.lsn;
         let mut stepped = vec![];
@@ -112,19 +139,32 @@ pub(crate) fn auto_recover(
         Ok(repo) => {
             let mut backups = repo.list().unwrap_or_default();
             backups.sort_by_key(|b| std::cmp::Reverse((b.lsn, b.created_at_us)));
-            for b in backups {
-                let Ok(mut state) = load_snapshot(&repo, &b, &super::NoProgress) else {
-                    tracing::warn!(backup = %b.id, "backup snapshot is damaged; trying an older one");
-                    continue;
-                };
+            let archive = repo.archived_segments().unwrap_or_default();
+            // The newest backup whose snapshot is sound; when none is, the archive alone if
+            // it is complete from LSN 1 (replayed onto an empty state).
+            let base = backups
+                .iter()
+                .find_map(|b| match load_snapshot(&repo, b, &super::NoProgress) {
+                    Ok(state) => Some((state, format!("backup {} (LSN {})", b.id, b.lsn))),
+                    Err(e) => {
+                        tracing::warn!(backup = %b.id, error = %e, "backup snapshot is damaged; trying an older one");
+                        None
+                    }
+                })
+                .or_else(|| {
+                    archive.first().filter(|s| s.first_lsn == 1).map(|_| {
+                        let why = if backups.is_empty() {
+                            "no backup"
+                        } else {
+                            "every backup damaged"
+                        };
+                        (State::default(), format!("empty state ({why})"))
+                    })
+                });
+            if let Some((mut state, label)) = base {
                 let base_lsn = state.lsn;
                 let mut r = Replayer::new(&mut state);
-                for seg in repo
-                    .archived_segments()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter(|s| s.last_lsn > base_lsn)
-                {
+                for seg in archive.iter().filter(|s| s.last_lsn > base_lsn) {
                     let Ok(bytes) = repo.read_segment(seg) else {
                         break;
                     };
@@ -136,11 +176,10 @@ pub(crate) fn auto_recover(
                 let mut stepped = vec![];
                 extend_with_local(&mut r, &segments, &mut stepped);
                 let replayed = r.commits;
-                let source = format!("backup {} (LSN {}) + archived log + local log", b.id, b.lsn);
+                let source = format!("{label} + archived log + local log");
                 if best.as_ref().is_none_or(|(s, ..)| state.lsn > s.lsn) {
-                    best = Some((state, source, b.lsn, replayed, stepped));
+                    best = Some((state, source, base_lsn, replayed, stepped));
                 }
-                break;
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot use the backup repository for recovery"),
@@ -160,35 +199,10 @@ pub(crate) fn auto_recover(
     let known = highest_known_lsn(&segments, &checkpoints);
     let lost = (known > state.lsn).then_some((state.lsn + 1, known));
 
-    // Quarantine everything the rebuilt state no longer depends on.
     let qdir = data
         .join(QUARANTINE_DIR)
         .join(crate::document::now_micros().to_string());
-    let mut moved = vec![];
-    for (sub, dir) in [(LOG_DIR, &log_dir), (CHECKPOINT_DIR, &ckpt_dir)] {
-        let to_dir = qdir.join(sub);
-        crate::io::create_dir_all(&to_dir, &opts.faults)
-            .context(|| format!("creating {}", to_dir.display()))?;
-        for from in crate::io::read_dir(dir, &opts.faults)
-            .context(|| format!("reading {}", dir.display()))?
-        {
-            let to = to_dir.join(from.file_name().unwrap_or_default());
-            crate::io::rename(&from, &to, &opts.faults)
-                .context(|| format!("moving {} to {}", from.display(), to.display()))?;
-            moved.push(to);
-        }
-        sync_dir(dir, &opts.faults).context(|| format!("syncing {}", dir.display()))?;
-        sync_dir(&to_dir, &opts.faults).context(|| format!("syncing {}", to_dir.display()))?;
-    }
-    sync_dir(&qdir, &opts.faults).context(|| format!("syncing {}", qdir.display()))?;
-    checkpoint::write(
-        &ckpt_dir,
-        &state,
-        opts.checkpoint_compression_level,
-        &opts.faults,
-    )
-    .context(|| format!("writing the recovered checkpoint in {}", ckpt_dir.display()))?;
-    let auto = AutoRecovery {
+    let mut auto = AutoRecovery {
         damage: damage_text,
         source,
         lsn: state.lsn,
@@ -196,9 +210,36 @@ pub(crate) fn auto_recover(
         documents: state.doc_count(),
         lost,
         quarantine: qdir,
-        quarantined_files: moved,
+        quarantined_files: vec![],
         stepped_over,
     };
+
+    // Stage it like a restore: the new state written and synced first, then a marker that
+    // plain `open` refuses, then the old files moved to quarantine, then the new state put in
+    // place, then the marker removed. A crash or a full disk at any point leaves either the
+    // untouched original files or a marker that the next automatic open finishes from.
+    let staging = data.join(STAGING_DIR);
+    if staging.exists() {
+        // Left by an attempt that stopped before its marker: nothing depends on it.
+        crate::io::remove_dir_all(&staging, &opts.faults)
+            .context(|| format!("removing stale {}", staging.display()))?;
+    }
+    crate::io::create_dir_all(&staging, &opts.faults).context(|| format!("creating {}", staging.display()))?;
+    checkpoint::write(
+        &staging,
+        &state,
+        opts.checkpoint_compression_level,
+        &opts.faults,
+    )
+    .context(|| format!("writing the recovered checkpoint in {}", staging.display()))?;
+    sync_dir(data, &opts.faults).context(|| format!("syncing {}", data.display()))?;
+    let marker = serde_json::to_vec_pretty(&auto).map_err(|e| crate::Error::Repository {
+        location: data.display().to_string(),
+        detail: format!("encoding the recovery marker: {e}"),
+    })?;
+    write_atomic(&data.join(RECOVERY_MARKER), &marker, &opts.faults)
+        .context(|| format!("writing {}", data.join(RECOVERY_MARKER).display()))?;
+    finish_staged(data, &mut auto, opts)?;
     tracing::warn!(lsn = auto.lsn, source = %auto.source, lost = ?auto.lost, quarantine = %auto.quarantine.display(), "automatic recovery complete");
     let mut rec = recover(
         data,
@@ -207,4 +248,132 @@ pub(crate) fn auto_recover(
     )?;
     rec.report.auto = Some(auto);
     Ok(rec)
+}
+
+/// Marker present while automatic recovery swaps the recovered state in; holds the report.
+pub const RECOVERY_MARKER: &str = "RECOVERY_IN_PROGRESS";
+/// Where automatic recovery stages the recovered checkpoint.
+pub const STAGING_DIR: &str = ".recovering";
+
+/// Moves the original files to quarantine and the staged checkpoint into place, then removes
+/// the marker. Idempotent: an interrupted run is finished by running it again.
+fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result<()> {
+    let staging = data.join(STAGING_DIR);
+    let ckpt_dir = data.join(CHECKPOINT_DIR);
+    let staged = list_checkpoints(&staging).context(|| format!("listing {}", staging.display()))?;
+    if let Some((_, staged_ckpt)) = staged.first() {
+        // Not yet installed: everything in log/ and checkpoints/ is an original file.
+        for sub in [LOG_DIR, CHECKPOINT_DIR] {
+            let dir = data.join(sub);
+            let to_dir = auto.quarantine.join(sub);
+            std::fs::create_dir_all(&to_dir)
+                .context(|| format!("creating {}", to_dir.display()))?;
+            if dir.exists() {
+                for entry in
+                    std::fs::read_dir(&dir).context(|| format!("reading {}", dir.display()))?
+                {
+                    let from = entry
+                        .context(|| format!("reading {}", dir.display()))?
+                        .path();
+                    let to = to_dir.join(from.file_name().unwrap_or_default());
+                    std::fs::rename(&from, &to)
+                        .context(|| format!("moving {} to {}", from.display(), to.display()))?;
+                    auto.quarantined_files.push(to);
+                }
+                sync_dir(&dir, &opts.faults).context(|| format!("syncing {}", dir.display()))?;
+            }
+            sync_dir(&to_dir, &opts.faults).context(|| format!("syncing {}", to_dir.display()))?;
+        }
+        sync_dir(&auto.quarantine, &opts.faults)
+            .context(|| format!("syncing {}", auto.quarantine.display()))?;
+        std::fs::create_dir_all(&ckpt_dir)
+            .context(|| format!("creating {}", ckpt_dir.display()))?;
+        let to = ckpt_dir.join(staged_ckpt.file_name().unwrap_or_default());
+        std::fs::rename(staged_ckpt, &to)
+            .context(|| format!("moving {} to {}", staged_ckpt.display(), to.display()))?;
+        sync_dir(&ckpt_dir, &opts.faults).context(|| format!("syncing {}", ckpt_dir.display()))?;
+    } else {
+        // Installed by the interrupted run; report what it had moved.
+        auto.quarantined_files = files_under(&auto.quarantine);
+    }
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).context(|| format!("removing {}", staging.display()))?;
+    }
+    std::fs::remove_file(data.join(RECOVERY_MARKER))
+        .context(|| format!("removing {}", data.join(RECOVERY_MARKER).display()))?;
+    sync_dir(data, &opts.faults).context(|| format!("syncing {}", data.display()))
+}
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = vec![];
+    for sub in [LOG_DIR, CHECKPOINT_DIR] {
+        if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
+            out.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Finishes an automatic recovery that was interrupted after its marker was written.
+pub(crate) fn resume_staged(data: &Path, opts: &Options) -> Result<Recovered> {
+    let marker = data.join(RECOVERY_MARKER);
+    let bytes = std::fs::read(&marker).context(|| format!("reading {}", marker.display()))?;
+    let mut auto: AutoRecovery = serde_json::from_slice(&bytes).map_err(|e| {
+        crate::Error::Damaged(Damage {
+            file: marker.clone(),
+            offset: 0,
+            detail: format!("recovery marker does not parse: {e}"),
+            hint: "an automatic recovery was interrupted; see \"Damaged data directory\" in docs/OPERATIONS.md".into(),
+        })
+    })?;
+    tracing::warn!(quarantine = %auto.quarantine.display(), "finishing an interrupted automatic recovery");
+    finish_staged(data, &mut auto, opts)?;
+    let mut rec = recover(data, &opts.faults)?;
+    rec.report.auto = Some(auto);
+    Ok(rec)
+}
+
+/// Loads the slots for `open`. With `RecoveryMode::Auto`, a damaged slot file (rebuildable
+/// metadata) is copied to quarantine and replaced by slots rebuilt from the recovery
+/// repository, starting at LSN 0 (the log is kept until that repository archives it again,
+/// which is idempotent); the report says so.
+pub(crate) fn load_slots_on_open(
+    data: &Path,
+    opts: &Options,
+    report: &mut crate::recovery::RecoveryReport,
+) -> Result<Slots> {
+    let damage = match Slots::load(data) {
+        Err(crate::Error::Damaged(d)) => d,
+        other => return other,
+    };
+    let crate::options::RecoveryMode::Auto { repo } = &opts.recovery else {
+        return Err(crate::Error::Damaged(damage));
+    };
+    tracing::warn!(file = %damage.file.display(), detail = %damage.detail, "slot file is damaged; rebuilding it");
+    let qdir = data
+        .join(QUARANTINE_DIR)
+        .join(crate::document::now_micros().to_string());
+    std::fs::create_dir_all(&qdir).context(|| format!("creating {}", qdir.display()))?;
+    let kept = qdir.join(damage.file.file_name().unwrap_or_default());
+    let bytes = read_file(&damage.file).context(|| format!("reading {}", damage.file.display()))?;
+    write_atomic(&kept, &bytes, &opts.faults).context(|| format!("writing {}", kept.display()))?;
+    let mut slots = Slots::default();
+    match BackupRepo::open(repo) {
+        Ok(r) => {
+            slots.attach(&r);
+        }
+        Err(e) => tracing::warn!(error = %e, "recovery repository does not open; no slot rebuilt"),
+    }
+    slots.save(data, &opts.faults)?;
+    report.slots_rebuilt = Some(crate::recovery::SlotsRebuilt {
+        damage: format!("{}: {}", damage.file.display(), damage.detail),
+        quarantined: kept,
+        repos: slots
+            .repos
+            .iter()
+            .map(|s| s.repository_id.clone())
+            .collect(),
+    });
+    Ok(slots)
 }

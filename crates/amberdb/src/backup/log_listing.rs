@@ -10,7 +10,7 @@ use crate::document::format_micros;
 use crate::error::{IoContext, Result};
 use crate::log::read_file;
 use crate::log::record::CommitRecord;
-use crate::log::segment::{list_segments, scan};
+use crate::log::segment::{list_segments, scan, ScanEnd};
 use crate::recovery::LOG_DIR;
 
 /// Where to read commits from.
@@ -111,21 +111,42 @@ pub fn read_log(source: &LogSource, filter: &LogFilter) -> Result<Vec<LogEntry>>
     } else {
         filter.limit
     };
-    let mut visit = |bytes: &[u8], name: String| -> Result<()> {
-        scan(bytes, |rec, _| {
+    // Damage is reported, never taken for the end of the log: a listing that silently
+    // stopped would hide the commits after it. Only the newest data-directory segment may end
+    // in a torn tail (a writer may be appending to it right now).
+    let mut visit = |bytes: &[u8], name: PathBuf, torn_ok: bool| -> Result<()> {
+        let damaged = |offset: u64, detail: String| {
+            crate::error::Error::Damaged(crate::error::Damage {
+                file: name.clone(),
+                offset,
+                detail,
+                hint: "the log listing stops here; run `amberdb verify` for a full report".into(),
+            })
+        };
+        let s = scan(bytes, |rec, _| {
             if out.len() < limit && filter.matches(&rec) {
                 out.push(entry(&rec));
             }
         })
-        .map_err(|e| crate::error::Error::InvalidValue(format!("{name}: {e}")))?;
-        Ok(())
+        .map_err(|e| damaged(0, e))?;
+        match s.end {
+            ScanEnd::Clean => Ok(()),
+            ScanEnd::TornTail { .. } if torn_ok => Ok(()),
+            ScanEnd::TornTail { offset, error, .. } => Err(damaged(
+                offset,
+                format!("{error} in a segment that is not the last one"),
+            )),
+            ScanEnd::Damaged { offset, detail } => Err(damaged(offset, detail)),
+        }
     };
     match source {
         LogSource::DataDir(dir) => {
             let log = dir.join(LOG_DIR);
-            for (_, path) in list_segments(&log).context(|| format!("listing {}", log.display()))? {
+            let segments = list_segments(&log).context(|| format!("listing {}", log.display()))?;
+            let count = segments.len();
+            for (i, (_, path)) in segments.into_iter().enumerate() {
                 let bytes = read_file(&path).context(|| format!("reading {}", path.display()))?;
-                visit(&bytes, path.display().to_string())?;
+                visit(&bytes, path, i + 1 == count)?;
             }
         }
         LogSource::Repo(repo) => {
@@ -134,7 +155,8 @@ pub fn read_log(source: &LogSource, filter: &LogFilter) -> Result<Vec<LogEntry>>
                     continue;
                 }
                 let bytes = repo.read_segment(&seg)?;
-                visit(&bytes, super::ArchivedSegment::data_name(seg.first_lsn))?;
+                let name = PathBuf::from(super::ArchivedSegment::data_name(seg.first_lsn));
+                visit(&bytes, name, false)?;
             }
         }
     }

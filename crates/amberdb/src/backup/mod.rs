@@ -29,7 +29,8 @@ use crate::error::{Error, Result};
 use storage::{DirStorage, RepoStorage};
 
 pub use archive::{ArchivedSegment, Slot, Slots, SLOTS_FILE};
-pub(crate) use auto::auto_recover;
+pub(crate) use auto::{auto_recover, load_slots_on_open};
+pub use auto::{RECOVERY_MARKER, STAGING_DIR};
 pub use log_listing::{read_log, LogEntry, LogFilter, LogOp, LogSource};
 pub use restore::{
     plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, RESTORE_MARKER,

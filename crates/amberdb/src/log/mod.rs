@@ -216,6 +216,7 @@ fn create_segment(
     // whole header, so a crash or a failed write here cannot leave a file that recovery would
     // have to call damage (recovery removes a leftover temp file).
     write_atomic(&path, &header, faults)?;
+    segment::write_log_head(dir, first_lsn, faults)?;
     let file = open_append(&path, faults)?;
     let mut hasher = sha2::Sha256::new();
     hasher.update(&header);

@@ -64,6 +64,11 @@ impl<'s> Replayer<'s> {
         }
     }
 
+    /// LSN of the state so far.
+    pub(crate) fn lsn(&self) -> u64 {
+        self.state.lsn
+    }
+
     /// The next segments come from another source (the local log after the archive): their
     /// chain starts afresh, at or before `state.lsn + 1`.
     pub(crate) fn new_source(&mut self) {
@@ -163,5 +168,99 @@ impl<'s> Replayer<'s> {
             last_ts,
             stepped_over,
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::log::record::{LoggedOp, WrittenDoc};
+    use crate::log::segment::LOG_FORMAT_VERSION;
+
+    /// A segment starting at `first` holding commits `first..=last`.
+    fn segment(first: u64, last: u64) -> Vec<u8> {
+        let mut b = SegmentHeader {
+            format_version: LOG_FORMAT_VERSION,
+            key_id: 0,
+            first_lsn: first,
+        }
+        .encode();
+        for lsn in first..=last {
+            let value: Arc<[u8]> = Arc::from(format!("{lsn}").as_bytes());
+            CommitRecord {
+                lsn,
+                commit_ts: lsn * 10,
+                ops: vec![LoggedOp {
+                    collection: "c".into(),
+                    key: format!("k{lsn}").into(),
+                    prev_lsn: 0,
+                    doc: Some(WrittenDoc {
+                        version: 1,
+                        schema_version: 1,
+                        created_at: lsn * 10,
+                        sha256: crate::codec::sha256(&value),
+                        value,
+                    }),
+                }],
+            }
+            .encode_into(&mut b, lsn - 1);
+        }
+        b
+    }
+
+    #[test]
+    fn chains_continue_exactly_at_reach_plus_one_and_refuse_gaps_and_overlaps() {
+        for (next_first, ok, why) in [(4, true, ""), (3, false, "overlap"), (5, false, "gap")] {
+            let mut state = State::default();
+            let mut r = Replayer::new(&mut state);
+            r.segment(&segment(1, 3), 1, false, &mut |_| true).unwrap();
+            let second = r.segment(&segment(next_first, 6), next_first, false, &mut |_| true);
+            match second {
+                Ok(s) => {
+                    assert!(ok, "segment at {next_first} accepted");
+                    assert_eq!(s.applied, 3);
+                }
+                Err(e) => {
+                    assert!(!ok, "segment at {next_first}: {e}");
+                    assert!(e.contains(why), "{e}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_header_that_disagrees_with_the_name_is_refused() {
+        let mut state = State::default();
+        let mut r = Replayer::new(&mut state);
+        let e = r
+            .segment(&segment(1, 2), 7, false, &mut |_| true)
+            .unwrap_err();
+        assert!(e.contains("its name says 7"), "{e}");
+    }
+
+    #[test]
+    fn damage_to_commits_the_state_holds_is_stepped_over_only_when_allowed() {
+        let mut bytes = segment(1, 6);
+        // Break LSN 2's CRC: the state (at LSN 3) holds it.
+        let at = {
+            let mut offs = vec![];
+            crate::log::segment::scan(&bytes, |rec, off| offs.push((rec.lsn, off))).unwrap();
+            offs.iter().find(|(l, _)| *l == 2).unwrap().1 as usize
+        };
+        bytes[at + 4] ^= 1;
+        let mut base = State::default();
+        let mut r = Replayer::new(&mut base);
+        r.segment(&segment(1, 3), 1, false, &mut |_| true).unwrap();
+        for (allowed, applied) in [(false, 0), (true, 3)] {
+            let mut state = base.clone();
+            let mut r = Replayer::new(&mut state);
+            let s = r.segment(&bytes, 1, allowed, &mut |_| true).unwrap();
+            assert_eq!(s.applied, applied, "step over allowed: {allowed}");
+            assert_eq!(s.stepped_over.is_some(), allowed);
+            assert_eq!(state.lsn, 3 + applied);
+        }
     }
 }

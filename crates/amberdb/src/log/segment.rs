@@ -158,6 +158,118 @@ impl Seal {
     }
 }
 
+/// First bytes of the log head record.
+pub const LOG_HEAD_MAGIC: [u8; 8] = *b"AMBRHEAD";
+/// File name of the log head record in `DATA/log/`.
+pub const LOG_HEAD_FILE: &str = "HEAD";
+/// Size of the log head record.
+pub const LOG_HEAD_LEN: usize = 32;
+
+/// The log head record (`DATA/log/HEAD`): the first LSN of the newest segment, written
+/// (atomically) each time a segment is created, so that open and verify notice a newest
+/// segment that was deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogHead {
+    /// First LSN of the newest segment.
+    pub newest_first_lsn: u64,
+}
+
+impl LogHead {
+    /// Encodes the record.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut b = Vec::with_capacity(LOG_HEAD_LEN);
+        b.extend_from_slice(&LOG_HEAD_MAGIC);
+        b.put_u32(LOG_FORMAT_VERSION);
+        b.put_u32(0);
+        b.put_u64(self.newest_first_lsn);
+        let crc = crc32c::crc32c(&b);
+        b.put_u32(crc);
+        b.put_u32(0);
+        b
+    }
+
+    /// Decodes and checks the record.
+    pub fn decode(buf: &[u8]) -> Result<Self, String> {
+        let mut r = Reader::new(buf);
+        if buf.len() != LOG_HEAD_LEN || r.array::<8>() != Some(LOG_HEAD_MAGIC) {
+            return Err("not a log head record (bad magic or length)".into());
+        }
+        let version = r.u32().ok_or("short log head")?;
+        let reserved = r.u32().ok_or("short log head")?;
+        let newest_first_lsn = r.u64().ok_or("short log head")?;
+        let crc = r.u32().ok_or("short log head")?;
+        if reserved != 0 || r.u32() != Some(0) {
+            return Err("log head's reserved bytes are not zero".into());
+        }
+        if crc32c::crc32c(buf.get(..24).unwrap_or_default()) != crc {
+            return Err("log head fails its CRC32C".into());
+        }
+        if version == 0 || version > LOG_FORMAT_VERSION {
+            return Err(format!(
+                "log head format version {version} is not supported"
+            ));
+        }
+        Ok(LogHead { newest_first_lsn })
+    }
+}
+
+/// Writes the log head record (temp file, fsync, rename, directory fsync).
+pub(crate) fn write_log_head(
+    log_dir: &Path,
+    newest_first_lsn: u64,
+    faults: &crate::io::Faults,
+) -> std::io::Result<()> {
+    crate::io::write_atomic(
+        &log_dir.join(LOG_HEAD_FILE),
+        &LogHead { newest_first_lsn }.encode(),
+        faults,
+    )
+}
+
+/// What is missing from a log: the newest segment the head record names, or commits the
+/// newest checkpoint proves were in the newest segment. `segments` are the listed segments;
+/// `newest` the newest one's (first LSN, last valid LSN, valid length); `checkpoint_lsn` the
+/// LSN of the newest sound checkpoint (0 if none). Returns (file, offset, what is wrong).
+pub fn missing_log(
+    log_dir: &Path,
+    segments: &[(u64, PathBuf)],
+    newest: Option<(u64, u64, u64)>,
+    checkpoint_lsn: u64,
+) -> Option<(PathBuf, u64, String)> {
+    let head_path = log_dir.join(LOG_HEAD_FILE);
+    if let Ok(bytes) = std::fs::read(&head_path) {
+        match LogHead::decode(&bytes) {
+            Err(e) => return Some((head_path, 0, e)),
+            Ok(h) if !segments.iter().any(|(f, _)| *f >= h.newest_first_lsn) => {
+                let first = h.newest_first_lsn;
+                return Some((
+                    log_dir.join(segment_file_name(first)),
+                    0,
+                    format!(
+                        "segment is missing: log/{LOG_HEAD_FILE} records that the newest segment \
+                         starts at LSN {first}, so commits from LSN {first} on may be lost"
+                    ),
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    if let (Some((first, last, len)), Some((_, path))) = (newest, segments.last()) {
+        if first <= checkpoint_lsn && last < checkpoint_lsn {
+            return Some((
+                path.clone(),
+                len,
+                format!(
+                    "the newest segment ends at LSN {last}, but the checkpoint at LSN \
+                     {checkpoint_lsn} proves the log reached it: the segment was truncated \
+                     or a newer one is missing, so commits after LSN {checkpoint_lsn} may be lost"
+                ),
+            ));
+        }
+    }
+    None
+}
+
 /// File name of the segment starting at `first_lsn`.
 pub fn segment_file_name(first_lsn: u64) -> String {
     format!("{first_lsn:020}.log")
