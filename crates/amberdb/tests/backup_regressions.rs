@@ -3,9 +3,9 @@
 #![allow(clippy::unwrap_used)]
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use amberdb::backup::{plan_restore, restore, NoProgress};
+use amberdb::backup::{plan_restore, restore, BackupSchedule, NoProgress};
 use amberdb::{BackupRepo, Db, Options, RestoreTarget, RetentionPolicy};
 use serde_json::{json, Value};
 
@@ -161,6 +161,198 @@ fn a_manifest_format_version_newer_than_known_is_refused() {
     );
     let err = plan_restore(&repo, &RestoreTarget::Backup(ids[1].clone()), false).unwrap_err();
     assert!(err.to_string().contains(&ids[1]), "{err}");
+}
+
+// ---- issue 8 item 17: the scheduler must not keep the directory open ----
+
+fn scheduled(repo: &Path, interval: Duration) -> Options {
+    Options {
+        backup_schedule: Some(BackupSchedule {
+            repo: repo.to_owned(),
+            interval,
+            retention: Some(keep_last(3)),
+            pitr_window: None,
+        }),
+        ..Default::default()
+    }
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn dropping_the_last_handle_with_a_backup_schedule_releases_the_directory_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo) = (tmp.path().join("d"), tmp.path().join("r"));
+    let db = Db::open(&data).unwrap();
+    db.put("players", "a", json!(1)).unwrap();
+    db.backup(&BackupRepo::open_or_init(&repo).unwrap())
+        .unwrap();
+    db.close().unwrap();
+    // The repository has a backup, so the scheduler goes straight to sleep for an hour; it
+    // must not hold the database (and its lock) meanwhile.
+    let db = Db::open_with(&data, scheduled(&repo, Duration::from_secs(3600))).unwrap();
+    db.put("players", "a", json!(2)).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let started = Instant::now();
+    drop(db);
+    // Only a scheduler thread caught between two steps may hold it, for microseconds.
+    let db = loop {
+        match Db::open(&data) {
+            Ok(db) => break db,
+            Err(amberdb::Error::Locked { .. }) if started.elapsed() < Duration::from_secs(2) => {
+                std::thread::sleep(Duration::from_millis(5))
+            }
+            Err(e) => panic!("reopen after dropping the last handle failed: {e}"),
+        }
+    };
+    assert_eq!(db.get("players", "a").unwrap().json().unwrap(), json!(2));
+    db.close().unwrap();
+}
+
+// ---- issue 8 item 15: nothing changed, no new backup ----
+
+#[test]
+fn scheduled_backups_are_skipped_when_nothing_changed_since_the_last_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo) = (tmp.path().join("d"), tmp.path().join("r"));
+    let db = Db::open_with(&data, scheduled(&repo, Duration::from_millis(30))).unwrap();
+    db.put("players", "a", json!(1)).unwrap();
+    wait_for("a backup at LSN 1", || {
+        db.backup_status().last_backup_lsn == Some(1)
+    });
+    let taken = db.backup_status().backups;
+    wait_for("three idle rounds", || {
+        db.backup_status().skipped_unchanged >= 3
+    });
+    assert_eq!(
+        db.backup_status().backups,
+        taken,
+        "{:?}",
+        db.backup_status()
+    );
+    db.put("players", "b", json!(2)).unwrap();
+    wait_for("a backup at LSN 2", || {
+        db.backup_status().last_backup_lsn == Some(2)
+    });
+    db.close().unwrap();
+    let lsns: Vec<u64> = BackupRepo::open(&repo)
+        .unwrap()
+        .list()
+        .unwrap()
+        .iter()
+        .map(|m| m.lsn)
+        .collect();
+    assert_eq!(lsns, [1, 2], "one backup per distinct state");
+}
+
+// ---- issue 8 item 7: a failed segment removal must not forget sealed segments ----
+
+fn small_log() -> Options {
+    Options {
+        segment_size: 1024,
+        log_retention: Duration::ZERO,
+        checkpoint_log_bytes: u64::MAX,
+        checkpoint_interval: None,
+        ..Default::default()
+    }
+}
+
+fn fill(db: &Db, n: u32) {
+    for i in 0..n {
+        db.put(
+            "players",
+            &format!("p{}", i % 7),
+            json!({"i": i, "pad": "x".repeat(200)}),
+        )
+        .unwrap();
+    }
+}
+
+fn log_segments(data: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(data.join("log"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn a_failed_segment_removal_keeps_every_unarchived_segment_listed_for_archiving() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("d"), tmp.path().join("r"));
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let db = Db::open_with(&data, small_log()).unwrap();
+    db.backup(&repo).unwrap();
+    fill(&db, 30);
+    db.archive(&repo).unwrap(); // these segments may go once a checkpoint covers them
+    fill(&db, 30); // sealed, not archived yet: they must stay
+                   // The second archived segment cannot be removed (a directory stands in its place).
+    let segs = log_segments(&data);
+    let victim = segs[1].clone();
+    std::fs::rename(&victim, tmp.path().join("moved")).unwrap();
+    std::fs::create_dir(&victim).unwrap();
+    std::fs::write(victim.join("x"), b"x").unwrap();
+    assert!(db.checkpoint().is_err(), "removal was expected to fail");
+    std::fs::remove_dir_all(&victim).unwrap();
+    std::fs::rename(tmp.path().join("moved"), &victim).unwrap();
+    fill(&db, 10);
+    let lsn = db.view().lsn();
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    let r = repo.verify(None, true, &NoProgress).unwrap();
+    assert!(r.gaps.is_empty() && r.is_clean(), "{r:?}");
+    let reach = repo.archived_segments().unwrap().last().unwrap().last_lsn;
+    assert_eq!(reach, lsn);
+    // Every LSN is restorable from the first backup.
+    let t = tmp.path().join("t");
+    restore(&repo, &RestoreTarget::Lsn(40), false, &t, &NoProgress).unwrap();
+}
+
+#[test]
+fn archiving_stops_at_a_gap_in_the_data_directory_log_until_a_backup_covers_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let db = Db::open_with(&data, small_log()).unwrap();
+    fill(&db, 40);
+    db.checkpoint().unwrap(); // no repository attached: old segments go
+    db.put("players", "late", json!(1)).unwrap();
+    let repo = BackupRepo::open_or_init(tmp.path().join("r")).unwrap();
+    db.sync().unwrap();
+    // A new repository has nothing; the data directory no longer has LSN 1.
+    let err = db.archive(&repo).unwrap_err();
+    assert!(
+        err.to_string().contains("no longer holds LSNs 1..="),
+        "{err}"
+    );
+    assert!(repo.archived_segments().unwrap().is_empty());
+    // A backup's snapshot covers the gap; archiving then continues after it.
+    let m = db.backup(&repo).unwrap();
+    fill(&db, 5);
+    let lsn = db.view().lsn();
+    db.close().unwrap(); // nothing sealed after the backup: archive what is there now
+    let db = Db::open_with(&data, small_log()).unwrap();
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    let t = tmp.path().join("t");
+    let report = restore(
+        &repo,
+        &RestoreTarget::Lsn(m.lsn + 3),
+        false,
+        &t,
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!(report.backup_id, m.id);
+    assert_eq!(report.lsn, m.lsn + 3);
+    assert!(lsn > m.lsn + 3);
 }
 
 #[allow(dead_code)]

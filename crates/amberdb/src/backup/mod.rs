@@ -9,6 +9,7 @@
 
 mod archive;
 mod auto;
+mod book;
 mod create;
 mod log_listing;
 mod restore;
@@ -30,6 +31,7 @@ use storage::{DirStorage, RepoStorage};
 
 pub use archive::{ArchivedSegment, Slot, Slots, SLOTS_FILE};
 pub(crate) use auto::auto_recover;
+pub(crate) use book::BackupBook;
 pub use log_listing::{read_log, LogEntry, LogFilter, LogOp, LogSource};
 pub use restore::{
     plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, RESTORE_MARKER,
@@ -123,6 +125,12 @@ pub struct BackupManifest {
     pub compression_level: i32,
     /// Encryption key id, when encrypted.
     pub key_id: Option<u32>,
+    /// LSN the repository's archive reached when this manifest was written (absent in
+    /// manifests of older engines). Verify reports an archive that ends before it, and
+    /// point-in-time restore uses it: every commit stamped at or before `created_at_us` is
+    /// at or below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_through_lsn: Option<u64>,
     /// Every file of the backup.
     pub files: Vec<FileEntry>,
 }

@@ -257,6 +257,7 @@ mod tests {
             compression: "zstd".into(),
             compression_level: 3,
             key_id: None,
+            archived_through_lsn: None,
             files: vec![],
         }
     }

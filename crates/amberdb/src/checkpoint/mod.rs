@@ -2,7 +2,9 @@
 //! the log after them. This module owns the checkpoint byte format, writing one atomically,
 //! decoding one (strictly for recovery, exhaustively for `verify`), and listing them.
 //! It never deletes log segments; the database decides that from what it keeps here.
-//! Byte layout: `docs/FORMAT.md`, "Checkpoint file".
+//! Byte layout: `docs/FORMAT.md`, "Checkpoint file". Which checkpoints are kept: [`retention`].
+
+pub(crate) mod retention;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};

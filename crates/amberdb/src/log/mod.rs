@@ -4,6 +4,7 @@
 //! ([`CommitLog`]). It never decides what is durable or acknowledged: the committer does.
 
 pub mod record;
+pub(crate) mod retention;
 pub mod segment;
 
 use std::fs::{File, OpenOptions};
