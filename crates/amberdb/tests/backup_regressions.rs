@@ -355,12 +355,237 @@ fn archiving_stops_at_a_gap_in_the_data_directory_log_until_a_backup_covers_it()
     assert!(lsn > m.lsn + 3);
 }
 
-#[allow(dead_code)]
-fn sleep(ms: u64) {
-    std::thread::sleep(Duration::from_millis(ms));
+// ---- issue 8 item 12: point-in-time restore to a quiet moment ----
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
 }
 
-#[allow(dead_code)]
-fn open_opts(dir: &Path, opts: Options) -> Db {
-    Db::open_with(dir, opts).unwrap()
+#[test]
+fn pitr_to_a_quiet_moment_is_proven_by_a_later_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let repo = BackupRepo::open_or_init(tmp.path().join("r")).unwrap();
+    let db = Db::open(tmp.path().join("d")).unwrap();
+    db.put("players", "a", json!(1)).unwrap();
+    db.backup(&repo).unwrap();
+    let second = db.put("players", "a", json!(2)).unwrap();
+    sleep(20);
+    let quiet = now_us();
+    sleep(20);
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    for (i, t) in [quiet, second.commit_ts].into_iter().enumerate() {
+        for exclusive in [false, true] {
+            let into = tmp.path().join(format!("t{i}{exclusive}"));
+            let r = restore(
+                &repo,
+                &RestoreTarget::Time(t),
+                exclusive,
+                &into,
+                &NoProgress,
+            );
+            let r = r.unwrap_or_else(|e| panic!("t={t} exclusive={exclusive}: {e}"));
+            let want = if exclusive && t == second.commit_ts {
+                1
+            } else {
+                2
+            };
+            assert_eq!(r.lsn, want, "t={t} exclusive={exclusive}");
+            let db = Db::open(&into).unwrap();
+            assert_eq!(db.get("players", "a").unwrap().json().unwrap(), json!(want));
+            db.close().unwrap();
+        }
+    }
+    // After the newest backup nothing proves what happened: still refused.
+    sleep(5);
+    let err = plan_restore(&repo, &RestoreTarget::Time(now_us()), false).unwrap_err();
+    assert!(
+        err.to_string().contains("archive ends before that time"),
+        "{err}"
+    );
+}
+
+// ---- issue 8 item 13: restore uses the newest valid backup and says what it skipped ----
+
+/// Backups at LSN 3 and 6, then three more archived commits (LSN 9).
+fn history(tmp: &Path) -> (BackupRepo, Vec<String>) {
+    let (repo, ids) = two_backups(tmp);
+    let db = Db::open(tmp.join("d")).unwrap();
+    for i in 6..9 {
+        db.put("players", &format!("p{i}"), json!(i)).unwrap();
+    }
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    // Keep only the first two backups; the third only archived LSNs 7..=9.
+    let third = repo.list().unwrap()[2].id.clone();
+    std::fs::remove_dir_all(tmp.join("r/backups").join(third)).unwrap();
+    (repo, ids)
+}
+
+fn flip(path: &Path, at: usize) {
+    let mut b = std::fs::read(path).unwrap();
+    let at = at.min(b.len() - 1);
+    b[at] ^= 0x40;
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn a_flipped_snapshot_byte_makes_restore_use_the_older_backup_and_report_the_skipped_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, ids) = history(tmp.path());
+    flip(
+        &tmp.path()
+            .join("r/backups")
+            .join(&ids[1])
+            .join("snapshot.ckpt.zst"),
+        60,
+    );
+    for (n, target) in [RestoreTarget::Latest, RestoreTarget::Lsn(7)]
+        .into_iter()
+        .enumerate()
+    {
+        let into = tmp.path().join(format!("t{n}"));
+        let r = restore(&repo, &target, false, &into, &NoProgress)
+            .unwrap_or_else(|e| panic!("{target}: {e}"));
+        assert_eq!(r.backup_id, ids[0], "{target}");
+        assert_eq!(r.lsn, if n == 0 { 9 } else { 7 });
+        assert!(
+            r.skipped
+                .iter()
+                .any(|s| s.id == ids[1] && s.reason.contains("damaged")),
+            "{r:?}"
+        );
+    }
+    // Asked for by id, the damaged backup is refused, not replaced.
+    let err = plan_restore(&repo, &RestoreTarget::Backup(ids[1].clone()), false).unwrap_err();
+    assert!(err.to_string().contains("damaged"), "{err}");
+}
+
+#[test]
+fn a_wrong_plain_size_is_refused_and_restore_falls_back_to_the_older_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, ids) = history(tmp.path());
+    edit_manifest(tmp.path(), &ids[1], |m| {
+        let n = m["files"][0]["plain_size"].as_u64().unwrap();
+        m["files"][0]["plain_size"] = json!(n - 1);
+    });
+    let r = repo.verify(None, true, &NoProgress).unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.detail.contains("decompresses to more than")),
+        "{r:?}"
+    );
+    let r = restore(
+        &repo,
+        &RestoreTarget::Latest,
+        false,
+        &tmp.path().join("t"),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!((r.backup_id.as_str(), r.lsn), (ids[0].as_str(), 9));
+    assert!(
+        r.skipped
+            .iter()
+            .any(|s| s.id == ids[1] && s.reason.contains("the manifest says")),
+        "{r:?}"
+    );
+}
+
+#[test]
+fn a_damaged_seal_fails_verify_and_restore_through_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, ids) = history(tmp.path());
+    let last = repo.archived_segments().unwrap().last().unwrap().clone();
+    flip(
+        &tmp.path()
+            .join(format!("r/wal/{:020}.seal", last.first_lsn)),
+        10,
+    );
+    let r = repo.verify(None, false, &NoProgress).unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.file.to_string_lossy().ends_with(".seal")),
+        "{r:?}"
+    );
+    let err = restore(
+        &repo,
+        &RestoreTarget::Lsn(9),
+        false,
+        &tmp.path().join("t"),
+        &NoProgress,
+    )
+    .unwrap_err();
+    assert!(err.to_string().contains("seal"), "{err}");
+    // Before the damaged segment, restores still work.
+    let r = restore(
+        &repo,
+        &RestoreTarget::Lsn(6),
+        false,
+        &tmp.path().join("u"),
+        &NoProgress,
+    )
+    .unwrap();
+    assert_eq!((r.backup_id.as_str(), r.lsn), (ids[1].as_str(), 6));
+}
+
+#[test]
+fn a_deleted_newest_archived_segment_is_reported_by_verify_and_by_latest_restore() {
+    for all_of_wal in [false, true] {
+        let tmp = tempfile::tempdir().unwrap();
+        let (repo, _) = history(tmp.path()); // the data directory archived through LSN 9
+        let segs = repo.archived_segments().unwrap();
+        assert_eq!(segs.last().unwrap().last_lsn, 9);
+        let wal = tmp.path().join("r/wal");
+        if all_of_wal {
+            std::fs::remove_dir_all(&wal).unwrap();
+        } else {
+            let first = segs.last().unwrap().first_lsn;
+            for ext in ["log.zst", "seal", "json"] {
+                std::fs::remove_file(wal.join(format!("{first:020}.{ext}"))).unwrap();
+            }
+        }
+        let mut r = repo.verify(None, false, &NoProgress).unwrap();
+        if all_of_wal {
+            // The newest backup saw the archive reach LSN 6.
+            assert!(
+                r.problems
+                    .iter()
+                    .any(|p| p.detail.contains("recorded it reaching LSN 6")),
+                "{r:?}"
+            );
+        }
+        repo.verify_against_data_dir(&tmp.path().join("d"), &mut r)
+            .unwrap();
+        assert!(
+            r.problems
+                .iter()
+                .any(|p| p.detail.contains("archived through LSN 9")),
+            "all_of_wal={all_of_wal}: {r:?}"
+        );
+        let rep = restore(
+            &repo,
+            &RestoreTarget::Latest,
+            false,
+            &tmp.path().join("t"),
+            &NoProgress,
+        )
+        .unwrap();
+        assert_eq!(rep.lsn, 6);
+        assert!(
+            rep.notes
+                .iter()
+                .any(|n| n.contains("--latest reaches LSN 6")),
+            "{rep:?}"
+        );
+    }
+}
+
+fn sleep(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
 }

@@ -34,7 +34,7 @@ pub(crate) use auto::auto_recover;
 pub(crate) use book::BackupBook;
 pub use log_listing::{read_log, LogEntry, LogFilter, LogOp, LogSource};
 pub use restore::{
-    plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, RESTORE_MARKER,
+    plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, SkippedBackup, RESTORE_MARKER,
 };
 pub use retention::{PruneEntry, PrunePlan, RetentionPolicy};
 pub(crate) use schedule::{archive_loop, schedule_loop};
@@ -140,6 +140,31 @@ impl BackupManifest {
     pub fn total_documents(&self) -> u64 {
         self.documents.values().sum()
     }
+}
+
+/// The state of one backup directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupState {
+    /// Its manifest is present and checks out.
+    Complete,
+    /// Its manifest is present but unreadable or refused.
+    Damaged,
+    /// It has no manifest (interrupted, or still being written).
+    Incomplete,
+}
+
+/// One backup directory, as [`BackupRepo::entries`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupListing {
+    /// Backup id (its directory name).
+    pub id: String,
+    /// Complete, damaged or incomplete.
+    pub status: BackupState,
+    /// What is wrong, when not complete.
+    pub problem: Option<String>,
+    /// The manifest, when complete.
+    pub manifest: Option<BackupManifest>,
 }
 
 /// A backup repository.
@@ -299,6 +324,45 @@ impl BackupRepo {
             )));
         }
         Ok(m)
+    }
+
+    /// Every backup directory with its state, by id (oldest first): complete (with its
+    /// manifest), damaged (a manifest that cannot be read or is refused, with why), or
+    /// incomplete (no manifest: interrupted, or still being written).
+    pub fn entries(&self) -> Result<Vec<BackupListing>> {
+        let mut out = vec![];
+        for id in self.backup_ids()? {
+            let listing = if !self
+                .storage
+                .exists(&format!("backups/{id}/{MANIFEST_FILE}"))
+            {
+                BackupListing {
+                    id,
+                    status: BackupState::Incomplete,
+                    problem: Some(
+                        "no manifest: the backup was interrupted or is still running".into(),
+                    ),
+                    manifest: None,
+                }
+            } else {
+                match self.manifest(&id) {
+                    Ok(m) => BackupListing {
+                        id,
+                        status: BackupState::Complete,
+                        problem: None,
+                        manifest: Some(m),
+                    },
+                    Err(e) => BackupListing {
+                        id,
+                        status: BackupState::Damaged,
+                        problem: Some(e.to_string()),
+                        manifest: None,
+                    },
+                }
+            };
+            out.push(listing);
+        }
+        Ok(out)
     }
 
     /// Every complete backup, oldest first. Backups whose manifest is missing (interrupted)
