@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use amberdb::backup::{plan_restore, restore, BackupSchedule, NoProgress};
+use amberdb::backup::{plan_restore, restore, BackupSchedule, BackupState, NoProgress};
 use amberdb::{BackupRepo, Db, Options, RestoreTarget, RetentionPolicy};
 use serde_json::{json, Value};
 
@@ -584,6 +584,85 @@ fn a_deleted_newest_archived_segment_is_reported_by_verify_and_by_latest_restore
             "{rep:?}"
         );
     }
+}
+
+// ---- issue 8 item 14: interrupted backups are cleaned up; damaged ones are listed ----
+
+/// What a kill during a backup leaves: a directory with a snapshot and a temp file, no
+/// manifest.
+fn interrupted(tmp: &Path, id: &str) -> PathBuf {
+    let dir = tmp.join("r/backups").join(id);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("snapshot.ckpt.zst"), b"partial").unwrap();
+    std::fs::write(dir.join(".manifest.json.123.tmp"), b"{").unwrap();
+    dir
+}
+
+#[test]
+fn prune_removes_interrupted_backups_and_leaves_a_running_one_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, ids) = two_backups(tmp.path());
+    let dead = interrupted(tmp.path(), "20200101T000000Z-1");
+    let running = interrupted(tmp.path(), "20200101T000001Z-2");
+    // A running backup holds its lock.
+    let lock = std::fs::File::create(running.join(".lock")).unwrap();
+    lock.try_lock().unwrap();
+    let dry = repo.prune(&keep_last(5), None, true).unwrap();
+    assert_eq!(dry.remove_incomplete, ["20200101T000000Z-1"]);
+    assert!(dead.exists(), "a dry run removes nothing");
+    let plan = repo.prune(&keep_last(5), None, false).unwrap();
+    assert_eq!(plan.remove_incomplete, ["20200101T000000Z-1"], "{plan:?}");
+    assert_eq!(plan.in_progress, ["20200101T000001Z-2"], "{plan:?}");
+    assert!(!dead.exists());
+    assert!(running.join("snapshot.ckpt.zst").exists());
+    assert_eq!(repo.list().unwrap().len(), ids.len());
+    // Its writer died: the next prune removes it too, and verify is clean again.
+    drop(lock);
+    let plan = repo.prune(&keep_last(5), None, false).unwrap();
+    assert_eq!(plan.remove_incomplete, ["20200101T000001Z-2"]);
+    assert!(!running.exists());
+    assert!(repo.verify(None, false, &NoProgress).unwrap().is_clean());
+}
+
+#[test]
+fn scheduled_retention_removes_an_interrupted_backup() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (_, _) = two_backups(tmp.path());
+    let dead = interrupted(tmp.path(), "20200101T000000Z-1");
+    let db = Db::open_with(
+        tmp.path().join("d"),
+        scheduled(&tmp.path().join("r"), Duration::from_millis(20)),
+    )
+    .unwrap();
+    wait_for("the interrupted backup to be removed", || !dead.exists());
+    db.close().unwrap();
+}
+
+#[test]
+fn a_backup_whose_manifest_is_corrupt_is_listed_as_damaged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (repo, ids) = two_backups(tmp.path());
+    std::fs::write(manifest_path(tmp.path(), &ids[0]), b"{ not json").unwrap();
+    interrupted(tmp.path(), "20200101T000000Z-1");
+    let entries = repo.entries().unwrap();
+    let status: Vec<(String, BackupState)> =
+        entries.iter().map(|e| (e.id.clone(), e.status)).collect();
+    assert_eq!(
+        status,
+        [
+            ("20200101T000000Z-1".to_string(), BackupState::Incomplete),
+            (ids[0].clone(), BackupState::Damaged),
+            (ids[1].clone(), BackupState::Complete),
+        ]
+    );
+    assert!(entries[1]
+        .problem
+        .as_deref()
+        .unwrap()
+        .contains("manifest is damaged"));
+    // Restore passes over it, and says so.
+    let plan = plan_restore(&repo, &RestoreTarget::Latest, false).unwrap();
+    assert!(plan.skipped.iter().any(|s| s.id == ids[0]), "{plan:?}");
 }
 
 fn sleep(ms: u64) {

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use super::{
-    BackupManifest, BackupRepo, FileEntry, HashWriter, NoProgress, Progress, MANIFEST_FILE,
-    SNAPSHOT_FILE,
+    BackupManifest, BackupRepo, FileEntry, HashWriter, NoProgress, Progress, BACKUP_LOCK,
+    MANIFEST_FILE, SNAPSHOT_FILE,
 };
 use crate::checkpoint;
 use crate::db::Db;
@@ -77,6 +77,35 @@ impl Db {
             n += 1;
             id = format!("{}-{n}", backup_id(now, view.lsn()));
         }
+        // Held while the backup is written: `prune` removes a backup without a manifest only
+        // when it can take this lock, i.e. when its writer is gone.
+        let lock_name = format!("backups/{id}/{BACKUP_LOCK}");
+        let lock = repo
+            .storage()
+            .try_lock(&lock_name)
+            .map_err(|e| repo.err(format!("locking {lock_name}: {e}")))?
+            .ok_or_else(|| repo.err(format!("backup {id} is being written by someone else")))?;
+        let result = self.write_backup(repo, progress, &id, view, now, level);
+        let dir = format!("backups/{id}");
+        if result.is_err() {
+            // A refused or failed backup leaves nothing behind (prune would remove it later).
+            let _ = repo.storage().remove_dir(&dir);
+        } else {
+            let _ = repo.storage().remove(&lock_name);
+        }
+        drop(lock);
+        result
+    }
+
+    fn write_backup(
+        &self,
+        repo: &BackupRepo,
+        progress: &dyn Progress,
+        id: &str,
+        view: crate::state::ReadView,
+        now: u64,
+        level: i32,
+    ) -> Result<BackupManifest> {
         let snapshot_name = format!("backups/{id}/{SNAPSHOT_FILE}");
         let total: u64 = view
             .iter_all()
@@ -134,9 +163,14 @@ impl Db {
                 .unwrap_or_default();
             schema_versions.insert(c.name, versions.into_iter().collect());
         }
+        if !repo.storage().exists(&snapshot_name) {
+            return Err(repo.err(format!(
+                "{snapshot_name} vanished while the backup was written (removed by a prune that did not see the backup's lock?)"
+            )));
+        }
         let manifest = BackupManifest {
-            format_version: 1,
-            id: id.clone(),
+            format_version: super::MANIFEST_FORMAT_VERSION,
+            id: id.to_owned(),
             repository_id: repo.id().to_owned(),
             created_at: format_micros(now),
             created_at_us: now,

@@ -51,6 +51,9 @@ pub const REPO_CONFIG: &str = "config.json";
 pub const SNAPSHOT_FILE: &str = "snapshot.ckpt.zst";
 /// Name of a backup's manifest.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Lock file a running backup holds in its directory (hidden from listings), so `prune`
+/// can tell an interrupted backup from one still being written.
+pub(crate) const BACKUP_LOCK: &str = ".lock";
 
 /// Reports progress of long operations; the library never prints. The CLI implements it
 /// with progress bars.

@@ -250,12 +250,16 @@ fn plan_skipping(
         reached,
         reason,
     };
-    if backups.is_empty() {
+    let Some(newest) = backups
+        .iter()
+        .max_by_key(|b| (b.lsn, b.created_at_us))
+        .cloned()
+    else {
         return Err(unreachable(
             "nothing".into(),
             format!("repository {} holds no complete backup", repo.location()),
         ));
-    }
+    };
     let reach_text = |b: &BackupManifest| {
         let (reach, used, _) = chain(b, &archive, &damaged);
         let ts = used.last().map_or(b.commit_ts_us, |s| s.last_commit_ts_us);
@@ -291,11 +295,6 @@ fn plan_skipping(
             }
         }
     }
-    let newest = backups
-        .iter()
-        .max_by_key(|b| (b.lsn, b.created_at_us))
-        .cloned()
-        .unwrap_or_else(|| backups[0].clone());
     let Some(backup) = base else {
         let why = match target {
             RestoreTarget::Backup(id) => {
