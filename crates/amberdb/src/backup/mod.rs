@@ -455,3 +455,33 @@ pub(crate) fn point(lsn: u64, ts: u64) -> String {
         format!("LSN {lsn} ({})", crate::document::format_micros(ts))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::is_backup_id;
+
+    #[test]
+    fn backup_ids_have_exactly_the_form_backups_are_named_with() {
+        for good in [
+            "20261121T023000Z-0",
+            "20261121T023000Z-1234",
+            "20261121T023000Z-7-2",
+        ] {
+            assert!(is_backup_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../../x/victim",
+            "20261121T023000Z-",
+            "20261121T023000Z-1/..",
+            "20261121T023000Z-1-2-3",
+            "2026112T023000Z-1",
+            "20261121T023000-1",
+            "20261121T023000Z-1\0",
+            "x20261121T023000Z-1",
+        ] {
+            assert!(!is_backup_id(bad), "{bad:?}");
+        }
+    }
+}
