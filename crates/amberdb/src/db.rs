@@ -234,10 +234,10 @@ impl Db {
         Db { inner }
     }
 
-    /// Sleeps up to `d`, waking early on shutdown; returns false when shutting down. For a
-    /// background thread that holds only a weak reference: it sleeps
-    /// without keeping the database open, so dropping the last user handle closes it (and
-    /// releases the directory lock) at once instead of after the sleep.
+    /// Sleeps up to `d`, waking early on shutdown; returns false when shutting down. For
+    /// background threads, which hold only a weak reference: the sleep does not keep the
+    /// database open, so dropping the last user handle closes it (and releases the
+    /// directory lock) at once instead of after the sleep.
     pub(crate) fn idle_weak(inner: &std::sync::Weak<Inner>, d: Duration) -> bool {
         let Some(shared) = inner.upgrade().map(|i| i.shared.clone()) else {
             return false;
