@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use serde::Serialize;
 
-use crate::backup::{BackupManifest, BackupRepo, BackupStatus, Slot, Slots, RESTORE_MARKER};
+use crate::backup::{BackupBook, BackupStatus, Slot, RESTORE_MARKER};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::clock::CommitClock;
 use crate::committer::{Committer, Msg};
@@ -20,7 +20,7 @@ use crate::engine_state::{CheckpointSignal, Counters, Shared};
 use crate::error::{Error, IoContext, Result};
 use crate::io::sync_dir;
 use crate::lock::DirLock;
-use crate::log::segment::seal_file_name;
+use crate::log::retention::{remove_segment, SegmentRetention};
 use crate::log::{CommitLog, SealedList, SealedSegment};
 use crate::options::{Options, RecoveryMode};
 use crate::recovery::{recover, RecoveryReport, CHECKPOINT_DIR, LOG_DIR};
@@ -48,11 +48,8 @@ pub(crate) struct Inner {
     sealed: SealedList,
     lock: Mutex<Option<DirLock>>,
     recovery: RecoveryReport,
-    /// Repositories this directory archives to (`DATA/archive.json`).
-    slots: Mutex<Slots>,
-    /// Serializes archiving, so two archivers never race on one repository.
-    archive_serial: Mutex<()>,
-    backup_status: Mutex<BackupStatus>,
+    /// Slots, archive serialization and backup status (`backup::BackupBook`).
+    backups: BackupBook,
 }
 
 #[derive(Debug, Default)]
@@ -213,9 +210,7 @@ impl Db {
             sealed,
             lock: Mutex::new(Some(lock)),
             recovery: rec.report,
-            slots: Mutex::new(slots),
-            archive_serial: Mutex::new(()),
-            backup_status: Mutex::new(BackupStatus::default()),
+            backups: BackupBook::new(slots),
         });
         let db = Db { inner };
         let weak = Arc::downgrade(&db.inner);
@@ -252,23 +247,15 @@ impl Db {
         Db { inner }
     }
 
-    /// Sleeps up to `d`, waking early on shutdown; returns false when shutting down.
-    pub(crate) fn idle(&self, d: Duration) -> bool {
-        let Ok(s) = self.inner.shared.ckpt.lock() else {
+    /// Sleeps up to `d`, waking early on shutdown; returns false when shutting down. For
+    /// background threads, which hold only a weak reference: the sleep does not keep the
+    /// database open, so dropping the last user handle closes it (and releases the
+    /// directory lock) at once instead of after the sleep.
+    pub(crate) fn idle_weak(inner: &std::sync::Weak<Inner>, d: Duration) -> bool {
+        let Some(shared) = inner.upgrade().map(|i| i.shared.clone()) else {
             return false;
         };
-        if s.shutdown {
-            return false;
-        }
-        match self
-            .inner
-            .shared
-            .ckpt_wake
-            .wait_timeout_while(s, d, |s| !s.shutdown)
-        {
-            Ok((s, _)) => !s.shutdown,
-            Err(_) => false,
-        }
+        idle_on(&shared, d)
     }
 
     pub(crate) fn options(&self) -> &Options {
@@ -291,84 +278,8 @@ impl Db {
             .unwrap_or_default()
     }
 
-    pub(crate) fn archive_lock(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.inner
-            .archive_serial
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Attaches `repo` (creates its slot) so the log is kept until archived there.
-    pub(crate) fn attach(&self, repo: &BackupRepo) -> Result<()> {
-        let mut slots = self.inner.slots.lock().map_err(|_| Error::Closed)?;
-        if slots.attach(repo) {
-            slots.save(&self.inner.dir, &self.inner.opts.faults)?;
-            tracing::info!(repository = %repo.location(), "attached backup repository; the log is kept until archived there");
-        }
-        Ok(())
-    }
-
-    pub(crate) fn slot(&self, repository_id: &str) -> Option<Slot> {
-        self.inner
-            .slots
-            .lock()
-            .ok()?
-            .repos
-            .iter()
-            .find(|s| s.repository_id == repository_id)
-            .cloned()
-    }
-
-    pub(crate) fn set_archived_through(&self, repository_id: &str, lsn: u64) -> Result<()> {
-        let mut slots = self.inner.slots.lock().map_err(|_| Error::Closed)?;
-        if let Some(s) = slots
-            .repos
-            .iter_mut()
-            .find(|s| s.repository_id == repository_id)
-        {
-            s.archived_through_lsn = s.archived_through_lsn.max(lsn);
-        }
-        slots.save(&self.inner.dir, &self.inner.opts.faults)
-    }
-
-    pub(crate) fn record_backup(&self, m: &BackupManifest) {
-        if let Ok(mut st) = self.inner.backup_status.lock() {
-            st.last_backup_id = Some(m.id.clone());
-            st.last_backup_at_us = Some(m.created_at_us);
-            st.last_backup_lsn = Some(m.lsn);
-            st.last_error = None;
-            st.backups += 1;
-        }
-    }
-
-    pub(crate) fn record_backup_error(&self, e: &Error) {
-        tracing::error!(error = %e, "scheduled backup work failed; the database keeps running");
-        if let Ok(mut st) = self.inner.backup_status.lock() {
-            st.last_error = Some(e.to_string());
-            st.failures += 1;
-        }
-    }
-
-    /// The latest backup and any backup error.
-    pub fn backup_status(&self) -> BackupStatus {
-        self.inner
-            .backup_status
-            .lock()
-            .map(|s| s.clone())
-            .unwrap_or_default()
-    }
-
-    /// Releases a repository: the log is no longer kept for it. Returns false when it was not
-    /// attached.
-    pub fn detach(&self, repository_id: &str) -> Result<bool> {
-        let mut slots = self.inner.slots.lock().map_err(|_| Error::Closed)?;
-        let before = slots.repos.len();
-        slots.repos.retain(|s| s.repository_id != repository_id);
-        if slots.repos.len() == before {
-            return Ok(false);
-        }
-        slots.save(&self.inner.dir, &self.inner.opts.faults)?;
-        Ok(true)
+    pub(crate) fn backup_book(&self) -> &BackupBook {
+        &self.inner.backups
     }
 
     /// The data directory.
@@ -510,13 +421,11 @@ impl Db {
             last_checkpoint_lsn: self.inner.ckpt_lock.lock().ok().and_then(|b| b.last_lsn),
             collections: view.collections(),
             poisoned: self.poisoned(),
-            archive_slots: self
+            archive_slots: self.inner.backups.slots(),
+            log_retained_for_archive_bytes: self
                 .inner
-                .slots
-                .lock()
-                .map(|s| s.repos.clone())
-                .unwrap_or_default(),
-            log_retained_for_archive_bytes: self.inner.retained_for_archive(),
+                .backups
+                .retained_for_archive(&self.sealed_segments()),
             backup: self.backup_status(),
         }
     }
@@ -535,6 +444,19 @@ impl std::fmt::Debug for Db {
             .field("path", &self.inner.dir)
             .field("lsn", &self.view().lsn())
             .finish()
+    }
+}
+
+fn idle_on(shared: &Shared, d: Duration) -> bool {
+    let Ok(s) = shared.ckpt.lock() else {
+        return false;
+    };
+    if s.shutdown {
+        return false;
+    }
+    match shared.ckpt_wake.wait_timeout_while(s, d, |s| !s.shutdown) {
+        Ok((s, _)) => !s.shutdown,
+        Err(_) => false,
     }
 }
 
@@ -574,22 +496,6 @@ impl Inner {
             }
             std::thread::sleep(Duration::from_millis(1));
         }
-    }
-
-    /// Bytes of sealed segments past the lowest slot (kept only for archiving).
-    fn retained_for_archive(&self) -> u64 {
-        let Some(min) = self.slots.lock().ok().and_then(|s| s.min_archived()) else {
-            return 0;
-        };
-        self.sealed
-            .lock()
-            .map(|s| {
-                s.iter()
-                    .filter(|seg| seg.seal.last_lsn > min)
-                    .map(|seg| seg.seal.length)
-                    .sum()
-            })
-            .unwrap_or(0)
     }
 
     fn checkpoint(&self) -> Result<CheckpointInfo> {
@@ -665,22 +571,20 @@ impl Inner {
         })
     }
 
-    /// Keeps the two newest checkpoints and removes sealed segments that neither needs and
-    /// that are older than the retention window.
+    /// Removes the checkpoints `checkpoint::retention` does not keep and the sealed segments
+    /// `log::retention` says no kept checkpoint, the retention window or an attached
+    /// repository needs. A segment leaves the sealed list only once it is gone from disk, so a
+    /// failed removal never makes the list forget segments still to be archived.
     fn remove_unneeded(&self) -> Result<u64> {
         let ckpt_dir = self.dir.join(CHECKPOINT_DIR);
         let log_dir = self.dir.join(LOG_DIR);
         let ckpts =
             list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
-        for (_, path) in ckpts.iter().skip(2) {
-            crate::io::remove_file(path, &self.opts.faults)
-                .context(|| format!("removing {}", path.display()))?;
+        let (_, old_ckpts) = checkpoint::retention::split(&ckpts);
+        for (_, path) in old_ckpts {
+            crate::io::remove_file(path, &self.opts.faults).context(|| format!("removing {}", path.display()))?;
         }
-        let Some(oldest_kept) = ckpts
-            .get(..2.min(ckpts.len()))
-            .and_then(|c| c.last())
-            .map(|c| c.0)
-        else {
+        let Some(oldest_kept) = checkpoint::retention::oldest_kept_lsn(&ckpts) else {
             return Ok(0);
         };
         // Age by the commit clock, which stamped the segments: a wall-clock step must not
@@ -689,51 +593,33 @@ impl Inner {
             Ok(mut clock) => clock.now(),
             Err(_) => now_micros(),
         };
-        let horizon = now.saturating_sub(self.opts.log_retention.as_micros() as u64);
-        let archived = self.slots.lock().map_err(|_| Error::Closed)?.min_archived();
+        let rules = SegmentRetention {
+            oldest_checkpoint_lsn: oldest_kept,
+            horizon_us: now.saturating_sub(self.opts.log_retention.as_micros() as u64),
+            archived_through: self.backups.min_archived()?,
+        };
         let mut removed = 0;
         let mut sealed = self.sealed.lock().map_err(|_| Error::Closed)?;
-        let mut keep = vec![];
-        for seg in sealed.drain(..) {
-            let archived_everywhere = archived.is_none_or(|a| seg.seal.last_lsn <= a);
-            if seg.seal.last_lsn <= oldest_kept
-                && seg.seal.last_commit_ts <= horizon
-                && archived_everywhere
-            {
-                crate::io::remove_file(&seg.path, &self.opts.faults)
-                    .context(|| format!("removing {}", seg.path.display()))?;
-                let seal = log_dir.join(seal_file_name(seg.seal.first_lsn));
-                crate::io::remove_file(&seal, &self.opts.faults)
-                    .context(|| format!("removing {}", seal.display()))?;
-                removed += 1;
-            } else {
-                keep.push(seg);
+        let mut result = Ok(());
+        for seg in rules.removable_segments(&sealed) {
+            if let Err(e) = remove_segment(&log_dir, &seg) {
+                result = Err(Error::io(format!("removing {}", seg.path.display()), e));
+                break;
             }
+            sealed.retain(|s| s.seal.first_lsn != seg.seal.first_lsn);
+            removed += 1;
         }
-        *sealed = keep;
+        let still_sealed = sealed.clone();
         drop(sealed);
-        let retained = self.retained_for_archive();
-        if retained > self.opts.max_retained_log_bytes {
-            let lagging = self.slots.lock().ok().and_then(|s| {
-                s.repos
-                    .iter()
-                    .min_by_key(|r| r.archived_through_lsn)
-                    .cloned()
-            });
-            tracing::warn!(
-                retained,
-                bound = self.opts.max_retained_log_bytes,
-                repository = ?lagging.map(|r| r.path),
-                "log kept for an attached backup repository is growing; back up to it or run `amberdb backup detach`"
-            );
-        }
-        if removed > 0 || ckpts.len() > 2 {
+        self.backups
+            .warn_if_archive_lags(&still_sealed, self.opts.max_retained_log_bytes);
+        if removed > 0 || !old_ckpts.is_empty() {
             sync_dir(&log_dir, &self.opts.faults)
                 .context(|| format!("syncing {}", log_dir.display()))?;
             sync_dir(&ckpt_dir, &self.opts.faults)
                 .context(|| format!("syncing {}", ckpt_dir.display()))?;
         }
-        Ok(removed)
+        result.map(|()| removed)
     }
 
     fn shutdown(&self) -> Result<()> {

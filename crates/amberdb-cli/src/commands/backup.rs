@@ -16,7 +16,8 @@ pub enum Backup {
     /// The data directory then remembers the repository and keeps its log until archived
     /// there, so point-in-time restore between any two backups works.
     Create(CreateArgs),
-    /// List the complete backups in a repository, oldest first.
+    /// List the backups in a repository, oldest first; damaged and incomplete ones are
+    /// listed as such.
     List(RepoArgs),
     /// Check a repository: manifests, files, sizes, hashes and log continuity; with
     /// --read-data also decode every snapshot and segment and check every document.
@@ -55,6 +56,10 @@ pub struct VerifyArgs {
     /// Decode every snapshot and segment and check every document's SHA-256.
     #[arg(long)]
     pub read_data: bool,
+    /// Also check that the archive reaches as far as this data directory's slot says it
+    /// archived (read only; the directory is not opened).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -155,16 +160,45 @@ fn create(a: CreateArgs) -> CliResult {
 
 fn list(a: RepoArgs) -> CliResult {
     let repo = BackupRepo::open(&a.repo)?;
-    let backups = repo.list()?;
+    let entries = repo.entries()?;
     if a.json {
-        print_json(&serde_json::to_value(&backups).unwrap_or_default());
+        // A complete backup is its manifest plus "status"; any other is id, status, problem.
+        let out: Vec<serde_json::Value> = entries
+            .iter()
+            .map(|e| {
+                let status = serde_json::to_value(e.status).unwrap_or_default();
+                match &e.manifest {
+                    Some(m) => {
+                        let mut v = serde_json::to_value(m).unwrap_or_default();
+                        if let Some(o) = v.as_object_mut() {
+                            o.insert("status".into(), status);
+                        }
+                        v
+                    }
+                    None => serde_json::json!({"id": e.id, "status": status, "problem": e.problem}),
+                }
+            })
+            .collect();
+        print_json(&serde_json::Value::Array(out));
         return Ok(());
     }
     println!(
         "{:<28} {:>10} {:<28} {:>10} {:>12}",
         "ID", "LSN", "COMMIT TIME", "DOCUMENTS", "STORED"
     );
-    for m in &backups {
+    for e in &entries {
+        let Some(m) = &e.manifest else {
+            let what = match e.status {
+                amberdb::backup::BackupState::Incomplete => "INCOMPLETE",
+                _ => "DAMAGED",
+            };
+            println!(
+                "{:<28} {what}: {}",
+                e.id,
+                e.problem.as_deref().unwrap_or_default()
+            );
+            continue;
+        };
         println!(
             "{:<28} {:>10} {:<28} {:>10} {:>12}",
             m.id,
@@ -190,7 +224,10 @@ fn list(a: RepoArgs) -> CliResult {
 fn verify(a: VerifyArgs) -> CliResult {
     let repo = BackupRepo::open(&a.repo.repo)?;
     let progress = CliProgress::new(a.repo.json);
-    let r = repo.verify(a.id.as_deref(), a.read_data, &progress)?;
+    let mut r = repo.verify(a.id.as_deref(), a.read_data, &progress)?;
+    if let Some(data) = &a.data {
+        repo.verify_against_data_dir(data, &mut r)?;
+    }
     if a.repo.json {
         print_json(&serde_json::to_value(&r).unwrap_or_default());
     } else {
@@ -261,6 +298,12 @@ fn prune(a: PruneArgs) -> CliResult {
         "{verb} {} archived segment(s) no kept backup needs",
         plan.remove_segments.len()
     );
+    for id in &plan.remove_incomplete {
+        println!("{verb} {id:<28} (incomplete: interrupted before its manifest was written)");
+    }
+    for id in &plan.in_progress {
+        println!("left   {id:<28} (incomplete: still being written)");
+    }
     Ok(())
 }
 

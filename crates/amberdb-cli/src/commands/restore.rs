@@ -92,6 +92,12 @@ pub fn run(a: Args) -> CliResult {
                 }
                 None => println!("replay:   nothing (the backup is the target)"),
             }
+            for sk in &plan.skipped {
+                println!("skipped:  backup {}: {}", sk.id, sk.reason);
+            }
+            for n in &plan.notes {
+                println!("note:     {n}");
+            }
             println!("into:     {} (nothing written: dry run)", a.into.display());
         }
         return Ok(());
@@ -124,6 +130,12 @@ pub fn run(a: Args) -> CliResult {
             "  verified:       {}",
             if report.verified { "ok" } else { "FAILED" }
         );
+        for sk in &report.skipped {
+            println!("  skipped:        backup {}: {}", sk.id, sk.reason);
+        }
+        for n in &report.notes {
+            println!("  note:           {n}");
+        }
     }
     Ok(())
 }

@@ -329,7 +329,11 @@ pub(crate) fn resume_staged(data: &Path, opts: &Options) -> Result<Recovered> {
     })?;
     tracing::warn!(quarantine = %auto.quarantine.display(), "finishing an interrupted automatic recovery");
     finish_staged(data, &mut auto, opts)?;
-    let mut rec = recover(data, &opts.faults)?;
+    let mut rec = recover(
+        data,
+        &opts.faults,
+        crate::state::tombstone_retention_us(opts),
+    )?;
     rec.report.auto = Some(auto);
     Ok(rec)
 }

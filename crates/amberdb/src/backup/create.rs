@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 
 use super::{
-    BackupManifest, BackupRepo, FileEntry, HashWriter, NoProgress, Progress, MANIFEST_FILE,
-    SNAPSHOT_FILE,
+    BackupManifest, BackupRepo, FileEntry, HashWriter, NoProgress, Progress, BACKUP_LOCK,
+    MANIFEST_FILE, SNAPSHOT_FILE,
 };
 use crate::checkpoint;
 use crate::db::Db;
@@ -62,9 +62,14 @@ impl Db {
         // View first, then sync: the sync covers every published commit, so the snapshot
         // never holds a commit that a power loss could still take back.
         let view = self.view();
+        // The backup's time is read between the view and the roll: every commit stamped at
+        // or before it was processed by the committer before the roll, so it is in the view
+        // or in the segment the roll seals (archived below). That makes the backup proof
+        // that nothing was committed between its archive's last commit and its time, which
+        // point-in-time restore to a quiet moment relies on.
+        let now = now_micros();
         self.roll()?;
         let level = self.options().backup_compression_level;
-        let now = now_micros();
         let mut id = backup_id(now, view.lsn());
         let existing = repo.backup_ids()?;
         let mut n = 1;
@@ -72,6 +77,35 @@ impl Db {
             n += 1;
             id = format!("{}-{n}", backup_id(now, view.lsn()));
         }
+        // Held while the backup is written: `prune` removes a backup without a manifest only
+        // when it can take this lock, i.e. when its writer is gone.
+        let lock_name = format!("backups/{id}/{BACKUP_LOCK}");
+        let lock = repo
+            .storage()
+            .try_lock(&lock_name)
+            .map_err(|e| repo.err(format!("locking {lock_name}: {e}")))?
+            .ok_or_else(|| repo.err(format!("backup {id} is being written by someone else")))?;
+        let result = self.write_backup(repo, progress, &id, view, now, level);
+        let dir = format!("backups/{id}");
+        if result.is_err() {
+            // A refused or failed backup leaves nothing behind (prune would remove it later).
+            let _ = repo.storage().remove_dir(&dir);
+        } else {
+            let _ = repo.storage().remove(&lock_name);
+        }
+        drop(lock);
+        result
+    }
+
+    fn write_backup(
+        &self,
+        repo: &BackupRepo,
+        progress: &dyn Progress,
+        id: &str,
+        view: crate::state::ReadView,
+        now: u64,
+        level: i32,
+    ) -> Result<BackupManifest> {
         let snapshot_name = format!("backups/{id}/{SNAPSHOT_FILE}");
         let total: u64 = view
             .iter_all()
@@ -107,7 +141,15 @@ impl Db {
             .map_err(|e| repo.err(format!("writing {snapshot_name}: {e}")))?;
         progress.end();
 
-        self.archive_with(repo, progress)?;
+        // The snapshot covers every commit up to its LSN, so a gap in the data directory's log
+        // at or below it does not stop archiving.
+        let (archived_through, gap) = self.archive_until_gap(repo, progress, view.lsn())?;
+        if let Some((from, to)) = gap {
+            return Err(repo.err(format!(
+                "backup {id}: this data directory's log is missing LSNs {from}..={to}, after the snapshot's LSN {}; run `amberdb verify` on it",
+                view.lsn()
+            )));
+        }
 
         let mut documents = BTreeMap::new();
         let mut schema_versions: BTreeMap<String, Vec<u32>> = BTreeMap::new();
@@ -121,9 +163,14 @@ impl Db {
                 .unwrap_or_default();
             schema_versions.insert(c.name, versions.into_iter().collect());
         }
+        if !repo.storage().exists(&snapshot_name) {
+            return Err(repo.err(format!(
+                "{snapshot_name} vanished while the backup was written (removed by a prune that did not see the backup's lock?)"
+            )));
+        }
         let manifest = BackupManifest {
-            format_version: 1,
-            id: id.clone(),
+            format_version: super::MANIFEST_FORMAT_VERSION,
+            id: id.to_owned(),
             repository_id: repo.id().to_owned(),
             created_at: format_micros(now),
             created_at_us: now,
@@ -136,6 +183,7 @@ impl Db {
             compression: "zstd".into(),
             compression_level: level,
             key_id: None,
+            archived_through_lsn: Some(archived_through),
             files: vec![FileEntry {
                 name: SNAPSHOT_FILE.into(),
                 plain_size,
@@ -160,21 +208,47 @@ impl Db {
         self.archive_with(repo, &NoProgress)
     }
 
-    /// Like [`Db::archive`], reporting progress.
+    /// Like [`Db::archive`], reporting progress. Stops with an error at a gap: a sealed
+    /// segment that does not continue what the repository holds (its earlier commits are no
+    /// longer in this data directory), so the archive never looks continuous across commits
+    /// it does not have; a backup (whose snapshot covers the gap) lets archiving go on.
     pub fn archive_with(&self, repo: &BackupRepo, progress: &dyn Progress) -> Result<u64> {
+        match self.archive_until_gap(repo, progress, 0)? {
+            (through, None) => Ok(through),
+            (through, Some((from, to))) => Err(repo.err(format!(
+                "archiving stopped at LSN {through}: this data directory no longer holds LSNs {from}..={to}, which the repository has not archived; take a backup (`amberdb backup create`) so archiving can continue from its snapshot"
+            ))),
+        }
+    }
+
+    /// Archives sealed segments in LSN order from the slot's position, stopping before the
+    /// first one that leaves a gap after what is archived, unless the gap ends at or below
+    /// `covered` (a snapshot's LSN). Returns the LSN archived through and the gap, if any.
+    pub(crate) fn archive_until_gap(
+        &self,
+        repo: &BackupRepo,
+        progress: &dyn Progress,
+        covered: u64,
+    ) -> Result<(u64, Option<(u64, u64)>)> {
         self.attach(repo)?;
         let _serial = self.archive_lock();
         let mut through = self.slot(repo.id()).map_or(0, |s| s.archived_through_lsn);
         let mut sealed = self.sealed_segments();
         sealed.sort_by_key(|s| s.seal.first_lsn);
         let level = self.options().backup_compression_level;
-        let start = through;
-        for seg in sealed.iter().filter(|s| s.seal.last_lsn > start) {
+        for seg in &sealed {
+            if seg.seal.last_lsn <= through {
+                continue;
+            }
+            let first = seg.seal.first_lsn;
+            if first > through + 1 && first > covered + 1 {
+                return Ok((through, Some((through + 1, first - 1))));
+            }
             repo.archive_segment(seg, level, progress)?;
             through = seg.seal.last_lsn;
             self.set_archived_through(repo.id(), through)?;
         }
-        Ok(through)
+        Ok((through, None))
     }
 }
 

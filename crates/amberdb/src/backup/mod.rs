@@ -9,6 +9,7 @@
 
 mod archive;
 mod auto;
+mod book;
 mod create;
 mod log_listing;
 mod restore;
@@ -31,9 +32,10 @@ use storage::{DirStorage, RepoStorage};
 pub use archive::{ArchivedSegment, Slot, Slots, SLOTS_FILE};
 pub(crate) use auto::{auto_recover, load_slots_on_open};
 pub use auto::{RECOVERY_MARKER, STAGING_DIR};
+pub(crate) use book::BackupBook;
 pub use log_listing::{read_log, LogEntry, LogFilter, LogOp, LogSource};
 pub use restore::{
-    plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, RESTORE_MARKER,
+    plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, SkippedBackup, RESTORE_MARKER,
 };
 pub use retention::{PruneEntry, PrunePlan, RetentionPolicy};
 pub(crate) use schedule::{archive_loop, schedule_loop};
@@ -50,6 +52,9 @@ pub const REPO_CONFIG: &str = "config.json";
 pub const SNAPSHOT_FILE: &str = "snapshot.ckpt.zst";
 /// Name of a backup's manifest.
 pub const MANIFEST_FILE: &str = "manifest.json";
+/// Lock file a running backup holds in its directory (hidden from listings), so `prune`
+/// can tell an interrupted backup from one still being written.
+pub(crate) const BACKUP_LOCK: &str = ".lock";
 
 /// Reports progress of long operations; the library never prints. The CLI implements it
 /// with progress bars.
@@ -124,6 +129,12 @@ pub struct BackupManifest {
     pub compression_level: i32,
     /// Encryption key id, when encrypted.
     pub key_id: Option<u32>,
+    /// LSN the repository's archive reached when this manifest was written (absent in
+    /// manifests of older engines). Verify reports an archive that ends before it, and
+    /// point-in-time restore uses it: every commit stamped at or before `created_at_us` is
+    /// at or below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub archived_through_lsn: Option<u64>,
     /// Every file of the backup.
     pub files: Vec<FileEntry>,
 }
@@ -133,6 +144,31 @@ impl BackupManifest {
     pub fn total_documents(&self) -> u64 {
         self.documents.values().sum()
     }
+}
+
+/// The state of one backup directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupState {
+    /// Its manifest is present and checks out.
+    Complete,
+    /// Its manifest is present but unreadable or refused.
+    Damaged,
+    /// It has no manifest (interrupted, or still being written).
+    Incomplete,
+}
+
+/// One backup directory, as [`BackupRepo::entries`] lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BackupListing {
+    /// Backup id (its directory name).
+    pub id: String,
+    /// Complete, damaged or incomplete.
+    pub status: BackupState,
+    /// What is wrong, when not complete.
+    pub problem: Option<String>,
+    /// The manifest, when complete.
+    pub manifest: Option<BackupManifest>,
 }
 
 /// A backup repository.
@@ -294,6 +330,45 @@ impl BackupRepo {
         Ok(m)
     }
 
+    /// Every backup directory with its state, by id (oldest first): complete (with its
+    /// manifest), damaged (a manifest that cannot be read or is refused, with why), or
+    /// incomplete (no manifest: interrupted, or still being written).
+    pub fn entries(&self) -> Result<Vec<BackupListing>> {
+        let mut out = vec![];
+        for id in self.backup_ids()? {
+            let listing = if !self
+                .storage
+                .exists(&format!("backups/{id}/{MANIFEST_FILE}"))
+            {
+                BackupListing {
+                    id,
+                    status: BackupState::Incomplete,
+                    problem: Some(
+                        "no manifest: the backup was interrupted or is still running".into(),
+                    ),
+                    manifest: None,
+                }
+            } else {
+                match self.manifest(&id) {
+                    Ok(m) => BackupListing {
+                        id,
+                        status: BackupState::Complete,
+                        problem: None,
+                        manifest: Some(m),
+                    },
+                    Err(e) => BackupListing {
+                        id,
+                        status: BackupState::Damaged,
+                        problem: Some(e.to_string()),
+                        manifest: None,
+                    },
+                }
+            };
+            out.push(listing);
+        }
+        Ok(out)
+    }
+
     /// Every complete backup, oldest first. Backups whose manifest is missing (interrupted)
     /// or unreadable are skipped here and reported by `verify`.
     pub fn list(&self) -> Result<Vec<BackupManifest>> {
@@ -379,5 +454,35 @@ pub(crate) fn point(lsn: u64, ts: u64) -> String {
         "LSN 0 (empty database)".into()
     } else {
         format!("LSN {lsn} ({})", crate::document::format_micros(ts))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_backup_id;
+
+    #[test]
+    fn backup_ids_have_exactly_the_form_backups_are_named_with() {
+        for good in [
+            "20261121T023000Z-0",
+            "20261121T023000Z-1234",
+            "20261121T023000Z-7-2",
+        ] {
+            assert!(is_backup_id(good), "{good}");
+        }
+        for bad in [
+            "",
+            "..",
+            "../../x/victim",
+            "20261121T023000Z-",
+            "20261121T023000Z-1/..",
+            "20261121T023000Z-1-2-3",
+            "2026112T023000Z-1",
+            "20261121T023000-1",
+            "20261121T023000Z-1\0",
+            "x20261121T023000Z-1",
+        ] {
+            assert!(!is_backup_id(bad), "{bad:?}");
+        }
     }
 }

@@ -54,6 +54,15 @@ impl fmt::Display for RestoreTarget {
     }
 }
 
+/// A backup a restore passed over, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SkippedBackup {
+    /// Backup id.
+    pub id: String,
+    /// Why it was not used.
+    pub reason: String,
+}
+
 /// What a restore will do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RestorePlan {
@@ -69,6 +78,12 @@ pub struct RestorePlan {
     pub replay_from_lsn: u64,
     /// Last LSN replayed, when known before replay (LSN and latest targets).
     pub replay_to_lsn: Option<u64>,
+    /// Backups that are newer than the one used (and not after the target) or damaged, and
+    /// why each was not used.
+    pub skipped: Vec<SkippedBackup>,
+    /// What the operator should know about the result, e.g. that the archive ends before
+    /// where a backup recorded it reaching, so `--latest` is older than expected.
+    pub notes: Vec<String>,
 }
 
 /// What a restore did.
@@ -96,17 +111,46 @@ pub struct RestoreReport {
     pub documents: BTreeMap<String, u64>,
     /// Whether `verify` of the new directory was clean.
     pub verified: bool,
+    /// Backups passed over, and why (see [`RestorePlan::skipped`]).
+    pub skipped: Vec<SkippedBackup>,
+    /// See [`RestorePlan::notes`].
+    pub notes: Vec<String>,
 }
 
-/// The furthest LSN reachable from `backup` through contiguous archived segments, and the
-/// segments of that chain.
+/// Why a chain of archived segments ends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum ChainEnd {
+    /// At the end of the archive.
+    End,
+    /// Before a gap: this LSN is missing, later segments exist.
+    Gap(u64),
+    /// Before a segment that cannot be used (its seal is damaged or does not match).
+    Damaged(u64, String),
+}
+
+impl ChainEnd {
+    fn why(&self) -> Option<String> {
+        match self {
+            ChainEnd::End => None,
+            ChainEnd::Gap(g) => Some(format!("archived segment with LSN {g} is missing (a gap)")),
+            ChainEnd::Damaged(first, why) => Some(format!(
+                "archived segment {} cannot be used: {why}",
+                ArchivedSegment::data_name(*first)
+            )),
+        }
+    }
+}
+
+/// The furthest LSN reachable from `backup` through contiguous, usable archived segments,
+/// the segments of that chain, and why it ends. `damaged` holds segments (by first LSN)
+/// whose seal does not check out.
 fn chain<'a>(
     backup: &BackupManifest,
     archive: &'a [ArchivedSegment],
-) -> (u64, Vec<&'a ArchivedSegment>, Option<u64>) {
+    damaged: &BTreeMap<u64, String>,
+) -> (u64, Vec<&'a ArchivedSegment>, ChainEnd) {
     let mut reach = backup.lsn;
     let mut used = vec![];
-    let mut gap_at = None;
     for seg in archive.iter().filter(|s| s.last_lsn > backup.lsn) {
         // Exact continuation: the first segment covers the LSN after the backup, each later
         // one starts right after the previous one (an overlap means another history).
@@ -116,125 +160,249 @@ fn chain<'a>(
             seg.first_lsn == reach + 1
         };
         if !continues {
-            gap_at = Some(reach + 1);
-            break;
+            return (reach, used, ChainEnd::Gap(reach + 1));
+        }
+        if let Some(why) = damaged.get(&seg.first_lsn) {
+            return (reach, used, ChainEnd::Damaged(seg.first_lsn, why.clone()));
         }
         used.push(seg);
         reach = seg.last_lsn;
     }
-    (reach, used, gap_at)
+    (reach, used, ChainEnd::End)
+}
+
+/// Archived segments whose seal is missing, damaged, or does not describe the segment, with
+/// the reason (the same check `verify` makes).
+fn damaged_seals(repo: &BackupRepo, archive: &[ArchivedSegment]) -> BTreeMap<u64, String> {
+    let mut out = BTreeMap::new();
+    for seg in archive {
+        match repo.read_seal(seg.first_lsn) {
+            Err(e) => {
+                out.insert(seg.first_lsn, format!("its seal is unreadable: {e}"));
+            }
+            Ok(seal) => {
+                if hex::encode(seal.sha256) != seg.plain_sha256
+                    || seal.first_lsn != seg.first_lsn
+                    || seal.last_lsn != seg.last_lsn
+                {
+                    out.insert(
+                        seg.first_lsn,
+                        "its seal does not match the segment's description".into(),
+                    );
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Checks a backup's stored files against its manifest (presence, size, SHA-256), without
+/// decoding them; the reason when they do not match.
+fn check_stored_files(repo: &BackupRepo, b: &BackupManifest) -> std::result::Result<(), String> {
+    if !b.files.iter().any(|f| f.name == SNAPSHOT_FILE) {
+        return Err("its manifest lists no snapshot file".into());
+    }
+    for f in &b.files {
+        let name = format!("backups/{}/{}", b.id, f.name);
+        let stored = repo
+            .storage()
+            .read(&name)
+            .map_err(|e| format!("{name} is missing or unreadable: {e}"))?;
+        if stored.len() as u64 != f.stored_size || sha256_hex(&stored) != f.stored_sha256 {
+            return Err(format!(
+                "{name} is damaged: its stored bytes do not match the manifest's size and SHA-256"
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Works out which backup and archived segments reach `target`, or fails saying how far a
-/// restore could get.
+/// restore could get. The base is the newest backup at or before the target whose files
+/// check out; every newer or damaged one passed over is listed in [`RestorePlan::skipped`].
 pub fn plan_restore(
     repo: &BackupRepo,
     target: &RestoreTarget,
     exclusive: bool,
 ) -> Result<RestorePlan> {
-    let backups = repo.list()?;
+    plan_skipping(repo, target, exclusive, &[])
+}
+
+/// `plan_restore`, also passing over the backups in `unusable` (found bad while restoring).
+fn plan_skipping(
+    repo: &BackupRepo,
+    target: &RestoreTarget,
+    exclusive: bool,
+    unusable: &[SkippedBackup],
+) -> Result<RestorePlan> {
+    if let RestoreTarget::Backup(id) = target {
+        repo.check_backup_id(id)?;
+    }
+    let mut skipped: Vec<SkippedBackup> = unusable.to_vec();
+    let mut backups = vec![];
+    for entry in repo.entries()? {
+        match (entry.manifest, entry.problem) {
+            (Some(m), _) if !unusable.iter().any(|u| u.id == m.id) => backups.push(m),
+            (None, Some(problem)) if entry.status == super::BackupState::Damaged => {
+                skipped.push(SkippedBackup {
+                    id: entry.id,
+                    reason: problem,
+                })
+            }
+            _ => {}
+        }
+    }
     let archive = repo.archived_segments()?;
+    let damaged = damaged_seals(repo, &archive);
     let unreachable = |reached: String, reason: String| Error::Unreachable {
         target: target.to_string(),
         reached,
         reason,
     };
-    let newest = backups
+    let Some(newest) = backups
         .iter()
         .max_by_key(|b| (b.lsn, b.created_at_us))
-        .cloned();
-    let Some(newest) = newest else {
+        .cloned()
+    else {
         return Err(unreachable(
             "nothing".into(),
             format!("repository {} holds no complete backup", repo.location()),
         ));
     };
     let reach_text = |b: &BackupManifest| {
-        let (reach, used, _) = chain(b, &archive);
+        let (reach, used, _) = chain(b, &archive, &damaged);
         let ts = used.last().map_or(b.commit_ts_us, |s| s.last_commit_ts_us);
         point(reach, ts)
     };
-    let (backup, to_lsn) = match target {
-        RestoreTarget::Backup(id) => {
-            repo.check_backup_id(id)?;
-            let Some(b) = backups.iter().find(|b| &b.id == id).cloned() else {
+    // Candidates for the base, newest first: the newest whose files check out is used.
+    let fits_time = |ts: u64, t: u64| if exclusive { ts < t } else { ts <= t };
+    let mut candidates: Vec<&BackupManifest> = backups
+        .iter()
+        .filter(|b| match target {
+            RestoreTarget::Backup(id) => &b.id == id,
+            RestoreTarget::Latest => true,
+            RestoreTarget::Lsn(n) => b.lsn <= if exclusive { n.saturating_sub(1) } else { *n },
+            RestoreTarget::Time(t) => fits_time(b.commit_ts_us, *t),
+        })
+        .collect();
+    candidates.sort_by_key(|b| std::cmp::Reverse((b.lsn, b.created_at_us)));
+    let mut base = None;
+    for b in candidates {
+        match check_stored_files(repo, b) {
+            Ok(()) => {
+                base = Some(b.clone());
+                break;
+            }
+            Err(reason) => {
+                if matches!(target, RestoreTarget::Backup(_)) {
+                    return Err(repo.err(format!("backup {}: {reason}", b.id)));
+                }
+                skipped.push(SkippedBackup {
+                    id: b.id.clone(),
+                    reason,
+                });
+            }
+        }
+    }
+    let Some(backup) = base else {
+        let why = match target {
+            RestoreTarget::Backup(id) => {
                 // Say why: a damaged or refused manifest, rather than "no such backup".
                 if repo.backup_ids()?.contains(id) {
                     repo.manifest(id)?;
                 }
-                return Err(unreachable(
-                    reach_text(&newest),
-                    format!("no complete backup with id {id} (see `amberdb backup list`)"),
-                ));
-            };
-            let lsn = b.lsn;
-            (b, Some(lsn))
-        }
+                format!("no complete backup with id {id} (see `amberdb backup list`)")
+            }
+            RestoreTarget::Latest => "no backup's files check out".into(),
+            RestoreTarget::Lsn(n) => {
+                let t = if exclusive { n.saturating_sub(1) } else { *n };
+                let oldest = backups.iter().map(|b| b.lsn).min().unwrap_or(0);
+                if oldest > t {
+                    format!("LSN {t} is before the oldest backup (LSN {oldest})")
+                } else {
+                    format!("no backup at or before LSN {t} checks out")
+                }
+            }
+            RestoreTarget::Time(_) => {
+                let oldest = backups.iter().map(|b| b.commit_ts_us).min().unwrap_or(0);
+                format!(
+                    "the time is before the oldest usable backup ({})",
+                    format_micros(oldest)
+                )
+            }
+        };
+        let why = if skipped.is_empty() {
+            why
+        } else {
+            let list: Vec<String> = skipped
+                .iter()
+                .map(|s| format!("{}: {}", s.id, s.reason))
+                .collect();
+            format!("{why}; passed over: {}", list.join("; "))
+        };
+        let reached = if matches!(target, RestoreTarget::Backup(_)) {
+            reach_text(&newest)
+        } else {
+            "nothing".into()
+        };
+        return Err(unreachable(reached, why));
+    };
+    let (reach, used, end) = chain(&backup, &archive, &damaged);
+    let mut notes = vec![];
+    let to_lsn = match target {
+        RestoreTarget::Backup(_) => Some(backup.lsn),
         RestoreTarget::Latest => {
-            let (reach, _, gap) = chain(&newest, &archive);
-            if let Some(gap) = gap {
+            if !matches!(end, ChainEnd::End) {
+                let why = end.why().unwrap_or_default();
                 return Err(unreachable(
-                    reach_text(&newest),
-                    format!("the archive is missing LSN {gap} (a gap) but has later segments; restore --to-lsn {} to get as far as possible", gap - 1),
+                    reach_text(&backup),
+                    format!("{why} but the archive has later segments; restore --to-lsn {reach} to get as far as possible"),
                 ));
             }
-            (newest.clone(), Some(reach))
+            if let Some(claim) = backups
+                .iter()
+                .filter_map(|b| b.archived_through_lsn.map(|a| (a, b)))
+                .max_by_key(|(a, _)| *a)
+                .filter(|(a, _)| *a > reach)
+            {
+                notes.push(format!(
+                    "the archive ends at LSN {reach}, but backup {} recorded it reaching LSN {} when it was taken (archived segments were removed?): the latest restorable state is LSN {reach}",
+                    claim.1.id, claim.0
+                ));
+            }
+            notes.push(format!(
+                "--latest reaches {}: the end of the archive after backup {}; commits after it, if any, are not in the archive (`amberdb backup verify --data DIR` compares it with the data directory)",
+                reach_text(&backup),
+                backup.id
+            ));
+            Some(reach)
         }
         RestoreTarget::Lsn(n) => {
             let t = if exclusive { n.saturating_sub(1) } else { *n };
-            let b = backups
-                .iter()
-                .filter(|b| b.lsn <= t)
-                .max_by_key(|b| (b.lsn, b.created_at_us))
-                .cloned();
-            let Some(b) = b else {
-                let oldest = backups.iter().map(|b| b.lsn).min().unwrap_or(0);
-                return Err(unreachable(
-                    "nothing".into(),
-                    format!("LSN {t} is before the oldest backup (LSN {oldest})"),
-                ));
-            };
-            let (reach, _, gap) = chain(&b, &archive);
             if reach < t {
-                let why = match gap {
-                    Some(g) => format!("archived segment with LSN {g} is missing (a gap)"),
-                    None => format!("the archive ends at LSN {reach}; later commits are not archived yet (a backup archives them)"),
-                };
-                return Err(unreachable(reach_text(&b), why));
+                let why = end.why().unwrap_or_else(|| format!("the archive ends at LSN {reach}; later commits are not archived yet (a backup archives them)"));
+                return Err(unreachable(reach_text(&backup), why));
             }
-            (b, Some(t))
+            Some(t)
         }
         RestoreTarget::Time(t) => {
-            let fits = |ts: u64| if exclusive { ts < *t } else { ts <= *t };
-            let b = backups
-                .iter()
-                .filter(|b| fits(b.commit_ts_us))
-                .max_by_key(|b| (b.lsn, b.created_at_us))
-                .cloned();
-            let Some(b) = b else {
-                let oldest = backups.iter().map(|b| b.commit_ts_us).min().unwrap_or(0);
-                return Err(unreachable(
-                    "nothing".into(),
-                    format!(
-                        "the time is before the oldest backup ({})",
-                        format_micros(oldest)
-                    ),
-                ));
-            };
-            // The state at `t` is proven only once a commit after `t` is in the archive.
-            let (_, used, gap) = chain(&b, &archive);
-            if !used.iter().any(|s| !fits(s.last_commit_ts_us)) {
-                let why = match gap {
-                    Some(g) => format!("archived segment with LSN {g} is missing (a gap)"),
-                    None => "the archive ends before that time, so later commits may exist that are not archived yet (a backup archives them); restore --latest or --to-lsn for what is archived".into(),
-                };
-                return Err(unreachable(reach_text(&b), why));
+            // The state at `t` is proven once the archive holds a commit after `t`, or a
+            // backup taken at or after `t` whose archive the chain reaches: every commit
+            // stamped at or before a backup's time is at or below its `archived_through_lsn`.
+            let by_commit = used.iter().any(|s| !fits_time(s.last_commit_ts_us, *t));
+            let by_backup = backups.iter().any(|b| {
+                b.created_at_us >= *t
+                    && b.lsn >= backup.lsn
+                    && b.archived_through_lsn.is_some_and(|a| a <= reach)
+            });
+            if !by_commit && !by_backup {
+                let why = end.why().unwrap_or_else(|| "the archive ends before that time, so later commits may exist that are not archived yet (a backup archives them); restore --latest or --to-lsn for what is archived".into());
+                return Err(unreachable(reach_text(&backup), why));
             }
-            (b, None)
+            None
         }
     };
     let segments: Vec<ArchivedSegment> = {
-        let (_, used, _) = chain(&backup, &archive);
         let mut out = vec![];
         for s in used {
             let stop = match (target, to_lsn) {
@@ -270,6 +438,8 @@ pub fn plan_restore(
         replay_to_lsn: to_lsn,
         backup,
         segments,
+        skipped,
+        notes,
     })
 }
 
@@ -338,8 +508,16 @@ pub(crate) fn load_snapshot(
     if let Some(e) = plain.error {
         return Err(repo.err(format!("{name} does not decompress: {e}")));
     }
-    if plain.count != entry.plain_size || hex::encode(plain.hasher.finalize()) != entry.plain_sha256
-    {
+    // More plain bytes than the manifest declares: the snapshot is not the one it describes.
+    let at_end = plain.count == entry.plain_size;
+    let digest = hex::encode(plain.hasher.clone().finalize());
+    if at_end && matches!(std::io::Read::read(&mut plain.inner, &mut [0u8; 1]), Ok(n) if n > 0) {
+        return Err(repo.err(format!(
+            "{name} decompresses to more than {} bytes but the manifest says {}",
+            entry.plain_size, entry.plain_size
+        )));
+    }
+    if !at_end || digest != entry.plain_sha256 {
         return Err(repo.err(format!(
             "{name} decompresses to bytes that do not match the manifest's size and SHA-256{}",
             decoded
@@ -445,8 +623,23 @@ pub fn restore(
             )));
         }
     }
-    let plan = plan_restore(repo, target, exclusive)?;
-    let mut state = load_snapshot(repo, &plan.backup, progress)?;
+    // A snapshot whose stored bytes match its manifest can still fail to decode: pass over
+    // it like a damaged one (unless it was asked for by id) and plan again.
+    let mut unusable: Vec<SkippedBackup> = vec![];
+    let (plan, mut state) = loop {
+        let plan = plan_skipping(repo, target, exclusive, &unusable)?;
+        match load_snapshot(repo, &plan.backup, progress) {
+            Ok(state) => break (plan, state),
+            Err(e) if !matches!(target, RestoreTarget::Backup(_)) => {
+                tracing::warn!(backup = %plan.backup.id, error = %e, "passing over a damaged backup");
+                unusable.push(SkippedBackup {
+                    id: plan.backup.id.clone(),
+                    reason: e.to_string(),
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let Replayed {
         commits,
         segments,
@@ -520,6 +713,8 @@ pub fn restore(
         commit_time: format_micros(state.commit_ts),
         documents,
         verified: verify.is_clean() && verify.documents_checked == state.doc_count(),
+        skipped: plan.skipped.clone(),
+        notes: plan.notes.clone(),
     };
     if !report.verified {
         return Err(Error::Repository {

@@ -66,6 +66,11 @@ pub struct PrunePlan {
     /// Archived segments removed (first LSNs), because no kept backup or the PITR window
     /// needs them.
     pub remove_segments: Vec<u64>,
+    /// Incomplete backups (no manifest) removed because their writer is gone (interrupted
+    /// by a crash, a kill or a power cut).
+    pub remove_incomplete: Vec<String>,
+    /// Incomplete backups left alone because they are still being written.
+    pub in_progress: Vec<String>,
 }
 
 impl RetentionPolicy {
@@ -187,10 +192,13 @@ impl super::BackupRepo {
             .filter(|s| s.last_lsn <= oldest_kept)
             .map(|s| s.first_lsn)
             .collect();
+        let (remove_incomplete, in_progress) = self.interrupted_backups(dry_run)?;
         let plan = PrunePlan {
             keep,
             remove,
             remove_segments,
+            remove_incomplete,
+            in_progress,
         };
         if dry_run {
             return Ok(plan);
@@ -223,12 +231,55 @@ impl super::BackupRepo {
             }
         }
         tracing::info!(
+            incomplete_removed = plan.remove_incomplete.len(),
             kept = plan.keep.len(),
             removed = plan.remove.len(),
             segments = plan.remove_segments.len(),
             "pruned repository"
         );
         Ok(plan)
+    }
+}
+
+impl super::BackupRepo {
+    /// Backups without a manifest, split into those whose writer is gone (removed here
+    /// unless `dry_run`) and those still being written (their writer holds the lock).
+    fn interrupted_backups(&self, dry_run: bool) -> Result<(Vec<String>, Vec<String>)> {
+        let (mut gone, mut running) = (vec![], vec![]);
+        for e in self.entries()? {
+            if e.status != super::BackupState::Incomplete {
+                continue;
+            }
+            self.check_backup_id(&e.id)?;
+            let dir = format!("backups/{}", e.id);
+            let lock_name = format!("{dir}/{}", super::BACKUP_LOCK);
+            if dry_run && !self.storage().exists(&lock_name) {
+                gone.push(e.id);
+                continue;
+            }
+            let guard = self
+                .storage()
+                .try_lock(&lock_name)
+                .map_err(|err| self.err(format!("locking {lock_name}: {err}")))?;
+            let Some(guard) = guard else {
+                running.push(e.id);
+                continue;
+            };
+            // Still no manifest now that we hold the lock: nobody can be writing it.
+            if !dry_run
+                && !self
+                    .storage()
+                    .exists(&format!("{dir}/{}", super::MANIFEST_FILE))
+            {
+                self.storage()
+                    .remove_dir(&dir)
+                    .map_err(|err| self.err(format!("removing {dir}: {err}")))?;
+                tracing::info!(backup = %e.id, "removed an interrupted backup");
+            }
+            drop(guard);
+            gone.push(e.id);
+        }
+        Ok((gone, running))
     }
 }
 
@@ -257,6 +308,7 @@ mod tests {
             compression: "zstd".into(),
             compression_level: 3,
             key_id: None,
+            archived_through_lsn: None,
             files: vec![],
         }
     }

@@ -37,6 +37,9 @@ pub struct BackupStatus {
     pub backups: u64,
     /// Failed scheduled attempts since open.
     pub failures: u64,
+    /// Scheduled backups not taken since open because nothing changed since the newest
+    /// backup (same LSN).
+    pub skipped_unchanged: u64,
 }
 
 /// The continuous archiver: copies sealed segments to `Options::archive_to` as they appear,
@@ -47,12 +50,12 @@ pub(crate) fn archive_loop(inner: std::sync::Weak<crate::db::Inner>) {
     let mut last_roll = std::time::Instant::now();
     let mut failing = false;
     loop {
+        if !crate::db::Db::idle_weak(&inner, Duration::from_secs(1)) {
+            return;
+        }
         let Some(db) = inner.upgrade().map(crate::db::Db::from_inner) else {
             return;
         };
-        if !db.idle(Duration::from_secs(1)) {
-            return;
-        }
         let Some(path) = db.options().archive_to.clone() else {
             return;
         };
@@ -84,14 +87,17 @@ pub(crate) fn archive_loop(inner: std::sync::Weak<crate::db::Inner>) {
 }
 
 /// The backup scheduler: backs up every interval (at once when the repository has no backup
-/// yet), then prunes with the retention policy.
+/// yet), unless nothing changed since the newest backup, then prunes with the retention
+/// policy. It holds the database only while working, never while it sleeps.
 pub(crate) fn schedule_loop(inner: std::sync::Weak<crate::db::Inner>) {
     let mut first = true;
     loop {
-        let Some(db) = inner.upgrade().map(crate::db::Db::from_inner) else {
-            return;
-        };
-        let Some(schedule) = db.options().backup_schedule.clone() else {
+        let Some(schedule) = inner.upgrade().and_then(|i| {
+            crate::db::Db::from_inner(i)
+                .options()
+                .backup_schedule
+                .clone()
+        }) else {
             return;
         };
         let due_now = first
@@ -99,19 +105,31 @@ pub(crate) fn schedule_loop(inner: std::sync::Weak<crate::db::Inner>) {
                 .and_then(|r| r.list())
                 .map_or(true, |l| l.is_empty());
         first = false;
-        if !due_now && !db.idle(schedule.interval) {
+        if !due_now && !crate::db::Db::idle_weak(&inner, schedule.interval) {
             return;
         }
-        let result = (|| -> crate::Result<()> {
+        let Some(db) = inner.upgrade().map(crate::db::Db::from_inner) else {
+            return;
+        };
+        let result = (|db: crate::db::Db| -> crate::Result<()> {
             let repo = super::BackupRepo::open_or_init(&schedule.repo)?;
-            db.backup(&repo)?;
+            let newest = repo.list()?.into_iter().map(|m| m.lsn).max();
+            if newest == Some(db.view().lsn()) {
+                db.record_backup_skipped();
+            } else {
+                db.backup(&repo)?;
+            }
+            // Pruning needs only the repository: hold the database no longer than needed.
+            drop(db);
             if let Some(policy) = &schedule.retention {
                 repo.prune(policy, schedule.pitr_window, false)?;
             }
             Ok(())
-        })();
+        })(db);
         if let Err(e) = result {
-            db.record_backup_error(&e);
+            if let Some(db) = inner.upgrade().map(crate::db::Db::from_inner) {
+                db.record_backup_error(&e);
+            }
         }
     }
 }

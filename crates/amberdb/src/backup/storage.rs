@@ -39,6 +39,10 @@ pub trait RepoStorage: Send + Sync + std::fmt::Debug {
     fn remove_dir(&self, dir: &str) -> io::Result<()>;
     /// Human-readable location, for messages.
     fn location(&self) -> String;
+    /// Takes the exclusive lock named `path` without waiting, creating it if needed: `None`
+    /// when someone else (another process or handle) holds it. The lock lasts as long as the
+    /// returned guard and ends when its holder dies, so a crashed writer never leaves it held.
+    fn try_lock(&self, path: &str) -> io::Result<Option<Box<dyn Send + Sync>>>;
 }
 
 /// A repository in a local (or mounted) directory.
@@ -211,6 +215,27 @@ impl RepoStorage for DirStorage {
 
     fn location(&self) -> String {
         self.root.display().to_string()
+    }
+
+    fn try_lock(&self, path: &str) -> io::Result<Option<Box<dyn Send + Sync>>> {
+        let path = self.path(path)?;
+        if let Some(dir) = path.parent() {
+            if !dir.exists() {
+                fs::create_dir_all(dir, &Faults::none())?;
+                sync_parent(dir)?;
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(Box::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(e),
+        }
     }
 }
 

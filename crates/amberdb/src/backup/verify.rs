@@ -266,6 +266,24 @@ impl BackupRepo {
                 progress.end();
             }
         }
+        // An archive that ends before where a backup saw it reach lost its newest segments
+        // (deleted by hand, or all of wal/): restores would silently stop early.
+        let archive_end = archive.last().map_or(0, |s| s.last_lsn);
+        if let Some((claim, m)) = manifests
+            .iter()
+            .filter_map(|m| m.archived_through_lsn.map(|a| (a, m)))
+            .max_by_key(|(a, _)| *a)
+            .filter(|(a, _)| *a > archive_end)
+        {
+            problem(
+                &mut r,
+                "wal".into(),
+                format!(
+                    "the archive ends at LSN {archive_end}, but backup {} recorded it reaching LSN {claim}: archived segments are missing, and restore --latest reaches only LSN {archive_end}",
+                    m.id
+                ),
+            );
+        }
         // Which restore targets each gap makes impossible.
         for &(from, to) in &r.gaps.clone() {
             let base = manifests
@@ -293,5 +311,31 @@ impl BackupRepo {
             }
         }
         Ok(r)
+    }
+
+    /// Adds to `report` a problem when data directory `data` has a slot for this repository
+    /// that says its archive reaches further than the archive does (newest segments deleted
+    /// from the repository after they were archived).
+    pub fn verify_against_data_dir(
+        &self,
+        data: &std::path::Path,
+        report: &mut RepoVerifyReport,
+    ) -> Result<()> {
+        let slots = super::Slots::load(data)?;
+        let Some(slot) = slots.repos.iter().find(|s| s.repository_id == self.id()) else {
+            return Ok(());
+        };
+        let end = self.archived_segments()?.last().map_or(0, |s| s.last_lsn);
+        if slot.archived_through_lsn > end {
+            report.problems.push(RepoProblem {
+                file: "wal".into(),
+                detail: format!(
+                    "the archive ends at LSN {end}, but data directory {} archived through LSN {} to this repository: archived segments are missing, and restore --latest reaches only LSN {end}",
+                    data.display(),
+                    slot.archived_through_lsn
+                ),
+            });
+        }
+        Ok(())
     }
 }

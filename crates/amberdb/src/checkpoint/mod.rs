@@ -2,11 +2,13 @@
 //! the log after them. This module owns the checkpoint byte format, writing one atomically,
 //! decoding one (strictly for recovery, exhaustively for `verify`), and listing them.
 //! It never deletes log segments; the database decides that from what it keeps here.
-//! Byte layout: `docs/FORMAT.md`, "Checkpoint file".
+//! Byte layout: `docs/FORMAT.md`, "Checkpoint file". Which checkpoints are kept: [`retention`].
 
 // Lengths are written as fixed-width integers: a silent `as u32` turned oversized data into
 // frames and blocks no decoder accepts. Every narrowing conversion is checked.
 #![deny(clippy::cast_possible_truncation)]
+
+pub(crate) mod retention;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -9,6 +9,7 @@
 
 pub mod record;
 pub(crate) mod replay;
+pub(crate) mod retention;
 pub mod segment;
 
 use std::path::{Path, PathBuf};

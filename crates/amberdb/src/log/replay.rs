@@ -206,7 +206,8 @@ mod tests {
                     }),
                 }],
             }
-            .encode_into(&mut b, lsn - 1);
+            .encode_into(&mut b, lsn - 1)
+            .expect("encodes");
         }
         b
     }
