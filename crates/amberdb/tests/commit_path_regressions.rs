@@ -448,7 +448,12 @@ fn snapshot_bomb_child() {
         &amberdb::backup::NoProgress,
     )
     .unwrap_err();
-    assert!(matches!(e, Error::Repository { .. }), "{e:?}");
+    // Restore passes over a backup whose snapshot does not decode (and says so); with no
+    // other backup the target is unreachable. Either way: an error, not an abort.
+    assert!(
+        matches!(e, Error::Repository { .. } | Error::Unreachable { .. }),
+        "{e:?}"
+    );
     eprintln!("restore: {e}");
 }
 

@@ -505,19 +505,29 @@ pub(crate) fn load_snapshot(
         error: None,
     };
     let decoded = checkpoint::decode_reader(&mut plain, entry.plain_size);
-    if let Some(e) = plain.error {
+    if let Some(e) = &plain.error {
         return Err(repo.err(format!("{name} does not decompress: {e}")));
     }
-    // More plain bytes than the manifest declares: the snapshot is not the one it describes.
-    let at_end = plain.count == entry.plain_size;
-    let digest = hex::encode(plain.hasher.clone().finalize());
-    if at_end && matches!(std::io::Read::read(&mut plain.inner, &mut [0u8; 1]), Ok(n) if n > 0) {
+    // The decoder may stop early at damage; read on (through a fixed buffer, at most one byte
+    // past the declared size) so the size and hash cover the whole stream.
+    let rest = entry.plain_size.saturating_add(1).saturating_sub(plain.count);
+    let _ = std::io::copy(&mut std::io::Read::take(&mut plain, rest), &mut std::io::sink());
+    if let Some(e) = &plain.error {
+        return Err(repo.err(format!("{name} does not decompress: {e}")));
+    }
+    if plain.count != entry.plain_size {
         return Err(repo.err(format!(
-            "{name} decompresses to more than {} bytes but the manifest says {}",
-            entry.plain_size, entry.plain_size
+            "{name} decompresses to {}{} bytes but the manifest says {}",
+            if plain.count > entry.plain_size {
+                "more than "
+            } else {
+                ""
+            },
+            plain.count.min(entry.plain_size),
+            entry.plain_size
         )));
     }
-    if !at_end || digest != entry.plain_sha256 {
+    if hex::encode(plain.hasher.finalize()) != entry.plain_sha256 {
         return Err(repo.err(format!(
             "{name} decompresses to bytes that do not match the manifest's size and SHA-256{}",
             decoded
