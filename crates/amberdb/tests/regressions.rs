@@ -381,7 +381,7 @@ fn auto_recovery_interrupted_after_its_marker_is_refused_by_open_and_finished_by
                 {
                     amberdb::io::Fault::Proceed
                 }
-                amberdb::io::IoOp::Sync { path }
+                amberdb::io::IoOp::Sync { path } | amberdb::io::IoOp::SyncDir { path }
                     if path.join(amberdb::backup::RECOVERY_MARKER).exists() =>
                 {
                     amberdb::io::Fault::Fail(std::io::Error::from_raw_os_error(5))
