@@ -54,8 +54,12 @@ fn opts() -> Options {
 
 fn put_n(db: &Db, from: u32, to: u32) {
     for i in from..to {
-        db.put("c", &format!("k{}", i % 7), json!({"i": i, "pad": "y".repeat(60)}))
-            .unwrap();
+        db.put(
+            "c",
+            &format!("k{}", i % 7),
+            json!({"i": i, "pad": "y".repeat(60)}),
+        )
+        .unwrap();
     }
 }
 
@@ -96,7 +100,9 @@ fn an_unreadable_newest_checkpoint_is_skipped_for_the_older_one() {
     assert_eq!(report.checkpoint.as_deref(), Some(ckpts[0].as_path()));
     assert_eq!(report.quarantined.len(), 1, "{report:?}");
     assert_eq!(report.quarantined[0].0, newest);
-    assert!(report.quarantined[0].1.starts_with(data.join(QUARANTINE_DIR)));
+    assert!(report.quarantined[0]
+        .1
+        .starts_with(data.join(QUARANTINE_DIR)));
     db.close().unwrap();
 }
 
@@ -139,7 +145,11 @@ fn an_unreadable_segment_is_damage_at_offset_zero_and_automatic_recovery_runs() 
         },
     )
     .unwrap_or_else(|e| panic!("automatic recovery must run for an unreadable segment: {e}"));
-    let auto = db.recovery_report().auto.clone().expect("auto recovery ran");
+    let auto = db
+        .recovery_report()
+        .auto
+        .clone()
+        .expect("auto recovery ran");
     assert!(auto.lsn >= backup.lsn, "{auto:?}");
     assert!(
         auto.quarantined_files
@@ -203,10 +213,16 @@ fn the_first_commit_is_acknowledged_only_after_the_new_directories_were_made_dur
             .enumerate()
             .skip(made)
             .position(|(_, o)| o == &format!("dirsync {d}"));
-        assert!(synced.is_some(), "{sub}/ created but {d} never synced after: {ops:#?}");
+        assert!(
+            synced.is_some(),
+            "{sub}/ created but {d} never synced after: {ops:#?}"
+        );
     }
     // And all of it before the commit's own fsync returned (the acknowledgement).
     assert!(pos(&format!("dirsync {}", parent.display())) < last_sync);
-    assert!(pos(&format!("dirsync {d}/{LOG_DIR}")) < last_sync, "{ops:#?}");
+    assert!(
+        pos(&format!("dirsync {d}/{LOG_DIR}")) < last_sync,
+        "{ops:#?}"
+    );
     db.close().unwrap();
 }

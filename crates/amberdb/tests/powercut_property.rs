@@ -155,7 +155,11 @@ fn run_workload(root: &Path, opts: &Options, steps: &[Step], pc: &PowerCut) -> O
                 obs.states.push(next);
                 match result {
                     Ok(c) => {
-                        assert_eq!(c.lsn as usize, obs.states.len() - 1, "LSNs follow the model");
+                        assert_eq!(
+                            c.lsn as usize,
+                            obs.states.len() - 1,
+                            "LSNs follow the model"
+                        );
                         if *sync {
                             obs.durable = c.lsn;
                         }
@@ -291,7 +295,10 @@ fn check_cut(case: &str, out: &Path, obs: &Observed, opts: &Options) {
             "{case}: restored {name} at LSN {lsn} is not a model state"
         );
         if let Some((_, done)) = obs.restores.iter().find(|(p, _)| p.ends_with(&name)) {
-            assert_eq!(lsn, *done, "{case}: restored {name} differs from its report");
+            assert_eq!(
+                lsn, *done,
+                "{case}: restored {name} differs from its report"
+            );
         }
         assert!(db.verify().unwrap().is_clean(), "{case}: restored {name}");
         db.close().unwrap();
@@ -340,7 +347,11 @@ fn case(seed: u64, materializations: u64) {
         run_workload(dry.path(), &opts, &steps, &pc);
         pc.ops()
     };
-    assert!(pc.model_errors().is_empty(), "seed {seed}: {:?}", pc.model_errors());
+    assert!(
+        pc.model_errors().is_empty(),
+        "seed {seed}: {:?}",
+        pc.model_errors()
+    );
 
     let cut_at = rng.random_range(0..=total);
     let tmp = tempfile::tempdir().unwrap();
@@ -354,10 +365,15 @@ fn case(seed: u64, materializations: u64) {
         obs
     };
     let errors = pc.model_errors();
-    assert!(errors.is_empty(), "seed {seed}: the model lost track: {errors:?}");
+    assert!(
+        errors.is_empty(),
+        "seed {seed}: the model lost track: {errors:?}"
+    );
     for m in 0..materializations {
         let out = tmp.path().join(format!("cut{m}"));
-        let report = pc.materialize(&out, seed.wrapping_mul(31).wrapping_add(m)).unwrap();
+        let report = pc
+            .materialize(&out, seed.wrapping_mul(31).wrapping_add(m))
+            .unwrap();
         let case = format!(
             "seed {seed} (AMBERDB_POWERCUT_SEED={seed} AMBERDB_POWERCUT_CASES=1), \
              materialization {m}: power cut before {} of {total} ({} of {} pending names kept, torn {:?})",
