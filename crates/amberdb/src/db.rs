@@ -120,6 +120,9 @@ impl Db {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dir = dir.as_ref().to_owned();
+        if opts.group_access {
+            crate::io::set_group_access(true);
+        }
         crate::io::create_dir_all(&dir, &opts.faults)
             .context(|| format!("creating {}", dir.display()))?;
         let lock = DirLock::acquire(&dir)?;

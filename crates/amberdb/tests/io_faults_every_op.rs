@@ -226,3 +226,129 @@ fn the_first_commit_is_acknowledged_only_after_the_new_directories_were_made_dur
     );
     db.close().unwrap();
 }
+
+#[test]
+fn a_backup_directory_is_durable_in_the_repository_before_the_backup_is_acknowledged() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("data"), tmp.path().join("repo"));
+    let db = Db::open_with(&data, opts()).unwrap();
+    put_n(&db, 0, 5);
+    let recorder = Arc::new(Recorder::default());
+    let _scope = install(tmp.path(), recorder.clone());
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let m = db.backup(&repo).unwrap();
+    let ops = recorder.0.lock().unwrap().clone();
+    let pos = |what: String| {
+        ops.iter()
+            .position(|o| *o == what)
+            .unwrap_or_else(|| panic!("{what:?} never happened: {ops:#?}"))
+    };
+    let r = repo_dir.display();
+    assert!(pos(format!("mkdir {r}")) < pos(format!("dirsync {}", tmp.path().display())));
+    let backups = ops
+        .iter()
+        .find(|o| o.starts_with("mkdir ") && o.contains(&m.id))
+        .unwrap_or_else(|| panic!("no directory for backup {}: {ops:#?}", m.id))
+        .trim_start_matches("mkdir ")
+        .to_owned();
+    let parent = Path::new(&backups).parent().unwrap().display().to_string();
+    let made = pos(format!("mkdir {backups}"));
+    assert!(
+        ops.iter()
+            .skip(made)
+            .any(|o| *o == format!("dirsync {parent}")),
+        "{backups} created but {parent} never synced after: {ops:#?}"
+    );
+    db.close().unwrap();
+}
+
+/// Modes of everything under `dir` (relative path, mode bits).
+fn modes(dir: &Path) -> Vec<(PathBuf, u32, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = vec![];
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        out.push((p.clone(), md.permissions().mode() & 0o777, md.is_dir()));
+        if md.is_dir() {
+            out.extend(modes(&p));
+        }
+    }
+    out
+}
+
+/// Runs in a child process with umask 022 (see the test below): creates a database, a
+/// repository with a backup, and a restore, then checks every mode.
+fn check_modes_in_child(group: bool) {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir, restored) = (
+        tmp.path().join("data"),
+        tmp.path().join("repo"),
+        tmp.path().join("restored"),
+    );
+    let db = Db::open_with(
+        &data,
+        Options {
+            group_access: group,
+            ..opts()
+        },
+    )
+    .unwrap();
+    put_n(&db, 0, 30);
+    db.checkpoint().unwrap();
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    amberdb::backup::restore(
+        &repo,
+        &amberdb::RestoreTarget::Latest,
+        false,
+        &restored,
+        &amberdb::backup::NoProgress,
+    )
+    .unwrap();
+    let (file_mode, dir_mode) = if group {
+        (0o640, 0o750)
+    } else {
+        (0o600, 0o700)
+    };
+    let all = modes(tmp.path());
+    assert!(all.len() > 10, "{all:?}");
+    for (path, mode, is_dir) in all {
+        let want = if is_dir { dir_mode } else { file_mode };
+        assert_eq!(
+            mode,
+            want,
+            "{} has mode {mode:o}, want {want:o}",
+            path.display()
+        );
+    }
+}
+
+#[test]
+fn files_are_0600_and_directories_0700_under_umask_022_and_0640_0750_with_group_access() {
+    if let Ok(which) = std::env::var("AMBERDB_MODES_CHILD") {
+        check_modes_in_child(which == "group");
+        return;
+    }
+    let exe = std::env::current_exe().unwrap();
+    for which in ["owner", "group"] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("umask 022 && exec \"$0\" --exact --nocapture files_are_0600_and_directories_0700_under_umask_022_and_0640_0750_with_group_access")
+            .arg(&exe)
+            .env("AMBERDB_MODES_CHILD", which)
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{which}: {text}");
+        assert!(
+            text.contains("1 passed"),
+            "{which}: the child ran the check: {text}"
+        );
+    }
+}
