@@ -646,6 +646,12 @@ impl Inner {
             crate::io::remove_file(path, &self.opts.faults)
                 .context(|| format!("removing {}", path.display()))?;
         }
+        if ckpts.len() > 2 {
+            // The removals of old checkpoints must be durable before the segments they need
+            // are removed: otherwise a power cut can bring back a checkpoint without its log.
+            sync_dir(&ckpt_dir, &self.opts.faults)
+                .context(|| format!("syncing {}", ckpt_dir.display()))?;
+        }
         let Some(oldest_kept) = ckpts
             .get(..2.min(ckpts.len()))
             .and_then(|c| c.last())
