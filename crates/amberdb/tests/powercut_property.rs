@@ -400,7 +400,7 @@ fn power_cuts_anywhere_lose_no_acknowledged_commit_and_leave_a_sound_directory()
     for seed in first..first + cases {
         case(seed, 3, None);
         let done = seed - first + 1;
-        if cases >= 100 && done % 100 == 0 {
+        if cases >= 100 && done.is_multiple_of(100) {
             eprintln!(
                 "{done} of {cases} power-cut cases passed in {:.0} s",
                 started.elapsed().as_secs_f64()
