@@ -530,18 +530,18 @@ impl std::fmt::Debug for Db {
 }
 
 fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = crate::io::read_dir(dir, &crate::io::Faults::none()) else {
         return (0, 0);
     };
     entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
                 .is_some_and(|n| n.ends_with(suffix) && !n.starts_with('.'))
         })
-        .fold((0, 0), |(n, b), e| {
-            (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0))
+        .fold((0, 0), |(n, b), p| {
+            (n + 1, b + std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
         })
 }
 
