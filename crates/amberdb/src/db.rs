@@ -541,7 +541,10 @@ fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
                 .is_some_and(|n| n.ends_with(suffix) && !n.starts_with('.'))
         })
         .fold((0, 0), |(n, b), p| {
-            (n + 1, b + std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
+            (
+                n + 1,
+                b + std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            )
         })
 }
 
