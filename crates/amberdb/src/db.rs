@@ -120,6 +120,9 @@ impl Db {
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dir = dir.as_ref().to_owned();
         check_limits(&opts)?;
+        if opts.group_access {
+            crate::io::set_group_access(true);
+        }
         crate::io::create_dir_all(&dir, &opts.faults)
             .context(|| format!("creating {}", dir.display()))?;
         let lock = DirLock::acquire(&dir)?;
@@ -461,18 +464,21 @@ fn idle_on(shared: &Shared, d: Duration) -> bool {
 }
 
 fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
+    let Ok(entries) = crate::io::read_dir(dir, &crate::io::Faults::none()) else {
         return (0, 0);
     };
     entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
+        .iter()
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
                 .is_some_and(|n| n.ends_with(suffix) && !n.starts_with('.'))
         })
-        .fold((0, 0), |(n, b), e| {
-            (n + 1, b + e.metadata().map(|m| m.len()).unwrap_or(0))
+        .fold((0, 0), |(n, b), p| {
+            (
+                n + 1,
+                b + std::fs::metadata(p).map(|m| m.len()).unwrap_or(0),
+            )
         })
 }
 
@@ -584,6 +590,12 @@ impl Inner {
         for (_, path) in old_ckpts {
             crate::io::remove_file(path, &self.opts.faults).context(|| format!("removing {}", path.display()))?;
         }
+        if !old_ckpts.is_empty() {
+            // The removals of old checkpoints must be durable before the segments they need
+            // are removed: otherwise a power cut can bring back a checkpoint without its log.
+            sync_dir(&ckpt_dir, &self.opts.faults)
+                .context(|| format!("syncing {}", ckpt_dir.display()))?;
+        }
         let Some(oldest_kept) = checkpoint::retention::oldest_kept_lsn(&ckpts) else {
             return Ok(0);
         };
@@ -602,7 +614,7 @@ impl Inner {
         let mut sealed = self.sealed.lock().map_err(|_| Error::Closed)?;
         let mut result = Ok(());
         for seg in rules.removable_segments(&sealed) {
-            if let Err(e) = remove_segment(&log_dir, &seg) {
+            if let Err(e) = remove_segment(&log_dir, &seg, &self.opts.faults) {
                 result = Err(Error::io(format!("removing {}", seg.path.display()), e));
                 break;
             }

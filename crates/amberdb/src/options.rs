@@ -59,6 +59,11 @@ pub struct Options {
     pub max_retained_log_bytes: u64,
     /// Fault injection for tests. Default: none.
     pub faults: Faults,
+    /// Files and directories the engine creates get group read access (0640/0750) instead
+    /// of owner-only (0600/0700); the umask never widens either. The mode is process-wide
+    /// (like the umask): opening any database with `true` turns it on for every file created
+    /// afterwards, see [`crate::io::set_group_access`]. Default: false.
+    pub group_access: bool,
 }
 
 /// What `open` does when it finds damage it cannot repair by cutting a torn tail.
@@ -98,6 +103,7 @@ impl Default for Options {
             max_retained_log_bytes: 1 << 30,
             max_batch: 1024,
             faults: Faults::default(),
+            group_access: false,
         }
     }
 }

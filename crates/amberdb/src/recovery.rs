@@ -187,7 +187,15 @@ pub(crate) fn recover(
     let mut skipped: Vec<(PathBuf, String)> = vec![];
     let mut base: Option<(State, Option<PathBuf>)> = None;
     for (_, path) in &checkpoints {
-        let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
+        // An unreadable checkpoint (EIO) is damage like a failed checksum: skip it.
+        let bytes = match read_file(path) {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                tracing::warn!(file = %path.display(), error = %e, "skipping unreadable checkpoint");
+                skipped.push((path.clone(), format!("unreadable: {e}")));
+                continue;
+            }
+        };
         let decoded = checkpoint::decode(&bytes);
         match decoded.problems.first() {
             None => {
@@ -250,7 +258,7 @@ pub(crate) fn recover(
     let mut replayer = Replayer::new(&mut state);
     for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {
         let is_last = i + 1 == count;
-        let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
+        let bytes = read_segment(path, data)?;
         let r = replayer
             .segment(&bytes, *first, false, &mut |_| true)
             .map_err(|e| damaged(path, 0, e, data))?;
@@ -375,6 +383,12 @@ pub(crate) fn recover(
     })
 }
 
+/// Reads a segment; an unreadable one (EIO) is damage at offset 0, so the older-checkpoint
+/// rules and automatic recovery treat it like any other damaged segment.
+fn read_segment(path: &Path, dir: &Path) -> Result<Vec<u8>> {
+    read_file(path).map_err(|e| damaged(path, 0, format!("unreadable: {e}"), dir))
+}
+
 /// Reads a sealed segment's seal, writing one if the writer stopped before it could.
 fn existing_seal(
     log_dir: &Path,
@@ -392,7 +406,7 @@ fn existing_seal(
         }
     }
     // No usable seal: derive one from a full scan (verify reports a seal that was damaged).
-    let bytes = read_file(path).context(|| format!("reading {}", path.display()))?;
+    let bytes = read_segment(path, log_dir)?;
     let mut last_ts = 0;
     let s =
         scan(&bytes, |rec, _| last_ts = rec.commit_ts).map_err(|e| damaged(path, 0, e, log_dir))?;

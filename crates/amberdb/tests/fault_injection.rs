@@ -450,3 +450,307 @@ fn full_disk_during_a_checkpoint_fails_only_the_checkpoint() {
     assert!(db.verify().unwrap().is_clean());
     db.close().unwrap();
 }
+
+/// Fails the `countdown`-th operation of one kind (`IoOp::kind`) anywhere under a directory,
+/// once (or on every later one of that kind, like a full disk).
+struct OpFault {
+    kind: &'static str,
+    errno: i32,
+    sticky: bool,
+    armed: AtomicBool,
+    countdown: AtomicI64,
+    fired_on: Mutex<Vec<String>>,
+}
+
+impl FaultInjector for OpFault {
+    fn on_io(&self, op: IoOp<'_>) -> Fault {
+        if op.kind() != self.kind || !self.armed.load(Ordering::SeqCst) {
+            return Fault::Proceed;
+        }
+        if self.countdown.fetch_sub(1, Ordering::SeqCst) > 0 {
+            return Fault::Proceed;
+        }
+        let mut fired = self.fired_on.lock().unwrap();
+        if !fired.is_empty() && !self.sticky {
+            return Fault::Proceed;
+        }
+        fired.push(op.to_string());
+        Fault::Fail(io::Error::from_raw_os_error(self.errno))
+    }
+}
+
+/// Text every error caused by a failed operation of `kind` must contain.
+fn op_text(kind: &str) -> &'static str {
+    match kind {
+        "create" => "create of",
+        "open" => "open of",
+        "write" => "write of",
+        "fsync" => "fsync of",
+        "dir-fsync" => "fsync of directory",
+        "rename" => "rename of",
+        "remove" => "removal of",
+        "remove-dir" => "removal of directory",
+        "create-dir" => "creation of directory",
+        "truncate" => "truncation of",
+        "read" => "read of",
+        "read-dir" => "listing of directory",
+        other => panic!("unknown kind {other}"),
+    }
+}
+
+/// Writers and a checkpointer run while one operation of `kind` fails. Whatever it hits
+/// (a commit, a segment roll, a seal, a checkpoint, the removal of old files), every error
+/// anyone sees names the failed operation, a poisoned database refuses writes, and after a
+/// reopen without the fault nothing acknowledged is lost and `verify` is clean.
+fn every_op_scenario(kind: &'static str, errno: i32, countdown: i64, segment_size: u64) -> bool {
+    let sticky = errno == ENOSPC;
+    let ctx = format!("{kind} fails with errno {errno} after {countdown}, segments {segment_size}");
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let fault = Arc::new(OpFault {
+        kind,
+        errno,
+        sticky,
+        armed: AtomicBool::new(false),
+        countdown: AtomicI64::new(countdown),
+        fired_on: Mutex::new(vec![]),
+    });
+    let _scope = amberdb::io::install(dir.path(), fault.clone());
+    let opts = Options {
+        checkpoint_log_bytes: u64::MAX,
+        checkpoint_interval: None,
+        ..options(Faults::default(), segment_size)
+    };
+    let db = Db::open_with(&data, opts.clone()).unwrap();
+    let mut acks = write_until_failure_n(&db, 3);
+    db.checkpoint().unwrap();
+    fault.armed.store(true, Ordering::SeqCst);
+    let errors: Mutex<Vec<String>> = Mutex::new(vec![]);
+    let done = AtomicBool::new(false);
+    let writer_acks = Mutex::new(Acks::new());
+    std::thread::scope(|s| {
+        let writers: Vec<_> = (0..WRITERS)
+            .map(|w| {
+                let (db, errors, writer_acks) = (&db, &errors, &writer_acks);
+                s.spawn(move || {
+                    for i in 0..60u64 {
+                        let key = format!("w{w}-{}", i % KEYS_PER_WRITER);
+                        let seq = 1000 + i;
+                        let value =
+                            json!({"w": w, "seq": seq, "pad": "q".repeat((i % 40) as usize)});
+                        let mut tx = Transaction::new();
+                        tx.put(COLL, &key, value.clone());
+                        tx.put(COLL, &format!("{key}-m1"), value.clone());
+                        tx.put(COLL, &format!("{key}-m2"), value);
+                        match db.commit(&tx) {
+                            Ok(c) => {
+                                writer_acks
+                                    .lock()
+                                    .unwrap()
+                                    .insert(key, (c.results[0].version, seq));
+                            }
+                            Err(e) => {
+                                errors.lock().unwrap().push(format!("commit: {e}"));
+                                return;
+                            }
+                        }
+                    }
+                })
+            })
+            .collect();
+        let (db, errors, done) = (&db, &errors, &done);
+        let checkpointer = s.spawn(move || {
+            while !done.load(Ordering::SeqCst) {
+                if let Err(e) = db.checkpoint() {
+                    if !matches!(e, Error::Poisoned { .. }) {
+                        errors.lock().unwrap().push(format!("checkpoint: {e}"));
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(3));
+            }
+        });
+        for w in writers {
+            w.join().unwrap();
+        }
+        done.store(true, Ordering::SeqCst);
+        checkpointer.join().unwrap();
+    });
+    for (k, v) in writer_acks.into_inner().unwrap() {
+        acks.insert(k, v);
+    }
+    let fired_on = fault.fired_on.lock().unwrap().clone();
+    let errors = errors.into_inner().unwrap();
+    let fired = !fired_on.is_empty();
+    if fired {
+        let ctx = format!("{ctx}, fired on {}", fired_on[0]);
+        let text = op_text(kind);
+        assert!(
+            !errors.is_empty() || db.poisoned().is_some(),
+            "{ctx}: nobody was told"
+        );
+        for e in &errors {
+            assert!(
+                e.contains(text),
+                "{ctx}: the error does not name the failed operation ({text:?}): {e}"
+            );
+        }
+        if let Some(cause) = db.poisoned() {
+            assert!(
+                cause.contains(text),
+                "{ctx}: the poison cause does not name the operation: {cause}"
+            );
+            assert!(
+                matches!(
+                    db.put("other", "later", json!(1)),
+                    Err(Error::Poisoned { .. })
+                ),
+                "{ctx}: a poisoned database refuses writes"
+            );
+        }
+        check_acked_and_whole(&db, &acks, &format!("{ctx}, before reopen"));
+    }
+    let _ = db.close();
+    fault.armed.store(false, Ordering::SeqCst);
+    let ctx = format!("{ctx}, fired on {fired_on:?}, errors {errors:?}");
+    let db = Db::open_with(&data, opts)
+        .unwrap_or_else(|e| panic!("{ctx}: reopen without the fault failed: {e}"));
+    check_acked_and_whole(&db, &acks, &format!("{ctx}, after reopen"));
+    let report = db.verify().unwrap();
+    assert!(report.is_clean(), "{ctx}: verify: {:?}", report.problems);
+    db.put("other", "after", json!(1))
+        .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    db.close().unwrap();
+    fired
+}
+
+fn every_op_kind(kinds: &[&'static str], seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    for &kind in kinds {
+        let mut fired = 0;
+        for round in 0..6 {
+            let countdown = match round {
+                0 => 0,
+                1 => 1,
+                _ => rng.random_range(2..30),
+            };
+            let errno = if round % 2 == 0 { 5 } else { ENOSPC };
+            let segment_size = [400, 2048, 64 << 20][round % 3];
+            fired += u32::from(every_op_scenario(kind, errno, countdown, segment_size));
+        }
+        assert!(fired > 0, "{kind}: the fault never fired in any round");
+    }
+}
+
+#[test]
+fn a_fault_on_any_operation_kind_under_writers_is_reported_by_name_and_loses_nothing() {
+    every_op_kind(
+        &[
+            "write",
+            "fsync",
+            "dir-fsync",
+            "create",
+            "open",
+            "rename",
+            "read-dir",
+        ],
+        17,
+    );
+}
+
+/// Found by the test above: a failed removal of an old segment inside `remove_unneeded`
+/// (`?` inside `sealed.drain(..)`) empties the in-memory list of sealed segments; the segment
+/// stays behind and after a reopen `verify` reports "gap in the log: previous segment ends at
+/// LSN 12, this one starts at 248" (issue 8 item 7, owned by the backup/retention change).
+/// Run it once that lands: `cargo test --release -p amberdb --test fault_injection -- --ignored`.
+#[test]
+#[ignore = "issue 8 item 7: a failed segment removal empties the sealed list (fix pending in remove_unneeded)"]
+fn a_failed_removal_of_an_old_segment_is_reported_and_loses_nothing() {
+    every_op_kind(&["remove"], 18);
+}
+
+/// A fault while opening (creating the directories, reading checkpoints and segments,
+/// cutting a torn tail, sealing, listing): the open fails with an error naming the operation
+/// (or succeeds when the fault hit nothing it needs), and a later open without the fault
+/// loses nothing.
+#[test]
+fn a_fault_while_opening_is_reported_by_name_and_loses_nothing() {
+    for kind in [
+        "create-dir",
+        "dir-fsync",
+        "create",
+        "open",
+        "write",
+        "fsync",
+        "rename",
+        "read",
+        "read-dir",
+        "truncate",
+    ] {
+        let mut fired = 0;
+        for countdown in 0..4 {
+            let dir = tempfile::tempdir().unwrap();
+            let data = dir.path().join("data");
+            let opts = options(Faults::default(), 600);
+            let fault = Arc::new(OpFault {
+                kind,
+                errno: if countdown % 2 == 0 { 5 } else { ENOSPC },
+                sticky: false,
+                armed: AtomicBool::new(countdown <= 1),
+                countdown: AtomicI64::new(countdown % 2),
+                fired_on: Mutex::new(vec![]),
+            });
+            let _scope = amberdb::io::install(dir.path(), fault.clone());
+            // Rounds 0 and 1 fail while creating a new database; 2 and 3 while reopening one
+            // with two checkpoints, sealed segments and a torn tail to cut.
+            let acks = match Db::open_with(&data, opts.clone()) {
+                Ok(db) => {
+                    fault.armed.store(false, Ordering::SeqCst);
+                    let acks = write_until_failure_n(&db, 4);
+                    db.checkpoint().unwrap();
+                    let more = write_until_failure_n(&db, 2);
+                    db.close().unwrap();
+                    let mut acks = acks;
+                    acks.extend(more);
+                    acks
+                }
+                Err(e) => {
+                    let text = op_text(kind);
+                    assert!(e.to_string().contains(text), "{kind}: {e}");
+                    Acks::new()
+                }
+            };
+            if countdown > 1 {
+                let active = std::fs::read_dir(data.join(LOG_DIR))
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "log"))
+                    .max()
+                    .unwrap();
+                let mut f = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&active)
+                    .unwrap();
+                std::io::Write::write_all(&mut f, &[0xAB; 7]).unwrap();
+                fault.armed.store(true, Ordering::SeqCst);
+                match Db::open_with(&data, opts.clone()) {
+                    Ok(db) => {
+                        fault.armed.store(false, Ordering::SeqCst);
+                        let _ = db.close();
+                    }
+                    Err(e) => {
+                        let text = op_text(kind);
+                        assert!(e.to_string().contains(text), "{kind} at open: {e}");
+                    }
+                }
+            }
+            fired += u32::from(!fault.fired_on.lock().unwrap().is_empty());
+            fault.armed.store(false, Ordering::SeqCst);
+            let db = Db::open_with(&data, opts)
+                .unwrap_or_else(|e| panic!("{kind}: reopen without the fault failed: {e}"));
+            check_acked_and_whole(&db, &acks, &format!("{kind} round {countdown}"));
+            assert!(db.verify().unwrap().is_clean(), "{kind} round {countdown}");
+            db.close().unwrap();
+        }
+        assert!(fired > 0, "{kind}: the fault never fired");
+    }
+}

@@ -266,17 +266,14 @@ fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result
         for sub in [LOG_DIR, CHECKPOINT_DIR] {
             let dir = data.join(sub);
             let to_dir = auto.quarantine.join(sub);
-            std::fs::create_dir_all(&to_dir)
+            crate::io::create_dir_all(&to_dir, &opts.faults)
                 .context(|| format!("creating {}", to_dir.display()))?;
             if dir.exists() {
-                for entry in
-                    std::fs::read_dir(&dir).context(|| format!("reading {}", dir.display()))?
+                for from in crate::io::read_dir(&dir, &opts.faults)
+                    .context(|| format!("reading {}", dir.display()))?
                 {
-                    let from = entry
-                        .context(|| format!("reading {}", dir.display()))?
-                        .path();
                     let to = to_dir.join(from.file_name().unwrap_or_default());
-                    std::fs::rename(&from, &to)
+                    crate::io::rename(&from, &to, &opts.faults)
                         .context(|| format!("moving {} to {}", from.display(), to.display()))?;
                     auto.quarantined_files.push(to);
                 }
@@ -286,10 +283,10 @@ fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result
         }
         sync_dir(&auto.quarantine, &opts.faults)
             .context(|| format!("syncing {}", auto.quarantine.display()))?;
-        std::fs::create_dir_all(&ckpt_dir)
+        crate::io::create_dir_all(&ckpt_dir, &opts.faults)
             .context(|| format!("creating {}", ckpt_dir.display()))?;
         let to = ckpt_dir.join(staged_ckpt.file_name().unwrap_or_default());
-        std::fs::rename(staged_ckpt, &to)
+        crate::io::rename(staged_ckpt, &to, &opts.faults)
             .context(|| format!("moving {} to {}", staged_ckpt.display(), to.display()))?;
         sync_dir(&ckpt_dir, &opts.faults).context(|| format!("syncing {}", ckpt_dir.display()))?;
     } else {
@@ -297,7 +294,7 @@ fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result
         auto.quarantined_files = files_under(&auto.quarantine);
     }
     if staging.exists() {
-        std::fs::remove_dir_all(&staging).context(|| format!("removing {}", staging.display()))?;
+        crate::io::remove_dir_all(&staging, &opts.faults).context(|| format!("removing {}", staging.display()))?;
     }
     std::fs::remove_file(data.join(RECOVERY_MARKER))
         .context(|| format!("removing {}", data.join(RECOVERY_MARKER).display()))?;

@@ -160,6 +160,10 @@ pub struct CutReport {
 #[derive(Debug)]
 pub struct PowerCut {
     model: Mutex<Model>,
+    /// With `Some(n)`, unsynced appended data is lost in `n`-byte sectors independently (a
+    /// later sector may survive an earlier one, which reads back as zeros), instead of as a
+    /// prefix.
+    sectors: Option<usize>,
 }
 
 impl PowerCut {
@@ -180,7 +184,17 @@ impl PowerCut {
                 errors: vec![],
                 cut_before: None,
             }),
+            sectors: None,
         })
+    }
+
+    /// Loses unsynced appended data in `sector`-byte sectors, each independently (the disk
+    /// wrote some sectors of a write and not others), instead of as a prefix. Sectors are
+    /// aligned to file offsets; a missing sector below the surviving file size reads as
+    /// zeros.
+    pub fn with_torn_sectors(mut self, sector: usize) -> Self {
+        self.sectors = Some(sector.max(1));
+        self
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Model> {
@@ -237,7 +251,15 @@ impl PowerCut {
             torn_files: vec![],
         };
         std::fs::create_dir_all(into)?;
-        write_tree(&nodes, 0, into, Path::new(""), &mut rng, &mut report)?;
+        write_tree(
+            &nodes,
+            0,
+            into,
+            Path::new(""),
+            &mut rng,
+            self.sectors,
+            &mut report,
+        )?;
         Ok(report)
     }
 }
@@ -278,6 +300,7 @@ fn write_tree(
     out: &Path,
     rel: &Path,
     rng: &mut Rng,
+    sectors: Option<usize>,
     report: &mut CutReport,
 ) -> io::Result<()> {
     let Some(Node::Dir(d)) = nodes.get(ino) else {
@@ -289,11 +312,34 @@ fn write_tree(
         match nodes.get(*child) {
             Some(Node::Dir(_)) => {
                 std::fs::create_dir(&path)?;
-                write_tree(nodes, *child, &path, &rel, rng, report)?;
+                write_tree(nodes, *child, &path, &rel, rng, sectors, report)?;
             }
             Some(Node::File(f)) => {
                 let mut content = f.durable.clone();
-                if !f.pending.is_empty() {
+                let appends_only = f.pending.iter().all(|op| matches!(op, DataOp::Append(_)));
+                if let (Some(sector), true, false) = (sectors, appends_only, f.pending.is_empty()) {
+                    // The size may be anywhere from the synced one to the written one; each
+                    // sector in between independently holds what was written or zeros.
+                    let start = f.durable.len();
+                    let len = start + rng.upto((f.volatile.len() - start) as u64) as usize;
+                    let mut off = start;
+                    while off < len {
+                        let end = ((off / sector + 1) * sector).min(len);
+                        match (rng.upto(1) == 0, f.volatile.get(off..end)) {
+                            (true, Some(b)) => content.extend_from_slice(b),
+                            _ => content.resize(end, 0),
+                        }
+                        off = end;
+                    }
+                    let unsynced = (f.volatile.len() - start) as u64;
+                    if content != f.volatile {
+                        report.torn_files.push((
+                            rel.clone(),
+                            unsynced,
+                            (content.len() - start) as u64,
+                        ));
+                    }
+                } else if !f.pending.is_empty() {
                     // Often all or nothing of the unsynced data, otherwise a prefix of it.
                     let n = f.pending.len() as u64;
                     let keep = match rng.upto(3) {

@@ -43,14 +43,18 @@ impl SegmentRetention {
 
 /// Deletes a sealed segment: the segment file, then its seal (a seal without its segment is
 /// ignored by recovery; a segment without its seal would be resealed).
-pub(crate) fn remove_segment(log_dir: &Path, seg: &SealedSegment) -> std::io::Result<()> {
-    match std::fs::remove_file(&seg.path) {
+pub(crate) fn remove_segment(
+    log_dir: &Path,
+    seg: &SealedSegment,
+    faults: &crate::io::Faults,
+) -> std::io::Result<()> {
+    match crate::io::remove_file(&seg.path, faults) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
     let seal = log_dir.join(seal_file_name(seg.seal.first_lsn));
-    match std::fs::remove_file(&seal) {
+    match crate::io::remove_file(&seal, faults) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }

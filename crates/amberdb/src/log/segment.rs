@@ -237,7 +237,7 @@ pub fn missing_log(
     checkpoint_lsn: u64,
 ) -> Option<(PathBuf, u64, String)> {
     let head_path = log_dir.join(LOG_HEAD_FILE);
-    if let Ok(bytes) = std::fs::read(&head_path) {
+    if let Ok(bytes) = crate::io::read(&head_path, &crate::io::Faults::none()) {
         match LogHead::decode(&bytes) {
             Err(e) => return Some((head_path, 0, e)),
             Ok(h) if !segments.iter().any(|(f, _)| *f >= h.newest_first_lsn) => {
