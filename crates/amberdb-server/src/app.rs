@@ -130,6 +130,7 @@ pub fn router(state: Shared) -> Router {
         .layer(DefaultBodyLimit::max(state.config.body_limit))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
+        .layer(middleware::from_fn_with_state(state.clone(), body_policy))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -169,6 +170,42 @@ async fn track(State(state): State<Shared>, req: Request, next: Next) -> Respons
     state
         .metrics
         .observe(&route, &method, resp.status().as_u16(), start.elapsed());
+    resp
+}
+
+/// A declared body over `limits.body_bytes` is refused at once with 413 (never waited for),
+/// and an error answer to a request that carries a body says `Connection: close`: the handler
+/// may have refused it before reading the body, and an unread body cannot be skipped on a
+/// kept-alive connection, so the client must know not to reuse it. (The socket then closes
+/// lingeringly, see `conn`, so a client still sending sees the answer.)
+async fn body_policy(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let has_body =
+        declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut resp = match declared {
+        Some(n) if n > state.config.body_limit as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is {n} bytes, over limits.body_bytes ({} bytes)",
+                state.config.body_limit
+            ),
+        )
+        .details(serde_json::json!({"size": n, "limit": state.config.body_limit}))
+        .into_response(),
+        _ => next.run(req).await,
+    };
+    let status = resp.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
     resp
 }
 

@@ -71,6 +71,8 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec { key: "limits.body_bytes", default: "32MiB", doc: "Largest request body; larger requests get 413 payload_too_large.", kind: Kind::Bytes { min: 1024, max: 1 << 32 } },
     OptionSpec { key: "limits.max_doc_bytes", default: "16MiB", doc: "Largest document value (canonical JSON); larger values get 413 document_too_large.", kind: Kind::Bytes { min: 16, max: 1 << 31 } },
     OptionSpec { key: "limits.request_timeout_ms", default: "30000", doc: "A request still unanswered after this long gets 503 timeout (a write may still commit; re-read it).", kind: Kind::Int { min: 1, max: MAX_U32 } },
+    OptionSpec { key: "limits.header_read_timeout_ms", default: "30000", doc: "A connection must deliver a whole request header within this long of the server starting to wait for one: a silent new connection, a half-sent header or an idle keep-alive connection is closed after it.", kind: Kind::Int { min: 100, max: MAX_U32 } },
+    OptionSpec { key: "limits.max_connections", default: "4096", doc: "Most open client connections; one more is closed at once. Capped below the open-file limit so the engine always has descriptors for its own files.", kind: Kind::Int { min: 1, max: 1_000_000 } },
     OptionSpec { key: "limits.concurrency", default: "1024", doc: "Most API requests handled at once; more wait (within the request timeout). Probes and /metrics are not limited.", kind: Kind::Int { min: 1, max: 1_000_000 } },
     OptionSpec { key: "durability.default", default: "sync", doc: "Durability of writes without an Amber-Durability header: sync (acknowledged after fsync) or buffered.", kind: Kind::Durability },
     OptionSpec { key: "durability.buffered_max_delay_ms", default: "10", doc: "For buffered writes: longest time before they are fsynced.", kind: Kind::Int { min: 1, max: 60_000 } },
@@ -173,6 +175,10 @@ pub struct Config {
     pub max_doc_bytes: usize,
     /// Deadline for one request.
     pub request_timeout: Duration,
+    /// Time a connection has to deliver a request header (also the idle keep-alive timeout).
+    pub header_read_timeout: Duration,
+    /// Most open client connections.
+    pub max_connections: usize,
     /// Most API requests handled at once.
     pub concurrency: usize,
     /// Durability of writes without an `Amber-Durability` header.
@@ -607,6 +613,8 @@ fn build(
         body_limit: int("limits.body_bytes")? as usize,
         max_doc_bytes: int("limits.max_doc_bytes")? as usize,
         request_timeout: Duration::from_millis(int("limits.request_timeout_ms")?),
+        header_read_timeout: Duration::from_millis(int("limits.header_read_timeout_ms")?),
+        max_connections: int("limits.max_connections")? as usize,
         concurrency: int("limits.concurrency")? as usize,
         durability,
         buffered_max_delay: Duration::from_millis(int("durability.buffered_max_delay_ms")?),

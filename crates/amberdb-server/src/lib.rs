@@ -24,6 +24,7 @@ pub mod api;
 mod app;
 pub mod auth;
 pub mod config;
+mod conn;
 pub mod error;
 mod headers;
 pub mod metrics;
