@@ -241,6 +241,16 @@ impl Committer {
                     c.log_bytes_written
                         .fetch_add(frames.len() as u64, Ordering::Relaxed);
                 }
+                Err(e) if crate::log::is_out_of_descriptors(&e) => {
+                    // Failed opening the next segment: nothing of this batch was written, so
+                    // it fails and is not applied, and the next batch retries the roll.
+                    self.next_lsn = first_lsn;
+                    let context = format!(
+                        "opening a new log segment in {} failed; nothing of this transaction was written, retry",
+                        self.log.active_path().parent().map_or("the log directory".into(), |d| d.display().to_string())
+                    );
+                    failure = Some(Error::io(context, e));
+                }
                 Err(e) => {
                     let cause = format!(
                         "write to commit log {} failed: {e}",
@@ -284,6 +294,21 @@ impl Committer {
                 }
                 for reply in roll_waiters {
                     let _ = reply.send(Ok(self.durable_lsn));
+                }
+            }
+            Some(Error::Io { context, source }) => {
+                // Not poisoned (see above): every waiter gets the same I/O error.
+                let err = || {
+                    Error::io(
+                        context.clone(),
+                        std::io::Error::new(source.kind(), source.to_string()),
+                    )
+                };
+                for (reply, _) in acks {
+                    let _ = reply.send(Err(err()));
+                }
+                for reply in sync_waiters.into_iter().chain(roll_waiters) {
+                    let _ = reply.send(Err(err()));
                 }
             }
             Some(e) => {

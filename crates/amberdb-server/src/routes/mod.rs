@@ -110,7 +110,7 @@ const E415: (u16, &str) = (
 const E422: (u16, &str) = (422, "The patch could not be applied (code patch_failed).");
 pub(crate) const E503: (u16, &str) = (
     503,
-    "Poisoned, shutting down, or timed out (codes poisoned, shutting_down, timeout).",
+    "Poisoned, shutting down, timed out, or a transient I/O failure (codes poisoned, shutting_down, timeout, io_error).",
 );
 
 /// Errors of read endpoints.
