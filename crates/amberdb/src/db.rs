@@ -120,6 +120,12 @@ impl Db {
     /// Opens (creating if needed) the database in `dir`.
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dir = dir.as_ref().to_owned();
+        if !opts.create_if_missing && !dir.join(LOG_DIR).is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "no database at {}; `amberdb serve --data` or a write creates one",
+                dir.display()
+            )));
+        }
         std::fs::create_dir_all(&dir).context(|| format!("creating {}", dir.display()))?;
         let lock = DirLock::acquire(&dir)?;
         if dir.join(RESTORE_MARKER).exists() {

@@ -31,7 +31,7 @@ pub struct Args {
 
 pub fn run(a: Args) -> CliResult {
     amberdb::validate_collection(&a.collection)?;
-    match a.target.open()? {
+    match a.target.open_existing()? {
         Target::Local(db) => {
             let page = db.list(
                 &a.collection,
