@@ -93,3 +93,15 @@ fn checkpoint_into_a_backup_repository_is_refused_and_writes_nothing() {
     let o = amberdb(&["get", "players", "alice", "--value-only"], &db);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn list_limit_zero_is_refused_the_same_way_locally_as_against_a_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = tmp.path().join("db");
+    assert!(amberdb(&["put", "players", "a", "1"], &db).status.success());
+    for limit in ["0", "10001"] {
+        let o = amberdb(&["list", "players", "--limit", limit], &db);
+        assert_eq!(o.status.code(), Some(2), "--limit {limit}");
+        assert!(String::from_utf8_lossy(&o.stderr).contains("1..=10000"));
+    }
+}

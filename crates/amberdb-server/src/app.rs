@@ -179,6 +179,15 @@ async fn track(State(state): State<Shared>, req: Request, next: Next) -> Respons
 /// kept-alive connection, so the client must know not to reuse it. (The socket then closes
 /// lingeringly, see `conn`, so a client still sending sees the answer.)
 async fn body_policy(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    // A `%` must start an escape of two hex digits: anything else was taken as a literal
+    // key (`a%zzb`) and stored under a name the client never meant.
+    if let Some(bad) = bad_percent_escape(req.uri().path()) {
+        return ApiError::bad_request(
+            "invalid_path",
+            format!("invalid percent-encoding {bad:?} in the path; encode % as %25"),
+        )
+        .into_response();
+    }
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -207,6 +216,19 @@ async fn body_policy(State(state): State<Shared>, req: Request, next: Next) -> R
         );
     }
     resp
+}
+
+/// The first `%` in `path` not followed by two hex digits, with what follows it.
+fn bad_percent_escape(path: &str) -> Option<String> {
+    let b = path.as_bytes();
+    b.iter().enumerate().find_map(|(i, &c)| {
+        let ok = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+        (c == b'%' && !(ok(i + 1) && ok(i + 2))).then(|| {
+            path.get(i..(i + 3).min(path.len()))
+                .unwrap_or("%")
+                .to_owned()
+        })
+    })
 }
 
 /// During a graceful shutdown, new API requests on still-open connections are turned away

@@ -237,13 +237,8 @@ impl Config {
         let mut tokens = vec![];
         if let Some(path) = file {
             let origin = Origin::File(path.to_owned());
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    path.display().to_string(),
-                    &origin,
-                    format!("cannot read the config file: {e}"),
-                )
-            })?;
+            let text = read_config_file(path)
+                .map_err(|reason| ConfigError::new(path.display().to_string(), &origin, reason))?;
             let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                 ConfigError::new(
                     "(file)",
@@ -643,6 +638,35 @@ fn build(
     Ok(config)
 }
 
+/// Largest config file read: far more than any real configuration (the example is 3 KB), and
+/// small enough that `--config /dev/zero` or a huge file cannot take the server's memory.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a config file: a regular file (symlinks followed) of at most
+/// [`MAX_CONFIG_FILE_BYTES`], as UTF-8. A device, FIFO or directory is refused before any read.
+fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read the config file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file; --config takes a TOML file".into());
+    }
+    let mut text = String::new();
+    // One byte over the limit tells a file that grew after the size check.
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_CONFIG_FILE_BYTES} bytes; this is not a config file"
+        ));
+    }
+    Ok(text)
+}
+
 fn parse_int(v: &str, kind: Kind) -> Result<u64, String> {
     let (n, min, max) = match kind {
         Kind::Int { min, max } => {
@@ -801,6 +825,25 @@ mod tests {
                 .key,
             "auth.tokens[0].scopes"
         );
+    }
+
+    #[test]
+    fn config_files_must_be_regular_and_small() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = Config::load(Some(dir.path()), vec![], &[]).expect_err("a directory");
+        assert!(e.reason.contains("not a regular file"), "{e}");
+        let big = dir.path().join("big.toml");
+        let mut text = String::from("# padding\n");
+        while (text.len() as u64) <= MAX_CONFIG_FILE_BYTES {
+            text.push_str(&"#".repeat(1023));
+            text.push('\n');
+        }
+        std::fs::write(&big, text).expect("write");
+        let e = Config::load(Some(&big), vec![], &[]).expect_err("too big");
+        assert!(e.reason.contains("larger than"), "{e}");
+        // Last (it reads forever without the fix): `--config /dev/zero` took 8 GB in 5 s.
+        let e = Config::load(Some(Path::new("/dev/zero")), vec![], &[]).expect_err("/dev/zero");
+        assert!(e.reason.contains("not a regular file"), "{e}");
     }
 
     #[test]
