@@ -128,6 +128,7 @@ pub fn router(state: Shared) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn(withhold_unreadable_versions))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(middleware::from_fn_with_state(state.clone(), body_policy))
@@ -229,6 +230,51 @@ fn bad_percent_escape(path: &str) -> Option<String> {
                 .to_owned()
         })
     })
+}
+
+/// A 412 or 409 names the current version of the documents it is about; a token that may
+/// write a collection but not read it must not learn versions (or anything else) from it, so
+/// for such collections the version is withheld (`actual: null`) and the message says why.
+async fn withhold_unreadable_versions(req: Request, next: Next) -> Response {
+    let who = req.extensions().get::<Principal>().cloned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let Some(who) = who else { return resp };
+    if status != StatusCode::CONFLICT && status != StatusCode::PRECONDITION_FAILED {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return ApiError::internal("error body too large").into_response();
+    };
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let mut withheld = false;
+    let details = &mut v["error"]["details"];
+    let mut redact = |d: &mut serde_json::Value| {
+        let readable = d["collection"].as_str().is_some_and(|c| who.can_read(c));
+        if !readable && d.get("actual").is_some() {
+            d["actual"] = serde_json::Value::Null;
+            withheld = true;
+        }
+    };
+    if let Some(list) = details.get_mut("conflicts").and_then(|c| c.as_array_mut()) {
+        list.iter_mut().for_each(&mut redact);
+    } else if details.is_object() {
+        redact(details);
+    }
+    if !withheld {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    v["error"]["message"] = serde_json::Value::from(if status == StatusCode::CONFLICT {
+        "transaction conflict: a precondition failed (details.conflicts; current versions of documents this token may not read are withheld)"
+    } else {
+        "the precondition failed (the current version is shown only to tokens that may read this collection)"
+    });
+    let body = serde_json::to_vec(&v).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// During a graceful shutdown, new API requests on still-open connections are turned away

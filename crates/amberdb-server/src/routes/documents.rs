@@ -354,6 +354,9 @@ pub async fn patch_doc(
         }
         other => return Err(headers::unsupported(other, want)),
     };
+    if matches!(patch, amberdb::Patch::Json(_)) {
+        super::require_read_for_json_patch(&who, &collection)?;
+    }
     let durability = headers::durability(&headers, &state.config)?;
     let schema_version = headers::schema_version(&headers)?;
     let current = state
