@@ -27,6 +27,7 @@ pub mod config;
 mod conn;
 pub mod error;
 mod headers;
+pub mod logging;
 pub mod metrics;
 pub mod openapi;
 mod routes;
