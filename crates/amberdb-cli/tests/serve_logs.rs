@@ -11,13 +11,37 @@ use std::time::{Duration, Instant};
 
 use serve_support::{send, signal, Served, BIN};
 
+/// The log once its last line (written just before exit) has been read from the pipe.
+/// Waits until the server answers (its signal handlers are installed once it serves).
+fn wait_ready(s: &Served) {
+    let agent = serve_support::agent();
+    let start = Instant::now();
+    while send(&agent, "GET", &format!("{}/readyz", s.url), None).is_err() {
+        assert!(start.elapsed() < Duration::from_secs(10), "not ready");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+}
+
+fn final_log(log: &std::sync::Arc<std::sync::Mutex<String>>) -> String {
+    let start = Instant::now();
+    loop {
+        let text = log.lock().unwrap().clone();
+        if text.contains("database closed cleanly") || start.elapsed() > Duration::from_secs(10) {
+            return text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn logs_to_a_pipe_have_no_colour_and_json_lines_parse() {
     let dir = tempfile::tempdir().unwrap();
     let s = Served::start(&dir.path().join("d1"), &[], &[]);
     let log = s.stderr.clone();
+    wait_ready(&s);
     assert!(s.terminate().success());
-    let text = log.lock().unwrap().clone();
+    let text = final_log(&log);
     assert!(text.contains("database closed cleanly"), "{text}");
     assert!(
         !text.contains('\u{1b}'),
@@ -26,8 +50,9 @@ fn logs_to_a_pipe_have_no_colour_and_json_lines_parse() {
 
     let s = Served::start(&dir.path().join("d2"), &["--log-format", "json"], &[]);
     let log = s.stderr.clone();
+    wait_ready(&s);
     assert!(s.terminate().success());
-    let text = log.lock().unwrap().clone();
+    let text = final_log(&log);
     let lines: Vec<&str> = text.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(!lines.is_empty());
     for l in &lines {
