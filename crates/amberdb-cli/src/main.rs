@@ -22,6 +22,16 @@ use exit::CliError;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Log format on stderr: text (colour only on a terminal, never with NO_COLOR set) or json
+    /// (one object per line, for log shippers).
+    #[arg(long, global = true, env = "AMBERDB_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -67,13 +77,21 @@ fn main() {
     } else {
         "warn"
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("AMBERDB_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("AMBERDB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_log));
+    // Lines go through a bounded queue to stderr: a failing or blocked stderr drops (and
+    // counts) lines, it never panics or stalls a request.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(amberdb_server::logging::Sink);
+    match cli.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal as _;
+            let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            builder.with_ansi(colour).init()
+        }
+    }
     let result = match cli.command {
         Command::Put(a) => commands::put::run(a),
         Command::Get(a) => commands::get::run(a),
@@ -90,8 +108,13 @@ fn main() {
         Command::Restore(a) => commands::restore::run(a),
         Command::Log(a) => commands::log::run(a),
     };
-    if let Err(e) = result {
-        std::process::exit(e.report());
+    let code = match result {
+        Ok(()) => 0,
+        Err(e) => e.report(),
+    };
+    amberdb_server::logging::flush(std::time::Duration::from_secs(2));
+    if code != 0 {
+        std::process::exit(code);
     }
 }
 

@@ -250,6 +250,8 @@ pub struct OpResultBody {
     pub version: u64,
     /// Whether the operation changed anything (false for checks and no-op deletes).
     pub written: bool,
+    /// Schema version of the document after the operation (0 when deleted or absent).
+    pub schema_version: u32,
 }
 
 /// A committed transaction.
@@ -276,6 +278,7 @@ impl From<amberdb::Committed> for TxnResponse {
                     key: r.key,
                     version: r.version,
                     written: r.written,
+                    schema_version: r.schema_version,
                 })
                 .collect(),
         }

@@ -128,8 +128,10 @@ pub fn router(state: Shared) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
+        .layer(middleware::from_fn(withhold_unreadable_versions))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
+        .layer(middleware::from_fn_with_state(state.clone(), body_policy))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
@@ -170,6 +172,109 @@ async fn track(State(state): State<Shared>, req: Request, next: Next) -> Respons
         .metrics
         .observe(&route, &method, resp.status().as_u16(), start.elapsed());
     resp
+}
+
+/// A declared body over `limits.body_bytes` is refused at once with 413 (never waited for),
+/// and an error answer to a request that carries a body says `Connection: close`: the handler
+/// may have refused it before reading the body, and an unread body cannot be skipped on a
+/// kept-alive connection, so the client must know not to reuse it. (The socket then closes
+/// lingeringly, see `conn`, so a client still sending sees the answer.)
+async fn body_policy(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    // A `%` must start an escape of two hex digits: anything else was taken as a literal
+    // key (`a%zzb`) and stored under a name the client never meant.
+    if let Some(bad) = bad_percent_escape(req.uri().path()) {
+        return ApiError::bad_request(
+            "invalid_path",
+            format!("invalid percent-encoding {bad:?} in the path; encode % as %25"),
+        )
+        .into_response();
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let has_body =
+        declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    let mut resp = match declared {
+        Some(n) if n > state.config.body_limit as u64 => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!(
+                "the request body is {n} bytes, over limits.body_bytes ({} bytes)",
+                state.config.body_limit
+            ),
+        )
+        .details(serde_json::json!({"size": n, "limit": state.config.body_limit}))
+        .into_response(),
+        _ => next.run(req).await,
+    };
+    let status = resp.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        resp.headers_mut().insert(
+            header::CONNECTION,
+            header::HeaderValue::from_static("close"),
+        );
+    }
+    resp
+}
+
+/// The first `%` in `path` not followed by two hex digits, with what follows it.
+fn bad_percent_escape(path: &str) -> Option<String> {
+    let b = path.as_bytes();
+    b.iter().enumerate().find_map(|(i, &c)| {
+        let ok = |j: usize| b.get(j).is_some_and(u8::is_ascii_hexdigit);
+        (c == b'%' && !(ok(i + 1) && ok(i + 2))).then(|| {
+            path.get(i..(i + 3).min(path.len()))
+                .unwrap_or("%")
+                .to_owned()
+        })
+    })
+}
+
+/// A 412 or 409 names the current version of the documents it is about; a token that may
+/// write a collection but not read it must not learn versions (or anything else) from it, so
+/// for such collections the version is withheld (`actual: null`) and the message says why.
+async fn withhold_unreadable_versions(req: Request, next: Next) -> Response {
+    let who = req.extensions().get::<Principal>().cloned();
+    let resp = next.run(req).await;
+    let status = resp.status();
+    let Some(who) = who else { return resp };
+    if status != StatusCode::CONFLICT && status != StatusCode::PRECONDITION_FAILED {
+        return resp;
+    }
+    let (mut parts, body) = resp.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
+        return ApiError::internal("error body too large").into_response();
+    };
+    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let mut withheld = false;
+    let details = &mut v["error"]["details"];
+    let mut redact = |d: &mut serde_json::Value| {
+        let readable = d["collection"].as_str().is_some_and(|c| who.can_read(c));
+        if !readable && d.get("actual").is_some() {
+            d["actual"] = serde_json::Value::Null;
+            withheld = true;
+        }
+    };
+    if let Some(list) = details.get_mut("conflicts").and_then(|c| c.as_array_mut()) {
+        list.iter_mut().for_each(&mut redact);
+    } else if details.is_object() {
+        redact(details);
+    }
+    if !withheld {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    }
+    v["error"]["message"] = serde_json::Value::from(if status == StatusCode::CONFLICT {
+        "transaction conflict: a precondition failed (details.conflicts; current versions of documents this token may not read are withheld)"
+    } else {
+        "the precondition failed (the current version is shown only to tokens that may read this collection)"
+    });
+    let body = serde_json::to_vec(&v).unwrap_or_default();
+    parts.headers.remove(header::CONTENT_LENGTH);
+    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// During a graceful shutdown, new API requests on still-open connections are turned away

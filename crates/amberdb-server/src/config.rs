@@ -71,6 +71,8 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec { key: "limits.body_bytes", default: "32MiB", doc: "Largest request body; larger requests get 413 payload_too_large.", kind: Kind::Bytes { min: 1024, max: 1 << 32 } },
     OptionSpec { key: "limits.max_doc_bytes", default: "16MiB", doc: "Largest document value (canonical JSON); larger values get 413 document_too_large.", kind: Kind::Bytes { min: 16, max: 1 << 31 } },
     OptionSpec { key: "limits.request_timeout_ms", default: "30000", doc: "A request still unanswered after this long gets 503 timeout (a write may still commit; re-read it).", kind: Kind::Int { min: 1, max: MAX_U32 } },
+    OptionSpec { key: "limits.header_read_timeout_ms", default: "30000", doc: "A connection must deliver a whole request header within this long of the server starting to wait for one: a silent new connection, a half-sent header or an idle keep-alive connection is closed after it.", kind: Kind::Int { min: 100, max: MAX_U32 } },
+    OptionSpec { key: "limits.max_connections", default: "4096", doc: "Most open client connections; one more is closed at once. Capped below the open-file limit so the engine always has descriptors for its own files.", kind: Kind::Int { min: 1, max: 1_000_000 } },
     OptionSpec { key: "limits.concurrency", default: "1024", doc: "Most API requests handled at once; more wait (within the request timeout). Probes and /metrics are not limited.", kind: Kind::Int { min: 1, max: 1_000_000 } },
     OptionSpec { key: "durability.default", default: "sync", doc: "Durability of writes without an Amber-Durability header: sync (acknowledged after fsync) or buffered.", kind: Kind::Durability },
     OptionSpec { key: "durability.buffered_max_delay_ms", default: "10", doc: "For buffered writes: longest time before they are fsynced.", kind: Kind::Int { min: 1, max: 60_000 } },
@@ -173,6 +175,10 @@ pub struct Config {
     pub max_doc_bytes: usize,
     /// Deadline for one request.
     pub request_timeout: Duration,
+    /// Time a connection has to deliver a request header (also the idle keep-alive timeout).
+    pub header_read_timeout: Duration,
+    /// Most open client connections.
+    pub max_connections: usize,
     /// Most API requests handled at once.
     pub concurrency: usize,
     /// Durability of writes without an `Amber-Durability` header.
@@ -231,13 +237,8 @@ impl Config {
         let mut tokens = vec![];
         if let Some(path) = file {
             let origin = Origin::File(path.to_owned());
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    path.display().to_string(),
-                    &origin,
-                    format!("cannot read the config file: {e}"),
-                )
-            })?;
+            let text = read_config_file(path)
+                .map_err(|reason| ConfigError::new(path.display().to_string(), &origin, reason))?;
             let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
                 ConfigError::new(
                     "(file)",
@@ -607,6 +608,8 @@ fn build(
         body_limit: int("limits.body_bytes")? as usize,
         max_doc_bytes: int("limits.max_doc_bytes")? as usize,
         request_timeout: Duration::from_millis(int("limits.request_timeout_ms")?),
+        header_read_timeout: Duration::from_millis(int("limits.header_read_timeout_ms")?),
+        max_connections: int("limits.max_connections")? as usize,
         concurrency: int("limits.concurrency")? as usize,
         durability,
         buffered_max_delay: Duration::from_millis(int("durability.buffered_max_delay_ms")?),
@@ -633,6 +636,35 @@ fn build(
         ));
     }
     Ok(config)
+}
+
+/// Largest config file read: far more than any real configuration (the example is 3 KB), and
+/// small enough that `--config /dev/zero` or a huge file cannot take the server's memory.
+pub const MAX_CONFIG_FILE_BYTES: u64 = 1 << 20;
+
+/// Reads a config file: a regular file (symlinks followed) of at most
+/// [`MAX_CONFIG_FILE_BYTES`], as UTF-8. A device, FIFO or directory is refused before any read.
+fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read as _;
+    let file =
+        std::fs::File::open(path).map_err(|e| format!("cannot read the config file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    if !meta.is_file() {
+        return Err("not a regular file; --config takes a TOML file".into());
+    }
+    let mut text = String::new();
+    // One byte over the limit tells a file that grew after the size check.
+    file.take(MAX_CONFIG_FILE_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("cannot read the config file: {e}"))?;
+    if text.len() as u64 > MAX_CONFIG_FILE_BYTES {
+        return Err(format!(
+            "larger than {MAX_CONFIG_FILE_BYTES} bytes; this is not a config file"
+        ));
+    }
+    Ok(text)
 }
 
 fn parse_int(v: &str, kind: Kind) -> Result<u64, String> {
@@ -793,6 +825,25 @@ mod tests {
                 .key,
             "auth.tokens[0].scopes"
         );
+    }
+
+    #[test]
+    fn config_files_must_be_regular_and_small() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let e = Config::load(Some(dir.path()), vec![], &[]).expect_err("a directory");
+        assert!(e.reason.contains("not a regular file"), "{e}");
+        let big = dir.path().join("big.toml");
+        let mut text = String::from("# padding\n");
+        while (text.len() as u64) <= MAX_CONFIG_FILE_BYTES {
+            text.push_str(&"#".repeat(1023));
+            text.push('\n');
+        }
+        std::fs::write(&big, text).expect("write");
+        let e = Config::load(Some(&big), vec![], &[]).expect_err("too big");
+        assert!(e.reason.contains("larger than"), "{e}");
+        // Last (it reads forever without the fix): `--config /dev/zero` took 8 GB in 5 s.
+        let e = Config::load(Some(Path::new("/dev/zero")), vec![], &[]).expect_err("/dev/zero");
+        assert!(e.reason.contains("not a regular file"), "{e}");
     }
 
     #[test]

@@ -111,6 +111,9 @@ impl From<amberdb::Error> for ApiError {
             E::Poisoned { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "poisoned", msg),
             E::Closed => ApiError::shutting_down(),
             E::InvalidArgument(_) => ApiError::bad_request("invalid_argument", msg),
+            // A failure that did not poison (e.g. out of file descriptors while opening a new
+            // log segment): nothing was written, the database stays writable, retry.
+            E::Io { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "io_error", msg),
             _ => ApiError::internal(msg),
         }
     }

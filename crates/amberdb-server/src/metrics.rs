@@ -157,6 +157,12 @@ impl Metrics {
             "1 when the database refuses writes after an I/O failure.",
             u8::from(stats.poisoned.is_some()).to_string(),
         );
+        gauge(
+            "amberdb_log_lines_dropped_total",
+            "counter",
+            "Log lines dropped because the log sink (stderr) was failing or not keeping up.",
+            crate::logging::dropped_lines().to_string(),
+        );
         if let Some(at) = stats.backup.last_backup_at_us {
             let now = std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)

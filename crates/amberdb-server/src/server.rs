@@ -6,6 +6,10 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use crate::app::{router, AppState};
+use crate::conn::ConnAcceptor;
+
+/// Open files kept free of client connections for the engine (segments, checkpoints, backups).
+const RESERVED_FDS: u64 = 256;
 use crate::config::Config;
 
 /// Why the server could not start or stopped with an error.
@@ -98,6 +102,21 @@ impl Server {
             addr: config.listen,
             source,
         })?;
+        // Connections and the engine's files share the open-file limit: take all of it, and
+        // keep the connection cap below it so the engine can always open a new segment.
+        let mut config = config;
+        if let Some(nofile) = crate::conn::raise_nofile_limit() {
+            let room = usize::try_from(nofile.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX);
+            if config.max_connections > room {
+                tracing::warn!(
+                    open_file_limit = nofile,
+                    "limits.max_connections lowered from {} to {} to leave {RESERVED_FDS} descriptors for the engine",
+                    config.max_connections,
+                    room.max(1)
+                );
+                config.max_connections = room.max(1);
+            }
+        }
         let dir = config.data.clone();
         let mut opts = config.engine_options();
         customize(&mut opts);
@@ -164,22 +183,36 @@ impl Server {
                 handle.graceful_shutdown(Some(grace));
             });
         }
+        let conns = ConnAcceptor::new(
+            state.config.max_connections,
+            state.config.header_read_timeout,
+        );
+        let header_timeout = state.config.header_read_timeout;
+        let tune = |b: &mut hyper_util::server::conn::auto::Builder<_>| {
+            // Without a timer hyper applies no header timeout at all: silent, half-sent and
+            // idle keep-alive connections would stay open forever.
+            b.http1()
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(header_timeout);
+        };
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(addr = %local_addr, data = %state.config.data.display(), "serving on {scheme}://{local_addr}");
         let served = match tls {
             Some(cfg) => {
-                axum_server::from_tcp_rustls(listener, cfg)
+                let mut server = axum_server::from_tcp_rustls(listener, cfg)
                     .map_err(StartError::Serve)?
-                    .handle(handle)
-                    .serve(app)
-                    .await
+                    .map(|tls| tls.acceptor(conns))
+                    .handle(handle);
+                tune(server.http_builder());
+                server.serve(app).await
             }
             None => {
-                axum_server::from_tcp(listener)
+                let mut server = axum_server::from_tcp(listener)
                     .map_err(StartError::Serve)?
-                    .handle(handle)
-                    .serve(app)
-                    .await
+                    .acceptor(conns)
+                    .handle(handle);
+                tune(server.http_builder());
+                server.serve(app).await
             }
         };
         let db = state.db.clone();

@@ -161,3 +161,23 @@ fn values_nested_past_the_depth_limit_are_refused_on_every_write_path() {
     assert_eq!(s.get("/v1/collections/c/docs/k2").status, 404);
     assert_eq!(s.get("/v1/collections/c/docs/k3").status, 404);
 }
+
+#[test]
+fn invalid_percent_encoding_in_a_path_is_400_not_a_literal_key() {
+    let s = TestServer::start(|_| {});
+    for path in ["/v1/collections/c/docs/a%zzb", "/v1/collections/c/docs/a%2"] {
+        let r = s.put_json(path, "1");
+        assert_eq!(r.status, 400, "{path}: {}", r.body);
+        assert_eq!(r.code(), "invalid_path");
+    }
+    assert!(s
+        .get("/v1/collections/c/docs")
+        .body
+        .contains(r#""documents":[]"#));
+    // Valid escapes still work.
+    assert_eq!(
+        s.put_json("/v1/collections/c/docs/a%25zzb", "1").status,
+        201
+    );
+    assert_eq!(s.get("/v1/collections/c/docs/a%25zzb").body, "1");
+}

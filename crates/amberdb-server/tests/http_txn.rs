@@ -42,14 +42,14 @@ fn every_op_kind_commits_atomically_with_per_op_results() {
     assert_eq!(results.len(), 8);
     assert_eq!(
         results[0],
-        json!({"collection": "parties", "key": "p9", "version": 1, "written": false})
+        json!({"collection": "parties", "key": "p9", "version": 1, "written": false, "schema_version": 1})
     );
     assert_eq!(results[1]["version"], 1);
     assert_eq!(results[3]["version"], 2);
     assert_eq!(results[5]["version"], 3);
     assert_eq!(
         results[6],
-        json!({"collection": "invites", "key": "alice-p9", "version": 0, "written": true})
+        json!({"collection": "invites", "key": "alice-p9", "version": 0, "written": true, "schema_version": 0})
     );
     assert_eq!(results[7]["written"], false);
     assert!(v["lsn"].as_u64().unwrap() > 3 && v["commit_ts"].as_u64().unwrap() > 0);

@@ -242,11 +242,26 @@ impl Committer {
         }
         // What went wrong, and whether this batch's frames may be on disk regardless.
         let mut failure: Option<(String, bool)> = None;
+        // A failure that wrote nothing and leaves the database writable (see below).
+        let mut retryable: Option<(String, std::io::Error)> = None;
         if !frames.is_empty() {
             let last_lsn = self.next_lsn - 1;
             if let Err(e) = self.log.roll_if_full(first_lsn) {
-                // Nothing of this batch was written: its commits are certainly absent.
-                failure = Some((format!("rolling the commit log failed: {e}"), false));
+                if crate::log::is_out_of_descriptors(&e) {
+                    // Out of file descriptors opening the next segment: nothing of this batch
+                    // was written and the next append redoes the roll, so the batch fails and
+                    // the database stays writable (an idle-connection flood must not take
+                    // writes down for good).
+                    self.next_lsn = first_lsn;
+                    let context = format!(
+                        "opening a new log segment in {} failed; nothing of this transaction was written, retry",
+                        self.log.active_path().parent().map_or("the log directory".into(), |d| d.display().to_string())
+                    );
+                    retryable = Some((context, e));
+                } else {
+                    // Nothing of this batch was written: its commits are certainly absent.
+                    failure = Some((format!("rolling the commit log failed: {e}"), false));
+                }
             } else if let Err(e) = self.log.append(&frames, last_lsn, self.last_ts) {
                 failure = Some((format!("appending to the commit log failed: {e}"), true));
             } else {
@@ -261,6 +276,30 @@ impl Committer {
             if let Some((cause, _)) = &failure {
                 self.shared.poison(cause.clone());
             }
+        }
+        if let Some((context, source)) = retryable {
+            let err = || {
+                Error::io(
+                    context.clone(),
+                    std::io::Error::new(source.kind(), source.to_string()),
+                )
+            };
+            for (reply, _, _) in acks {
+                let _ = reply.send(Err(err()));
+            }
+            for reply in sync_waiters.into_iter().chain(roll_waiters) {
+                let _ = reply.send(Err(err()));
+            }
+            for (reply, e) in refusals {
+                let _ = reply.send(Err(e));
+            }
+            return match shutdown {
+                Some(reply) => {
+                    let _ = reply.send(Err(err()));
+                    true
+                }
+                None => false,
+            };
         }
         if failure.is_none() {
             if need_sync {

@@ -120,6 +120,12 @@ impl Db {
     pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Db> {
         let dir = dir.as_ref().to_owned();
         check_limits(&opts)?;
+        if !opts.create_if_missing && !dir.join(LOG_DIR).is_dir() {
+            return Err(Error::InvalidArgument(format!(
+                "no database at {}; `amberdb serve --data` or a write creates one",
+                dir.display()
+            )));
+        }
         if opts.group_access {
             crate::io::set_group_access(true);
         }

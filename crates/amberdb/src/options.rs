@@ -57,6 +57,10 @@ pub struct Options {
     /// (a repository that is no longer backed up to; `amberdb backup detach` releases it).
     /// Default: 1 GiB.
     pub max_retained_log_bytes: u64,
+    /// Create the database when `dir` holds none. With `false`, opening a directory that is
+    /// not a database (no `log/`: missing, empty, a backup repository, anything else) fails
+    /// with `InvalidArgument` and writes nothing: for read-only tools. Default: true.
+    pub create_if_missing: bool,
     /// Fault injection for tests. Default: none.
     pub faults: Faults,
     /// Files and directories the engine creates get group read access (0640/0750) instead
@@ -102,6 +106,7 @@ impl Default for Options {
             recovery: RecoveryMode::Refuse,
             max_retained_log_bytes: 1 << 30,
             max_batch: 1024,
+            create_if_missing: true,
             faults: Faults::default(),
             group_access: false,
         }

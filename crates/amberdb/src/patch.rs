@@ -213,6 +213,7 @@ fn op_path(op: &PatchOperation) -> &str {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
     use serde_json::json;

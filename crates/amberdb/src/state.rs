@@ -419,7 +419,12 @@ impl State {
             }
             let new_value = match &op.kind {
                 EncodedKind::Check(_) => {
-                    results.push(result(op, cur.version, false));
+                    let schema = if cur.value.is_some() {
+                        cur.schema_version
+                    } else {
+                        0
+                    };
+                    results.push(result(op, cur.version, false, schema));
                     continue;
                 }
                 EncodedKind::Delete => {
@@ -435,7 +440,7 @@ impl State {
                         }
                         cur.touched = true;
                     }
-                    results.push(result(op, 0, existed));
+                    results.push(result(op, 0, existed, 0));
                     continue;
                 }
                 EncodedKind::Put(v) => v.clone(),
@@ -505,7 +510,7 @@ impl State {
                 order.push(id);
             }
             cur.touched = true;
-            results.push(result(op, cur.version, true));
+            results.push(result(op, cur.version, true, cur.schema_version));
         }
         if !conflicts.is_empty() {
             return Err(Error::Conflict(conflicts));
@@ -544,8 +549,9 @@ impl State {
     }
 }
 
-fn result(op: &EncodedOp, version: u64, written: bool) -> OpResult {
+fn result(op: &EncodedOp, version: u64, written: bool, schema_version: u32) -> OpResult {
     OpResult {
+        schema_version,
         collection: op.collection.to_string(),
         key: op.key.to_string(),
         version,

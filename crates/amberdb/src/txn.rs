@@ -183,6 +183,9 @@ pub struct OpResult {
     pub version: u64,
     /// Whether the operation changed anything (`false` for checks and no-op deletes).
     pub written: bool,
+    /// The document's schema version after the operation (0 when deleted or absent): what a
+    /// patch kept, or what the write declared.
+    pub schema_version: u32,
 }
 
 /// What a successful commit returns.

@@ -598,11 +598,14 @@ fn commit_step(db: &Db, model: &mut Model, ops: &[OpSpec]) -> Result<(), TestCas
             let want: Vec<OpResult> = ops
                 .iter()
                 .zip(&exp.results)
-                .map(|(op, (version, written))| OpResult {
+                .zip(&results)
+                .map(|((op, (version, written)), got)| OpResult {
                     collection: COLLECTIONS[op.coll].to_string(),
                     key: KEYS[op.key].to_string(),
                     version: *version,
                     written: *written,
+                    // The model does not track schema versions (pinned in the server's tests).
+                    schema_version: got.schema_version,
                 })
                 .collect();
             prop_assert_eq!(results, want, "per-op results");

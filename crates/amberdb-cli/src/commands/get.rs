@@ -23,7 +23,7 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     amberdb::validate_collection(&a.collection)?;
     amberdb::validate_key(&a.key)?;
-    let envelope = match a.target.open()? {
+    let envelope = match a.target.open_existing()? {
         Target::Local(db) => {
             let doc = db.get(&a.collection, &a.key);
             db.close()?;

@@ -24,14 +24,18 @@ pub struct Args {
     /// Only keys before this one.
     #[arg(long, value_name = "KEY")]
     pub end_before: Option<String>,
-    /// At most this many documents (a server allows up to 10000 per page).
+    /// At most this many documents, 1..=10000 (the server's page size).
     #[arg(long, default_value_t = 100)]
     pub limit: usize,
 }
 
 pub fn run(a: Args) -> CliResult {
     amberdb::validate_collection(&a.collection)?;
-    match a.target.open()? {
+    // One rule for both targets: the server's page size.
+    if a.limit == 0 || a.limit > 10_000 {
+        return Err(CliError::usage("--limit must be 1..=10000"));
+    }
+    match a.target.open_existing()? {
         Target::Local(db) => {
             let page = db.list(
                 &a.collection,
@@ -51,11 +55,6 @@ pub fn run(a: Args) -> CliResult {
             print_json(&serde_json::json!({ "documents": docs, "next": page.next }));
         }
         Target::Remote(client) => {
-            if a.limit == 0 || a.limit > 10_000 {
-                return Err(CliError::usage(
-                    "--limit must be 1..=10000 against a server",
-                ));
-            }
             let mut q = format!("limit={}", a.limit);
             for (name, v) in [
                 ("prefix", &a.prefix),

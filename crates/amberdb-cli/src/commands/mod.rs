@@ -31,8 +31,18 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
+    /// Opens the database in `--data`; a directory that is not one (missing, a backup
+    /// repository, anything else) is an error and is never written into.
     pub fn open(&self) -> Result<Db, CliError> {
-        Ok(Db::open(&self.data)?)
+        Ok(Db::open_with(&self.data, existing_only())?)
+    }
+}
+
+/// Engine options for commands that work on an existing database only.
+pub fn existing_only() -> amberdb::Options {
+    amberdb::Options {
+        create_if_missing: false,
+        ..Default::default()
     }
 }
 
@@ -66,9 +76,19 @@ pub enum Target {
 
 impl TargetArgs {
     pub fn open(&self) -> Result<Target, CliError> {
+        self.open_with(amberdb::Options::default())
+    }
+
+    /// Like [`TargetArgs::open`] for read-only commands: a data directory that is not a
+    /// database is an error, never created.
+    pub fn open_existing(&self) -> Result<Target, CliError> {
+        self.open_with(existing_only())
+    }
+
+    fn open_with(&self, opts: amberdb::Options) -> Result<Target, CliError> {
         match (&self.data, &self.url) {
             (Some(_), Some(_)) => Err(CliError::usage("both a data directory (--data / AMBERDB_DATA) and a server (--url / AMBERDB_URL) are set; use one")),
-            (Some(d), None) => Ok(Target::Local(Db::open(d)?)),
+            (Some(d), None) => Ok(Target::Local(Db::open_with(d, opts)?)),
             (None, Some(u)) => Ok(Target::Remote(crate::client::Client::new(u, self.token.clone())?)),
             (None, None) => Err(CliError::usage("say where the data is: --data DIR (or AMBERDB_DATA), or --url URL of a running server (or AMBERDB_URL)")),
         }

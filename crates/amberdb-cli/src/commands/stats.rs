@@ -14,7 +14,7 @@ pub fn run(a: Args) -> CliResult {
         &a.data.data,
         amberdb::Options {
             checkpoint_on_close: false,
-            ..Default::default()
+            ..super::existing_only()
         },
     )?;
     let stats = db.stats();

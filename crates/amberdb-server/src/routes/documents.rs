@@ -283,8 +283,15 @@ pub async fn put_doc(
     let c = commit_one(&state, tx)
         .await
         .map_err(|e| write_error(e, &collection, &key, required.is_some()))?;
-    let version = c.results.first().map_or(0, |r| r.version);
-    let created = version == 1;
+    Ok(written(collection, key, &c, true))
+}
+
+/// The answer to a committed PUT or PATCH, from what the engine reports (version and schema
+/// version after the write), never from what the request asked for.
+fn written(collection: String, key: String, c: &amberdb::Committed, may_create: bool) -> Response {
+    let r = c.results.first();
+    let version = r.map_or(0, |r| r.version);
+    let created = may_create && version == 1;
     let status = if created {
         StatusCode::CREATED
     } else {
@@ -295,11 +302,11 @@ pub async fn put_doc(
         key,
         version,
         lsn: c.lsn,
-        schema_version: Some(schema_version.unwrap_or(1)),
+        schema_version: r.map(|r| r.schema_version),
         created,
         deleted: false,
     };
-    Ok(write_response(status, r))
+    write_response(status, r)
 }
 
 /// Patch one document: `application/merge-patch+json` (RFC 7396) or
@@ -311,7 +318,7 @@ pub async fn put_doc(
     params(DocPath,
         ("If-Match" = Option<String>, Header, description = "Only if the document is at one of these ETags"),
         ("Amber-Durability" = Option<String>, Header, description = "sync or buffered"),
-        ("Amber-Schema-Version" = Option<u32>, Header, description = "Schema version of the result (default 1)")),
+        ("Amber-Schema-Version" = Option<u32>, Header, description = "Schema version of the result (default: the stored document's)")),
     request_body(content(
         (serde_json::Value = "application/merge-patch+json"),
         (Vec<serde_json::Value> = "application/json-patch+json"),
@@ -347,6 +354,9 @@ pub async fn patch_doc(
         }
         other => return Err(headers::unsupported(other, want)),
     };
+    if matches!(patch, amberdb::Patch::Json(_)) {
+        super::require_read_for_json_patch(&who, &collection)?;
+    }
     let durability = headers::durability(&headers, &state.config)?;
     let schema_version = headers::schema_version(&headers)?;
     let current = state
@@ -372,17 +382,7 @@ pub async fn patch_doc(
     let c = commit_one(&state, tx)
         .await
         .map_err(|e| write_error(e, &collection, &key, required.is_some()))?;
-    let version = c.results.first().map_or(0, |r| r.version);
-    let r = WriteResult {
-        collection,
-        key,
-        version,
-        lsn: c.lsn,
-        schema_version: Some(schema_version.unwrap_or(1)),
-        created: false,
-        deleted: false,
-    };
-    Ok(write_response(StatusCode::OK, r))
+    Ok(written(collection, key, &c, false))
 }
 
 /// Delete one document.

@@ -54,6 +54,20 @@ pub fn require_write(p: &Principal, collection: &str) -> Result<(), ApiError> {
     }
 }
 
+/// 403 unless the caller may read `collection`, for a JSON Patch: its outcome depends on the
+/// stored value (`test` answers 200 or 422 for a guessed value, `remove` and `replace` tell
+/// whether a path exists), so applying one reveals content. A merge patch always applies and
+/// needs the write scope only.
+pub fn require_read_for_json_patch(p: &Principal, collection: &str) -> Result<(), ApiError> {
+    require_read(p, collection).map_err(|e| ApiError {
+        message: format!(
+            "{}: a JSON Patch reveals the document's content (test, paths that must exist), so it needs read scope too; a merge patch needs write scope only",
+            e.message
+        ),
+        ..e
+    })
+}
+
 /// 403 unless the caller has the admin scope.
 pub fn require_admin(p: &Principal) -> Result<(), ApiError> {
     if p.is_admin() {
@@ -110,7 +124,7 @@ const E415: (u16, &str) = (
 const E422: (u16, &str) = (422, "The patch could not be applied (code patch_failed).");
 pub(crate) const E503: (u16, &str) = (
     503,
-    "Poisoned, shutting down, or timed out (codes poisoned, shutting_down, timeout).",
+    "Poisoned, shutting down, timed out, or a transient I/O failure (codes poisoned, shutting_down, timeout, io_error).",
 );
 
 /// Errors of read endpoints.

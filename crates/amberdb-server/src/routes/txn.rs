@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::{Extension, Json};
 
-use super::{body, parse_json, require_read, require_write, TxnErrors};
+use super::{
+    body, parse_json, require_read, require_read_for_json_patch, require_write, TxnErrors,
+};
 use crate::api::{TxnRequest, TxnResponse};
 use crate::app::{blocking, Shared};
 use crate::auth::Principal;
@@ -36,10 +38,13 @@ pub async fn commit(
     let req: TxnRequest = parse_json(&bytes, "invalid_transaction")?;
     for (i, op) in req.ops.iter().enumerate() {
         let c = op.collection();
-        let allowed = if op.is_write() {
-            require_write(&who, c)
-        } else {
-            require_read(&who, c)
+        let allowed = match op {
+            crate::api::TxnOp::Patch {
+                json_patch: Some(_),
+                ..
+            } => require_write(&who, c).and_then(|()| require_read_for_json_patch(&who, c)),
+            _ if op.is_write() => require_write(&who, c),
+            _ => require_read(&who, c),
         };
         allowed.map_err(|e| ApiError {
             message: format!("ops[{i}]: {}", e.message),

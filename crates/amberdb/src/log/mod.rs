@@ -197,7 +197,51 @@ impl CommitLog {
 /// Names the operation and the file in an I/O error, keeping its kind (so "fdatasync of X
 /// failed" never reads as a failed write).
 fn op_failed(op: &str, path: &Path, e: std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), format!("{op} {} failed: {e}", path.display()))
+    let what = format!("{op} {}", path.display());
+    std::io::Error::new(e.kind(), LogOpFailed { what, source: e })
+}
+
+/// An operation on the log that failed; the OS error stays reachable as its source (so
+/// [`is_out_of_descriptors`] can still see it).
+#[derive(Debug)]
+struct LogOpFailed {
+    what: String,
+    source: std::io::Error,
+}
+
+impl std::fmt::Display for LogOpFailed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} failed: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for LogOpFailed {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(&self.source)
+    }
+}
+
+/// True when `e` says the process or the system is out of file descriptors (EMFILE, ENFILE).
+/// Only calls that create a descriptor (open) fail so, never a write or an fsync; in
+/// [`CommitLog::append`] such a failure comes from rolling to a new segment before any byte of
+/// the batch was written, and every step of the roll is redone on the next append. So it fails
+/// the batch and must not poison the database (an idle-connection flood must not take writes
+/// down for good).
+pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
+    // EMFILE = 24, ENFILE = 23 on Linux, the BSDs and macOS. The io layer and `op_failed`
+    // wrap the OS error to name the operation; it stays reachable as a source.
+    let mut at: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = at {
+        let io = err.downcast_ref::<std::io::Error>();
+        if cfg!(unix) && matches!(io.and_then(std::io::Error::raw_os_error), Some(23 | 24)) {
+            return true;
+        }
+        at = match io {
+            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => err.source(),
+        };
+    }
+    false
 }
 
 /// Creates a segment file with its header, durably (file and directory synced).
@@ -250,4 +294,80 @@ pub(crate) fn write_seal(
 /// Reads a whole file.
 pub(crate) fn read_file(path: &Path) -> std::io::Result<Vec<u8>> {
     crate::io::read(path, &Faults::none())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod out_of_descriptors_tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    use crate::io::{Fault, FaultInjector, Faults, IoOp};
+    use crate::{Db, Error, Options};
+
+    /// Fails the next `left` writes of a temp file in the log directory (the seal or the new
+    /// segment of a roll) with EMFILE, as an open would when the process is out of fds.
+    struct OutOfFds {
+        left: AtomicU32,
+    }
+
+    impl FaultInjector for OutOfFds {
+        fn on_io(&self, op: IoOp<'_>) -> Fault {
+            if let IoOp::Write { path, .. } = op {
+                let in_log = path.parent().and_then(|d| d.file_name()) == Some("log".as_ref());
+                let tmp = path.extension() == Some("tmp".as_ref());
+                if in_log && tmp && self.left.load(Ordering::SeqCst) > 0 {
+                    self.left.fetch_sub(1, Ordering::SeqCst);
+                    return Fault::Fail(std::io::Error::from_raw_os_error(24));
+                }
+            }
+            Fault::Proceed
+        }
+    }
+
+    #[test]
+    fn running_out_of_descriptors_while_rolling_to_a_new_segment_fails_the_batch_without_poisoning()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let inj = Arc::new(OutOfFds {
+            left: AtomicU32::new(0),
+        });
+        let opts = Options {
+            segment_size: 4096,
+            faults: Faults::new(inj.clone()),
+            ..Options::default()
+        };
+        let db = Db::open_with(dir.path(), opts.clone()).unwrap();
+        let pad = "x".repeat(1000);
+        let mut i = 0;
+        inj.left.store(1, Ordering::SeqCst);
+        let mut failed = None;
+        for _ in 0..20 {
+            match db.put("c", &format!("k{i}"), serde_json::json!({ "pad": pad })) {
+                Ok(_) => i += 1,
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+        }
+        let e = failed.expect("a roll happened and failed");
+        assert!(matches!(e, Error::Io { .. }), "{e}");
+        assert!(
+            e.to_string()
+                .contains("nothing of this transaction was written"),
+            "{e}"
+        );
+        // The failed write is not visible, the database is writable, and everything
+        // acknowledged survives a reopen.
+        assert!(db.get("c", &format!("k{i}")).is_none());
+        db.put("c", &format!("k{i}"), serde_json::json!({ "pad": pad }))
+            .unwrap();
+        db.close().unwrap();
+        let db = Db::open_with(dir.path(), Options::default()).unwrap();
+        for k in 0..=i {
+            assert!(db.get("c", &format!("k{k}")).is_some(), "k{k} lost");
+        }
+        db.close().unwrap();
+    }
 }
