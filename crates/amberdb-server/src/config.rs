@@ -69,7 +69,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec { key: "tls.cert", default: "", doc: "PEM certificate chain; with tls.key, serve HTTPS (rustls) instead of HTTP.", kind: Kind::OptPath },
     OptionSpec { key: "tls.key", default: "", doc: "PEM private key for tls.cert.", kind: Kind::OptPath },
     OptionSpec { key: "limits.body_bytes", default: "32MiB", doc: "Largest request body; larger requests get 413 payload_too_large.", kind: Kind::Bytes { min: 1024, max: 1 << 32 } },
-    OptionSpec { key: "limits.max_doc_bytes", default: "16MiB", doc: "Largest document value (canonical JSON); larger values get 413 document_too_large.", kind: Kind::Bytes { min: 16, max: 1 << 31 } },
+    OptionSpec { key: "limits.max_doc_bytes", default: "16MiB", doc: "Largest document value (canonical JSON, at most 256MiB); larger values get 413 document_too_large.", kind: Kind::Bytes { min: 16, max: 256 << 20 } },
     OptionSpec { key: "limits.request_timeout_ms", default: "30000", doc: "A request still unanswered after this long gets 503 timeout (a write may still commit; re-read it).", kind: Kind::Int { min: 1, max: MAX_U32 } },
     OptionSpec { key: "limits.header_read_timeout_ms", default: "30000", doc: "A connection must deliver a whole request header within this long of the server starting to wait for one: a silent new connection, a half-sent header or an idle keep-alive connection is closed after it.", kind: Kind::Int { min: 100, max: MAX_U32 } },
     OptionSpec { key: "limits.max_connections", default: "4096", doc: "Most open client connections; one more is closed at once. Capped below the open-file limit so the engine always has descriptors for its own files.", kind: Kind::Int { min: 1, max: 1_000_000 } },

@@ -109,6 +109,16 @@ impl From<amberdb::Error> for ApiError {
             E::PatchFailed { collection, key, .. } => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "patch_failed", msg)
                 .details(serde_json::json!({"collection": collection, "key": key})),
             E::Poisoned { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "poisoned", msg),
+            // The batch's write or fsync failed after its bytes may have reached the disk: the
+            // commit may be present after a restart. Not safe to retry blindly.
+            E::CommitOutcomeUnknown { lsn, .. } => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "commit_outcome_unknown", msg)
+                    .details(serde_json::json!({"lsn": lsn}))
+            }
+            E::TransactionTooLarge { size, ops, limit } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "transaction_too_large", msg)
+                    .details(serde_json::json!({"size": size, "ops": ops, "limit": limit}))
+            }
             E::Closed => ApiError::shutting_down(),
             E::InvalidArgument(_) => ApiError::bad_request("invalid_argument", msg),
             // A failure that did not poison (e.g. out of file descriptors while opening a new

@@ -255,7 +255,7 @@ impl Committer {
                     self.next_lsn = first_lsn;
                     let context = format!(
                         "opening a new log segment in {} failed; nothing of this transaction was written, retry",
-                        self.log.active_path().parent().map_or("the log directory".into(), |d| d.display().to_string())
+                        self.log.dir().display()
                     );
                     retryable = Some((context, e));
                 } else {

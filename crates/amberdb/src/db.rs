@@ -594,7 +594,8 @@ impl Inner {
             list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
         let (_, old_ckpts) = checkpoint::retention::split(&ckpts);
         for (_, path) in old_ckpts {
-            crate::io::remove_file(path, &self.opts.faults).context(|| format!("removing {}", path.display()))?;
+            crate::io::remove_file(path, &self.opts.faults)
+                .context(|| format!("removing {}", path.display()))?;
         }
         if !old_ckpts.is_empty() {
             // The removals of old checkpoints must be durable before the segments they need

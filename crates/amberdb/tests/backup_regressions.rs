@@ -323,8 +323,8 @@ fn archiving_stops_at_a_gap_in_the_data_directory_log_until_a_backup_covers_it()
     let db = Db::open_with(&data, small_log()).unwrap();
     fill(&db, 40);
     db.checkpoint().unwrap(); // no repository attached: old segments go
-    // Enough commits after it to seal at least one more segment (whatever the frame size),
-    // so there is a sealed segment that starts after the removed ones.
+                              // Enough commits after it to seal at least one more segment (whatever the frame size),
+                              // so there is a sealed segment that starts after the removed ones.
     fill(&db, 10);
     let repo = BackupRepo::open_or_init(tmp.path().join("r")).unwrap();
     db.sync().unwrap();

@@ -2,6 +2,8 @@
 //! deadline sync used to run only when the committer's queue went idle). In a test binary of
 //! its own so no other test's I/O shares the disk while it measures fsync-bound latency.
 
+#![allow(clippy::unwrap_used)]
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -79,4 +81,3 @@ fn buffered_max_delay_is_honoured_while_the_committer_is_busy() {
         stats.fsyncs
     );
 }
-

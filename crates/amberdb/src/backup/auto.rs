@@ -224,7 +224,8 @@ pub(crate) fn auto_recover(
         crate::io::remove_dir_all(&staging, &opts.faults)
             .context(|| format!("removing stale {}", staging.display()))?;
     }
-    crate::io::create_dir_all(&staging, &opts.faults).context(|| format!("creating {}", staging.display()))?;
+    crate::io::create_dir_all(&staging, &opts.faults)
+        .context(|| format!("creating {}", staging.display()))?;
     checkpoint::write(
         &staging,
         &state,
@@ -294,7 +295,8 @@ fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result
         auto.quarantined_files = files_under(&auto.quarantine);
     }
     if staging.exists() {
-        crate::io::remove_dir_all(&staging, &opts.faults).context(|| format!("removing {}", staging.display()))?;
+        crate::io::remove_dir_all(&staging, &opts.faults)
+            .context(|| format!("removing {}", staging.display()))?;
     }
     std::fs::remove_file(data.join(RECOVERY_MARKER))
         .context(|| format!("removing {}", data.join(RECOVERY_MARKER).display()))?;

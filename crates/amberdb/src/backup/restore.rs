@@ -510,8 +510,14 @@ pub(crate) fn load_snapshot(
     }
     // The decoder may stop early at damage; read on (through a fixed buffer, at most one byte
     // past the declared size) so the size and hash cover the whole stream.
-    let rest = entry.plain_size.saturating_add(1).saturating_sub(plain.count);
-    let _ = std::io::copy(&mut std::io::Read::take(&mut plain, rest), &mut std::io::sink());
+    let rest = entry
+        .plain_size
+        .saturating_add(1)
+        .saturating_sub(plain.count);
+    let _ = std::io::copy(
+        &mut std::io::Read::take(&mut plain, rest),
+        &mut std::io::sink(),
+    );
     if let Some(e) = &plain.error {
         return Err(repo.err(format!("{name} does not decompress: {e}")));
     }

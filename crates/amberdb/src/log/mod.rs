@@ -60,6 +60,11 @@ pub(crate) struct CommitLog {
 }
 
 impl CommitLog {
+    /// The log directory.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Resumes appending to `active`, or starts a new segment at `next_lsn` when `None`.
     pub(crate) fn open(
         dir: &Path,
@@ -237,7 +242,9 @@ pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
             return true;
         }
         at = match io {
-            Some(io) => io.get_ref().map(|inner| inner as &(dyn std::error::Error + 'static)),
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
             None => err.source(),
         };
     }

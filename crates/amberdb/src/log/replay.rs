@@ -148,8 +148,9 @@ impl<'s> Replayer<'s> {
             if !step_over_covered || stepped_over.is_some() || s.last_lsn + 1 >= next {
                 break s;
             }
-            let Some(at) = find_frame(bytes, offset as usize + 1, next, header.format_version)
-            else {
+            // An offset inside `bytes` always fits a usize.
+            let from = usize::try_from(offset).map_or(bytes.len(), |o| o.saturating_add(1));
+            let Some(at) = find_frame(bytes, from, next, header.format_version) else {
                 break s;
             };
             tracing::warn!(offset, %detail, resume_lsn = next, "stepping over damage to commits a checkpoint holds");
@@ -172,7 +173,11 @@ impl<'s> Replayer<'s> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::cast_possible_truncation
+)]
 mod tests {
     use std::sync::Arc;
 
