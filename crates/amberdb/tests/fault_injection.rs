@@ -660,10 +660,9 @@ fn a_fault_on_any_operation_kind_under_writers_is_reported_by_name_and_loses_not
 /// Found by the test above: a failed removal of an old segment inside `remove_unneeded`
 /// (`?` inside `sealed.drain(..)`) empties the in-memory list of sealed segments; the segment
 /// stays behind and after a reopen `verify` reports "gap in the log: previous segment ends at
-/// LSN 12, this one starts at 248" (issue 8 item 7, owned by the backup/retention change).
-/// Run it once that lands: `cargo test --release -p amberdb --test fault_injection -- --ignored`.
+/// LSN 12, this one starts at 248" (issue 8 item 7; fixed by computing removals without
+/// draining the list, `log/retention.rs`).
 #[test]
-#[ignore = "issue 8 item 7: a failed segment removal empties the sealed list (fix pending in remove_unneeded)"]
 fn a_failed_removal_of_an_old_segment_is_reported_and_loses_nothing() {
     every_op_kind(&["remove"], 18);
 }

@@ -289,7 +289,9 @@ fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result
         let to = ckpt_dir.join(staged_ckpt.file_name().unwrap_or_default());
         crate::io::rename(staged_ckpt, &to, &opts.faults)
             .context(|| format!("moving {} to {}", staged_ckpt.display(), to.display()))?;
+        // A rename is durable once both directories are synced.
         sync_dir(&ckpt_dir, &opts.faults).context(|| format!("syncing {}", ckpt_dir.display()))?;
+        sync_dir(&staging, &opts.faults).context(|| format!("syncing {}", staging.display()))?;
     } else {
         // Installed by the interrupted run; report what it had moved.
         auto.quarantined_files = files_under(&auto.quarantine);
@@ -298,7 +300,7 @@ fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result
         crate::io::remove_dir_all(&staging, &opts.faults)
             .context(|| format!("removing {}", staging.display()))?;
     }
-    std::fs::remove_file(data.join(RECOVERY_MARKER))
+    crate::io::remove_file(&data.join(RECOVERY_MARKER), &opts.faults)
         .context(|| format!("removing {}", data.join(RECOVERY_MARKER).display()))?;
     sync_dir(data, &opts.faults).context(|| format!("syncing {}", data.display()))
 }
@@ -317,7 +319,8 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 /// Finishes an automatic recovery that was interrupted after its marker was written.
 pub(crate) fn resume_staged(data: &Path, opts: &Options) -> Result<Recovered> {
     let marker = data.join(RECOVERY_MARKER);
-    let bytes = std::fs::read(&marker).context(|| format!("reading {}", marker.display()))?;
+    let bytes = crate::io::read(&marker, &opts.faults)
+        .context(|| format!("reading {}", marker.display()))?;
     let mut auto: AutoRecovery = serde_json::from_slice(&bytes).map_err(|e| {
         crate::Error::Damaged(Damage {
             file: marker.clone(),
@@ -357,7 +360,8 @@ pub(crate) fn load_slots_on_open(
     let qdir = data
         .join(QUARANTINE_DIR)
         .join(crate::document::now_micros().to_string());
-    std::fs::create_dir_all(&qdir).context(|| format!("creating {}", qdir.display()))?;
+    crate::io::create_dir_all(&qdir, &opts.faults)
+        .context(|| format!("creating {}", qdir.display()))?;
     let kept = qdir.join(damage.file.file_name().unwrap_or_default());
     let bytes = read_file(&damage.file).context(|| format!("reading {}", damage.file.display()))?;
     write_atomic(&kept, &bytes, &opts.faults).context(|| format!("writing {}", kept.display()))?;

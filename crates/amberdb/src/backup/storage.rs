@@ -225,13 +225,10 @@ impl RepoStorage for DirStorage {
                 sync_parent(dir)?;
             }
         }
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(&path)?;
-        match file.try_lock() {
+        // Through the io layer, like every file the engine creates (faults and the power-cut
+        // model see it).
+        let mut file = fs::open_or_create(&path, &Faults::none())?;
+        match file.file().try_lock() {
             Ok(()) => Ok(Some(Box::new(file))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
