@@ -12,7 +12,8 @@
 use amberdb::checkpoint::{self, CHECKPOINT_END_MAGIC};
 use amberdb::log::record::{decode_frame, decode_frame_in, FRAME_HEADER_LEN, FRAME_HEADER_LEN_V1};
 use amberdb::log::segment::{
-    scan, ScanEnd, Seal, SegmentHeader, LOG_FORMAT_VERSION, SEAL_LEN, SEGMENT_HEADER_LEN,
+    scan, LogHead, ScanEnd, Seal, SegmentHeader, LOG_FORMAT_VERSION, LOG_HEAD_LEN, SEAL_LEN,
+    SEGMENT_HEADER_LEN,
 };
 
 /// Decodes one commit frame at the start of `data`. A decoded frame must lie inside `data`,
@@ -144,7 +145,39 @@ pub fn checkpoint(data: &[u8]) -> bool {
     if d.problems.is_empty() {
         assert!(d.header.is_some(), "a sound checkpoint has a header");
     }
+    // The stream decoder (backup snapshots) never panics, and agrees on every sound checkpoint.
+    let s = checkpoint::decode_reader(&mut &data[..], data.len() as u64);
+    if d.problems.is_empty() {
+        assert!(
+            s.problems.is_empty(),
+            "the stream decoder refuses a sound checkpoint: {:?}",
+            s.problems
+        );
+        assert_eq!(
+            (s.header.map(|h| h.lsn), s.documents_checked),
+            (d.header.map(|h| h.lsn), d.documents_checked),
+            "stream and slice decoders disagree"
+        );
+    }
     d.problems.is_empty()
+}
+
+/// Decodes a `log/HEAD` record. A decoded record must re-encode to exactly the input.
+pub fn log_head(data: &[u8]) -> bool {
+    match LogHead::decode(data) {
+        Ok(h) => {
+            assert_eq!(h.encode(), data, "log head re-encodes to other bytes");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// Recomputes a `log/HEAD` record's CRC32C (over its first 24 bytes, stored at 24).
+pub fn fix_log_head(buf: &mut [u8]) {
+    if buf.len() == LOG_HEAD_LEN {
+        fix_crc(buf, 0..24, 24);
+    }
 }
 
 fn put_u32(buf: &mut [u8], at: usize, v: u32) {

@@ -23,11 +23,12 @@ use rand::{Rng, SeedableRng};
 type Check = fn(&[u8]) -> bool;
 type Fix = fn(&mut [u8]);
 
-const TARGETS: [(&str, Check, Fix); 4] = [
+const TARGETS: [(&str, Check, Fix); 5] = [
     ("commit_frame", checks::commit_frame, checks::fix_frames),
     ("segment_scan", checks::segment_scan, checks::fix_segment),
     ("seal", checks::seal, checks::fix_seal),
     ("checkpoint", checks::checkpoint, checks::fix_checkpoint),
+    ("log_head", checks::log_head, checks::fix_log_head),
 ];
 
 /// Mutations per target; each is checked raw and with fixed checksums.

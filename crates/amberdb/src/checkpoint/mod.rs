@@ -489,7 +489,7 @@ fn check_counts(header: &CheckpointHeader, entries: u64, out: &mut Decoded) {
 /// first bytes that are not a checkpoint, instead of being decompressed into memory.
 /// It reads `src` to its end (so a caller hashing the stream sees all of it) only when the
 /// checkpoint is sound up to its trailer.
-pub(crate) fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
+pub fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
     let mut out = Decoded {
         header: None,
         state: State::default(),
