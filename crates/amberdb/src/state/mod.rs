@@ -1,0 +1,233 @@
+//! The in-memory state: persistent ordered maps of collections, documents and tombstones, and
+//! applying a commit record to them (live commits and log replay use the same
+//! [`State::apply`], so a replay reproduces the live state exactly, tombstone pruning included).
+//!
+//! A `State` is never mutated once published; the committer derives the next one by applying
+//! a commit record to a clone (cheap: the maps share structure), so readers holding an older
+//! view see a consistent snapshot for as long as they keep it.
+//!
+//! What else works on a `State` lives beside it: [`prepare`] turns a transaction into the
+//! commit record to log (validation, preconditions, versions), [`view`] holds the public read
+//! types. None of them does I/O: the log, checkpoints and the committer own that.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use imbl::{OrdMap, OrdSet};
+
+use crate::document::{DocMeta, Document};
+use crate::log::record::CommitRecord;
+
+mod prepare;
+mod view;
+
+pub(crate) use prepare::{encode_transaction, EncodedOp};
+pub use view::{CollectionInfo, ListOptions, Page, ReadView};
+
+/// What is left of a deleted document: enough for a later write of the key to link to the
+/// delete (`prev_lsn`) and to continue its versions, so a version never repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Tombstone {
+    /// LSN of the delete.
+    pub lsn: u64,
+    /// Commit time of the delete; the tombstone is pruned once it is older than the
+    /// tombstone retention (measured in commit time, so replay prunes at the same commits).
+    pub deleted_at: u64,
+    /// The version the document had when it was deleted (or a bound above it, for tombstones
+    /// read from a format-1 checkpoint, which did not record it).
+    pub last_version: u64,
+}
+
+/// One collection's documents, and a tombstone per recently deleted key (so a later write
+/// can link to the delete as its previous LSN and continue after its version).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Collection {
+    /// Documents in key order, for listing and checkpoints. Change through `insert_doc` and
+    /// `remove_doc` only, so `by_key` stays in step.
+    pub docs: OrdMap<Arc<str>, Document>,
+    /// The same documents hashed by key, for point reads and transaction preparation: a
+    /// lookup in the ordered map chases a pointer per key comparison (~7 us at a million
+    /// documents, `docs/BENCHMARKS.md`), a hash lookup touches a few nodes.
+    /// Values are shared `Arc`s: an inline `Document` in every slot of the hash trie's
+    /// full-width nodes cost ~1.3 KB per document, a pointer ~450 bytes.
+    by_key: imbl::HashMap<Arc<str>, Arc<Document>>,
+    /// Deleted keys. Change through `State::insert_tombstone`, `State::apply` and pruning
+    /// only, so `State::tombstone_queue` stays in step.
+    pub tombstones: OrdMap<Arc<str>, Tombstone>,
+    /// The highest version any pruned tombstone of this collection had (0 = none pruned). A
+    /// key with neither a document nor a tombstone may have had a pruned one, so a new
+    /// document starts above this floor: versions of a key never repeat.
+    pub version_floor: u64,
+}
+
+impl Collection {
+    pub(crate) fn insert_doc(&mut self, key: Arc<str>, doc: Document) {
+        self.by_key.insert(key.clone(), Arc::new(doc.clone()));
+        self.docs.insert(key, doc);
+    }
+
+    pub(crate) fn remove_doc(&mut self, key: &str) {
+        self.by_key.remove(key);
+        self.docs.remove(key);
+    }
+
+    pub(crate) fn get_doc(&self, key: &str) -> Option<&Document> {
+        self.by_key.get(key).map(|d| &**d)
+    }
+
+    /// The highest version `key` ever had while it has no document: a new document of the
+    /// key starts after it.
+    pub(super) fn last_version(&self, key: &str) -> u64 {
+        self.tombstones.get(key).map_or(self.version_floor, |t| {
+            t.last_version.max(self.version_floor)
+        })
+    }
+}
+
+/// Default of `Options::tombstone_retention` (and of states that were not told otherwise).
+pub(crate) const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(3600);
+
+/// The whole database at one LSN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct State {
+    pub lsn: u64,
+    pub commit_ts: u64,
+    pub collections: OrdMap<Arc<str>, Collection>,
+    /// Every tombstone as (deleted_at, collection, key), oldest first, so pruning looks only
+    /// at the tombstones it removes. Derived from the collections' tombstones, never stored.
+    tombstone_queue: OrdSet<(u64, Arc<str>, Arc<str>)>,
+    /// Tombstones older than this many microseconds of commit time are pruned when a commit
+    /// is applied. Part of the state (and of checkpoints), so a replay prunes exactly where
+    /// the live database did.
+    pub tombstone_retention_us: u64,
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State {
+            lsn: 0,
+            commit_ts: 0,
+            collections: OrdMap::new(),
+            tombstone_queue: OrdSet::new(),
+            tombstone_retention_us: duration_us(DEFAULT_TOMBSTONE_RETENTION),
+        }
+    }
+}
+
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// The tombstone retention a database opened with `opts` prunes with: at least the log
+/// retention, so the `prev_lsn` chain through a delete lasts as long as the log it points to.
+pub(crate) fn tombstone_retention_us(opts: &crate::options::Options) -> u64 {
+    duration_us(opts.tombstone_retention.max(opts.log_retention))
+}
+
+impl State {
+    /// An empty state that prunes tombstones older than `tombstone_retention_us`.
+    pub(crate) fn empty(tombstone_retention_us: u64) -> State {
+        State {
+            tombstone_retention_us,
+            ..State::default()
+        }
+    }
+
+    /// Adds (or replaces) the tombstone of `collection`/`key`.
+    pub(crate) fn insert_tombstone(&mut self, collection: &Arc<str>, key: &Arc<str>, t: Tombstone) {
+        let coll = self.collections.entry(collection.clone()).or_default();
+        if let Some(old) = coll.tombstones.insert(key.clone(), t) {
+            self.tombstone_queue
+                .remove(&(old.deleted_at, collection.clone(), key.clone()));
+        }
+        self.tombstone_queue
+            .insert((t.deleted_at, collection.clone(), key.clone()));
+    }
+
+    /// Removes every tombstone deleted before `cutoff` (commit time), raising its
+    /// collection's version floor to the versions it held.
+    fn prune_tombstones(&mut self, cutoff: u64) {
+        while let Some(oldest) = self.tombstone_queue.get_min() {
+            if oldest.0 >= cutoff {
+                break;
+            }
+            let Some((_, collection, key)) = self.tombstone_queue.remove_min() else {
+                break;
+            };
+            if let Some(coll) = self.collections.get_mut(&collection) {
+                if let Some(t) = coll.tombstones.remove(&key) {
+                    coll.version_floor = coll.version_floor.max(t.last_version);
+                }
+            }
+        }
+    }
+
+    /// Tombstones kept in all collections.
+    #[cfg(test)]
+    pub(crate) fn tombstone_count(&self) -> u64 {
+        self.tombstone_queue.len() as u64
+    }
+
+    /// Applies a commit record (replay and live commits use this same path), then prunes
+    /// tombstones older than the retention, measured from this commit's time.
+    pub(crate) fn apply(&mut self, rec: &CommitRecord) {
+        for op in &rec.ops {
+            let coll = self.collections.entry(op.collection.clone()).or_default();
+            match &op.doc {
+                Some(d) => {
+                    if let Some(t) = coll.tombstones.remove(&op.key) {
+                        self.tombstone_queue.remove(&(
+                            t.deleted_at,
+                            op.collection.clone(),
+                            op.key.clone(),
+                        ));
+                    }
+                    coll.insert_doc(
+                        op.key.clone(),
+                        Document {
+                            key: op.key.clone(),
+                            value: d.value.clone(),
+                            meta: DocMeta {
+                                version: d.version,
+                                schema_version: d.schema_version,
+                                created_at: d.created_at,
+                                updated_at: rec.commit_ts,
+                                lsn: rec.lsn,
+                                sha256: d.sha256,
+                            },
+                        },
+                    );
+                }
+                None => {
+                    // The delete frame carries no version: the deleted document (always
+                    // present when the log is sound) says which one it was.
+                    let last_version = coll
+                        .get_doc(&op.key)
+                        .map_or_else(|| coll.last_version(&op.key), |d| d.meta.version);
+                    coll.remove_doc(&op.key);
+                    let tombstone = Tombstone {
+                        lsn: rec.lsn,
+                        deleted_at: rec.commit_ts,
+                        last_version,
+                    };
+                    self.insert_tombstone(&op.collection, &op.key, tombstone);
+                }
+            }
+        }
+        self.lsn = rec.lsn;
+        self.commit_ts = rec.commit_ts;
+        self.prune_tombstones(rec.commit_ts.saturating_sub(self.tombstone_retention_us));
+    }
+
+    pub(crate) fn get(&self, collection: &str, key: &str) -> Option<&Document> {
+        self.collections.get(collection)?.get_doc(key)
+    }
+
+    /// Number of live documents.
+    pub(crate) fn doc_count(&self) -> u64 {
+        self.collections.values().map(|c| c.docs.len() as u64).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests;

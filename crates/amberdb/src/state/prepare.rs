@@ -1,0 +1,351 @@
+//! Preparing a transaction: validating and encoding its operations in the writer's thread
+//! ([`encode_transaction`]), then evaluating them against the latest [`State`] in the committer
+//! ([`State::prepare`]): preconditions, versions that never repeat, patches, and the commit
+//! record to log with each operation's result. Nothing here changes a `State`; applying the
+//! record is `State::apply`'s job.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::State;
+use crate::document::{validate_collection, validate_key};
+use crate::error::{Conflict, ConflictReason, Error, Result};
+use crate::log::record::{CommitRecord, LoggedOp, WrittenDoc};
+use crate::txn::{Op, OpResult, Patch, Transaction, WriteKind};
+
+/// A value already encoded by the writer's thread: canonical JSON and its SHA-256.
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedValue {
+    pub bytes: Arc<[u8]>,
+    pub sha256: [u8; 32],
+}
+
+impl EncodedValue {
+    pub(crate) fn new(value: &serde_json::Value) -> Self {
+        let bytes = crate::document::canonical_json(value);
+        let sha256 = crate::codec::sha256(&bytes);
+        EncodedValue {
+            bytes: bytes.into(),
+            sha256,
+        }
+    }
+}
+
+/// A transaction operation after validation and encoding, ready for the committer.
+#[derive(Debug, Clone)]
+pub(crate) enum EncodedKind {
+    Put(EncodedValue),
+    Create(EncodedValue),
+    Replace(EncodedValue),
+    Patch(Patch),
+    Delete,
+    Check(u64),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct EncodedOp {
+    pub collection: Arc<str>,
+    pub key: Arc<str>,
+    pub kind: EncodedKind,
+    pub if_version: Option<u64>,
+    /// Declared schema version; `None` keeps the document's (patches) or uses 1 (new values).
+    pub schema_version: Option<u32>,
+}
+
+/// Validates names and sizes and encodes values, in the caller's thread, so the committer
+/// only does what needs the latest state.
+pub(crate) fn encode_transaction(
+    txn: &Transaction,
+    max_doc_bytes: usize,
+) -> Result<Vec<EncodedOp>> {
+    let mut out = Vec::with_capacity(txn.ops.len());
+    for op in &txn.ops {
+        let (collection, key) = match op {
+            Op::Write(w) => (&w.collection, &w.key),
+            Op::Check {
+                collection, key, ..
+            } => (collection, key),
+        };
+        validate_collection(collection)?;
+        validate_key(key)?;
+        let encode = |v: &serde_json::Value| {
+            // Depth first: encoding recurses, and a hostile value may be arbitrarily deep.
+            crate::patch::check_depth(collection, key, v)?;
+            let e = EncodedValue::new(v);
+            if e.bytes.len() > max_doc_bytes {
+                return Err(Error::TooLarge {
+                    collection: collection.clone(),
+                    key: key.clone(),
+                    size: e.bytes.len(),
+                    limit: max_doc_bytes,
+                });
+            }
+            Ok(e)
+        };
+        let (kind, if_version, schema_version) = match op {
+            Op::Write(w) => {
+                let kind = match &w.kind {
+                    WriteKind::Put(v) => EncodedKind::Put(encode(v)?),
+                    WriteKind::Create(v) => EncodedKind::Create(encode(v)?),
+                    WriteKind::Replace(v) => EncodedKind::Replace(encode(v)?),
+                    WriteKind::Patch(p) => {
+                        match p {
+                            Patch::Json(ops) => {
+                                crate::patch::check_json_patch(collection, key, ops)?
+                            }
+                            Patch::Merge(m) => crate::patch::check_depth(collection, key, m)?,
+                        }
+                        EncodedKind::Patch(p.clone())
+                    }
+                    WriteKind::Delete => EncodedKind::Delete,
+                };
+                (kind, w.if_version, w.schema_version)
+            }
+            Op::Check { version, .. } => (EncodedKind::Check(*version), None, None),
+        };
+        if schema_version == Some(0) {
+            return Err(Error::InvalidValue(
+                "schema_version must be a positive integer".into(),
+            ));
+        }
+        out.push(EncodedOp {
+            collection: collection.as_str().into(),
+            key: key.as_str().into(),
+            kind,
+            if_version,
+            schema_version,
+        });
+    }
+    Ok(out)
+}
+
+/// A document as the transaction being prepared sees it.
+#[derive(Clone)]
+struct Current {
+    /// 0 when absent.
+    version: u64,
+    value: Option<EncodedValue>,
+    created_at: u64,
+    schema_version: u32,
+    /// LSN of the last committed write or delete, for the record's prev_lsn.
+    prev_lsn: u64,
+    /// While absent: the highest version the key ever had, so a new document continues
+    /// after it (a version never repeats, so an `if_version` can never match a different
+    /// document).
+    last_version: u64,
+    touched: bool,
+}
+
+/// The result of preparing a transaction: the record to log and per-op results.
+pub(crate) struct Prepared {
+    pub record: CommitRecord,
+    pub results: Vec<OpResult>,
+}
+
+impl State {
+    fn current(&self, collection: &str, key: &str) -> Current {
+        let coll = self.collections.get(collection);
+        match coll.and_then(|c| c.get_doc(key)) {
+            Some(d) => Current {
+                version: d.meta.version,
+                value: Some(EncodedValue {
+                    bytes: d.value.clone(),
+                    sha256: d.meta.sha256,
+                }),
+                created_at: d.meta.created_at,
+                schema_version: d.meta.schema_version,
+                prev_lsn: d.meta.lsn,
+                last_version: d.meta.version,
+                touched: false,
+            },
+            None => Current {
+                version: 0,
+                value: None,
+                created_at: 0,
+                schema_version: 0,
+                prev_lsn: coll
+                    .and_then(|c| c.tombstones.get(key))
+                    .map_or(0, |t| t.lsn),
+                last_version: coll.map_or(0, |c| c.last_version(key)),
+                touched: false,
+            },
+        }
+    }
+
+    /// Evaluates a transaction against this state as commit `lsn` at time `ts`. Operations
+    /// see the effects of earlier operations of the same transaction. Every failed
+    /// precondition is collected; any failure means nothing is applied.
+    pub(crate) fn prepare(
+        &self,
+        ops: &[EncodedOp],
+        lsn: u64,
+        ts: u64,
+        max_doc_bytes: usize,
+    ) -> Result<Prepared> {
+        let mut scratch: BTreeMap<(Arc<str>, Arc<str>), Current> = BTreeMap::new();
+        let mut order: Vec<(Arc<str>, Arc<str>)> = vec![];
+        let mut results = Vec::with_capacity(ops.len());
+        let mut conflicts = vec![];
+        for (i, op) in ops.iter().enumerate() {
+            let id = (op.collection.clone(), op.key.clone());
+            let cur = scratch
+                .entry(id.clone())
+                .or_insert_with(|| self.current(&op.collection, &op.key));
+            let conflict = |expected, reason| Conflict {
+                op_index: i,
+                collection: op.collection.to_string(),
+                key: op.key.to_string(),
+                expected,
+                actual: cur.version,
+                reason,
+            };
+            if let Some(v) = op.if_version.or(match op.kind {
+                EncodedKind::Check(v) => Some(v),
+                _ => None,
+            }) {
+                if cur.version != v {
+                    conflicts.push(conflict(v, ConflictReason::VersionMismatch));
+                    continue;
+                }
+            }
+            let new_value = match &op.kind {
+                EncodedKind::Check(_) => {
+                    let schema = if cur.value.is_some() {
+                        cur.schema_version
+                    } else {
+                        0
+                    };
+                    results.push(result(op, cur.version, false, schema));
+                    continue;
+                }
+                EncodedKind::Delete => {
+                    let existed = cur.value.is_some();
+                    if existed {
+                        cur.value = None;
+                        cur.last_version = cur.version;
+                        cur.version = 0;
+                        // First write to this document in the transaction: remember its place
+                        // (a flag, not a search of `order`, so big batches stay linear).
+                        if !cur.touched {
+                            order.push(id);
+                        }
+                        cur.touched = true;
+                    }
+                    results.push(result(op, 0, existed, 0));
+                    continue;
+                }
+                EncodedKind::Put(v) => v.clone(),
+                EncodedKind::Create(v) => {
+                    if cur.value.is_some() {
+                        conflicts.push(conflict(0, ConflictReason::AlreadyExists));
+                        continue;
+                    }
+                    v.clone()
+                }
+                EncodedKind::Replace(v) => {
+                    if cur.value.is_none() {
+                        conflicts.push(conflict(1, ConflictReason::Missing));
+                        continue;
+                    }
+                    v.clone()
+                }
+                EncodedKind::Patch(p) => {
+                    let Some(existing) = &cur.value else {
+                        conflicts.push(conflict(1, ConflictReason::Missing));
+                        continue;
+                    };
+                    let mut doc: serde_json::Value = serde_json::from_slice(&existing.bytes)
+                        .map_err(|e| {
+                            Error::InvalidValue(format!("stored value does not parse: {e}"))
+                        })?;
+                    match p {
+                        Patch::Merge(m) => json_patch::merge(&mut doc, m),
+                        // Bounded: refused as soon as it grows past the size or depth limit.
+                        Patch::Json(ops) => crate::patch::apply_json_patch(
+                            &mut doc,
+                            ops,
+                            &op.collection,
+                            &op.key,
+                            existing.bytes.len(),
+                            max_doc_bytes,
+                        )?,
+                    }
+                    crate::patch::check_depth(&op.collection, &op.key, &doc)?;
+                    let v = EncodedValue::new(&doc);
+                    if v.bytes.len() > max_doc_bytes {
+                        return Err(Error::TooLarge {
+                            collection: op.collection.to_string(),
+                            key: op.key.to_string(),
+                            size: v.bytes.len(),
+                            limit: max_doc_bytes,
+                        });
+                    }
+                    v
+                }
+            };
+            let is_patch = matches!(op.kind, EncodedKind::Patch(_));
+            if cur.value.is_none() {
+                cur.created_at = ts;
+                cur.version = cur.last_version;
+            }
+            // A patch edits the stored value, so it keeps its schema version unless the
+            // writer declares one; a whole new value without a declaration is version 1.
+            cur.schema_version = match op.schema_version {
+                Some(v) => v,
+                None if is_patch => cur.schema_version.max(1),
+                None => 1,
+            };
+            cur.value = Some(new_value);
+            cur.version += 1;
+            if !cur.touched {
+                order.push(id);
+            }
+            cur.touched = true;
+            results.push(result(op, cur.version, true, cur.schema_version));
+        }
+        if !conflicts.is_empty() {
+            return Err(Error::Conflict(conflicts));
+        }
+        let ops = order
+            .into_iter()
+            .filter_map(|id| {
+                let cur = scratch.get(&id)?;
+                // A document created and deleted inside the same transaction that did not
+                // exist before leaves nothing to log.
+                if cur.value.is_none() && self.get(&id.0, &id.1).is_none() {
+                    return None;
+                }
+                Some(LoggedOp {
+                    collection: id.0,
+                    key: id.1,
+                    prev_lsn: cur.prev_lsn,
+                    doc: cur.value.as_ref().map(|v| WrittenDoc {
+                        version: cur.version,
+                        schema_version: cur.schema_version,
+                        created_at: cur.created_at,
+                        sha256: v.sha256,
+                        value: v.bytes.clone(),
+                    }),
+                })
+            })
+            .collect();
+        Ok(Prepared {
+            record: CommitRecord {
+                lsn,
+                commit_ts: ts,
+                ops,
+            },
+            results,
+        })
+    }
+}
+
+fn result(op: &EncodedOp, version: u64, written: bool, schema_version: u32) -> OpResult {
+    OpResult {
+        schema_version,
+        collection: op.collection.to_string(),
+        key: op.key.to_string(),
+        version,
+        written,
+    }
+}
