@@ -186,7 +186,7 @@ pub(crate) fn recover(
     let mut report = RecoveryReport::default();
     let mut skipped: Vec<(PathBuf, String)> = vec![];
     let mut base: Option<(State, Option<PathBuf>)> = None;
-    for (_, path) in &checkpoints {
+    for (named_lsn, path) in &checkpoints {
         // An unreadable checkpoint (EIO) is damage like a failed checksum: skip it.
         let bytes = match read_file(path) {
             Ok(bytes) => bytes,
@@ -198,6 +198,16 @@ pub(crate) fn recover(
         };
         let decoded = checkpoint::decode(&bytes);
         match decoded.problems.first() {
+            // A checkpoint under another LSN's name (copied or renamed) is damage, as `verify`
+            // says: the name is what the log cleanup and the newest-segment check trust.
+            None if decoded.state.lsn != *named_lsn => {
+                let why = format!(
+                    "header says LSN {}, file name says {named_lsn}",
+                    decoded.state.lsn
+                );
+                tracing::warn!(file = %path.display(), problem = %why, "skipping misnamed checkpoint");
+                skipped.push((path.clone(), why));
+            }
             None => {
                 base = Some((decoded.state, Some(path.clone())));
                 break;
@@ -339,7 +349,16 @@ pub(crate) fn recover(
         }
     }
     if state.lsn < claimed_lsn {
-        let (file, why) = skipped.first().cloned().unwrap_or_default();
+        // Never an empty file name: with nothing skipped, the newest checkpoint is the claim.
+        let (file, why) = skipped.first().cloned().unwrap_or_else(|| {
+            let newest = checkpoints
+                .first()
+                .map_or(ckpt_dir.clone(), |c| c.1.clone());
+            (
+                newest,
+                format!("the newest checkpoint claims LSN {claimed_lsn}"),
+            )
+        });
         return Err(damaged(
             &file,
             0,

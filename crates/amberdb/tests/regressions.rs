@@ -577,3 +577,45 @@ fn archiving_a_restored_timeline_into_the_old_repository_is_refused_not_stitched
     assert!(db.get("kv", "new13").is_none() && db.get("kv", "k20").is_some());
     db.close().unwrap();
 }
+
+/// Issue 8 item 17: a checkpoint copied under a later LSN's name made open refuse with an
+/// empty file name and an empty reason (": damaged at offset 0: ; falling back would lose
+/// commits 11..=20"), while `verify` named the file. Open now skips it as damage, like
+/// `verify`, and names it with what is wrong; one renamed to an earlier name is refused too.
+#[test]
+fn checkpoint_under_another_lsn_name_is_refused_naming_it_not_an_empty_file_name() {
+    for (name_lsn, keep_original) in [(20, true), (20, false), (5, false)] {
+        let ctx = format!("checkpoint at 10 named {name_lsn}, original kept: {keep_original}");
+        let tmp = tempfile::tempdir().unwrap();
+        let data = tmp.path().join("d");
+        let opts = Options {
+            segment_size: 600,
+            ..no_checkpoint_on_close()
+        };
+        let db = Db::open_with(&data, opts).unwrap();
+        for i in 1..=10 {
+            db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        }
+        let c = db.checkpoint().unwrap();
+        db.close().unwrap();
+        let misnamed = c.path.with_file_name(format!("{name_lsn:020}.ckpt"));
+        fs::copy(&c.path, &misnamed).unwrap();
+        if !keep_original {
+            fs::remove_file(&c.path).unwrap();
+        }
+        let d = expect_damaged(&data);
+        assert_eq!(d.file, misnamed, "{ctx}: {d:?}");
+        assert!(
+            d.detail
+                .contains(&format!("header says LSN 10, file name says {name_lsn}")),
+            "{ctx}: {}",
+            d.detail
+        );
+        let v = verify_dir(&data).unwrap();
+        assert!(
+            v.problems.iter().any(|p| p.file == misnamed),
+            "{ctx}: {:?}",
+            v.problems
+        );
+    }
+}
