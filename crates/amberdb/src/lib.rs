@@ -33,6 +33,10 @@
 
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
+// Engine code never panics on a missing value or an out-of-range index: `?` with a typed
+// error, `get(..)` with a damage error in decoders, or `expect` naming the invariant.
+#![deny(clippy::unwrap_used, clippy::indexing_slicing)]
+#![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod backup;
 pub mod checkpoint;
