@@ -5,9 +5,11 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
-use amberdb::log::segment::{list_segments, scan};
+use amberdb::io::{Fault, FaultInjector, IoOp};
+use amberdb::log::segment::{list_segments, scan, LOG_HEAD_FILE};
 use amberdb::{
     buffered, verify_dir, BackupRepo, Db, Error, Options, RecoveryMode, Transaction, LOG_DIR,
 };
@@ -618,4 +620,53 @@ fn checkpoint_under_another_lsn_name_is_refused_naming_it_not_an_empty_file_name
             v.problems
         );
     }
+}
+
+/// Fails every read of `DATA/log/HEAD` with EIO.
+struct UnreadableLogHead;
+
+impl FaultInjector for UnreadableLogHead {
+    fn on_io(&self, op: IoOp<'_>) -> Fault {
+        match op {
+            IoOp::Read { path } if path.ends_with(Path::new(LOG_DIR).join(LOG_HEAD_FILE)) => {
+                Fault::Fail(std::io::Error::from_raw_os_error(5))
+            }
+            _ => Fault::Proceed,
+        }
+    }
+}
+
+/// Issue 8 items 6, 9 and 17: an unreadable (EIO) `log/HEAD` was skipped as if it were absent,
+/// so with the newest segment also gone open succeeded at the checkpoint and the commits after
+/// it vanished without a word. An unreadable head record is damage naming the file and the
+/// failed read, for open and verify alike.
+#[test]
+fn unreadable_log_head_is_damage_naming_it_not_silently_skipped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("d");
+    let opts = Options {
+        segment_size: 512,
+        ..no_checkpoint_on_close()
+    };
+    let db = Db::open_with(&data, opts).unwrap();
+    for i in 1..=30 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 20 {
+            db.checkpoint().unwrap();
+        }
+    }
+    db.close().unwrap();
+    let segs = list_segments(&data.join(LOG_DIR)).unwrap();
+    fs::remove_file(&segs.last().unwrap().1).unwrap();
+    let head = data.join(LOG_DIR).join(LOG_HEAD_FILE);
+    let _eio = amberdb::io::install(tmp.path(), Arc::new(UnreadableLogHead));
+    let d = expect_damaged(&data);
+    assert_eq!(d.file, head, "{d:?}");
+    assert!(d.detail.contains("read of"), "{}", d.detail);
+    let v = verify_dir(&data).unwrap();
+    assert!(
+        v.problems.iter().any(|p| p.file == head),
+        "{:?}",
+        v.problems
+    );
 }

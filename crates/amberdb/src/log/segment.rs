@@ -237,7 +237,20 @@ pub fn missing_log(
     checkpoint_lsn: u64,
 ) -> Option<(PathBuf, u64, String)> {
     let head_path = log_dir.join(LOG_HEAD_FILE);
-    if let Ok(bytes) = crate::io::read(&head_path, &crate::io::Faults::none()) {
+    let head = match crate::io::read(&head_path, &crate::io::Faults::none()) {
+        Ok(bytes) => Some(bytes),
+        // Absent: a log older than the head record, or a new database.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        // Unreadable (EIO) is damage, not "absent": skipping it would hide a deleted segment.
+        Err(e) => {
+            return Some((
+                head_path,
+                0,
+                format!("the log head record is unreadable: {e}"),
+            ))
+        }
+    };
+    if let Some(bytes) = head {
         match LogHead::decode(&bytes) {
             Err(e) => return Some((head_path, 0, e)),
             Ok(h) if !segments.iter().any(|(f, _)| *f >= h.newest_first_lsn) => {
