@@ -670,3 +670,47 @@ fn unreadable_log_head_is_damage_naming_it_not_silently_skipped() {
         v.problems
     );
 }
+
+/// Fails every read of a backup manifest with EIO.
+struct UnreadableManifests;
+
+impl FaultInjector for UnreadableManifests {
+    fn on_io(&self, op: IoOp<'_>) -> Fault {
+        match op {
+            IoOp::Read { path } if path.ends_with("manifest.json") => {
+                Fault::Fail(std::io::Error::from_raw_os_error(5))
+            }
+            _ => Fault::Proceed,
+        }
+    }
+}
+
+/// Issue 8 items 13 and 17: when every manifest failed to read, restore said only "repository
+/// … holds no complete backup", hiding the failed read (the backups are there; the disk is
+/// failing). It names each backup it passed over and why, the failed operation included.
+#[test]
+fn restore_with_only_unreadable_manifests_names_the_failed_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, repo_dir) = (tmp.path().join("d"), tmp.path().join("r"));
+    let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
+    let db = Db::open(&data).unwrap();
+    db.put("kv", "k", json!(1)).unwrap();
+    let m = db.backup(&repo).unwrap();
+    db.close().unwrap();
+    let _eio = amberdb::io::install(tmp.path(), Arc::new(UnreadableManifests));
+    let e = amberdb::backup::restore(
+        &repo,
+        &amberdb::RestoreTarget::Latest,
+        false,
+        &tmp.path().join("restored"),
+        &amberdb::backup::NoProgress,
+    )
+    .unwrap_err();
+    assert!(matches!(e, Error::Unreachable { .. }), "{e:?}");
+    let e = e.to_string();
+    assert!(e.contains(&m.id) && e.contains("read of"), "{e}");
+    assert!(
+        e.contains("manifest.json") && e.contains("os error 5"),
+        "{e}"
+    );
+}

@@ -264,10 +264,13 @@ fn plan_skipping(
         .max_by_key(|b| (b.lsn, b.created_at_us))
         .cloned()
     else {
-        return Err(unreachable(
-            "nothing".into(),
-            format!("repository {} holds no complete backup", repo.location()),
-        ));
+        let mut why = format!("repository {} holds no complete backup", repo.location());
+        // Backups whose manifest failed to read or was refused are there: say why each was
+        // passed over (the failed operation included), not only that none is complete.
+        for s in &skipped {
+            why.push_str(&format!("; passed over {}: {}", s.id, s.reason));
+        }
+        return Err(unreachable("nothing".into(), why));
     };
     let reach_text = |b: &BackupManifest| {
         let (reach, used, _) = chain(b, &archive, &damaged);
