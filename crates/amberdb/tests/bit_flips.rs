@@ -12,51 +12,18 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use amberdb::checkpoint::list_checkpoints;
-use amberdb::log::segment::{list_segments, scan, seal_file_name};
+use amberdb::log::segment::{list_segments, seal_file_name};
 use amberdb::{
-    verify_dir, Db, Document, Error, Options, VerifyReport, CHECKPOINT_DIR, LOCK_FILE, LOG_DIR,
-    QUARANTINE_DIR,
+    verify_dir, Db, Document, Error, Options, VerifyReport, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR,
 };
 use serde_json::json;
-
-fn opts(segment_size: u64) -> Options {
-    Options {
-        checkpoint_on_close: false,
-        segment_size,
-        ..Options::default()
-    }
-}
-
-fn snapshot(db: &Db) -> Vec<(String, Document)> {
-    db.view()
-        .iter_all()
-        .map(|(c, d)| (c.to_string(), d.clone()))
-        .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != LOCK_FILE {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
-/// Flips bits of the byte at `offset` (a different bit for different offsets).
-fn flip(path: &Path, offset: u64) {
-    let mut bytes = fs::read(path).unwrap();
-    bytes[offset as usize] ^= 1 << (offset % 8);
-    fs::write(path, bytes).unwrap();
-}
+use support::{copy_dir, expect_damaged, flip, opts, segment_frames, snapshot, truncate};
 
 fn write_commits(db: &Db, range: std::ops::Range<u64>) {
     for i in range {
@@ -76,14 +43,6 @@ fn has_problem(report: &VerifyReport, file: &Path, offset: Option<u64>) -> bool 
         .any(|p| p.file == file && (offset.is_none() || p.offset == offset))
 }
 
-fn expect_damaged(dir: &Path, opts: Options) -> amberdb::Damage {
-    match Db::open_with(dir, opts) {
-        Err(Error::Damaged(d)) => d,
-        Err(e) => panic!("expected Error::Damaged, got {e}"),
-        Ok(_) => panic!("expected Error::Damaged, but the database opened"),
-    }
-}
-
 #[test]
 fn flipped_byte_in_a_middle_commit_refuses_open_naming_the_segment_and_offset() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,9 +52,7 @@ fn flipped_byte_in_a_middle_commit_refuses_open_naming_the_segment_and_offset() 
     let segment = list_segments(&dir.path().join(LOG_DIR)).unwrap()[0]
         .1
         .clone();
-    let bytes = fs::read(&segment).unwrap();
-    let mut frames = vec![];
-    scan(&bytes, |rec, off| frames.push((rec.lsn, off))).unwrap();
+    let frames = segment_frames(&segment);
     assert_eq!(frames.len(), 10);
     // Every byte of a commit in the middle, and every byte of the segment header that its
     // CRC covers (the last 4 header bytes are reserved padding, outside the CRC).
@@ -457,16 +414,8 @@ fn sealed_segment_that_no_longer_matches_its_seal_is_reported() {
     flip(segment, 40);
     // Whole commits cut off the end of a sealed segment: every frame is fine, but the seal
     // and the LSN sequence say otherwise.
-    let bytes = fs::read(segment).unwrap();
-    let mut frames = vec![];
-    scan(&bytes, |_, off| frames.push(off)).unwrap();
-    let cut = *frames.last().unwrap();
-    fs::OpenOptions::new()
-        .write(true)
-        .open(segment)
-        .unwrap()
-        .set_len(cut)
-        .unwrap();
+    let cut = segment_frames(segment).last().unwrap().1;
+    truncate(segment, cut);
     let report = verify_dir(dir.path()).unwrap();
     assert!(has_problem(&report, &seal, None), "{:?}", report.problems);
     assert!(

@@ -10,13 +10,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use amberdb::backup::{restore, NoProgress};
-use amberdb::{verify_dir, BackupRepo, Db, Options, RestoreTarget, LOCK_FILE};
+use amberdb::{verify_dir, BackupRepo, Db, Options, RestoreTarget};
 use serde_json::{json, Value};
+use support::{copy_dir, truncate};
 
 /// (collection, key) -> (value, version)
 type Model = BTreeMap<(String, String), (Value, u64)>;
@@ -83,19 +85,6 @@ fn state_of(db: &Db) -> Model {
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != LOCK_FILE {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn fixture_opts() -> Options {
@@ -210,12 +199,7 @@ fn v1_data_directory_whose_active_segment_is_empty_reopens_twice_and_appends() {
     // Make the v1 active segment empty: its commits (21..=24) move into the checkpoint's
     // past by truncating to the header and dropping LSNs above 20 from the model.
     let active = data.join("log/00000000000000000021.log");
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&active)
-        .unwrap()
-        .set_len(32)
-        .unwrap();
+    truncate(&active, 32);
     for round in 0..2 {
         let db = Db::open_with(&data, fixture_opts()).unwrap();
         assert_eq!(db.recovery_report().lsn, 20 + round, "round {round}");

@@ -3,17 +3,20 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use amberdb::io::{Fault, FaultInjector, IoOp};
-use amberdb::log::segment::{list_segments, scan, LOG_HEAD_FILE};
+use amberdb::log::segment::LOG_HEAD_FILE;
 use amberdb::{
     buffered, verify_dir, BackupRepo, Db, Error, Options, RecoveryMode, Transaction, LOG_DIR,
 };
 use serde_json::json;
+use support::{flip, newest_segment, segment_frames, truncate, zero};
 
 fn no_checkpoint_on_close() -> Options {
     Options {
@@ -25,25 +28,13 @@ fn no_checkpoint_on_close() -> Options {
 
 /// The newest segment and the offsets of its frames by LSN.
 fn last_segment_frames(data: &Path) -> (PathBuf, Vec<(u64, u64)>) {
-    let segs = list_segments(&data.join(LOG_DIR)).unwrap();
-    let path = segs.last().unwrap().1.clone();
-    let bytes = fs::read(&path).unwrap();
-    let mut frames = vec![];
-    scan(&bytes, |rec, off| frames.push((rec.lsn, off))).unwrap();
+    let path = newest_segment(data);
+    let frames = segment_frames(&path);
     (path, frames)
 }
 
 fn offset_of(frames: &[(u64, u64)], lsn: u64) -> u64 {
     frames.iter().find(|(l, _)| *l == lsn).unwrap().1
-}
-
-/// Zeroes `len` bytes of `path` at `at` (what a lost sector of an unsynced write looks like).
-fn zero(path: &Path, at: u64, len: usize) {
-    let mut bytes = fs::read(path).unwrap();
-    for b in bytes.iter_mut().skip(at as usize).take(len) {
-        *b = 0;
-    }
-    fs::write(path, bytes).unwrap();
 }
 
 /// 10 `Sync` commits, then 5 `Buffered` ones (written in one go, never synced while the
@@ -152,26 +143,14 @@ fn damage_to_a_synced_frame_followed_by_valid_frames_is_still_refused() {
     );
 }
 
-fn flip(path: &Path, at: u64) {
-    let mut bytes = fs::read(path).unwrap();
-    bytes[at as usize] ^= 0x40;
-    fs::write(path, bytes).unwrap();
-}
-
 /// 30 `Sync` puts k1..k30, a checkpoint after the 20th, then the process stops without a
 /// checkpoint (like a SIGKILL: nothing else is written). Returns the auto-recovery options.
 fn thirty_puts_checkpoint_after_twenty(tmp: &Path) -> (PathBuf, Options) {
     let data = tmp.join("d");
     let repo = tmp.join("r");
     BackupRepo::open_or_init(&repo).unwrap();
-    let db = Db::open_with(&data, no_checkpoint_on_close()).unwrap();
-    for i in 1..=30 {
-        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
-        if i == 20 {
-            assert_eq!(db.checkpoint().unwrap().lsn, 20);
-        }
-    }
-    db.close().unwrap(); // no checkpoint on close: the disk is as a SIGKILL leaves it
+    // No checkpoint on close: the disk is as a SIGKILL leaves it.
+    thirty_puts_checkpoint_at_twenty(&data, no_checkpoint_on_close());
     let opts = Options {
         recovery: RecoveryMode::Auto { repo },
         ..no_checkpoint_on_close()
@@ -225,10 +204,20 @@ fn auto_recovery_names_the_intact_commits_it_could_not_replay_after_damage_past_
 }
 
 fn expect_damaged(data: &Path) -> amberdb::Damage {
-    match Db::open_with(data, no_checkpoint_on_close()) {
-        Err(Error::Damaged(d)) => d,
-        other => panic!("expected Damaged, got {:?}", other.map(|_| ())),
+    support::expect_damaged(data, no_checkpoint_on_close())
+}
+
+/// Puts k1..k30 into a new database at `data`, a checkpoint after the 20th, then closes it
+/// without a checkpoint.
+fn thirty_puts_checkpoint_at_twenty(data: &Path, opts: Options) {
+    let db = Db::open_with(data, opts).unwrap();
+    for i in 1..=30 {
+        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
+        if i == 20 {
+            assert_eq!(db.checkpoint().unwrap().lsn, 20);
+        }
     }
+    db.close().unwrap();
 }
 
 #[test]
@@ -239,16 +228,8 @@ fn deleted_newest_segment_is_noticed_by_open_and_verify() {
         segment_size: 512,
         ..no_checkpoint_on_close()
     };
-    let db = Db::open_with(&data, opts).unwrap();
-    for i in 1..=30 {
-        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
-        if i == 20 {
-            db.checkpoint().unwrap();
-        }
-    }
-    db.close().unwrap();
-    let segs = list_segments(&data.join(LOG_DIR)).unwrap();
-    let newest = segs.last().unwrap().1.clone();
+    thirty_puts_checkpoint_at_twenty(&data, opts);
+    let newest = newest_segment(&data);
     fs::remove_file(&newest).unwrap();
     let d = expect_damaged(&data);
     assert_eq!(d.file, newest);
@@ -265,23 +246,11 @@ fn deleted_newest_segment_is_noticed_by_open_and_verify() {
 fn newest_segment_truncated_below_the_checkpoint_is_noticed_by_open_and_verify() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("d");
-    let db = Db::open_with(&data, no_checkpoint_on_close()).unwrap();
-    for i in 1..=30 {
-        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
-        if i == 20 {
-            db.checkpoint().unwrap();
-        }
-    }
-    db.close().unwrap();
+    thirty_puts_checkpoint_at_twenty(&data, no_checkpoint_on_close());
     let (path, frames) = last_segment_frames(&data);
     // Cut at a frame boundary below the checkpoint: the rest scans clean.
     let cut = offset_of(&frames, 15);
-    fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(cut)
-        .unwrap();
+    truncate(&path, cut);
     let d = expect_damaged(&data);
     assert_eq!((d.file.clone(), d.offset), (path.clone(), cut));
     assert!(d.detail.contains("LSN 20"), "{}", d.detail);
@@ -622,13 +591,13 @@ fn checkpoint_under_another_lsn_name_is_refused_naming_it_not_an_empty_file_name
     }
 }
 
-/// Fails every read of `DATA/log/HEAD` with EIO.
-struct UnreadableLogHead;
+/// Fails every read of a file whose path ends with these components with EIO.
+struct UnreadableFiles(PathBuf);
 
-impl FaultInjector for UnreadableLogHead {
+impl FaultInjector for UnreadableFiles {
     fn on_io(&self, op: IoOp<'_>) -> Fault {
         match op {
-            IoOp::Read { path } if path.ends_with(Path::new(LOG_DIR).join(LOG_HEAD_FILE)) => {
+            IoOp::Read { path } if path.ends_with(&self.0) => {
                 Fault::Fail(std::io::Error::from_raw_os_error(5))
             }
             _ => Fault::Proceed,
@@ -648,18 +617,13 @@ fn unreadable_log_head_is_damage_naming_it_not_silently_skipped() {
         segment_size: 512,
         ..no_checkpoint_on_close()
     };
-    let db = Db::open_with(&data, opts).unwrap();
-    for i in 1..=30 {
-        db.put("kv", &format!("k{i}"), json!(i)).unwrap();
-        if i == 20 {
-            db.checkpoint().unwrap();
-        }
-    }
-    db.close().unwrap();
-    let segs = list_segments(&data.join(LOG_DIR)).unwrap();
-    fs::remove_file(&segs.last().unwrap().1).unwrap();
+    thirty_puts_checkpoint_at_twenty(&data, opts);
+    fs::remove_file(newest_segment(&data)).unwrap();
     let head = data.join(LOG_DIR).join(LOG_HEAD_FILE);
-    let _eio = amberdb::io::install(tmp.path(), Arc::new(UnreadableLogHead));
+    let _eio = amberdb::io::install(
+        tmp.path(),
+        Arc::new(UnreadableFiles(Path::new(LOG_DIR).join(LOG_HEAD_FILE))),
+    );
     let d = expect_damaged(&data);
     assert_eq!(d.file, head, "{d:?}");
     assert!(d.detail.contains("read of"), "{}", d.detail);
@@ -669,20 +633,6 @@ fn unreadable_log_head_is_damage_naming_it_not_silently_skipped() {
         "{:?}",
         v.problems
     );
-}
-
-/// Fails every read of a backup manifest with EIO.
-struct UnreadableManifests;
-
-impl FaultInjector for UnreadableManifests {
-    fn on_io(&self, op: IoOp<'_>) -> Fault {
-        match op {
-            IoOp::Read { path } if path.ends_with("manifest.json") => {
-                Fault::Fail(std::io::Error::from_raw_os_error(5))
-            }
-            _ => Fault::Proceed,
-        }
-    }
 }
 
 /// Issue 8 items 13 and 17: when every manifest failed to read, restore said only "repository
@@ -697,7 +647,10 @@ fn restore_with_only_unreadable_manifests_names_the_failed_reads() {
     db.put("kv", "k", json!(1)).unwrap();
     let m = db.backup(&repo).unwrap();
     db.close().unwrap();
-    let _eio = amberdb::io::install(tmp.path(), Arc::new(UnreadableManifests));
+    let _eio = amberdb::io::install(
+        tmp.path(),
+        Arc::new(UnreadableFiles("manifest.json".into())),
+    );
     let e = amberdb::backup::restore(
         &repo,
         &amberdb::RestoreTarget::Latest,

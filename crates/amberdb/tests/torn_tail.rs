@@ -6,41 +6,15 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use amberdb::log::segment::{list_segments, scan};
-use amberdb::{verify_dir, Db, Document, Options, Transaction, LOCK_FILE, LOG_DIR};
+use amberdb::{verify_dir, Db, Document, Transaction, LOG_DIR};
 use serde_json::json;
-
-fn opts(segment_size: u64) -> Options {
-    Options {
-        checkpoint_on_close: false,
-        segment_size,
-        ..Options::default()
-    }
-}
-
-/// Every document of the database, in (collection, key) order, with its metadata.
-fn snapshot(db: &Db) -> Vec<(String, Document)> {
-    db.view()
-        .iter_all()
-        .map(|(c, d)| (c.to_string(), d.clone()))
-        .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != LOCK_FILE {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
+use support::{copy_dir, opts, snapshot, truncate, zero};
 
 /// A database whose last commit is the multi-document transaction `last`, closed without a
 /// checkpoint. Returns the state and LSN before `last`.
@@ -194,27 +168,15 @@ fn check_every_offset(s: &Setup, name: &str, damage: impl Fn(&Path, u64)) {
     }
 }
 
-fn truncate_at(segment: &Path, cut: u64) {
-    fs::OpenOptions::new()
-        .write(true)
-        .open(segment)
-        .unwrap()
-        .set_len(cut)
-        .unwrap();
-}
-
+/// Zeroes `segment` from `cut` to its end.
 fn zero_from(segment: &Path, cut: u64) {
-    let mut bytes = fs::read(segment).unwrap();
-    for b in bytes.iter_mut().skip(cut as usize) {
-        *b = 0;
-    }
-    fs::write(segment, bytes).unwrap();
+    zero(segment, cut, usize::MAX);
 }
 
 #[test]
 fn log_cut_at_every_byte_of_its_last_commit_reopens_with_exactly_the_commits_before_it() {
     let s = setup(64 << 20, false);
-    check_every_offset(&s, "truncated", truncate_at);
+    check_every_offset(&s, "truncated", truncate);
 }
 
 #[test]
@@ -230,7 +192,7 @@ fn torn_last_commit_after_a_checkpoint_in_a_later_segment_loses_only_that_commit
     let s = setup(400, true);
     let segments = list_segments(&s.dir.path().join(LOG_DIR)).unwrap();
     assert!(segments.len() > 1, "the log rolled: {segments:?}");
-    check_every_offset(&s, "truncated after checkpoint", truncate_at);
+    check_every_offset(&s, "truncated after checkpoint", truncate);
 }
 
 #[test]
@@ -249,7 +211,7 @@ fn acknowledged_commit_after_a_segment_cut_inside_its_header_is_never_lost() {
             .1
             .clone();
         assert_eq!(fs::metadata(&segment).unwrap().len(), 32);
-        truncate_at(&segment, cut);
+        truncate(&segment, cut);
         match Db::open_with(dir.path(), opts(64 << 20)) {
             Err(amberdb::Error::Damaged(d)) => {
                 assert_eq!(d.file, segment, "cut at {cut}: {}", d.detail)

@@ -9,12 +9,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::Path;
+mod support;
+
 use std::time::Duration;
 
 use amberdb::backup::{read_log, LogFilter, LogSource};
 use amberdb::{ConflictReason, Db, Durability, Error, Options, Transaction};
 use serde_json::json;
+use support::copy_dir;
 
 const C: &str = "sessions";
 
@@ -177,19 +179,6 @@ fn unique_key_workload_keeps_the_tombstone_count_bounded() {
     assert_eq!(db.count(C), 0);
     assert!(put(&db, "match-0") > highest);
     db.close().unwrap();
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), target).unwrap();
-        }
-    }
 }
 
 /// Re-creates every key in one transaction; returns the versions it got.

@@ -1,0 +1,97 @@
+//! Helpers shared by the engine's integration tests: copying a data directory, reading the
+//! frames of a segment, and the damage the tests apply (bit flips, zeroed bytes, cuts).
+//! Each test binary includes it with `mod support;` and uses only what it needs.
+
+// Every test binary compiles this module and uses a different part of it.
+#![allow(dead_code, clippy::unwrap_used, clippy::indexing_slicing)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use amberdb::log::segment::{list_segments, scan};
+use amberdb::{Damage, Db, Document, Error, Options, LOCK_FILE, LOG_DIR};
+
+/// Options with small segments and no checkpoint on close, so a test's log stays on disk.
+pub fn opts(segment_size: u64) -> Options {
+    Options {
+        checkpoint_on_close: false,
+        segment_size,
+        ..Options::default()
+    }
+}
+
+/// Every document of the database, in (collection, key) order, with its metadata.
+pub fn snapshot(db: &Db) -> Vec<(String, Document)> {
+    db.view()
+        .iter_all()
+        .map(|(c, d)| (c.to_string(), d.clone()))
+        .collect()
+}
+
+/// Copies a (closed) data directory or repository, without its lock file.
+pub fn copy_dir(from: &Path, to: &Path) {
+    fs::create_dir_all(to).unwrap();
+    for entry in fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if entry.file_name() != LOCK_FILE {
+            fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// The newest segment of the data directory `data`.
+pub fn newest_segment(data: &Path) -> PathBuf {
+    list_segments(&data.join(LOG_DIR))
+        .unwrap()
+        .last()
+        .unwrap()
+        .1
+        .clone()
+}
+
+/// (LSN, offset) of every valid frame of the segment file `path`.
+pub fn segment_frames(path: &Path) -> Vec<(u64, u64)> {
+    let bytes = fs::read(path).unwrap();
+    let mut frames = vec![];
+    scan(&bytes, |rec, off| frames.push((rec.lsn, off))).unwrap();
+    frames
+}
+
+/// Flips a bit of the byte at `offset` (a different bit for different offsets).
+pub fn flip(path: &Path, offset: u64) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[offset as usize] ^= 1 << (offset % 8);
+    fs::write(path, bytes).unwrap();
+}
+
+/// Zeroes up to `len` bytes of `path` from `at` (what a lost sector of an unsynced write, or
+/// a file system that zero-fills after a power loss, leaves).
+pub fn zero(path: &Path, at: u64, len: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    for b in bytes.iter_mut().skip(at as usize).take(len) {
+        *b = 0;
+    }
+    fs::write(path, bytes).unwrap();
+}
+
+/// Cuts `path` to `len` bytes (a torn or truncated file).
+pub fn truncate(path: &Path, len: u64) {
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .unwrap()
+        .set_len(len)
+        .unwrap();
+}
+
+/// Opens `dir` and expects it to be refused as damaged.
+pub fn expect_damaged(dir: &Path, opts: Options) -> Damage {
+    match Db::open_with(dir, opts) {
+        Err(Error::Damaged(d)) => d,
+        Err(e) => panic!("expected Error::Damaged, got {e}"),
+        Ok(_) => panic!("expected Error::Damaged, but the database opened"),
+    }
+}
