@@ -178,12 +178,7 @@ fn auto_recovery_replays_intact_commits_after_damage_inside_the_checkpointed_ran
         (&auto.stepped_over[0].0, auto.stepped_over[0].1),
         (&path, at)
     );
-    for i in 1..=30 {
-        assert_eq!(
-            db.get("kv", &format!("k{i}")).unwrap().json().unwrap(),
-            json!(i)
-        );
-    }
+    assert_puts_through(&db, 30);
     db.close().unwrap();
 }
 
@@ -205,6 +200,14 @@ fn auto_recovery_names_the_intact_commits_it_could_not_replay_after_damage_past_
 
 fn expect_damaged(data: &Path) -> amberdb::Damage {
     support::expect_damaged(data, no_checkpoint_on_close())
+}
+
+/// `db` holds k1..=k`last` with the values `thirty_puts_checkpoint_at_twenty` wrote.
+fn assert_puts_through(db: &Db, last: u64) {
+    for i in 1..=last {
+        let doc = db.get("kv", &format!("k{i}"));
+        assert_eq!(doc.map(|d| d.json().unwrap()), Some(json!(i)), "k{i}");
+    }
 }
 
 /// Puts k1..k30 into a new database at `data`, a checkpoint after the 20th, then closes it
@@ -380,12 +383,7 @@ fn auto_recovery_interrupted_after_its_marker_is_refused_by_open_and_finished_by
         .any(|f| f.ends_with(path.file_name().unwrap())));
     assert!(!data.join(amberdb::backup::RECOVERY_MARKER).exists());
     assert!(!data.join(amberdb::backup::STAGING_DIR).exists());
-    for i in 1..=24 {
-        assert_eq!(
-            db.get("kv", &format!("k{i}")).unwrap().json().unwrap(),
-            json!(i)
-        );
-    }
+    assert_puts_through(&db, 24);
     db.close().unwrap();
 }
 
@@ -494,12 +492,7 @@ fn auto_recovery_replays_the_archive_from_empty_when_every_backup_is_damaged() {
         auto.source
     );
     assert_eq!(auto.lost, None);
-    for i in 1..=20 {
-        assert_eq!(
-            db.get("kv", &format!("k{i}")).unwrap().json().unwrap(),
-            json!(i)
-        );
-    }
+    assert_puts_through(&db, 20);
     db.close().unwrap();
 }
 
