@@ -7,9 +7,10 @@ use super::{require_admin, AdminErrors};
 use crate::api::{
     CheckpointResponse, CollectionSummary, ProblemBody, StatusResponse, VerifyResponse,
 };
-use crate::app::{blocking, Shared};
 use crate::auth::Principal;
+use crate::blocking::blocking;
 use crate::error::ApiResult;
+use crate::state::Shared;
 
 /// LSNs, counters, sizes on disk, last checkpoint, poisoned or not.
 #[utoipa::path(

@@ -12,9 +12,10 @@ use utoipa::openapi::{RefOr, Response};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{error_responses, require_admin, E401, E403, E503};
-use crate::app::{blocking, Shared};
 use crate::auth::Principal;
+use crate::blocking::blocking;
 use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
 
 const E404_BACKUP: (u16, &str) = (
     404,
