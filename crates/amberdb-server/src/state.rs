@@ -28,6 +28,8 @@ pub struct AppState {
     /// When the server started.
     pub started: Instant,
     pub(crate) limit: Arc<Semaphore>,
+    /// What recovery did when the database was opened, with the documents it ended with.
+    pub recovery: crate::api::RecoveryBody,
 }
 
 impl AppState {
@@ -39,7 +41,16 @@ impl AppState {
             .map(|t| (t.sha256, Arc::new(t.clone())))
             .collect();
         let limit = Arc::new(Semaphore::new(config.concurrency));
+        // Counted now, before the first request: these are the documents the open ended with.
+        let documents = db
+            .stats()
+            .collections
+            .into_iter()
+            .map(|c| (c.name, c.documents))
+            .collect();
+        let recovery = crate::api::RecoveryBody::new(db.recovery_report(), documents);
         AppState {
+            recovery,
             db,
             config,
             metrics: Metrics::default(),
