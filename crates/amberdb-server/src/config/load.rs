@@ -261,6 +261,8 @@ fn build(
         checkpoint_interval: (checkpoint_s > 0).then(|| Duration::from_secs(checkpoint_s)),
         checkpoint_log_bytes: int("engine.checkpoint_log_bytes")?,
         segment_size: int("engine.segment_size")?,
+        tombstone_retention: Duration::from_secs(int("engine.tombstone_retention_s")?),
+        group_access: boolean("engine.group_access")?,
         shutdown_grace: Duration::from_millis(int("shutdown.grace_ms")?),
         tokens,
         backup_interval,

@@ -118,6 +118,10 @@ pub struct Config {
     pub checkpoint_log_bytes: u64,
     /// Log segment size.
     pub segment_size: u64,
+    /// How long tombstones of deleted keys are kept.
+    pub tombstone_retention: Duration,
+    /// Created files and directories get group read access (0640/0750).
+    pub group_access: bool,
     /// How long a graceful shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
     /// Backup repository (archiving, admin endpoints, auto recovery).
@@ -174,6 +178,8 @@ impl Config {
                 (Some(repo), true) => amberdb::RecoveryMode::Auto { repo: repo.clone() },
                 _ => amberdb::RecoveryMode::Refuse,
             },
+            tombstone_retention: self.tombstone_retention,
+            group_access: self.group_access,
             ..amberdb::Options::default()
         }
     }
