@@ -254,3 +254,31 @@ fn the_backup_listing_carries_file_checksums_that_match_the_files_on_disk() {
     assert!(b["problem"].is_string(), "{list}");
     s.stop().unwrap();
 }
+
+#[test]
+fn the_openapi_document_describes_the_recovery_report_and_backup_files() {
+    let s = TestServer::start(|_| {});
+    let doc = s.get("/openapi.json").json();
+    let schemas = &doc["components"]["schemas"];
+    assert!(
+        schemas["StatusResponse"]["properties"]["recovery"].is_object(),
+        "{}",
+        schemas["StatusResponse"]
+    );
+    for (schema, field) in [
+        ("RecoveryBody", "documents"),
+        ("RecoveryBody", "auto"),
+        ("AutoRecoveryBody", "backup"),
+        ("AutoRecoveryBody", "lost"),
+        ("BackupBody", "files"),
+        ("BackupBody", "status"),
+        ("BackupFileBody", "stored_sha256"),
+    ] {
+        assert!(
+            schemas[schema]["properties"][field].is_object(),
+            "{schema}.{field}: {}",
+            schemas[schema]
+        );
+    }
+    s.stop().unwrap();
+}
