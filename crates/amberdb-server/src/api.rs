@@ -414,6 +414,231 @@ pub struct StatusResponse {
     pub shutting_down: bool,
     /// Collections and their document counts.
     pub collections: Vec<CollectionSummary>,
+    /// What recovery did when this server opened the database.
+    pub recovery: RecoveryBody,
+}
+
+/// What recovery did when the server opened its database (`Db::recovery_report()`), in
+/// `GET /v1/admin/status`: the checkpoint it started from, the commits it replayed, the LSN
+/// it reached, the documents it ended with, a torn tail it cut, damaged checkpoints it moved
+/// aside, and, after an automatic recovery (`recovery.mode = auto`), where the state came
+/// from and what, if anything, was lost.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct RecoveryBody {
+    /// The checkpoint loaded, if any.
+    pub checkpoint: Option<String>,
+    /// Its LSN (0 when the open started from an empty state).
+    pub checkpoint_lsn: u64,
+    /// Commits replayed from the local log after it.
+    pub commits_replayed: u64,
+    /// LSN reached.
+    pub lsn: u64,
+    /// Live documents per collection when the open finished (before any request).
+    pub documents: std::collections::BTreeMap<String, u64>,
+    /// The torn tail that was cut, if there was one.
+    pub torn_tail: Option<TornTailBody>,
+    /// Damaged checkpoints skipped and moved to quarantine.
+    pub quarantined: Vec<MovedFile>,
+    /// Set when automatic recovery rebuilt the data directory.
+    pub auto: Option<AutoRecoveryBody>,
+    /// Set when automatic recovery rebuilt a damaged `archive.json`.
+    pub slots_rebuilt: Option<SlotsRebuiltBody>,
+}
+
+/// A torn tail cut by recovery.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TornTailBody {
+    /// The segment.
+    pub file: String,
+    /// Where it was cut.
+    pub offset: u64,
+    /// Bytes removed.
+    pub bytes: u64,
+    /// LSNs `[first, last]` of frames after the cut that were never synced (never
+    /// acknowledged as `sync`), if any.
+    pub unsynced: Option<(u64, u64)>,
+}
+
+/// A file recovery moved aside.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MovedFile {
+    /// Where it was.
+    pub from: String,
+    /// Where it is now (under `DATA/quarantine/`).
+    pub to: String,
+}
+
+/// What automatic recovery did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AutoRecoveryBody {
+    /// The damage that triggered it (file, offset, what was wrong).
+    pub damage: String,
+    /// Where the state came from, in words (a local checkpoint, or a backup, plus which logs).
+    pub source: String,
+    /// Id of the backup the state was rebuilt from; null when local data reached further.
+    pub backup: Option<String>,
+    /// LSN reached.
+    pub lsn: u64,
+    /// Commits replayed on top of the base (checkpoint or backup).
+    pub commits_replayed: u64,
+    /// Documents restored (all collections).
+    pub documents: u64,
+    /// LSNs `[first, last]` known to have existed that could not be recovered; null when
+    /// nothing was lost.
+    pub lost: Option<(u64, u64)>,
+    /// Where the damaged files were moved.
+    pub quarantine: String,
+    /// The files moved there.
+    pub quarantined_files: Vec<String>,
+    /// Damaged frames of commits the base already held that replay stepped over (no commit
+    /// is lost by this).
+    pub stepped_over: Vec<ProblemBody>,
+}
+
+/// A damaged slot file that automatic recovery rebuilt.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct SlotsRebuiltBody {
+    /// Why the file was unusable.
+    pub damage: String,
+    /// Where the damaged file was copied.
+    pub quarantined: String,
+    /// Repository ids of the rebuilt slots.
+    pub repos: Vec<String>,
+}
+
+impl RecoveryBody {
+    /// The report of `db`'s open, with `documents` per collection as counted right after it.
+    pub fn new(
+        r: &amberdb::RecoveryReport,
+        documents: std::collections::BTreeMap<String, u64>,
+    ) -> Self {
+        let path = |p: &std::path::Path| p.display().to_string();
+        RecoveryBody {
+            checkpoint: r.checkpoint.as_deref().map(path),
+            checkpoint_lsn: r.checkpoint_lsn,
+            commits_replayed: r.commits_replayed,
+            lsn: r.lsn,
+            documents,
+            torn_tail: r.torn_tail.as_ref().map(|t| TornTailBody {
+                file: path(&t.file),
+                offset: t.offset,
+                bytes: t.bytes,
+                unsynced: t.unsynced,
+            }),
+            quarantined: r
+                .quarantined
+                .iter()
+                .map(|(from, to)| MovedFile {
+                    from: path(from),
+                    to: path(to),
+                })
+                .collect(),
+            auto: r.auto.as_ref().map(|a| AutoRecoveryBody {
+                damage: a.damage.clone(),
+                source: a.source.clone(),
+                backup: a.backup.clone(),
+                lsn: a.lsn,
+                commits_replayed: a.commits_replayed,
+                documents: a.documents,
+                lost: a.lost,
+                quarantine: path(&a.quarantine),
+                quarantined_files: a.quarantined_files.iter().map(|p| path(p)).collect(),
+                stepped_over: a
+                    .stepped_over
+                    .iter()
+                    .map(|(file, offset, detail)| ProblemBody {
+                        file: path(file),
+                        offset: Some(*offset),
+                        detail: detail.clone(),
+                    })
+                    .collect(),
+            }),
+            slots_rebuilt: r.slots_rebuilt.as_ref().map(|s| SlotsRebuiltBody {
+                damage: s.damage.clone(),
+                quarantined: path(&s.quarantined),
+                repos: s.repos.clone(),
+            }),
+        }
+    }
+}
+
+/// One file of a backup, with the sizes and SHA-256s of its plain and stored bytes.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BackupFileBody {
+    /// File name within the backup directory (`backups/<id>/<name>` in the repository).
+    pub name: String,
+    /// Uncompressed size.
+    pub plain_size: u64,
+    /// SHA-256 of the uncompressed bytes, hex.
+    pub plain_sha256: String,
+    /// Size as stored.
+    pub stored_size: u64,
+    /// SHA-256 of the stored bytes (the file on disk), hex.
+    pub stored_sha256: String,
+}
+
+/// One backup as `GET /v1/admin/backups` lists it, `POST /v1/admin/backups` returns it and
+/// `amberdb backup list --json` prints it (all three through [`backup_json`]). A complete
+/// backup is its whole manifest plus `status` and `stored_bytes`; a damaged or incomplete one
+/// has only `id`, `status` and `problem`. The fields below are the ones clients rely on; the
+/// manifest's other fields (`format_version`, `repository_id`, `schema_versions`, ...) are
+/// documented in docs/FORMAT.md.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BackupBody {
+    /// Backup id (`YYYYMMDDTHHMMSSZ-<lsn>`).
+    pub id: String,
+    /// `complete`, `damaged` (the manifest is unreadable or refused) or `incomplete` (no
+    /// manifest: interrupted or still running).
+    pub status: String,
+    /// What is wrong, when not complete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    /// When it was taken, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<String>,
+    /// LSN of the last commit it holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lsn: Option<u64>,
+    /// Commit time of that commit, RFC 3339.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit_time: Option<String>,
+    /// Live documents per collection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub documents: Option<std::collections::BTreeMap<String, u64>>,
+    /// Bytes stored in the repository (compressed), all files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<u64>,
+    /// Every file of the backup with its sizes and checksums.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<Vec<BackupFileBody>>,
+}
+
+/// The one serializer of a backup listing entry (see [`BackupBody`]), shared by the server
+/// and the CLI so the two can never disagree.
+pub fn backup_json(e: &amberdb::backup::BackupListing) -> Value {
+    let status = serde_json::to_value(e.status).unwrap_or_default();
+    match &e.manifest {
+        Some(m) => {
+            let mut v = serde_json::to_value(m).unwrap_or_default();
+            if let Some(o) = v.as_object_mut() {
+                o.insert("status".into(), status);
+                let stored: u64 = m.files.iter().map(|f| f.stored_size).sum();
+                o.insert("stored_bytes".into(), stored.into());
+            }
+            v
+        }
+        None => serde_json::json!({"id": e.id, "status": status, "problem": e.problem}),
+    }
+}
+
+/// [`backup_json`] of a backup just taken (complete by construction).
+pub fn backup_manifest_json(m: &amberdb::BackupManifest) -> Value {
+    backup_json(&amberdb::backup::BackupListing {
+        id: m.id.clone(),
+        status: amberdb::backup::BackupState::Complete,
+        problem: None,
+        manifest: Some(m.clone()),
+    })
 }
 
 /// `POST /v1/admin/checkpoint`.

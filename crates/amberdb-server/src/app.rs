@@ -2,9 +2,6 @@
 //! panic catching (a bug answers 500 JSON, never a dropped connection), metrics, the shutdown
 //! gate, authentication, then for `/v1` the concurrency limit and the request deadline.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
@@ -13,68 +10,11 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use tokio::sync::Semaphore;
 
-use crate::auth::{hash_token, Principal, TokenEntry};
-use crate::config::Config;
+use crate::auth::{hash_token, Principal};
 use crate::error::ApiError;
-use crate::metrics::Metrics;
 use crate::routes;
-
-/// Everything a handler needs, shared by all requests.
-pub struct AppState {
-    /// The engine.
-    pub db: amberdb::Db,
-    /// The configuration the server started with.
-    pub config: Config,
-    /// Request counters and histograms.
-    pub metrics: Metrics,
-    /// Token hash to token entry.
-    tokens: HashMap<[u8; 32], Arc<TokenEntry>>,
-    /// Set when a graceful shutdown starts.
-    pub shutting_down: AtomicBool,
-    /// When the server started.
-    pub started: Instant,
-    limit: Arc<Semaphore>,
-}
-
-impl AppState {
-    /// State for a database and configuration.
-    pub fn new(db: amberdb::Db, config: Config) -> Self {
-        let tokens = config
-            .tokens
-            .iter()
-            .map(|t| (t.sha256, Arc::new(t.clone())))
-            .collect();
-        let limit = Arc::new(Semaphore::new(config.concurrency));
-        AppState {
-            db,
-            config,
-            metrics: Metrics::default(),
-            tokens,
-            shutting_down: AtomicBool::new(false),
-            started: Instant::now(),
-            limit,
-        }
-    }
-
-    /// True once a graceful shutdown has begun.
-    pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
-    }
-}
-
-/// Shared state handle.
-pub type Shared = Arc<AppState>;
-
-/// Runs blocking engine work on tokio's blocking pool.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::internal(format!("engine task failed: {e}")))
-}
+use crate::state::Shared;
 
 /// Builds the complete application.
 pub fn router(state: Shared) -> Router {
@@ -128,7 +68,6 @@ pub fn router(state: Shared) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(middleware::from_fn(withhold_unreadable_versions))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
         .layer(middleware::from_fn_with_state(state.clone(), body_policy))
@@ -230,51 +169,6 @@ fn bad_percent_escape(path: &str) -> Option<String> {
                 .to_owned()
         })
     })
-}
-
-/// A 412 or 409 names the current version of the documents it is about; a token that may
-/// write a collection but not read it must not learn versions (or anything else) from it, so
-/// for such collections the version is withheld (`actual: null`) and the message says why.
-async fn withhold_unreadable_versions(req: Request, next: Next) -> Response {
-    let who = req.extensions().get::<Principal>().cloned();
-    let resp = next.run(req).await;
-    let status = resp.status();
-    let Some(who) = who else { return resp };
-    if status != StatusCode::CONFLICT && status != StatusCode::PRECONDITION_FAILED {
-        return resp;
-    }
-    let (mut parts, body) = resp.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, 1 << 20).await else {
-        return ApiError::internal("error body too large").into_response();
-    };
-    let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
-        return Response::from_parts(parts, axum::body::Body::from(bytes));
-    };
-    let mut withheld = false;
-    let details = &mut v["error"]["details"];
-    let mut redact = |d: &mut serde_json::Value| {
-        let readable = d["collection"].as_str().is_some_and(|c| who.can_read(c));
-        if !readable && d.get("actual").is_some() {
-            d["actual"] = serde_json::Value::Null;
-            withheld = true;
-        }
-    };
-    if let Some(list) = details.get_mut("conflicts").and_then(|c| c.as_array_mut()) {
-        list.iter_mut().for_each(&mut redact);
-    } else if details.is_object() {
-        redact(details);
-    }
-    if !withheld {
-        return Response::from_parts(parts, axum::body::Body::from(bytes));
-    }
-    v["error"]["message"] = serde_json::Value::from(if status == StatusCode::CONFLICT {
-        "transaction conflict: a precondition failed (details.conflicts; current versions of documents this token may not read are withheld)"
-    } else {
-        "the precondition failed (the current version is shown only to tokens that may read this collection)"
-    });
-    let body = serde_json::to_vec(&v).unwrap_or_default();
-    parts.headers.remove(header::CONTENT_LENGTH);
-    Response::from_parts(parts, axum::body::Body::from(body))
 }
 
 /// During a graceful shutdown, new API requests on still-open connections are turned away

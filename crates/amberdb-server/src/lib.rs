@@ -23,6 +23,7 @@
 pub mod api;
 mod app;
 pub mod auth;
+mod blocking;
 pub mod config;
 mod conn;
 pub mod error;
@@ -32,6 +33,7 @@ pub mod metrics;
 pub mod openapi;
 mod routes;
 mod server;
+mod state;
 
 pub use config::{Config, ConfigError};
 pub use server::{shutdown_signal, Server, StartError};

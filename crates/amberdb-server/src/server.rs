@@ -5,8 +5,9 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::app::{router, AppState};
+use crate::app::router;
 use crate::conn::ConnAcceptor;
+use crate::state::AppState;
 
 /// Open files kept free of client connections for the engine (segments, checkpoints, backups).
 const RESERVED_FDS: u64 = 256;

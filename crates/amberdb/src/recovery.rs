@@ -85,6 +85,9 @@ pub struct AutoRecovery {
     pub damage: String,
     /// Where the state came from.
     pub source: String,
+    /// Id of the backup the state was rebuilt from; `None` when local data reached further.
+    #[serde(default)]
+    pub backup: Option<String>,
     /// LSN reached.
     pub lsn: u64,
     /// Commits replayed on top of the base (checkpoint or backup).

@@ -162,22 +162,11 @@ fn list(a: RepoArgs) -> CliResult {
     let repo = BackupRepo::open(&a.repo)?;
     let entries = repo.entries()?;
     if a.json {
-        // A complete backup is its manifest plus "status"; any other is id, status, problem.
+        // The same serializer as `GET /v1/admin/backups`: a complete backup is its manifest
+        // plus "status" and "stored_bytes"; any other is id, status, problem.
         let out: Vec<serde_json::Value> = entries
             .iter()
-            .map(|e| {
-                let status = serde_json::to_value(e.status).unwrap_or_default();
-                match &e.manifest {
-                    Some(m) => {
-                        let mut v = serde_json::to_value(m).unwrap_or_default();
-                        if let Some(o) = v.as_object_mut() {
-                            o.insert("status".into(), status);
-                        }
-                        v
-                    }
-                    None => serde_json::json!({"id": e.id, "status": status, "problem": e.problem}),
-                }
-            })
+            .map(amberdb_server::api::backup_json)
             .collect();
         print_json(&serde_json::Value::Array(out));
         return Ok(());

@@ -7,11 +7,13 @@ use super::{require_admin, AdminErrors};
 use crate::api::{
     CheckpointResponse, CollectionSummary, ProblemBody, StatusResponse, VerifyResponse,
 };
-use crate::app::{blocking, Shared};
 use crate::auth::Principal;
+use crate::blocking::blocking;
 use crate::error::ApiResult;
+use crate::state::Shared;
 
-/// LSNs, counters, sizes on disk, last checkpoint, poisoned or not.
+/// LSNs, counters, sizes on disk, last checkpoint, poisoned or not, and what recovery did
+/// when the database was opened (`recovery`).
 #[utoipa::path(
     get,
     path = "/v1/admin/status",
@@ -55,6 +57,7 @@ pub async fn status(
                 documents: c.documents,
             })
             .collect(),
+        recovery: state.recovery.clone(),
     }))
 }
 

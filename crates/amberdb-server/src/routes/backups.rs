@@ -12,9 +12,11 @@ use utoipa::openapi::{RefOr, Response};
 use utoipa::{IntoParams, ToSchema};
 
 use super::{error_responses, require_admin, E401, E403, E503};
-use crate::app::{blocking, Shared};
+use crate::api::{backup_json, backup_manifest_json, BackupBody};
 use crate::auth::Principal;
+use crate::blocking::blocking;
 use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
 
 const E404_BACKUP: (u16, &str) = (
     404,
@@ -33,43 +35,15 @@ impl utoipa::IntoResponses for BackupErrors {
     }
 }
 
-/// One backup, as its manifest describes it.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct BackupBody {
-    /// Backup id (`YYYYMMDDTHHMMSSZ-<lsn>`).
-    pub id: String,
-    /// When it was taken, RFC 3339.
-    pub created_at: String,
-    /// LSN of the last commit it holds.
-    pub lsn: u64,
-    /// Commit time of that commit, RFC 3339.
-    pub commit_time: String,
-    /// Live documents per collection.
-    pub documents: BTreeMap<String, u64>,
-    /// Bytes stored in the repository (compressed).
-    pub stored_bytes: u64,
-}
-
-impl From<&amberdb::BackupManifest> for BackupBody {
-    fn from(m: &amberdb::BackupManifest) -> Self {
-        BackupBody {
-            id: m.id.clone(),
-            created_at: m.created_at.clone(),
-            lsn: m.lsn,
-            commit_time: m.commit_time.clone(),
-            documents: m.documents.clone(),
-            stored_bytes: m.files.iter().map(|f| f.stored_size).sum(),
-        }
-    }
-}
-
 /// `GET /v1/admin/backups`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct BackupListResponse {
     /// The repository.
     pub repository: String,
-    /// Complete backups, oldest first.
-    pub backups: Vec<BackupBody>,
+    /// Every backup directory, oldest first: a complete backup with its manifest (files and
+    /// their SHA-256s included), a damaged or incomplete one with what is wrong.
+    #[schema(value_type = Vec<BackupBody>)]
+    pub backups: Vec<serde_json::Value>,
     /// LSN range of the archived log, when there is one.
     pub archived_lsn_range: Option<(u64, u64)>,
     /// The last backup this server took (scheduled or requested) and any backup error.
@@ -141,11 +115,11 @@ pub async fn list(
     let st = state.clone();
     blocking(move || {
         let repo = repo(&st)?;
-        let backups = repo.list().map_err(backup_failed)?;
+        let backups = repo.entries().map_err(backup_failed)?;
         let archive = repo.archived_segments().map_err(backup_failed)?;
         Ok(Json(BackupListResponse {
             repository: repo.location(),
-            backups: backups.iter().map(BackupBody::from).collect(),
+            backups: backups.iter().map(backup_json).collect(),
             archived_lsn_range: archive
                 .first()
                 .zip(archive.last())
@@ -167,13 +141,13 @@ pub async fn list(
 pub async fn create(
     State(state): State<Shared>,
     Extension(who): Extension<Principal>,
-) -> ApiResult<(StatusCode, Json<BackupBody>)> {
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     require_admin(&who)?;
     let st = state.clone();
     blocking(move || {
         let repo = repo(&st)?;
         let m = st.db.backup(&repo).map_err(backup_failed)?;
-        Ok((StatusCode::CREATED, Json(BackupBody::from(&m))))
+        Ok((StatusCode::CREATED, Json(backup_manifest_json(&m))))
     })
     .await?
 }

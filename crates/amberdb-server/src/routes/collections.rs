@@ -8,9 +8,9 @@ use axum::{Extension, Json};
 use super::documents::CollectionPath;
 use super::{path, require_read, ReadErrors};
 use crate::api::{CollectionResponse, CollectionSpec, CollectionSummary, CollectionsResponse};
-use crate::app::Shared;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
 
 /// Every collection the caller may read, with its document count.
 #[utoipa::path(

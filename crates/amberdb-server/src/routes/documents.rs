@@ -2,8 +2,8 @@
 //!
 //! The body of GET and PUT is the document's value itself; the metadata travels in headers
 //! (`ETag` = version, `Amber-Version`, `Amber-Lsn`, `Amber-Schema-Version`) or, with
-//! `?meta=true`, in the JSON envelope. `If-Match` / `If-None-Match` become the engine's
-//! `if_version`, so the check and the write are one atomic step in the committer.
+//! `?meta=true`, in the JSON envelope. Writes go through the write pipeline (`write.rs`),
+//! which turns `If-Match` / `If-None-Match` into the engine's `if_version`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
@@ -14,15 +14,13 @@ use axum::Extension;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{
-    body, parse_json, path, query, require_read, require_write, PatchErrors, ReadErrors,
-    WriteErrors,
-};
+use super::write::{self, meta_headers, precondition_failed, Method};
+use super::{path, query, require_read, PatchErrors, ReadErrors, WriteErrors};
 use crate::api::{ListResponse, WriteResult};
-use crate::app::{blocking, Shared};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
-use crate::headers::{self, Condition};
+use crate::headers;
+use crate::state::Shared;
 
 /// Most documents one listing page may return.
 pub const MAX_PAGE: usize = 10_000;
@@ -83,76 +81,6 @@ fn validate(collection: &str, key: Option<&str>) -> Result<(), ApiError> {
     Ok(())
 }
 
-fn meta_headers(h: &mut HeaderMap, version: u64, lsn: u64, schema_version: Option<u32>) {
-    h.insert(header::ETAG, headers::etag(version));
-    h.insert(headers::VERSION, HeaderValue::from(version));
-    h.insert(headers::LSN, HeaderValue::from(lsn));
-    if let Some(s) = schema_version {
-        h.insert(headers::SCHEMA_VERSION, HeaderValue::from(s));
-    }
-}
-
-fn precondition_failed(collection: &str, key: &str, actual: u64, header_name: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::PRECONDITION_FAILED,
-        "precondition_failed",
-        format!("{header_name} does not match {collection}/{key} (current version {actual}; 0 = missing)"),
-    )
-    .details(serde_json::json!({"collection": collection, "key": key, "actual": actual}))
-}
-
-/// Turns `If-Match` / `If-None-Match` into the version the write must find, checking them
-/// against the current version first so that an obvious mismatch never reaches the committer.
-fn required_version(
-    headers: &HeaderMap,
-    collection: &str,
-    key: &str,
-    current: u64,
-) -> Result<Option<u64>, ApiError> {
-    let mut required = None;
-    if let Some(cond) = headers::if_match(headers)? {
-        if !cond.matches(current) {
-            return Err(precondition_failed(collection, key, current, "If-Match"));
-        }
-        required = Some(current);
-    }
-    if let Some(cond) = headers::if_none_match(headers)? {
-        let hit = match &cond {
-            Condition::Any => current != 0,
-            Condition::Versions(_) => cond.matches(current),
-        };
-        if hit {
-            return Err(precondition_failed(
-                collection,
-                key,
-                current,
-                "If-None-Match",
-            ));
-        }
-        required = Some(current);
-    }
-    Ok(required)
-}
-
-/// Engine conflicts of a single-document write: a failed `If-*` is 412; a patch of a missing
-/// document without conditions is 404.
-fn write_error(e: amberdb::Error, collection: &str, key: &str, conditional: bool) -> ApiError {
-    match e {
-        amberdb::Error::Conflict(cs) => {
-            let actual = cs.first().map_or(0, |c| c.actual);
-            let missing = cs
-                .iter()
-                .any(|c| c.reason == amberdb::ConflictReason::Missing);
-            if missing && !conditional {
-                ApiError::doc_not_found(collection, key)
-            } else {
-                precondition_failed(collection, key, actual, "the precondition")
-            }
-        }
-        other => other.into(),
-    }
-}
-
 /// Read one document.
 #[utoipa::path(
     get,
@@ -208,29 +136,6 @@ pub async fn get_doc(
     Ok(resp)
 }
 
-/// Commits a single-document transaction on the blocking pool.
-async fn commit_one(
-    state: &Shared,
-    tx: amberdb::Transaction,
-) -> Result<amberdb::Committed, amberdb::Error> {
-    let db = state.db.clone();
-    match blocking(move || db.commit(&tx)).await {
-        Ok(r) => r,
-        Err(_) => Err(amberdb::Error::Closed),
-    }
-}
-
-fn write_response(status: StatusCode, r: WriteResult) -> Response {
-    let mut resp = (status, axum::Json(&r)).into_response();
-    if !r.deleted {
-        meta_headers(resp.headers_mut(), r.version, r.lsn, r.schema_version);
-    } else {
-        resp.headers_mut()
-            .insert(headers::LSN, HeaderValue::from(r.lsn));
-    }
-    resp
-}
-
 /// Create or replace one document. The body is the value.
 #[utoipa::path(
     put,
@@ -257,56 +162,16 @@ pub async fn put_doc(
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let DocPath { collection, key } = path(p)?;
-    validate(&collection, Some(&key))?;
-    require_write(&who, &collection)?;
-    headers::require_json(&headers)?;
-    let bytes = body(b)?;
-    let value: serde_json::Value = parse_json(&bytes, "invalid_json")?;
-    let durability = headers::durability(&headers, &state.config)?;
-    let schema_version = headers::schema_version(&headers)?;
-    let current = state
-        .db
-        .get(&collection, &key)
-        .map_or(0, |d| d.meta.version);
-    let required = required_version(&headers, &collection, &key, current)?;
-    let mut tx = amberdb::Transaction::new();
-    let w = tx.put(&collection, &key, value);
-    if let Some(v) = required {
-        w.if_version(v);
-    }
-    if let Some(v) = schema_version {
-        w.schema_version(v);
-    }
-    if let Some(d) = durability {
-        tx.durability(d);
-    }
-    let c = commit_one(&state, tx)
-        .await
-        .map_err(|e| write_error(e, &collection, &key, required.is_some()))?;
-    Ok(written(collection, key, &c, true))
-}
-
-/// The answer to a committed PUT or PATCH, from what the engine reports (version and schema
-/// version after the write), never from what the request asked for.
-fn written(collection: String, key: String, c: &amberdb::Committed, may_create: bool) -> Response {
-    let r = c.results.first();
-    let version = r.map_or(0, |r| r.version);
-    let created = may_create && version == 1;
-    let status = if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::OK
-    };
-    let r = WriteResult {
+    write::single(
+        &state,
+        &who,
         collection,
         key,
-        version,
-        lsn: c.lsn,
-        schema_version: r.map(|r| r.schema_version),
-        created,
-        deleted: false,
-    };
-    write_response(status, r)
+        &headers,
+        Method::Put,
+        Some(b),
+    )
+    .await
 }
 
 /// Patch one document: `application/merge-patch+json` (RFC 7396) or
@@ -337,52 +202,16 @@ pub async fn patch_doc(
     b: Result<Bytes, BytesRejection>,
 ) -> ApiResult<Response> {
     let DocPath { collection, key } = path(p)?;
-    validate(&collection, Some(&key))?;
-    require_write(&who, &collection)?;
-    let want = "application/merge-patch+json or application/json-patch+json";
-    let ct = headers::content_type(&headers).ok_or_else(|| headers::unsupported("(none)", want))?;
-    let bytes = body(b)?;
-    let patch = match ct.as_str() {
-        "application/merge-patch+json" => {
-            amberdb::Patch::Merge(parse_json(&bytes, "invalid_json")?)
-        }
-        "application/json-patch+json" => {
-            let v: serde_json::Value = parse_json(&bytes, "invalid_json")?;
-            amberdb::Patch::Json(serde_json::from_value(v).map_err(|e| {
-                ApiError::bad_request("invalid_patch", format!("not an RFC 6902 JSON Patch: {e}"))
-            })?)
-        }
-        other => return Err(headers::unsupported(other, want)),
-    };
-    if matches!(patch, amberdb::Patch::Json(_)) {
-        super::require_read_for_json_patch(&who, &collection)?;
-    }
-    let durability = headers::durability(&headers, &state.config)?;
-    let schema_version = headers::schema_version(&headers)?;
-    let current = state
-        .db
-        .get(&collection, &key)
-        .map_or(0, |d| d.meta.version);
-    let required = required_version(&headers, &collection, &key, current)?;
-    if current == 0 && required.is_none() {
-        return Err(ApiError::doc_not_found(&collection, &key));
-    }
-    let mut tx = amberdb::Transaction::new();
-    let w = tx.patch(&collection, &key, patch);
-    if let Some(v) = required {
-        w.if_version(v);
-    }
-    if let Some(v) = schema_version {
-        w.schema_version(v);
-    }
-    if let Some(d) = durability {
-        tx.durability(d);
-    }
-    super::check_patch_ops(&tx)?;
-    let c = commit_one(&state, tx)
-        .await
-        .map_err(|e| write_error(e, &collection, &key, required.is_some()))?;
-    Ok(written(collection, key, &c, false))
+    write::single(
+        &state,
+        &who,
+        collection,
+        key,
+        &headers,
+        Method::Patch,
+        Some(b),
+    )
+    .await
 }
 
 /// Delete one document.
@@ -406,54 +235,16 @@ pub async fn delete_doc(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let DocPath { collection, key } = path(p)?;
-    validate(&collection, Some(&key))?;
-    require_write(&who, &collection)?;
-    let durability = headers::durability(&headers, &state.config)?;
-    let current = state
-        .db
-        .get(&collection, &key)
-        .map_or(0, |d| d.meta.version);
-    let required = required_version(&headers, &collection, &key, current)?;
-    if current == 0 {
-        return Err(ApiError::doc_not_found(&collection, &key));
-    }
-    let mut tx = amberdb::Transaction::new();
-    // Always pin the version seen here: a concurrent delete then answers 404 below instead
-    // of a silent no-op that looks like success.
-    tx.delete(&collection, &key)
-        .if_version(required.unwrap_or(current));
-    if let Some(d) = durability {
-        tx.durability(d);
-    }
-    let c = match commit_one(&state, tx).await {
-        Ok(c) => c,
-        Err(amberdb::Error::Conflict(cs)) if required.is_none() => {
-            // Someone else wrote or deleted it first; without a condition from the client,
-            // a concurrent write means "retry", a concurrent delete means "not found".
-            let actual = cs.first().map_or(0, |c| c.actual);
-            return Err(if actual == 0 {
-                ApiError::doc_not_found(&collection, &key)
-            } else {
-                precondition_failed(
-                    &collection,
-                    &key,
-                    actual,
-                    "the version seen at request time",
-                )
-            });
-        }
-        Err(e) => return Err(write_error(e, &collection, &key, true)),
-    };
-    let r = WriteResult {
+    write::single(
+        &state,
+        &who,
         collection,
         key,
-        version: 0,
-        lsn: c.lsn,
-        schema_version: None,
-        created: false,
-        deleted: true,
-    };
-    Ok(write_response(StatusCode::OK, r))
+        &headers,
+        Method::Delete,
+        None,
+    )
+    .await
 }
 
 /// List a collection's documents in key order, one page at a time.

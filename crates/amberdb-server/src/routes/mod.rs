@@ -8,6 +8,7 @@ pub mod collections;
 pub mod documents;
 pub mod probes;
 pub mod txn;
+pub mod write;
 
 use std::collections::BTreeMap;
 
@@ -197,33 +198,6 @@ pub fn body(
             ApiError::bad_request("invalid_body", e.body_text())
         }
     })
-}
-
-/// 413 for a JSON Patch with more operations than the engine applies
-/// ([`amberdb::limits::MAX_PATCH_OPS`]): too much work for one request, refused before any
-/// is done. The engine refuses it too; this only gives HTTP clients the status that says so.
-pub fn check_patch_ops(tx: &amberdb::Transaction) -> Result<(), ApiError> {
-    let max = amberdb::limits::MAX_PATCH_OPS;
-    for (i, op) in tx.ops.iter().enumerate() {
-        if let amberdb::Op::Write(amberdb::Write {
-            kind: amberdb::WriteKind::Patch(amberdb::Patch::Json(p)),
-            ..
-        }) = op
-        {
-            if p.len() > max {
-                return Err(ApiError::new(
-                    axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                    "patch_too_large",
-                    format!(
-                        "op {i}: the JSON Patch has {} operations; at most {max} are applied in one write",
-                        p.len()
-                    ),
-                )
-                .details(serde_json::json!({"operations": p.len(), "limit": max})));
-            }
-        }
-    }
-    Ok(())
 }
 
 /// Keeps `ErrorBody` referenced so the schema is registered alongside the responses above.

@@ -9,9 +9,10 @@ use axum::{Extension, Json};
 
 use super::require_admin;
 use crate::api::HealthResponse;
-use crate::app::{blocking, Shared};
 use crate::auth::Principal;
+use crate::blocking::blocking;
 use crate::error::{ApiError, ApiResult, ErrorBody};
+use crate::state::Shared;
 
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "probes", responses((status = 200, description = "Up", body = HealthResponse)))]

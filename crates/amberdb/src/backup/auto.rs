@@ -135,6 +135,7 @@ pub(crate) fn auto_recover(
     }
 
     // Candidate 2: the newest good backup, its archived log, then valid local log after it.
+    let mut backup_used = None;
     match BackupRepo::open(repo_path) {
         Ok(repo) => {
             let mut backups = repo.list().unwrap_or_default();
@@ -145,7 +146,11 @@ pub(crate) fn auto_recover(
             let base = backups
                 .iter()
                 .find_map(|b| match load_snapshot(&repo, b, &super::NoProgress) {
-                    Ok(state) => Some((state, format!("backup {} (LSN {})", b.id, b.lsn))),
+                    Ok(state) => Some((
+                        state,
+                        format!("backup {} (LSN {})", b.id, b.lsn),
+                        Some(b.id.clone()),
+                    )),
                     Err(e) => {
                         tracing::warn!(backup = %b.id, error = %e, "backup snapshot is damaged; trying an older one");
                         None
@@ -158,10 +163,10 @@ pub(crate) fn auto_recover(
                         } else {
                             "every backup damaged"
                         };
-                        (State::default(), format!("empty state ({why})"))
+                        (State::default(), format!("empty state ({why})"), None)
                     })
                 });
-            if let Some((mut state, label)) = base {
+            if let Some((mut state, label, backup_id)) = base {
                 let base_lsn = state.lsn;
                 let mut r = Replayer::new(&mut state);
                 for seg in archive.iter().filter(|s| s.last_lsn > base_lsn) {
@@ -179,6 +184,7 @@ pub(crate) fn auto_recover(
                 let source = format!("{label} + archived log + local log");
                 if best.as_ref().is_none_or(|(s, ..)| state.lsn > s.lsn) {
                     best = Some((state, source, base_lsn, replayed, stepped));
+                    backup_used = backup_id;
                 }
             }
         }
@@ -205,6 +211,7 @@ pub(crate) fn auto_recover(
     let mut auto = AutoRecovery {
         damage: damage_text,
         source,
+        backup: backup_used,
         lsn: state.lsn,
         commits_replayed: replayed,
         documents: state.doc_count(),

@@ -1,0 +1,71 @@
+//! What every handler shares: the open database, the configuration, metrics, the token table
+//! and the request-concurrency limit. Built once by `Server::bind`; routes and middleware
+//! read it, nothing here knows about the router.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::Semaphore;
+
+use crate::auth::TokenEntry;
+use crate::config::Config;
+use crate::metrics::Metrics;
+
+/// Everything a handler needs, shared by all requests.
+pub struct AppState {
+    /// The engine.
+    pub db: amberdb::Db,
+    /// The configuration the server started with.
+    pub config: Config,
+    /// Request counters and histograms.
+    pub metrics: Metrics,
+    /// Token hash to token entry.
+    pub(crate) tokens: HashMap<[u8; 32], Arc<TokenEntry>>,
+    /// Set when a graceful shutdown starts.
+    pub shutting_down: AtomicBool,
+    /// When the server started.
+    pub started: Instant,
+    pub(crate) limit: Arc<Semaphore>,
+    /// What recovery did when the database was opened, with the documents it ended with.
+    pub recovery: crate::api::RecoveryBody,
+}
+
+impl AppState {
+    /// State for a database and configuration.
+    pub fn new(db: amberdb::Db, config: Config) -> Self {
+        let tokens = config
+            .tokens
+            .iter()
+            .map(|t| (t.sha256, Arc::new(t.clone())))
+            .collect();
+        let limit = Arc::new(Semaphore::new(config.concurrency));
+        // Counted now, before the first request: these are the documents the open ended with.
+        let documents = db
+            .stats()
+            .collections
+            .into_iter()
+            .map(|c| (c.name, c.documents))
+            .collect();
+        let recovery = crate::api::RecoveryBody::new(db.recovery_report(), documents);
+        AppState {
+            recovery,
+            db,
+            config,
+            metrics: Metrics::default(),
+            tokens,
+            shutting_down: AtomicBool::new(false),
+            started: Instant::now(),
+            limit,
+        }
+    }
+
+    /// True once a graceful shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+}
+
+/// Shared state handle.
+pub type Shared = Arc<AppState>;
