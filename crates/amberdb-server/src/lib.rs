@@ -29,6 +29,7 @@ pub mod error;
 mod headers;
 pub mod logging;
 pub mod metrics;
+mod numbers;
 pub mod openapi;
 mod routes;
 mod server;
