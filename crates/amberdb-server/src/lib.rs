@@ -30,6 +30,7 @@ pub mod error;
 mod headers;
 pub mod logging;
 pub mod metrics;
+mod numbers;
 pub mod openapi;
 mod routes;
 mod server;

@@ -48,6 +48,7 @@ mod document;
 mod engine_state;
 mod error;
 pub mod io;
+pub mod json_numbers;
 pub mod limits;
 mod lock;
 pub mod log;

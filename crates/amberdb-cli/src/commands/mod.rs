@@ -131,6 +131,7 @@ pub fn read_json(arg: Option<&str>) -> Result<serde_json::Value, CliError> {
             s
         }
     };
+    amberdb::json_numbers::check(text.as_bytes()).map_err(|e| CliError::usage(e.to_string()))?;
     serde_json::from_str(&text)
         .map_err(|e| CliError::usage(format!("value is not valid JSON: {e}")))
 }

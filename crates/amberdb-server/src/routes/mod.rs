@@ -179,6 +179,7 @@ pub fn parse_json<T: serde::de::DeserializeOwned>(
             "the request body is empty; send JSON",
         ));
     }
+    crate::numbers::refuse_inexact(body)?;
     serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(code, format!("request body: {e}")))
 }
