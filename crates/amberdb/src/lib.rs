@@ -43,6 +43,7 @@ mod db;
 mod document;
 mod engine_state;
 mod error;
+pub mod identity;
 pub mod io;
 pub mod limits;
 mod lock;
