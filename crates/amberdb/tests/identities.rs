@@ -422,3 +422,31 @@ fn a_directory_written_before_ids_gets_them_on_first_open_and_keeps_them() {
         d.detail
     );
 }
+
+#[test]
+fn a_repository_written_before_ids_keeps_archiving_and_restoring_after_the_upgrade() {
+    // Log format 2 data directory and repository (tests/fixtures/v2, written before ids):
+    // backups at LSN 6 and 14, archive through 14, the directory at LSN 24.
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2");
+    let (data, repo_dir) = (tmp.path().join("data"), tmp.path().join("repo"));
+    copy_dir(&fixtures.join("data"), &data);
+    copy_dir(&fixtures.join("repo"), &repo_dir);
+    let repo = BackupRepo::open(&repo_dir).unwrap();
+    let db = Db::open(&data).unwrap();
+    let want = state_of(&db);
+    // The old segments (no ids) archive as the first timeline, beside the old names.
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    assert!(repo.verify(None, true, &NoProgress).unwrap().is_clean());
+    for (target, lsn) in [(RestoreTarget::Latest, 24), (RestoreTarget::Lsn(18), 18)] {
+        let into = tmp.path().join(format!("restored-{lsn}"));
+        let r = restore(&repo, &target, false, &into, &NoProgress).unwrap();
+        assert_eq!(r.lsn, lsn, "{target}");
+        if lsn == 24 {
+            let db = Db::open(&into).unwrap();
+            assert_eq!(state_of(&db), want);
+            db.close().unwrap();
+        }
+    }
+}
