@@ -13,7 +13,7 @@ use amberdb::checkpoint::{self, CHECKPOINT_END_MAGIC};
 use amberdb::log::record::{decode_frame, decode_frame_in, FRAME_HEADER_LEN, FRAME_HEADER_LEN_V1};
 use amberdb::log::segment::{
     scan, LogHead, ScanEnd, Seal, SegmentHeader, LOG_FORMAT_VERSION, LOG_HEAD_LEN, SEAL_LEN,
-    SEGMENT_HEADER_LEN,
+    SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN_V3,
 };
 
 /// Decodes one commit frame at the start of `data`. A decoded frame must lie inside `data`,
@@ -51,7 +51,9 @@ pub fn commit_frame(data: &[u8]) -> bool {
 /// valid frame.
 pub fn segment_scan(data: &[u8]) -> bool {
     let header = SegmentHeader::decode(data);
-    let mut next = SEGMENT_HEADER_LEN as u64;
+    let mut next = header
+        .as_ref()
+        .map_or(SEGMENT_HEADER_LEN, |h| h.encoded_len()) as u64;
     let mut frames = 0u64;
     // Log format 1 frames have a shorter header than the current ones `encoded_len` measures.
     let shorter = match &header {
@@ -215,8 +217,14 @@ fn fix_frames_from(buf: &mut [u8], mut pos: usize) {
 
 /// Recomputes a segment's header CRC and its frames' CRCs.
 pub fn fix_segment(buf: &mut [u8]) {
-    fix_crc(buf, 0..24, 24);
-    fix_frames_from(buf, SEGMENT_HEADER_LEN);
+    // Log format 3 headers hold the ids before their CRC.
+    if get_u32(buf, 8).is_some_and(|v| v >= 3) {
+        fix_crc(buf, 0..48, 48);
+        fix_frames_from(buf, SEGMENT_HEADER_LEN_V3);
+    } else {
+        fix_crc(buf, 0..24, 24);
+        fix_frames_from(buf, SEGMENT_HEADER_LEN);
+    }
 }
 
 /// Recomputes a seal's CRC.

@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     sealed: SealedList,
     lock: Mutex<Option<DirLock>>,
     recovery: RecoveryReport,
+    /// Database id, timeline and history (`DATA/identity.json`), fixed while open.
+    identity: crate::identity::Identity,
     /// Slots, archive serialization and backup status (`backup::BackupBook`).
     backups: BackupBook,
 }
@@ -150,7 +152,7 @@ impl Db {
         // Replay after a checkpoint pruned tombstones with the retention it recorded (what
         // the writer of those commits used); commits from now on use this handle's.
         rec.state.tombstone_retention_us = retention;
-        let slots = crate::backup::load_slots_on_open(&dir, &opts, &mut rec.report)?;
+        let slots = crate::backup::load_slots_on_open(&dir, &opts, &rec.identity, &mut rec.report)?;
         let lsn = rec.state.lsn;
         tracing::info!(
             dir = %dir.display(),
@@ -168,6 +170,7 @@ impl Db {
             opts.segment_size,
             opts.faults.clone(),
             sealed.clone(),
+            rec.identity.ids(),
         )
         .context(|| format!("opening the commit log in {}", dir.join(LOG_DIR).display()))?;
         let shared = Arc::new(Shared {
@@ -219,6 +222,7 @@ impl Db {
             sealed,
             lock: Mutex::new(Some(lock)),
             recovery: rec.report,
+            identity: rec.identity,
             backups: BackupBook::new(slots),
         });
         let db = Db { inner };
@@ -289,6 +293,11 @@ impl Db {
 
     pub(crate) fn backup_book(&self) -> &BackupBook {
         &self.inner.backups
+    }
+
+    /// The database id, the current timeline and its history.
+    pub fn identity(&self) -> &crate::identity::Identity {
+        &self.inner.identity
     }
 
     /// The data directory.
@@ -556,6 +565,7 @@ impl Inner {
             let (path, bytes) = checkpoint::write(
                 &ckpt_dir,
                 &state,
+                self.identity.ids(),
                 self.opts.checkpoint_compression_level,
                 &self.opts.faults,
             )

@@ -47,6 +47,7 @@ mod db;
 mod document;
 mod engine_state;
 mod error;
+pub mod identity;
 pub mod io;
 pub mod json_numbers;
 pub mod limits;

@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, Error, IoContext, Result};
+use crate::identity::{Identity, IDENTITY_FILE};
 use crate::io::{self, sync_dir, Faults};
 use crate::log::replay::Replayer;
 use crate::log::segment::{
@@ -104,10 +105,16 @@ pub struct AutoRecovery {
     /// stepped over to reach the intact commits after them: (segment, offset, what was
     /// wrong). No commit is lost by this; those commits' log history is only in quarantine.
     pub stepped_over: Vec<(PathBuf, u64, String)>,
+    /// The new timeline started because commits were lost (`None` when nothing was lost:
+    /// the history goes on). Its parent and branch LSN are in `DATA/identity.json`.
+    #[serde(default)]
+    pub new_timeline: Option<crate::identity::TimelineId>,
 }
 
 pub(crate) struct Recovered {
     pub state: State,
+    /// The directory's database id, timeline and history (`DATA/identity.json`).
+    pub identity: Identity,
     pub active: Option<ActiveSegment>,
     pub sealed: Vec<SealedSegment>,
     pub report: RecoveryReport,
@@ -185,6 +192,7 @@ pub(crate) fn recover(
     let checkpoints =
         list_checkpoints(&ckpt_dir).context(|| format!("listing {}", ckpt_dir.display()))?;
     let claimed_lsn = checkpoints.first().map_or(0, |c| c.0);
+    let identity = load_or_assign_identity(data, &segments, &checkpoints, faults)?;
 
     let mut report = RecoveryReport::default();
     let mut skipped: Vec<(PathBuf, String)> = vec![];
@@ -200,6 +208,9 @@ pub(crate) fn recover(
             }
         };
         let decoded = checkpoint::decode(&bytes);
+        let foreign = decoded
+            .ids
+            .and_then(|ids| Some((ids, identity.refuses(ids, decoded.state.lsn)?)));
         match decoded.problems.first() {
             // A checkpoint under another LSN's name (copied or renamed) is damage, as `verify`
             // says: the name is what the log cleanup and the newest-segment check trust.
@@ -210,6 +221,17 @@ pub(crate) fn recover(
                 );
                 tracing::warn!(file = %path.display(), problem = %why, "skipping misnamed checkpoint");
                 skipped.push((path.clone(), why));
+            }
+            None if foreign.is_some() => {
+                let (ids, why) = foreign.unwrap_or_else(|| (identity.ids(), String::new()));
+                tracing::warn!(file = %path.display(), %ids, %why, "skipping a checkpoint of another history");
+                skipped.push((
+                    path.clone(),
+                    format!(
+                        "checkpoint of another history ({ids}, this directory is {}): {why}",
+                        identity.ids()
+                    ),
+                ));
             }
             None => {
                 base = Some((decoded.state, Some(path.clone())));
@@ -268,12 +290,12 @@ pub(crate) fn recover(
             return Err(damaged(&file, offset, why, data));
         }
     }
-    let mut replayer = Replayer::new(&mut state);
+    let mut replayer = Replayer::new(&mut state, Some(&identity));
     for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {
         let is_last = i + 1 == count;
         let bytes = read_segment(path, data)?;
         let r = replayer
-            .segment(&bytes, *first, false, &mut |_| true)
+            .segment(&bytes, *first, None, false, &mut |_| true)
             .map_err(|e| damaged(path, 0, e, data))?;
         report.commits_replayed += r.applied;
         // Commit time of the segment's last frame, replayed or not (seals and retention use it).
@@ -326,7 +348,9 @@ pub(crate) fn recover(
         let seal_path = log_dir.join(seal_file_name(*first));
         // A segment of an older log format is never appended to (its frames have another
         // layout): seal it, and the writer starts a new segment.
-        let current_format = s.header.format_version == LOG_FORMAT_VERSION;
+        // Nor is a segment of an earlier timeline: new commits carry the current one.
+        let current_format =
+            s.header.format_version == LOG_FORMAT_VERSION && s.header.ids == Some(identity.ids());
         if is_last && current_format && !seal_path.exists() {
             active = Some(ActiveSegment {
                 first_lsn: *first,
@@ -399,9 +423,104 @@ pub(crate) fn recover(
     report.lsn = state.lsn;
     Ok(Recovered {
         state,
+        identity,
         active,
         sealed,
         report,
+    })
+}
+
+/// Reads `DATA/identity.json`, or gives a directory without one its ids: a new database (no
+/// files yet), or a directory written before ids existed (every file without ids), written
+/// and synced before anything else happens. A directory whose files carry ids but whose
+/// record is missing is refused: those ids and the history cannot be guessed.
+fn load_or_assign_identity(
+    data: &Path,
+    segments: &[(u64, PathBuf)],
+    checkpoints: &[(u64, PathBuf)],
+    faults: &Faults,
+) -> Result<Identity> {
+    let record = data.join(IDENTITY_FILE);
+    if let Some(id) = Identity::load(data)? {
+        // The record itself was swapped (or edited) when the two newest segments both belong
+        // to another database; one foreign segment is that segment's problem, found by replay.
+        if let Some(why) = record_disagrees(&id, segments) {
+            return Err(Error::Damaged(Damage {
+                file: record,
+                offset: 0,
+                detail: why,
+                hint: "Nothing was changed. Copy the matching `wal/<timeline>.history` from a \
+                       repository this directory archives to over it, or restore from a backup"
+                    .into(),
+            }));
+        }
+        return Ok(id);
+    }
+    for (_, path) in segments {
+        let ids = crate::log::segment::read_header(path).and_then(|h| h.ids);
+        if let Some(ids) = ids {
+            return Err(missing_identity(&record, path, ids));
+        }
+    }
+    for (_, path) in checkpoints {
+        if let Some(ids) = read_file(path)
+            .ok()
+            .and_then(|b| checkpoint::decode(&b).ids)
+        {
+            return Err(missing_identity(&record, path, ids));
+        }
+    }
+    let reason = if segments.is_empty() && checkpoints.is_empty() {
+        "create"
+    } else {
+        "assigned on upgrade to log format 3 (files written before ids existed)"
+    };
+    let id = Identity::create(reason);
+    id.save(data, faults)?;
+    tracing::info!(database_id = %id.database_id, timeline = %id.timeline, reason, "assigned database and timeline ids");
+    Ok(id)
+}
+
+/// Why the identity record `id` is not this directory's: the two newest segments both carry
+/// another database id.
+pub(crate) fn record_disagrees(id: &Identity, segments: &[(u64, PathBuf)]) -> Option<String> {
+    let newest: Vec<(PathBuf, crate::identity::FileIds)> = segments
+        .iter()
+        .rev()
+        .take(2)
+        .filter_map(|(_, p)| Some((p.clone(), crate::log::segment::read_header(p)?.ids?)))
+        .collect();
+    let foreign = newest.len() == 2 && newest.iter().all(|(_, i)| i.database_id != id.database_id);
+    foreign.then(|| {
+        format!(
+            "identity record names database {}, but the newest segments ({}) belong to database {}",
+            id.database_id,
+            newest
+                .iter()
+                .map(|(p, _)| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            newest
+                .first()
+                .map_or(String::new(), |(_, i)| i.database_id.to_string())
+        )
+    })
+}
+
+fn missing_identity(record: &Path, file: &Path, ids: crate::identity::FileIds) -> Error {
+    Error::Damaged(Damage {
+        file: record.to_owned(),
+        offset: 0,
+        detail: format!(
+            "identity record is missing, but {} belongs to {ids}",
+            file.display()
+        ),
+        hint: format!(
+            "Nothing was changed. Copy `wal/{}.history` from a repository this directory \
+             archives to as {}, or restore from a backup",
+            ids.timeline,
+            record.display()
+        ),
     })
 }
 

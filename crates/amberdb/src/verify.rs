@@ -58,8 +58,58 @@ impl VerifyReport {
 /// Verifies the data directory at `data` without opening it.
 pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
+    // Which database and history the files must belong to (`None`: no record yet, a
+    // directory written before ids existed, or a damaged record, reported here).
+    let identity = match crate::identity::Identity::load(data) {
+        Ok(i) => i,
+        Err(crate::Error::Damaged(d)) => {
+            report.problems.push(Problem {
+                file: d.file,
+                offset: Some(d.offset),
+                detail: d.detail,
+            });
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    let foreign = |ids: Option<crate::identity::FileIds>, lsn: u64| -> Option<String> {
+        let ids = ids?;
+        match &identity {
+            Some(id) => id
+                .refuses(ids, lsn)
+                .map(|why| format!("file of another history ({ids}): {why}")),
+            // Reported once, on the record (below).
+            None => None,
+        }
+    };
     let log_dir = data.join(LOG_DIR);
     let segments = list_segments(&log_dir).context(|| format!("listing {}", log_dir.display()))?;
+    let record = data.join(crate::identity::IDENTITY_FILE);
+    if identity.is_none() && !record.exists() {
+        if let Some((path, ids)) = segments
+            .iter()
+            .find_map(|(_, p)| Some((p, crate::log::segment::read_header(p)?.ids?)))
+        {
+            report.problems.push(Problem {
+                file: record.clone(),
+                offset: Some(0),
+                detail: format!(
+                    "identity record is missing, but {} belongs to {ids}",
+                    path.display()
+                ),
+            });
+        }
+    }
+    if let Some(why) = identity
+        .as_ref()
+        .and_then(|id| crate::recovery::record_disagrees(id, &segments))
+    {
+        report.problems.push(Problem {
+            file: data.join(crate::identity::IDENTITY_FILE),
+            offset: Some(0),
+            detail: why,
+        });
+    }
     let mut prev_last: Option<u64> = None;
     let mut newest = None;
     let count = segments.len();
@@ -112,6 +162,9 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
                 continue;
             }
         };
+        if let Some(why) = foreign(s.header.ids, s.header.first_lsn) {
+            problem(Some(0), why);
+        }
         if s.header.first_lsn != *first {
             problem(
                 Some(0),
@@ -217,12 +270,33 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
             detail,
         });
     }
-    if let Err(crate::Error::Damaged(d)) = crate::backup::Slots::load(data) {
-        report.problems.push(Problem {
+    match crate::backup::Slots::load(data) {
+        Err(crate::Error::Damaged(d)) => report.problems.push(Problem {
             file: d.file,
             offset: Some(d.offset),
             detail: d.detail,
-        });
+        }),
+        Ok(slots) => {
+            // A slot of another database keeps this directory's log for a repository that
+            // would refuse it (a slot file copied from another directory).
+            for s in &slots.repos {
+                if let (Some(d), Some(id)) = (s.database_id, &identity) {
+                    if d != id.database_id {
+                        report.problems.push(Problem {
+                            file: data.join(crate::backup::SLOTS_FILE),
+                            offset: None,
+                            detail: format!(
+                                "slot for repository {} ({}) is of database {d}, but this is database {}",
+                                s.repository_id,
+                                s.path.display(),
+                                id.database_id
+                            ),
+                        });
+                    }
+                }
+            }
+        }
+        Err(_) => {}
     }
     for (lsn, path) in &checkpoints {
         report.checkpoints += 1;
@@ -239,6 +313,13 @@ pub fn verify_dir(data: &Path) -> Result<VerifyReport> {
         };
         let decoded = checkpoint::decode(&bytes);
         report.documents_checked += decoded.documents_checked;
+        if let Some(why) = foreign(decoded.ids, decoded.header.map_or(*lsn, |h| h.lsn)) {
+            report.problems.push(Problem {
+                file: path.clone(),
+                offset: Some(0),
+                detail: why,
+            });
+        }
         for p in decoded.problems {
             report.problems.push(Problem {
                 file: path.clone(),

@@ -503,11 +503,7 @@ fn a_damaged_seal_fails_verify_and_restore_through_it() {
     let tmp = tempfile::tempdir().unwrap();
     let (repo, ids) = history(tmp.path());
     let last = repo.archived_segments().unwrap().last().unwrap().clone();
-    flip(
-        &tmp.path()
-            .join(format!("r/wal/{:020}.seal", last.first_lsn)),
-        10,
-    );
+    flip(&tmp.path().join("r").join(last.seal_file()), 10);
     let r = repo.verify(None, false, &NoProgress).unwrap();
     assert!(
         r.problems
@@ -547,9 +543,9 @@ fn a_deleted_newest_archived_segment_is_reported_by_verify_and_by_latest_restore
         if all_of_wal {
             std::fs::remove_dir_all(&wal).unwrap();
         } else {
-            let first = segs.last().unwrap().first_lsn;
-            for ext in ["log.zst", "seal", "json"] {
-                std::fs::remove_file(wal.join(format!("{first:020}.{ext}"))).unwrap();
+            let last = segs.last().unwrap();
+            for name in [last.data_file(), last.seal_file(), last.meta_file()] {
+                std::fs::remove_file(tmp.path().join("r").join(name)).unwrap();
             }
         }
         let mut r = repo.verify(None, false, &NoProgress).unwrap();

@@ -195,8 +195,8 @@ fn flipped_byte_in_an_archived_segment_is_found_by_read_data_verify() {
         .into_iter()
         .find(|s| s.first_lsn > b1)
         .unwrap();
-    let name = format!("{:020}.log.zst", seg.first_lsn);
-    flip(&tmp.path().join("r/wal").join(&name), 30);
+    let name = seg.data_file();
+    flip(&tmp.path().join("r").join(&name), 30);
     let r = repo.verify(None, true, &NoProgress).unwrap();
     assert!(
         r.problems
@@ -243,13 +243,8 @@ fn deleted_archived_segment_shows_as_a_gap_with_the_targets_it_makes_unreachable
         .into_iter()
         .find(|s| s.first_lsn > b1 + 1 && s.last_lsn < b2)
         .unwrap();
-    for ext in ["json", "log.zst", "seal"] {
-        std::fs::remove_file(
-            tmp.path()
-                .join("r/wal")
-                .join(format!("{:020}.{ext}", seg.first_lsn)),
-        )
-        .unwrap();
+    for name in [seg.meta_file(), seg.data_file(), seg.seal_file()] {
+        std::fs::remove_file(tmp.path().join("r").join(name)).unwrap();
     }
     let r = repo.verify(None, false, &NoProgress).unwrap();
     assert_eq!(r.gaps, vec![(seg.first_lsn, seg.last_lsn)]);

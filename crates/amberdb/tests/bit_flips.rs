@@ -401,17 +401,19 @@ fn sealed_segment_that_no_longer_matches_its_seal_is_reported() {
     let (dir, segments) = sealed_segments();
     let (first, segment) = &segments[0];
     let seal = dir.path().join(LOG_DIR).join(seal_file_name(*first));
-    // A flipped byte in the middle of the sealed segment: its frame and its seal disagree.
+    // A flipped byte in the middle of the sealed segment's first frame (right after the log
+    // format 3 header): its frame and its seal disagree.
     let len = fs::metadata(segment).unwrap().len();
-    flip(segment, 40);
+    let frame = amberdb::log::segment::SEGMENT_HEADER_LEN_V3 as u64;
+    flip(segment, frame + 8);
     let report = verify_dir(dir.path()).unwrap();
     assert!(
-        has_problem(&report, segment, Some(32)),
+        has_problem(&report, segment, Some(frame)),
         "{:?}",
         report.problems
     );
     assert!(has_problem(&report, &seal, None), "{:?}", report.problems);
-    flip(segment, 40);
+    flip(segment, frame + 8);
     // Whole commits cut off the end of a sealed segment: every frame is fine, but the seal
     // and the LSN sequence say otherwise.
     let cut = segment_frames(segment).last().unwrap().1;

@@ -321,6 +321,7 @@ fn regenerate_seed_corpora() {
             format_version: LOG_FORMAT_VERSION,
             key_id: 0,
             first_lsn,
+            ids: Some(amberdb::identity::Identity::create("fuzz seed").ids()),
         }
         .encode()
     };

@@ -1,6 +1,8 @@
 //! Old-format fixtures: `tests/fixtures/v1/` holds a data directory and a backup repository
-//! written by the v1 formats (log 1, checkpoint 1, repository 1, manifest 1), generated once
-//! by `generate_v1_fixtures` below (run with `--ignored` and the code of that format) and
+//! written by the v1 formats (log 1, checkpoint 1, repository 1, manifest 1), and
+//! `tests/fixtures/v2/` the same script written by log 2 and checkpoint 2 (the code of
+//! `2434d97`, before database and timeline ids), each generated once by
+//! `generate_v1_fixtures` below (run with `--ignored` and the code of that format) and
 //! committed. Every later build must open, verify and restore them with exact contents.
 //!
 //! The fixture's history is `script()`: one commit per step, so step n is LSN n.
@@ -84,7 +86,13 @@ fn state_of(db: &Db) -> Model {
 }
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v1")
+    fixtures_of("v1")
+}
+
+fn fixtures_of(version: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(version)
 }
 
 fn fixture_opts() -> Options {
@@ -144,9 +152,18 @@ fn generate_v1_fixtures() {
 
 #[test]
 fn v1_data_directory_opens_verifies_and_keeps_appending() {
+    data_directory_opens_verifies_and_keeps_appending("v1");
+}
+
+#[test]
+fn v2_data_directory_opens_verifies_and_keeps_appending() {
+    data_directory_opens_verifies_and_keeps_appending("v2");
+}
+
+fn data_directory_opens_verifies_and_keeps_appending(version: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    copy_dir(&fixtures().join("data"), &data);
+    copy_dir(&fixtures_of(version).join("data"), &data);
     let report = verify_dir(&data).unwrap();
     assert!(report.is_clean(), "{:?}", report.problems);
     let db = Db::open_with(&data, fixture_opts()).unwrap();
@@ -168,9 +185,18 @@ fn v1_data_directory_opens_verifies_and_keeps_appending() {
 
 #[test]
 fn v1_repository_restores_to_latest_to_a_backup_and_to_an_lsn() {
+    repository_restores_to_latest_to_a_backup_and_to_an_lsn("v1");
+}
+
+#[test]
+fn v2_repository_restores_to_latest_to_a_backup_and_to_an_lsn() {
+    repository_restores_to_latest_to_a_backup_and_to_an_lsn("v2");
+}
+
+fn repository_restores_to_latest_to_a_backup_and_to_an_lsn(version: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let repo_dir = tmp.path().join("repo");
-    copy_dir(&fixtures().join("repo"), &repo_dir);
+    copy_dir(&fixtures_of(version).join("repo"), &repo_dir);
     let repo = BackupRepo::open(&repo_dir).unwrap();
     let mut lsns: Vec<u64> = repo.list().unwrap().iter().map(|b| b.lsn).collect();
     lsns.sort_unstable();

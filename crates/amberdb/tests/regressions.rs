@@ -497,7 +497,7 @@ fn auto_recovery_replays_the_archive_from_empty_when_every_backup_is_damaged() {
 }
 
 #[test]
-fn archiving_a_restored_timeline_into_the_old_repository_is_refused_not_stitched() {
+fn archiving_a_restored_timeline_into_the_old_repository_starts_a_timeline_not_stitched() {
     let tmp = tempfile::tempdir().unwrap();
     let (data, repo_dir) = (tmp.path().join("d"), tmp.path().join("r"));
     let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
@@ -523,10 +523,11 @@ fn archiving_a_restored_timeline_into_the_old_repository_is_refused_not_stitched
     for i in 13..=17 {
         db.put("kv", &format!("new{i}"), json!(i)).unwrap();
     }
-    let e = db.backup(&repo).unwrap_err().to_string();
-    assert!(e.contains("overlaps"), "{e}");
+    // The new timeline archives beside the old one (issue 8 item 5: timelines).
+    db.backup(&repo).unwrap();
     db.close().unwrap();
-    // The repository still holds one history: latest is the original LSN 20.
+    // Latest follows the newest timeline: LSN 17 with the new commits, never the undone
+    // 13..=20 of the old one.
     let latest = tmp.path().join("latest");
     let r = amberdb::backup::restore(
         &repo,
@@ -536,9 +537,10 @@ fn archiving_a_restored_timeline_into_the_old_repository_is_refused_not_stitched
         &amberdb::backup::NoProgress,
     )
     .unwrap();
-    assert_eq!(r.lsn, 20);
+    assert_eq!(r.lsn, 17);
     let db = Db::open(&latest).unwrap();
-    assert!(db.get("kv", "new13").is_none() && db.get("kv", "k20").is_some());
+    assert!(db.get("kv", "new13").is_some() && db.get("kv", "k12").is_some());
+    assert!(db.get("kv", "k13").is_none() && db.get("kv", "k20").is_none());
     db.close().unwrap();
 }
 

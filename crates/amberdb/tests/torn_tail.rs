@@ -197,11 +197,11 @@ fn torn_last_commit_after_a_checkpoint_in_a_later_segment_loses_only_that_commit
 
 #[test]
 fn acknowledged_commit_after_a_segment_cut_inside_its_header_is_never_lost() {
-    // A fresh segment holds only its 32-byte header; cut it inside the header's last (reserved)
-    // bytes. Open may refuse (the damage is named) or carry on, but if it carries on, a
+    // A fresh segment holds only its 56-byte header (log format 3); cut it inside the
+    // header's last (reserved) bytes, and inside its ids. Open may refuse (the damage is named) or carry on, but if it carries on, a
     // commit it acknowledges must survive the next reopen: the writer must never append where
     // the reader does not look.
-    for cut in [28u64, 30, 31] {
+    for cut in [28u64, 30, 31, 52, 54, 55] {
         let dir = tempfile::tempdir().unwrap();
         Db::open_with(dir.path(), opts(64 << 20))
             .unwrap()
@@ -210,7 +210,10 @@ fn acknowledged_commit_after_a_segment_cut_inside_its_header_is_never_lost() {
         let segment = list_segments(&dir.path().join(LOG_DIR)).unwrap()[0]
             .1
             .clone();
-        assert_eq!(fs::metadata(&segment).unwrap().len(), 32);
+        assert_eq!(
+            fs::metadata(&segment).unwrap().len(),
+            amberdb::log::segment::SEGMENT_HEADER_LEN_V3 as u64
+        );
         truncate(&segment, cut);
         match Db::open_with(dir.path(), opts(64 << 20)) {
             Err(amberdb::Error::Damaged(d)) => {

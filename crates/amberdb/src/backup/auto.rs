@@ -4,10 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use super::restore::load_snapshot;
+use super::restore::{in_history, load_snapshot};
 use super::{BackupRepo, Slots};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, IoContext, Result};
+use crate::identity::{Identity, IDENTITY_FILE};
 use crate::io::{sync_dir, write_atomic};
 use crate::log::read_file;
 use crate::log::replay::Replayer;
@@ -27,7 +28,7 @@ fn extend_with_local(
     r.new_source();
     for (first, path) in segments {
         let Ok(bytes) = read_file(path) else { break };
-        let result = r.segment(&bytes, *first, true, &mut |_| true);
+        let result = r.segment(&bytes, *first, None, true, &mut |_| true);
         if let Ok(s) = &result {
             if let Some(d) = &s.stepped_over {
                 stepped.push((path.clone(), d.offset, d.detail.clone()));
@@ -75,6 +76,9 @@ pub(crate) fn auto_recover(
     if data.join(RECOVERY_MARKER).exists() {
         return resume_staged(data, opts);
     }
+    // Which database and history this directory is: what it recovers must belong to it. A
+    // damaged record is refused (nothing else says which database this is).
+    let identity = Identity::load(data)?.ok_or_else(|| crate::Error::Damaged(damage.clone()))?;
     tracing::warn!(damage = %damage_text, repo = %repo_path.display(), "data directory is damaged; recovering automatically");
     let log_dir = data.join(LOG_DIR);
     let ckpt_dir = data.join(CHECKPOINT_DIR);
@@ -91,8 +95,10 @@ pub(crate) fn auto_recover(
         .iter()
         .find_map(|(_, p)| {
             let d = checkpoint::decode(&read_file(p).ok()?);
-            d.problems
-                .is_empty()
+            let ours = d
+                .ids
+                .is_none_or(|ids| identity.refuses(ids, d.state.lsn).is_none());
+            (d.problems.is_empty() && ours)
                 .then(|| (d.state, format!("local checkpoint {}", p.display())))
         })
         .or_else(|| {
@@ -128,7 +134,7 @@ pub(crate) fn auto_recover(
     if let Some((mut state, source)) = local_base {
         let base = state.lsn;
         let mut stepped = vec![];
-        let mut r = Replayer::new(&mut state);
+        let mut r = Replayer::new(&mut state, Some(&identity));
         extend_with_local(&mut r, &segments, &mut stepped);
         let n = r.commits;
         best = Some((state, format!("{source} + local log"), base, n, stepped));
@@ -138,9 +144,12 @@ pub(crate) fn auto_recover(
     let mut backup_used = None;
     match BackupRepo::open(repo_path) {
         Ok(repo) => {
+            // Only backups and segments of this directory's history.
             let mut backups = repo.list().unwrap_or_default();
+            backups.retain(|b| in_history(Some(&identity), b.ids(), b.lsn));
             backups.sort_by_key(|b| std::cmp::Reverse((b.lsn, b.created_at_us)));
-            let archive = repo.archived_segments().unwrap_or_default();
+            let mut archive = repo.archived_segments().unwrap_or_default();
+            archive.retain(|s| in_history(Some(&identity), s.ids(), s.first_lsn));
             // The newest backup whose snapshot is sound; when none is, the archive alone if
             // it is complete from LSN 1 (replayed onto an empty state).
             let base = backups
@@ -168,12 +177,12 @@ pub(crate) fn auto_recover(
                 });
             if let Some((mut state, label, backup_id)) = base {
                 let base_lsn = state.lsn;
-                let mut r = Replayer::new(&mut state);
+                let mut r = Replayer::new(&mut state, Some(&identity));
                 for seg in archive.iter().filter(|s| s.last_lsn > base_lsn) {
                     let Ok(bytes) = repo.read_segment(seg) else {
                         break;
                     };
-                    match r.segment(&bytes, seg.first_lsn, false, &mut |_| true) {
+                    match r.segment(&bytes, seg.first_lsn, seg.ids(), false, &mut |_| true) {
                         Ok(s) if s.scan.end == ScanEnd::Clean => {}
                         _ => break,
                     }
@@ -204,6 +213,15 @@ pub(crate) fn auto_recover(
     };
     let known = highest_known_lsn(&segments, &checkpoints);
     let lost = (known > state.lsn).then_some((state.lsn + 1, known));
+    // Commits were lost: the LSNs after the recovered one will be reused by new commits, so
+    // they start a new timeline (branching at the recovered LSN), never mistaken for the lost
+    // ones by archiving or a later restore.
+    let new_identity = lost.map(|(a, b)| {
+        identity.branch(
+            state.lsn,
+            &format!("automatic recovery lost LSNs {a}..={b}"),
+        )
+    });
 
     let qdir = data
         .join(QUARANTINE_DIR)
@@ -219,6 +237,7 @@ pub(crate) fn auto_recover(
         quarantine: qdir,
         quarantined_files: vec![],
         stepped_over,
+        new_timeline: new_identity.as_ref().map(|i| i.timeline),
     };
 
     // Stage it like a restore: the new state written and synced first, then a marker that
@@ -233,13 +252,19 @@ pub(crate) fn auto_recover(
     }
     crate::io::create_dir_all(&staging, &opts.faults)
         .context(|| format!("creating {}", staging.display()))?;
+    let ids = new_identity.as_ref().unwrap_or(&identity).ids();
     checkpoint::write(
         &staging,
         &state,
+        ids,
         opts.checkpoint_compression_level,
         &opts.faults,
     )
     .context(|| format!("writing the recovered checkpoint in {}", staging.display()))?;
+    if let Some(new) = &new_identity {
+        // Installed by `finish_staged` with the checkpoint, after the old files moved.
+        new.save(&staging, &opts.faults)?;
+    }
     sync_dir(data, &opts.faults).context(|| format!("syncing {}", data.display()))?;
     let marker = serde_json::to_vec_pretty(&auto).map_err(|e| crate::Error::Repository {
         location: data.display().to_string(),
@@ -293,6 +318,15 @@ fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result
             .context(|| format!("syncing {}", auto.quarantine.display()))?;
         crate::io::create_dir_all(&ckpt_dir, &opts.faults)
             .context(|| format!("creating {}", ckpt_dir.display()))?;
+        // A new timeline's record goes in before its checkpoint (the old timeline's record
+        // would refuse it); rewriting it when resuming is harmless.
+        let staged_identity = staging.join(IDENTITY_FILE);
+        if staged_identity.exists() {
+            let bytes = read_file(&staged_identity)
+                .context(|| format!("reading {}", staged_identity.display()))?;
+            write_atomic(&data.join(IDENTITY_FILE), &bytes, &opts.faults)
+                .context(|| format!("writing {}", data.join(IDENTITY_FILE).display()))?;
+        }
         let to = ckpt_dir.join(staged_ckpt.file_name().unwrap_or_default());
         crate::io::rename(staged_ckpt, &to, &opts.faults)
             .context(|| format!("moving {} to {}", staged_ckpt.display(), to.display()))?;
@@ -354,10 +388,20 @@ pub(crate) fn resume_staged(data: &Path, opts: &Options) -> Result<Recovered> {
 pub(crate) fn load_slots_on_open(
     data: &Path,
     opts: &Options,
+    identity: &Identity,
     report: &mut crate::recovery::RecoveryReport,
 ) -> Result<Slots> {
     let damage = match Slots::load(data) {
         Err(crate::Error::Damaged(d)) => d,
+        // Slots of an earlier timeline (after a recovery that lost commits) count only the
+        // commits this history shares with it, so the new timeline's log is kept until it is
+        // archived too.
+        Ok(mut slots) => {
+            if slots.follow_timeline(identity) {
+                slots.save(data, &opts.faults)?;
+            }
+            return Ok(slots);
+        }
         other => return other,
     };
     let crate::options::RecoveryMode::Auto { repo } = &opts.recovery else {
@@ -375,7 +419,7 @@ pub(crate) fn load_slots_on_open(
     let mut slots = Slots::default();
     match BackupRepo::open(repo) {
         Ok(r) => {
-            slots.attach(&r);
+            slots.attach(&r, Some(identity.ids()));
         }
         Err(e) => tracing::warn!(error = %e, "recovery repository does not open; no slot rebuilt"),
     }

@@ -82,7 +82,7 @@ impl Db {
     /// Attaches `repo` (creates its slot) so the log is kept until archived there.
     pub(crate) fn attach(&self, repo: &BackupRepo) -> Result<()> {
         let mut slots = self.backup_book().slots.lock().map_err(|_| Error::Closed)?;
-        if slots.attach(repo) {
+        if slots.attach(repo, Some(self.identity().ids())) {
             slots.save(self.path(), &self.options().faults)?;
             tracing::info!(repository = %repo.location(), "attached backup repository; the log is kept until archived there");
         }
@@ -108,6 +108,8 @@ impl Db {
             .find(|s| s.repository_id == repository_id)
         {
             s.archived_through_lsn = s.archived_through_lsn.max(lsn);
+            s.database_id = Some(self.identity().database_id);
+            s.timeline = Some(self.identity().timeline);
         }
         slots.save(self.path(), &self.options().faults)
     }

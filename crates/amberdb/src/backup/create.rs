@@ -58,6 +58,8 @@ impl Db {
         repo: &BackupRepo,
         progress: &dyn Progress,
     ) -> Result<BackupManifest> {
+        // Refuses a repository of another database before attaching it.
+        repo.record_history(self.identity())?;
         self.attach(repo)?;
         // View first, then sync: the sync covers every published commit, so the snapshot
         // never holds a commit that a power loss could still take back.
@@ -126,7 +128,7 @@ impl Db {
             inner: encoder,
             progress,
         });
-        checkpoint::encode_to(&view.state, 0, &mut plain)
+        checkpoint::encode_with(&view.state, Some(self.identity().ids()), 0, &mut plain)
             .map_err(|e| repo.err(format!("writing {snapshot_name}: {e}")))?;
         let (plain_size, plain_sha256) = (plain.count, plain.digest_hex());
         let stored = plain
@@ -184,6 +186,8 @@ impl Db {
             compression_level: level,
             key_id: None,
             archived_through_lsn: Some(archived_through),
+            database_id: Some(self.identity().database_id),
+            timeline: Some(self.identity().timeline),
             files: vec![FileEntry {
                 name: SNAPSHOT_FILE.into(),
                 plain_size,
@@ -230,6 +234,7 @@ impl Db {
         progress: &dyn Progress,
         covered: u64,
     ) -> Result<(u64, Option<(u64, u64)>)> {
+        repo.record_history(self.identity())?;
         self.attach(repo)?;
         let _serial = self.archive_lock();
         let mut through = self.slot(repo.id()).map_or(0, |s| s.archived_through_lsn);
@@ -244,7 +249,7 @@ impl Db {
             if first > through + 1 && first > covered + 1 {
                 return Ok((through, Some((through + 1, first - 1))));
             }
-            repo.archive_segment(seg, level, progress)?;
+            repo.archive_segment(seg, self.identity(), level, progress)?;
             through = seg.seal.last_lsn;
             self.set_archived_through(repo.id(), through)?;
         }

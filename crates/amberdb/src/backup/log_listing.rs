@@ -155,7 +155,7 @@ pub fn read_log(source: &LogSource, filter: &LogFilter) -> Result<Vec<LogEntry>>
                     continue;
                 }
                 let bytes = repo.read_segment(&seg)?;
-                let name = PathBuf::from(super::ArchivedSegment::data_name(seg.first_lsn));
+                let name = PathBuf::from(seg.data_file());
                 visit(&bytes, name, false)?;
             }
         }

@@ -135,6 +135,12 @@ pub struct BackupManifest {
     /// at or below it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub archived_through_lsn: Option<u64>,
+    /// The database the backup is of (absent in manifests written before ids existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database_id: Option<crate::identity::DatabaseId>,
+    /// The timeline its snapshot is on (absent in manifests written before ids existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeline: Option<crate::identity::TimelineId>,
     /// Every file of the backup.
     pub files: Vec<FileEntry>,
 }
@@ -143,6 +149,14 @@ impl BackupManifest {
     /// Total live documents.
     pub fn total_documents(&self) -> u64 {
         self.documents.values().sum()
+    }
+
+    /// The ids of its snapshot, when it records them.
+    pub fn ids(&self) -> Option<crate::identity::FileIds> {
+        Some(crate::identity::FileIds {
+            database_id: self.database_id?,
+            timeline: self.timeline?,
+        })
     }
 }
 

@@ -1,6 +1,13 @@
 //! Restore and point-in-time recovery: pick the newest backup at or before the target, replay
 //! the archived log up to it, and write the result into a new directory, atomically.
 //!
+//! Timelines: a restore follows one history, the target timeline's (by default the newest
+//! timeline the repository holds a history of, `wal/<timeline>.history`; for a restore of one
+//! backup by id, that backup's own). Backups and archived segments outside that history are
+//! passed over, and a parent timeline's segments are replayed only up to the branch LSN, so
+//! commits a restore or a lossy recovery undid never come back. The restored directory is
+//! the same database on a new timeline branching at the restored LSN.
+//!
 //! Nothing is written to the target unless the target is reachable. The new directory is
 //! assembled under a temporary sibling name holding a `RESTORE_IN_PROGRESS` marker (which
 //! `Db::open` refuses), and renamed into place only when complete, so an interrupted restore
@@ -19,6 +26,7 @@ use super::{
 use crate::checkpoint;
 use crate::document::format_micros;
 use crate::error::{Error, IoContext, Result};
+use crate::identity::{DatabaseId, FileIds, Identity, TimelineId};
 use crate::io::{self, sync_dir, Faults};
 use crate::log::record::CommitRecord;
 use crate::log::replay::Replayer;
@@ -84,6 +92,9 @@ pub struct RestorePlan {
     /// What the operator should know about the result, e.g. that the archive ends before
     /// where a backup recorded it reaching, so `--latest` is older than expected.
     pub notes: Vec<String>,
+    /// The history replayed: the target timeline and its ancestry (`None` for a repository
+    /// written before ids existed).
+    pub history: Option<Identity>,
 }
 
 /// What a restore did.
@@ -115,6 +126,10 @@ pub struct RestoreReport {
     pub skipped: Vec<SkippedBackup>,
     /// See [`RestorePlan::notes`].
     pub notes: Vec<String>,
+    /// The restored database's id (the backup's database).
+    pub database_id: DatabaseId,
+    /// The restored directory's new timeline (its history is in `DATA/identity.json`).
+    pub timeline: TimelineId,
 }
 
 /// Why a chain of archived segments ends.
@@ -124,8 +139,9 @@ enum ChainEnd {
     End,
     /// Before a gap: this LSN is missing, later segments exist.
     Gap(u64),
-    /// Before a segment that cannot be used (its seal is damaged or does not match).
-    Damaged(u64, String),
+    /// Before a segment that cannot be used (its seal is damaged or does not match): its
+    /// file name and why.
+    Damaged(String, String),
 }
 
 impl ChainEnd {
@@ -133,25 +149,70 @@ impl ChainEnd {
         match self {
             ChainEnd::End => None,
             ChainEnd::Gap(g) => Some(format!("archived segment with LSN {g} is missing (a gap)")),
-            ChainEnd::Damaged(first, why) => Some(format!(
-                "archived segment {} cannot be used: {why}",
-                ArchivedSegment::data_name(*first)
-            )),
+            ChainEnd::Damaged(name, why) => {
+                Some(format!("archived segment {name} cannot be used: {why}"))
+            }
         }
     }
 }
 
-/// The furthest LSN reachable from `backup` through contiguous, usable archived segments,
-/// the segments of that chain, and why it ends. `damaged` holds segments (by first LSN)
-/// whose seal does not check out.
+/// The ids an archived segment or backup counts with in `history`: its own, or (written
+/// before ids existed) the history's first timeline.
+fn ids_in(history: &Identity, ids: Option<FileIds>) -> FileIds {
+    ids.unwrap_or(FileIds {
+        database_id: history.database_id,
+        timeline: history
+            .history
+            .first()
+            .map_or(history.timeline, |e| e.timeline),
+    })
+}
+
+/// Whether a file with `ids` holding LSNs from `lsn` is part of `history` (always, without
+/// one).
+pub(crate) fn in_history(history: Option<&Identity>, ids: Option<FileIds>, lsn: u64) -> bool {
+    history.is_none_or(|h| h.refuses(ids_in(h, ids), lsn).is_none())
+}
+
+/// The last LSN of `seg` that `history` uses (the branch LSN when its timeline was left).
+fn used_to(history: Option<&Identity>, seg: &ArchivedSegment) -> u64 {
+    let hi = history.and_then(|h| h.range_of(ids_in(h, seg.ids()).timeline)?.hi);
+    hi.map_or(seg.last_lsn, |hi| hi.min(seg.last_lsn))
+}
+
+/// The history a restore follows (see the module docs): `None` for a repository without
+/// timeline histories (written before ids existed).
+fn target_history(
+    repo: &BackupRepo,
+    backups: &[BackupManifest],
+    target: &RestoreTarget,
+) -> Result<Option<Identity>> {
+    let histories = repo.histories()?;
+    if let RestoreTarget::Backup(id) = target {
+        let own = backups
+            .iter()
+            .find(|b| &b.id == id)
+            .and_then(|b| b.timeline)
+            .and_then(|t| histories.iter().find(|h| h.timeline == t));
+        if let Some(h) = own {
+            return Ok(Some(h.clone()));
+        }
+    }
+    Ok(histories.last().cloned())
+}
+
+/// The furthest LSN reachable from `backup` through contiguous, usable archived segments
+/// (all of `history`), the segments of that chain, and why it ends. `damaged` holds
+/// segments (by file name) whose seal does not check out.
 fn chain<'a>(
     backup: &BackupManifest,
     archive: &'a [ArchivedSegment],
-    damaged: &BTreeMap<u64, String>,
+    damaged: &BTreeMap<String, String>,
+    history: Option<&Identity>,
 ) -> (u64, Vec<&'a ArchivedSegment>, ChainEnd) {
     let mut reach = backup.lsn;
     let mut used = vec![];
-    for seg in archive.iter().filter(|s| s.last_lsn > backup.lsn) {
+    for seg in archive.iter().filter(|s| used_to(history, s) > backup.lsn) {
         // Exact continuation: the first segment covers the LSN after the backup, each later
         // one starts right after the previous one (an overlap means another history).
         let continues = if used.is_empty() {
@@ -162,23 +223,23 @@ fn chain<'a>(
         if !continues {
             return (reach, used, ChainEnd::Gap(reach + 1));
         }
-        if let Some(why) = damaged.get(&seg.first_lsn) {
-            return (reach, used, ChainEnd::Damaged(seg.first_lsn, why.clone()));
+        if let Some(why) = damaged.get(&seg.data_file()) {
+            return (reach, used, ChainEnd::Damaged(seg.data_file(), why.clone()));
         }
         used.push(seg);
-        reach = seg.last_lsn;
+        reach = used_to(history, seg);
     }
     (reach, used, ChainEnd::End)
 }
 
 /// Archived segments whose seal is missing, damaged, or does not describe the segment, with
 /// the reason (the same check `verify` makes).
-fn damaged_seals(repo: &BackupRepo, archive: &[ArchivedSegment]) -> BTreeMap<u64, String> {
+fn damaged_seals(repo: &BackupRepo, archive: &[ArchivedSegment]) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     for seg in archive {
-        match repo.read_seal(seg.first_lsn) {
+        match repo.read_seal(seg) {
             Err(e) => {
-                out.insert(seg.first_lsn, format!("its seal is unreadable: {e}"));
+                out.insert(seg.data_file(), format!("its seal is unreadable: {e}"));
             }
             Ok(seal) => {
                 if hex::encode(seal.sha256) != seg.plain_sha256
@@ -186,7 +247,7 @@ fn damaged_seals(repo: &BackupRepo, archive: &[ArchivedSegment]) -> BTreeMap<u64
                     || seal.last_lsn != seg.last_lsn
                 {
                     out.insert(
-                        seg.first_lsn,
+                        seg.data_file(),
                         "its seal does not match the segment's description".into(),
                     );
                 }
@@ -252,7 +313,31 @@ fn plan_skipping(
             _ => {}
         }
     }
-    let archive = repo.archived_segments()?;
+    let history = target_history(repo, &backups, target)?;
+    let h = history.as_ref();
+    if let Some(hist) = h {
+        // Backups of another history: another database, a timeline this one does not descend
+        // from, or past the point where this history left the backup's timeline.
+        backups.retain(|b| match hist.refuses(ids_in(hist, b.ids()), b.lsn) {
+            None => true,
+            Some(why) => {
+                skipped.push(SkippedBackup {
+                    id: b.id.clone(),
+                    reason: format!(
+                        "not in the history of the target timeline {}: {why}",
+                        hist.timeline
+                    ),
+                });
+                false
+            }
+        });
+    }
+    // Only the segments of the target history; other timelines' may overlap them.
+    let archive: Vec<ArchivedSegment> = repo
+        .archived_segments()?
+        .into_iter()
+        .filter(|s| in_history(h, s.ids(), s.first_lsn))
+        .collect();
     let damaged = damaged_seals(repo, &archive);
     let unreachable = |reached: String, reason: String| Error::Unreachable {
         target: target.to_string(),
@@ -273,7 +358,7 @@ fn plan_skipping(
         return Err(unreachable("nothing".into(), why));
     };
     let reach_text = |b: &BackupManifest| {
-        let (reach, used, _) = chain(b, &archive, &damaged);
+        let (reach, used, _) = chain(b, &archive, &damaged, h);
         let ts = used.last().map_or(b.commit_ts_us, |s| s.last_commit_ts_us);
         point(reach, ts)
     };
@@ -350,7 +435,7 @@ fn plan_skipping(
         };
         return Err(unreachable(reached, why));
     };
-    let (reach, used, end) = chain(&backup, &archive, &damaged);
+    let (reach, used, end) = chain(&backup, &archive, &damaged, h);
     let mut notes = vec![];
     let to_lsn = match target {
         RestoreTarget::Backup(_) => Some(backup.lsn),
@@ -392,7 +477,10 @@ fn plan_skipping(
             // The state at `t` is proven once the archive holds a commit after `t`, or a
             // backup taken at or after `t` whose archive the chain reaches: every commit
             // stamped at or before a backup's time is at or below its `archived_through_lsn`.
-            let by_commit = used.iter().any(|s| !fits_time(s.last_commit_ts_us, *t));
+            // (Not by a parent's segment cut at the branch: its last commit was undone.)
+            let by_commit = used
+                .iter()
+                .any(|s| used_to(h, s) == s.last_lsn && !fits_time(s.last_commit_ts_us, *t));
             let by_backup = backups.iter().any(|b| {
                 b.created_at_us >= *t
                     && b.lsn >= backup.lsn
@@ -408,7 +496,14 @@ fn plan_skipping(
     let segments: Vec<ArchivedSegment> = {
         let mut out = vec![];
         for s in used {
+            // A parent's segment cut at the branch ends at the branch LSN; its later commits
+            // (and their times) were undone.
+            let cut = used_to(h, s) != s.last_lsn;
             let stop = match (target, to_lsn) {
+                (RestoreTarget::Time(_), _) if cut => {
+                    out.push(s.clone());
+                    false
+                }
                 (RestoreTarget::Time(t), _) => {
                     let past = if exclusive {
                         s.last_commit_ts_us >= *t
@@ -423,7 +518,7 @@ fn plan_skipping(
                         true
                     } else {
                         out.push(s.clone());
-                        s.last_lsn >= to
+                        used_to(h, s) >= to
                     }
                 }
                 _ => false,
@@ -443,6 +538,7 @@ fn plan_skipping(
         segments,
         skipped,
         notes,
+        history,
     })
 }
 
@@ -552,6 +648,13 @@ pub(crate) fn load_snapshot(
             p.offset, p.detail
         )));
     }
+    if let (Some(theirs), Some(said)) = (decoded.ids, b.ids()) {
+        if theirs != said {
+            return Err(repo.err(format!(
+                "{name} belongs to {theirs}, but its manifest says {said}: the snapshot was swapped"
+            )));
+        }
+    }
     if decoded.state.lsn != b.lsn {
         return Err(repo.err(format!(
             "{name} holds LSN {} but the manifest says {}",
@@ -579,10 +682,10 @@ pub(crate) fn replay(
     let exclusive = plan.exclusive;
     let total: u64 = plan.segments.iter().map(|s| s.plain_size).sum();
     progress.begin("replaying archived log", Some(total));
-    let mut r = Replayer::new(state);
+    let mut r = Replayer::new(state, plan.history.as_ref());
     for seg in &plan.segments {
         let bytes = repo.read_segment(seg)?;
-        let name = ArchivedSegment::data_name(seg.first_lsn);
+        let name = seg.data_file();
         let mut want = |rec: &CommitRecord| match target {
             RestoreTarget::Time(t) => {
                 if exclusive {
@@ -594,7 +697,7 @@ pub(crate) fn replay(
             _ => plan.replay_to_lsn.is_none_or(|to| rec.lsn <= to),
         };
         let s = r
-            .segment(&bytes, seg.first_lsn, false, &mut want)
+            .segment(&bytes, seg.first_lsn, seg.ids(), false, &mut want)
             .map_err(|e| repo.err(format!("{name}: {e}")))?;
         if s.scan.end != ScanEnd::Clean {
             return Err(repo.err(format!(
@@ -664,6 +767,18 @@ pub fn restore(
         segments,
         range,
     } = replay(repo, &plan, target, &mut state, progress)?;
+    // The same database on a new timeline, branching at the restored LSN.
+    let reason = format!("restore of backup {} to LSN {}", plan.backup.id, state.lsn);
+    let identity = match &plan.history {
+        Some(h) => h.branch(state.lsn, &reason),
+        None => {
+            let mut id = Identity::create(&format!("{reason} (written before ids existed)"));
+            if let Some(db) = plan.backup.database_id {
+                id.database_id = db;
+            }
+            id
+        }
+    };
 
     let parent = into
         .parent()
@@ -695,9 +810,16 @@ pub fn restore(
                 .context(|| format!("creating {}", tmp.join(d).display()))?;
         }
         progress.begin("writing restored checkpoint", None);
-        checkpoint::write(&tmp.join(CHECKPOINT_DIR), &state, 1, &faults)
-            .context(|| format!("writing checkpoint in {}", tmp.display()))?;
+        checkpoint::write(
+            &tmp.join(CHECKPOINT_DIR),
+            &state,
+            identity.ids(),
+            1,
+            &faults,
+        )
+        .context(|| format!("writing checkpoint in {}", tmp.display()))?;
         progress.end();
+        identity.save(&tmp, &faults)?;
         sync_dir(&tmp, &faults).context(|| format!("syncing {}", tmp.display()))?;
         io::remove_file(&tmp.join(RESTORE_MARKER), &faults)
             .context(|| format!("removing marker in {}", tmp.display()))?;
@@ -734,6 +856,8 @@ pub fn restore(
         verified: verify.is_clean() && verify.documents_checked == state.doc_count(),
         skipped: plan.skipped.clone(),
         notes: plan.notes.clone(),
+        database_id: identity.database_id,
+        timeline: identity.timeline,
     };
     if !report.verified {
         return Err(Error::Repository {

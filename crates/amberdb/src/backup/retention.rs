@@ -217,12 +217,14 @@ impl super::BackupRepo {
                 .remove_dir(&dir)
                 .map_err(|err| self.err(format!("removing {dir}: {err}")))?;
         }
-        for first in &plan.remove_segments {
-            for name in [
-                super::ArchivedSegment::meta_name(*first),
-                super::ArchivedSegment::data_name(*first),
-                super::ArchivedSegment::seal_name(*first),
-            ] {
+        // Every timeline's segments that end at or below the oldest kept backup.
+        let remove: Vec<super::ArchivedSegment> = self
+            .archived_segments()?
+            .into_iter()
+            .filter(|s| s.last_lsn <= oldest_kept && plan.remove_segments.contains(&s.first_lsn))
+            .collect();
+        for seg in &remove {
+            for name in [seg.meta_file(), seg.data_file(), seg.seal_file()] {
                 if self.storage().exists(&name) {
                     self.storage()
                         .remove(&name)
@@ -309,6 +311,8 @@ mod tests {
             compression_level: 3,
             key_id: None,
             archived_through_lsn: None,
+            database_id: None,
+            timeline: None,
             files: vec![],
         }
     }

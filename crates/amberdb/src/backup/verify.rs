@@ -84,6 +84,35 @@ impl BackupRepo {
                 problem(&mut r, format!("backups/{id}"), "no such backup".into());
             }
         }
+        // The database the repository belongs to: the one of its timeline histories. Every
+        // backup and archived segment must be of it, and every segment's timeline recorded.
+        let histories = match self.histories() {
+            Ok(h) => h,
+            Err(e) => {
+                problem(&mut r, "wal".into(), e.to_string());
+                vec![]
+            }
+        };
+        let database = histories.first().map(|h| h.database_id);
+        for h in &histories {
+            if Some(h.database_id) != database {
+                problem(
+                    &mut r,
+                    super::archive::history_name(h.timeline),
+                    format!(
+                        "history of database {}, but this repository belongs to database {}",
+                        h.database_id,
+                        database.map_or("?".into(), |d| d.to_string())
+                    ),
+                );
+            }
+        }
+        let foreign = |db: Option<crate::identity::DatabaseId>| match (db, database) {
+            (Some(d), Some(ours)) if d != ours => Some(format!(
+                "belongs to database {d}, but this repository belongs to database {ours}"
+            )),
+            _ => None,
+        };
         let mut manifests: Vec<BackupManifest> = vec![];
         for id in ids.iter().filter(|i| only.is_none_or(|o| o == i.as_str())) {
             r.backups += 1;
@@ -112,6 +141,9 @@ impl BackupRepo {
                         m.id, m.repository_id
                     ),
                 );
+            }
+            if let Some(why) = foreign(m.database_id) {
+                problem(&mut r, mname.clone(), format!("backup {why}"));
             }
             for f in &m.files {
                 let name = format!("backups/{id}/{}", f.name);
@@ -172,10 +204,24 @@ impl BackupRepo {
                 vec![]
             }
         };
-        let mut prev: Option<&ArchivedSegment> = None;
+        // Continuity within each timeline (a new timeline's segments overlap its parent's).
+        let mut prevs: std::collections::BTreeMap<_, &ArchivedSegment> = Default::default();
         for seg in &archive {
             r.segments += 1;
-            let name = ArchivedSegment::data_name(seg.first_lsn);
+            let name = seg.data_file();
+            if let Some(why) = foreign(seg.database_id) {
+                problem(&mut r, seg.meta_file(), format!("archived segment {why}"));
+            }
+            if let Some(t) = seg.timeline {
+                if !histories.iter().any(|h| h.timeline == t) {
+                    problem(
+                        &mut r,
+                        seg.meta_file(),
+                        format!("archived segment of timeline {t}, which has no history here"),
+                    );
+                }
+            }
+            let prev = prevs.insert(seg.timeline, seg);
             if let Some(p) = prev {
                 if seg.first_lsn > p.last_lsn + 1 {
                     r.gaps.push((p.last_lsn + 1, seg.first_lsn - 1));
@@ -190,7 +236,6 @@ impl BackupRepo {
                     );
                 }
             }
-            prev = Some(seg);
             match self.storage().read(&name) {
                 Err(e) => problem(&mut r, name.clone(), format!("missing or unreadable: {e}")),
                 Ok(stored) => {
@@ -205,18 +250,14 @@ impl BackupRepo {
                     }
                 }
             }
-            match self.read_seal(seg.first_lsn) {
-                Err(e) => problem(
-                    &mut r,
-                    ArchivedSegment::seal_name(seg.first_lsn),
-                    e.to_string(),
-                ),
+            match self.read_seal(seg) {
+                Err(e) => problem(&mut r, seg.seal_file(), e.to_string()),
                 Ok(seal) => {
                     if hex::encode(seal.sha256) != seg.plain_sha256 || seal.last_lsn != seg.last_lsn
                     {
                         problem(
                             &mut r,
-                            ArchivedSegment::seal_name(seg.first_lsn),
+                            seg.seal_file(),
                             "seal does not match the segment's description".into(),
                         );
                     }
@@ -243,6 +284,17 @@ impl BackupRepo {
                             }
                         }) {
                             Err(e) => problem(&mut r, name.clone(), e),
+                            Ok(s) if s.header.ids.is_some() && s.header.ids != seg.ids() => {
+                                problem(
+                                    &mut r,
+                                    name.clone(),
+                                    format!(
+                                        "segment header says {} but its description says {}: the file was swapped",
+                                        s.header.ids.map_or("no ids".into(), |i| i.to_string()),
+                                        seg.ids().map_or("no ids".into(), |i| i.to_string())
+                                    ),
+                                );
+                            }
                             Ok(s) => {
                                 if s.end != ScanEnd::Clean || s.last_lsn != seg.last_lsn {
                                     problem(

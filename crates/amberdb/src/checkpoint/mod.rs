@@ -17,6 +17,7 @@ use sha2::Digest;
 
 use crate::codec::{put_str16, PutLe, Reader};
 use crate::document::{DocMeta, Document};
+use crate::identity::{DatabaseId, FileIds, TimelineId};
 use crate::io::{self, sync_dir, Faults};
 use crate::state::{Collection, State, Tombstone};
 
@@ -26,8 +27,9 @@ pub const CHECKPOINT_MAGIC: [u8; 8] = *b"AMBRCKPT";
 pub const CHECKPOINT_END_MAGIC: [u8; 8] = *b"AMBRCEND";
 /// Current checkpoint format version. Version 2 records each tombstone's time and last
 /// version, each collection's version floor and the tombstone retention (`docs/FORMAT.md`);
-/// version 1 is still read.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 2;
+/// version 3 adds an identity entry (database and timeline ids); versions 1 and 2 are still
+/// read.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 3;
 /// Header size.
 pub const HEADER_LEN: usize = 64;
 /// Trailer size: body length, SHA-256 of the body, end magic.
@@ -50,6 +52,8 @@ const ENTRY_STATE: u8 = 4;
 const ENTRY_COLLECTION: u8 = 5;
 /// Format 2: a tombstone with the LSN and time of its delete and the version it ended at.
 const ENTRY_TOMBSTONE: u8 = 6;
+/// Format 3: the database and timeline the checkpoint belongs to; the second entry.
+const ENTRY_IDENTITY: u8 = 7;
 
 const COMPRESSION_NONE: u32 = 0;
 const COMPRESSION_ZSTD: u32 = 1;
@@ -91,6 +95,8 @@ pub struct Decoded {
     pub documents_checked: u64,
     /// Every problem, in file order. Empty means the checkpoint is sound.
     pub problems: Vec<CheckpointProblem>,
+    /// The database and timeline it belongs to (format 3; `None` before).
+    pub ids: Option<FileIds>,
 }
 
 /// File name of the checkpoint at `lsn`.
@@ -105,10 +111,10 @@ pub fn list_checkpoints(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-fn encode_header(state: &State, entry_count: u64, compression: u32) -> Vec<u8> {
+fn encode_header(state: &State, version: u32, entry_count: u64, compression: u32) -> Vec<u8> {
     let mut b = Vec::with_capacity(HEADER_LEN);
     b.extend_from_slice(&CHECKPOINT_MAGIC);
-    b.put_u32(CHECKPOINT_FORMAT_VERSION);
+    b.put_u32(version);
     b.put_u32(0); // key id
     b.put_u64(state.lsn);
     b.put_u64(state.commit_ts);
@@ -236,24 +242,43 @@ impl<W: std::io::Write> BlockWriter<'_, W> {
     }
 }
 
-/// Encodes `state` in the checkpoint format into `out`, streaming block by block. `level` is
-/// the zstd level for blocks; 0 stores them uncompressed. Returns the bytes written.
+/// Encodes `state` in checkpoint format 2 (without ids): the test-only path of older callers.
+#[cfg(test)]
 pub(crate) fn encode_to<W: std::io::Write>(
     state: &State,
     level: i32,
     out: &mut W,
 ) -> std::io::Result<u64> {
-    let entry_count = 1 + state
-        .collections
-        .values()
-        .map(|c| 1 + c.docs.len() as u64 + c.tombstones.len() as u64)
-        .sum::<u64>();
+    encode_with(state, None, level, out)
+}
+
+/// Encodes `state` in the checkpoint format into `out`, streaming block by block: format 3
+/// with `ids` (format 2 when `None`, for tests of older files). `level` is the zstd level
+/// for blocks; 0 stores them uncompressed. Returns the bytes written.
+pub(crate) fn encode_with<W: std::io::Write>(
+    state: &State,
+    ids: Option<FileIds>,
+    level: i32,
+    out: &mut W,
+) -> std::io::Result<u64> {
+    let version = if ids.is_some() {
+        CHECKPOINT_FORMAT_VERSION
+    } else {
+        2
+    };
+    let entry_count = 1
+        + u64::from(ids.is_some())
+        + state
+            .collections
+            .values()
+            .map(|c| 1 + c.docs.len() as u64 + c.tombstones.len() as u64)
+            .sum::<u64>();
     let compression = if level > 0 {
         COMPRESSION_ZSTD
     } else {
         COMPRESSION_NONE
     };
-    let header = encode_header(state, entry_count, compression);
+    let header = encode_header(state, version, entry_count, compression);
     out.write_all(&header)?;
     let mut w = BlockWriter {
         out,
@@ -266,6 +291,13 @@ pub(crate) fn encode_to<W: std::io::Write>(
         b.put_u8(ENTRY_STATE);
         b.put_u64(state.tombstone_retention_us);
     })?;
+    if let Some(ids) = ids {
+        w.entry(|b| {
+            b.put_u8(ENTRY_IDENTITY);
+            b.extend_from_slice(&ids.database_id.0);
+            b.put_u64(ids.timeline.0);
+        })?;
+    }
     for (name, coll) in state.collections.iter() {
         w.entry(|b| {
             b.put_u8(ENTRY_COLLECTION);
@@ -314,6 +346,7 @@ pub(crate) fn encode_to<W: std::io::Write>(
 pub(crate) fn write(
     dir: &Path,
     state: &State,
+    ids: FileIds,
     level: i32,
     faults: &Faults,
 ) -> std::io::Result<(PathBuf, u64)> {
@@ -322,7 +355,7 @@ pub(crate) fn write(
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let mut out = io::create(&tmp, faults)?;
-        let size = encode_to(state, level, &mut out)?;
+        let size = encode_with(state, Some(ids), level, &mut out)?;
         out.sync_all()?;
         io::rename(&tmp, &path, faults)?;
         sync_dir(dir, faults)?;
@@ -343,6 +376,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         state: State::default(),
         documents_checked: 0,
         problems: vec![],
+        ids: None,
     };
     let problem = |offset: usize, detail: String| CheckpointProblem {
         offset: offset as u64,
@@ -460,6 +494,12 @@ fn check_counts(header: &CheckpointHeader, entries: u64, out: &mut Decoded) {
         detail,
     };
     if out.problems.is_empty() {
+        if header.format_version >= 3 && out.ids.is_none() {
+            out.problems.push(problem(
+                HEADER_LEN,
+                "checkpoint of format 3 has no identity entry".into(),
+            ));
+        }
         if entries != header.entry_count {
             out.problems.push(problem(
                 HEADER_LEN,
@@ -495,6 +535,7 @@ pub fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
         state: State::default(),
         documents_checked: 0,
         problems: vec![],
+        ids: None,
     };
     let problem = |offset: u64, detail: &str| CheckpointProblem {
         offset,
@@ -642,6 +683,17 @@ fn decode_entries(raw: &[u8], header: &CheckpointHeader, data_at: usize, out: &m
                 };
                 out.state.tombstone_retention_us = retention;
             }
+            Some(ENTRY_IDENTITY) if header.format_version >= 3 && out.ids.is_none() => {
+                let parsed = (|| Some((r.array::<16>()?, r.u64()?)))();
+                let Some((db, timeline)) = parsed.filter(|(_, t)| *t != 0) else {
+                    out.problems.push(bad("identity"));
+                    return n;
+                };
+                out.ids = Some(FileIds {
+                    database_id: DatabaseId(db),
+                    timeline: TimelineId(timeline),
+                });
+            }
             Some(ENTRY_COLLECTION) if !v1 => {
                 let parsed = (|| Some((r.str16()?, r.u64()?)))();
                 let Some((name, floor)) = parsed else {
@@ -745,7 +797,7 @@ mod tests {
     fn with_block(raw_len: u32, stored: &[u8]) -> Vec<u8> {
         let mut state = State::default();
         state.lsn = 1;
-        let mut out = encode_header(&state, 1, COMPRESSION_ZSTD);
+        let mut out = encode_header(&state, 2, 1, COMPRESSION_ZSTD);
         let mut body = vec![];
         body.put_u32(raw_len);
         body.put_u32(u32::try_from(stored.len()).expect("small"));

@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 
 use sha2::Digest;
 
+use crate::identity::FileIds;
 use crate::io::{open_append, write_atomic, DataFile, Faults};
 use segment::{seal_file_name, segment_file_name, Seal, SegmentHeader, LOG_FORMAT_VERSION};
 
@@ -55,6 +56,8 @@ pub(crate) struct CommitLog {
     segment_size: u64,
     faults: Faults,
     sealed: SealedList,
+    /// Database and timeline written into every new segment's header.
+    ids: FileIds,
     /// Bytes appended since the log was opened.
     pub appended_bytes: u64,
 }
@@ -65,7 +68,8 @@ impl CommitLog {
         &self.dir
     }
 
-    /// Resumes appending to `active`, or starts a new segment at `next_lsn` when `None`.
+    /// Resumes appending to `active`, or starts a new segment at `next_lsn` when `None`. New
+    /// segments carry `ids` (the directory's database and current timeline).
     pub(crate) fn open(
         dir: &Path,
         active: Option<ActiveSegment>,
@@ -73,6 +77,7 @@ impl CommitLog {
         segment_size: u64,
         faults: Faults,
         sealed: SealedList,
+        ids: FileIds,
     ) -> std::io::Result<Self> {
         match active {
             Some(a) => {
@@ -90,11 +95,12 @@ impl CommitLog {
                     segment_size,
                     faults,
                     sealed,
+                    ids,
                     appended_bytes: 0,
                 })
             }
             None => {
-                let (file, hasher, len) = create_segment(dir, next_lsn, &faults)?;
+                let (file, hasher, len) = create_segment(dir, next_lsn, ids, &faults)?;
                 Ok(CommitLog {
                     dir: dir.to_owned(),
                     file,
@@ -106,6 +112,7 @@ impl CommitLog {
                     segment_size,
                     faults,
                     sealed,
+                    ids,
                     appended_bytes: 0,
                 })
             }
@@ -172,8 +179,8 @@ impl CommitLog {
         let seal_path = self.dir.join(seal_file_name(self.first_lsn));
         write_atomic(&seal_path, &seal.encode(), &self.faults)
             .map_err(|e| op_failed("writing seal", &seal_path, e))?;
-        let (file, hasher, len) =
-            create_segment(&self.dir, next_lsn, &self.faults).map_err(|e| {
+        let (file, hasher, len) = create_segment(&self.dir, next_lsn, self.ids, &self.faults)
+            .map_err(|e| {
                 op_failed(
                     "creating log segment",
                     &self.dir.join(segment_file_name(next_lsn)),
@@ -255,6 +262,7 @@ pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
 fn create_segment(
     dir: &Path,
     first_lsn: u64,
+    ids: FileIds,
     faults: &Faults,
 ) -> std::io::Result<(DataFile, sha2::Sha256, u64)> {
     let path = dir.join(segment_file_name(first_lsn));
@@ -262,6 +270,7 @@ fn create_segment(
         format_version: LOG_FORMAT_VERSION,
         key_id: 0,
         first_lsn,
+        ids: Some(ids),
     }
     .encode();
     // Temp file, fsync, rename, fsync of the directory: a segment never exists without its

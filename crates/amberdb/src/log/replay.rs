@@ -3,16 +3,24 @@
 //! onto a state.
 //!
 //! Rules:
-//! - A segment's header must say the first LSN its name (or archive entry) says.
-//! - Chains are exact: after a segment ending at LSN `reach`, the next one of the same source
-//!   must start at `reach + 1` (no gap, no overlap: an overlap means two histories). The first
-//!   segment of a source must start at or before `state.lsn + 1`.
+//! - A segment's header must say the first LSN its name (or archive entry) says, and the ids
+//!   its archive entry says (log format 3).
+//! - Identity: a segment of another database is refused; so is one of a timeline outside the
+//!   history being replayed (the directory's, or a restore's target timeline), and one that
+//!   starts after the history left its timeline. A parent timeline's segment is applied only
+//!   up to the branch LSN (the commits after it were undone). A segment without ids (log
+//!   formats 1 and 2, written before ids existed) counts as the history's first timeline.
+//! - Chains are exact: after a segment ending at LSN `reach` (or at the branch LSN, for a
+//!   parent's segment that goes past it), the next one of the same source must start at
+//!   `reach + 1` (no gap, no overlap: an overlap means two histories). The first segment of a
+//!   source must start at or before `state.lsn + 1`.
 //! - Frames at or below `state.lsn` are already in the state and are skipped; the next frame
 //!   applied is always `state.lsn + 1`.
 //! - Damage to frames the state already holds (a checkpoint covers them) may be stepped over
 //!   when the caller allows it: replay resumes at the frame `state.lsn + 1` if the segment
 //!   holds it intact, and the step is reported.
 
+use crate::identity::{FileIds, Identity};
 use crate::log::record::CommitRecord;
 use crate::log::segment::{find_frame, scan_from, Scan, ScanEnd, SegmentHeader};
 use crate::state::State;
@@ -50,18 +58,57 @@ pub(crate) struct Replayer<'s> {
     pub range: Option<(u64, u64)>,
     /// Set once `want` refused a commit: nothing after it is applied.
     pub stopped: bool,
+    /// The history segments must belong to (`None`: files without ids only, e.g. a
+    /// repository written before ids existed).
+    history: Option<&'s Identity>,
 }
 
 impl<'s> Replayer<'s> {
-    /// Starts replay onto `state`.
-    pub(crate) fn new(state: &'s mut State) -> Self {
+    /// Starts replay onto `state` of segments of `history` (see the module rules).
+    pub(crate) fn new(state: &'s mut State, history: Option<&'s Identity>) -> Self {
         Replayer {
             state,
             reach: None,
             commits: 0,
             range: None,
             stopped: false,
+            history,
         }
+    }
+
+    /// The ids `header` (or, for a segment without them, its archive entry `named`) gives a
+    /// segment, checked against the history; returns the last LSN of it to apply (the branch
+    /// LSN for a parent timeline's segment).
+    fn check_ids(
+        &self,
+        header: &SegmentHeader,
+        named: Option<FileIds>,
+    ) -> Result<Option<u64>, String> {
+        if let (Some(h), Some(n)) = (header.ids, named) {
+            if h != n {
+                return Err(format!(
+                    "header says {h} but its archive entry says {n}: the file was swapped"
+                ));
+            }
+        }
+        let Some(history) = self.history else {
+            return Ok(None);
+        };
+        // Written before ids existed: the first timeline of this database's history.
+        let ids = header.ids.or(named).unwrap_or(FileIds {
+            database_id: history.database_id,
+            timeline: history
+                .history
+                .first()
+                .map_or(history.timeline, |e| e.timeline),
+        });
+        if let Some(why) = history.refuses(ids, header.first_lsn) {
+            return Err(format!(
+                "segment of another history ({ids}), starting at LSN {}: {why}",
+                header.first_lsn
+            ));
+        }
+        Ok(history.range_of(ids.timeline).and_then(|r| r.hi))
     }
 
     /// LSN of the state so far.
@@ -84,6 +131,7 @@ impl<'s> Replayer<'s> {
         &mut self,
         bytes: &[u8],
         named_first: u64,
+        named_ids: Option<FileIds>,
         step_over_covered: bool,
         want: &mut dyn FnMut(&CommitRecord) -> bool,
     ) -> Result<SegmentReplay, String> {
@@ -94,6 +142,7 @@ impl<'s> Replayer<'s> {
                 header.first_lsn
             ));
         }
+        let cap = self.check_ids(&header, named_ids)?;
         match self.reach {
             Some(reach) if header.first_lsn != reach + 1 => {
                 return Err(format!(
@@ -121,12 +170,13 @@ impl<'s> Replayer<'s> {
         let mut applied = 0;
         let mut last_ts = 0;
         let mut stepped_over = None;
-        let mut pos = crate::log::segment::SEGMENT_HEADER_LEN;
+        let mut pos = header.encoded_len();
         let mut expected = header.first_lsn;
         let scan = loop {
             let s = scan_from(bytes, header, pos, expected, |rec, _| {
                 last_ts = rec.commit_ts;
-                if self.stopped || rec.lsn != self.state.lsn + 1 {
+                if self.stopped || rec.lsn != self.state.lsn + 1 || cap.is_some_and(|c| rec.lsn > c)
+                {
                     return;
                 }
                 if !want(&rec) {
@@ -159,7 +209,9 @@ impl<'s> Replayer<'s> {
             expected = next;
         };
         self.reach = match (&scan.end, &stepped_over) {
-            (ScanEnd::Clean, _) => Some(scan.last_lsn),
+            (ScanEnd::Clean, _) => Some(cap.map_or(scan.last_lsn, |c| c.min(scan.last_lsn))),
+            // Damage past the branch LSN is in commits this history undid.
+            (_, None) if cap.is_some_and(|c| scan.last_lsn >= c) => cap,
             _ => None,
         };
         self.commits += applied;
@@ -187,10 +239,16 @@ mod tests {
 
     /// A segment starting at `first` holding commits `first..=last`.
     fn segment(first: u64, last: u64) -> Vec<u8> {
+        segment_of(first, last, None)
+    }
+
+    /// Like [`segment`], of log format 3 with `ids` when given.
+    fn segment_of(first: u64, last: u64, ids: Option<FileIds>) -> Vec<u8> {
         let mut b = SegmentHeader {
-            format_version: LOG_FORMAT_VERSION,
+            format_version: if ids.is_some() { LOG_FORMAT_VERSION } else { 2 },
             key_id: 0,
             first_lsn: first,
+            ids,
         }
         .encode();
         for lsn in first..=last {
@@ -221,9 +279,16 @@ mod tests {
     fn chains_continue_exactly_at_reach_plus_one_and_refuse_gaps_and_overlaps() {
         for (next_first, ok, why) in [(4, true, ""), (3, false, "overlap"), (5, false, "gap")] {
             let mut state = State::default();
-            let mut r = Replayer::new(&mut state);
-            r.segment(&segment(1, 3), 1, false, &mut |_| true).unwrap();
-            let second = r.segment(&segment(next_first, 6), next_first, false, &mut |_| true);
+            let mut r = Replayer::new(&mut state, None);
+            r.segment(&segment(1, 3), 1, None, false, &mut |_| true)
+                .unwrap();
+            let second = r.segment(
+                &segment(next_first, 6),
+                next_first,
+                None,
+                false,
+                &mut |_| true,
+            );
             match second {
                 Ok(s) => {
                     assert!(ok, "segment at {next_first} accepted");
@@ -240,9 +305,9 @@ mod tests {
     #[test]
     fn a_header_that_disagrees_with_the_name_is_refused() {
         let mut state = State::default();
-        let mut r = Replayer::new(&mut state);
+        let mut r = Replayer::new(&mut state, None);
         let e = r
-            .segment(&segment(1, 2), 7, false, &mut |_| true)
+            .segment(&segment(1, 2), 7, None, false, &mut |_| true)
             .unwrap_err();
         assert!(e.contains("its name says 7"), "{e}");
     }
@@ -258,15 +323,96 @@ mod tests {
         };
         bytes[at + 4] ^= 1;
         let mut base = State::default();
-        let mut r = Replayer::new(&mut base);
-        r.segment(&segment(1, 3), 1, false, &mut |_| true).unwrap();
+        let mut r = Replayer::new(&mut base, None);
+        r.segment(&segment(1, 3), 1, None, false, &mut |_| true)
+            .unwrap();
         for (allowed, applied) in [(false, 0), (true, 3)] {
             let mut state = base.clone();
-            let mut r = Replayer::new(&mut state);
-            let s = r.segment(&bytes, 1, allowed, &mut |_| true).unwrap();
+            let mut r = Replayer::new(&mut state, None);
+            let s = r.segment(&bytes, 1, None, allowed, &mut |_| true).unwrap();
             assert_eq!(s.applied, applied, "step over allowed: {allowed}");
             assert_eq!(s.stepped_over.is_some(), allowed);
             assert_eq!(state.lsn, 3 + applied);
         }
+    }
+
+    #[test]
+    fn segments_of_another_database_or_an_undone_timeline_are_refused_and_a_parent_stops_at_the_branch(
+    ) {
+        let root = Identity::create("test");
+        let child = root.branch(3, "restore");
+        let other = Identity::create("test");
+        // Another database's segment: refused, naming both ids.
+        let mut state = State::default();
+        let mut r = Replayer::new(&mut state, Some(&child));
+        let e = r
+            .segment(
+                &segment_of(1, 6, Some(other.ids())),
+                1,
+                None,
+                false,
+                &mut |_| true,
+            )
+            .unwrap_err();
+        assert!(e.contains(&other.database_id.to_string()), "{e}");
+        assert!(e.contains(&child.database_id.to_string()), "{e}");
+        // The parent's segment goes past the branch point: applied up to LSN 3 only, and the
+        // child's segment continues at 4.
+        let mut state = State::default();
+        let mut r = Replayer::new(&mut state, Some(&child));
+        let s = r
+            .segment(
+                &segment_of(1, 6, Some(root.ids())),
+                1,
+                None,
+                false,
+                &mut |_| true,
+            )
+            .unwrap();
+        assert_eq!(s.applied, 3);
+        let s = r
+            .segment(
+                &segment_of(4, 5, Some(child.ids())),
+                4,
+                None,
+                false,
+                &mut |_| true,
+            )
+            .unwrap();
+        assert_eq!(s.applied, 2);
+        // A parent's segment that starts after the branch holds undone commits.
+        let mut state = State::default();
+        let mut r = Replayer::new(&mut state, Some(&child));
+        r.segment(
+            &segment_of(1, 3, Some(root.ids())),
+            1,
+            None,
+            false,
+            &mut |_| true,
+        )
+        .unwrap();
+        let e = r
+            .segment(
+                &segment_of(4, 6, Some(root.ids())),
+                4,
+                None,
+                false,
+                &mut |_| true,
+            )
+            .unwrap_err();
+        assert!(e.contains("undone"), "{e}");
+        // An archive entry that disagrees with the header: swapped.
+        let mut state = State::default();
+        let mut r = Replayer::new(&mut state, Some(&root));
+        let e = r
+            .segment(
+                &segment_of(1, 3, Some(root.ids())),
+                1,
+                Some(other.ids()),
+                false,
+                &mut |_| true,
+            )
+            .unwrap_err();
+        assert!(e.contains("swapped"), "{e}");
     }
 }

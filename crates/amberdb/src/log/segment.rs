@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::codec::{PutLe, Reader};
+use crate::identity::{DatabaseId, FileIds, TimelineId};
 use crate::log::record::{decode_frame_in, CommitRecord, FrameError, FRAME_HEADER_LEN_V1};
 
 /// First bytes of every segment.
@@ -14,12 +15,18 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"AMBERLOG";
 /// First bytes of every seal.
 pub const SEAL_MAGIC: [u8; 8] = *b"AMBRSEAL";
 /// Current log format version. Readers accept every version up to this one. Version 2 added
-/// `durable_lsn` to every commit frame; version 1 files stay readable.
-pub const LOG_FORMAT_VERSION: u32 = 2;
-/// Size of the segment header.
+/// `durable_lsn` to every commit frame; version 3 added the database and timeline ids to the
+/// segment header. Versions 1 and 2 stay readable.
+pub const LOG_FORMAT_VERSION: u32 = 3;
+/// Size of the segment header of log formats 1 and 2.
 pub const SEGMENT_HEADER_LEN: usize = 32;
+/// Size of the segment header of log format 3 (with database and timeline ids).
+pub const SEGMENT_HEADER_LEN_V3: usize = 56;
 /// Size of a seal file.
 pub const SEAL_LEN: usize = 88;
+/// Format version seals and the log head record are written with: their layout did not
+/// change in log format 3 (readers accept any version up to [`LOG_FORMAT_VERSION`]).
+pub const SEAL_FORMAT_VERSION: u32 = 2;
 
 /// The decoded segment header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,16 +37,35 @@ pub struct SegmentHeader {
     pub key_id: u32,
     /// LSN of the first commit in the segment.
     pub first_lsn: u64,
+    /// The database and timeline the segment belongs to (log format 3; `None` before).
+    pub ids: Option<FileIds>,
 }
 
 impl SegmentHeader {
-    /// Encodes the header.
+    /// Bytes of the header (where the first frame starts).
+    pub fn encoded_len(&self) -> usize {
+        if self.format_version >= 3 {
+            SEGMENT_HEADER_LEN_V3
+        } else {
+            SEGMENT_HEADER_LEN
+        }
+    }
+
+    /// Encodes the header (the format 3 layout when `format_version` is 3).
     pub fn encode(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(SEGMENT_HEADER_LEN);
+        let mut b = Vec::with_capacity(self.encoded_len());
         b.extend_from_slice(&SEGMENT_MAGIC);
         b.put_u32(self.format_version);
         b.put_u32(self.key_id);
         b.put_u64(self.first_lsn);
+        if self.format_version >= 3 {
+            let ids = self.ids.unwrap_or(FileIds {
+                database_id: DatabaseId([0; 16]),
+                timeline: TimelineId(0),
+            });
+            b.extend_from_slice(&ids.database_id.0);
+            b.put_u64(ids.timeline.0);
+        }
         let crc = crc32c::crc32c(&b);
         b.put_u32(crc);
         b.put_u32(0);
@@ -48,8 +74,9 @@ impl SegmentHeader {
 
     /// Decodes and checks a header.
     pub fn decode(buf: &[u8]) -> Result<Self, String> {
-        // All 32 bytes, reserved ones included: frames start right after them, and a scan of a
-        // shorter file would report frames (and the writer would append) at the wrong offset.
+        // All of the header, reserved bytes included: frames start right after them, and a
+        // scan of a shorter file would report frames (and the writer would append) at the
+        // wrong offset.
         if buf.len() < SEGMENT_HEADER_LEN {
             return Err("file is shorter than a segment header".into());
         }
@@ -63,12 +90,28 @@ impl SegmentHeader {
         let format_version = r.u32().ok_or("short header")?;
         let key_id = r.u32().ok_or("short header")?;
         let first_lsn = r.u64().ok_or("short header")?;
+        let (ids, crc_end) = if format_version >= 3 {
+            if buf.len() < SEGMENT_HEADER_LEN_V3 {
+                return Err("file is shorter than a segment header".into());
+            }
+            let database_id = DatabaseId(r.array::<16>().ok_or("short header")?);
+            let timeline = TimelineId(r.u64().ok_or("short header")?);
+            (
+                Some(FileIds {
+                    database_id,
+                    timeline,
+                }),
+                SEGMENT_HEADER_LEN_V3 - 8,
+            )
+        } else {
+            (None, SEGMENT_HEADER_LEN - 8)
+        };
         let crc = r.u32().ok_or("short header")?;
         // Reserved bytes sit outside the CRC; requiring zeros makes a flip there visible too.
         if r.u32() != Some(0) {
             return Err("segment header's reserved bytes are not zero".into());
         }
-        if crc32c::crc32c(buf.get(..24).unwrap_or_default()) != crc {
+        if crc32c::crc32c(buf.get(..crc_end).unwrap_or_default()) != crc {
             return Err("segment header fails its CRC32C".into());
         }
         if format_version == 0 || format_version > LOG_FORMAT_VERSION {
@@ -84,12 +127,29 @@ impl SegmentHeader {
         if first_lsn == 0 {
             return Err("segment header says first LSN 0, but LSNs start at 1".into());
         }
+        if ids.is_some_and(|i| i.timeline.0 == 0) {
+            return Err("segment header says timeline 0, which is never assigned".into());
+        }
         Ok(SegmentHeader {
             format_version,
             key_id,
             first_lsn,
+            ids,
         })
     }
+}
+
+/// Reads and decodes only the header of the segment at `path` (`None` when unreadable or
+/// not a valid header).
+pub(crate) fn read_header(path: &Path) -> Option<SegmentHeader> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(SEGMENT_HEADER_LEN_V3);
+    crate::io::open_read(path, &crate::io::Faults::none())
+        .ok()?
+        .take(SEGMENT_HEADER_LEN_V3 as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    SegmentHeader::decode(&head).ok()
 }
 
 /// A seal: proof of a sealed segment's exact bytes.
@@ -112,7 +172,7 @@ impl Seal {
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(SEAL_LEN);
         b.extend_from_slice(&SEAL_MAGIC);
-        b.put_u32(LOG_FORMAT_VERSION);
+        b.put_u32(SEAL_FORMAT_VERSION);
         b.put_u32(0);
         b.put_u64(self.first_lsn);
         b.put_u64(self.last_lsn);
@@ -179,7 +239,7 @@ impl LogHead {
     pub fn encode(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(LOG_HEAD_LEN);
         b.extend_from_slice(&LOG_HEAD_MAGIC);
-        b.put_u32(LOG_FORMAT_VERSION);
+        b.put_u32(SEAL_FORMAT_VERSION);
         b.put_u32(0);
         b.put_u64(self.newest_first_lsn);
         let crc = crc32c::crc32c(&b);
@@ -347,7 +407,7 @@ pub fn scan(bytes: &[u8], on_commit: impl FnMut(CommitRecord, u64)) -> Result<Sc
     Ok(scan_from(
         bytes,
         header,
-        SEGMENT_HEADER_LEN,
+        header.encoded_len(),
         header.first_lsn,
         on_commit,
     ))
@@ -436,7 +496,7 @@ pub fn find_frame(bytes: &[u8], from: usize, lsn: u64, format_version: u32) -> O
 pub fn highest_valid_lsn(bytes: &[u8]) -> Option<u64> {
     let header = SegmentHeader::decode(bytes).ok()?;
     let mut max = header.first_lsn - 1;
-    let mut pos = SEGMENT_HEADER_LEN;
+    let mut pos = header.encoded_len();
     while pos + FRAME_HEADER_LEN_V1 <= bytes.len() {
         let lsn = bytes
             .get(pos + 8..pos + 16)
@@ -509,17 +569,26 @@ mod tests {
 
     #[test]
     fn a_flip_in_the_reserved_bytes_of_a_header_or_seal_is_detected() {
-        let header = SegmentHeader {
-            format_version: 1,
-            key_id: 0,
-            first_lsn: 7,
-        }
-        .encode();
-        assert!(SegmentHeader::decode(&header).is_ok());
-        for i in 28..32 {
-            let mut h = header.clone();
-            h[i] ^= 1;
-            assert!(SegmentHeader::decode(&h).is_err(), "header byte {i}");
+        for (version, reserved) in [(1, 28..32), (3, 52..56)] {
+            let header = SegmentHeader {
+                format_version: version,
+                key_id: 0,
+                first_lsn: 7,
+                ids: (version == 3).then(|| crate::identity::Identity::create("test").ids()),
+            }
+            .encode();
+            assert_eq!(SegmentHeader::decode(&header).map(|h| h.first_lsn), Ok(7));
+            for i in reserved {
+                let mut h = header.clone();
+                h[i] ^= 1;
+                assert!(SegmentHeader::decode(&h).is_err(), "header byte {i}");
+            }
+            // A flip in an id is caught by the CRC.
+            if version == 3 {
+                let mut h = header.clone();
+                h[30] ^= 1;
+                assert!(SegmentHeader::decode(&h).is_err(), "id byte");
+            }
         }
         let seal = Seal {
             first_lsn: 1,
