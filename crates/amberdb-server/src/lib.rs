@@ -6,7 +6,10 @@
 //! ([`Server`]: bind, serve, drain, close). It never touches the data directory's files
 //! itself: every read and write goes through the engine's public API, and every engine call
 //! that may block (commits wait for fsync, checkpoints, verify) runs on tokio's blocking pool
-//! so the runtime's worker threads never wait on the disk.
+//! so the runtime's worker threads never wait on the disk. Every write (PUT, PATCH, DELETE,
+//! `POST /v1/txn`) passes through one pipeline (`routes::write`) that checks scopes, body
+//! limits and preconditions and shapes the result in one place; the state every handler shares
+//! is in `state`, apart from the router (`app`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), amberdb_server::StartError> {

@@ -71,6 +71,9 @@ pub struct BackupVerifyResponse {
     /// Documents whose SHA-256 was checked (with read_data).
     pub documents_checked: u64,
     /// Gaps in the archived log, as [first, last] missing LSNs.
+    // Described as arrays of two integers: a tuple nested in an array becomes a
+    // `prefixItems` schema that schemathesis's 3.1 handling turns into an invalid one.
+    #[schema(value_type = Vec<Vec<u64>>)]
     pub gaps: Vec<(u64, u64)>,
     /// Every problem, as "file: detail".
     pub problems: Vec<String>,
