@@ -329,7 +329,8 @@ impl<'a> Decimal<'a> {
     /// shortest form: zero, or at most 15 significant digits (`f64` keeps 15 decimal digits:
     /// two such decimals never share a float, so the shortest string naming the float is the
     /// one sent) with a magnitude in `[1e-307, 1e308)` (normal floats). Saves the parse and
-    /// print for the numbers most documents hold.
+    /// print for the numbers most documents hold. Sound only because serde_json parses
+    /// correctly rounded (`float_roundtrip`; pinned by a test below).
     fn round_trips_through_f64(&self) -> bool {
         let digits = || self.int.iter().chain(self.frac);
         let Some(first) = digits().position(|&c| c != b'0') else {
@@ -447,6 +448,24 @@ mod tests {
         ] {
             assert!(is_exact(ok), "{ok} should be exact");
             assert!(check(ok.as_bytes()).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn serde_json_parses_floats_correctly_rounded() {
+        // The fast path of `round_trips_through_f64` (and the rule's promise that every float
+        // serde_json prints is accepted back) needs the workspace's `float_roundtrip` feature.
+        for s in [
+            "1.5e-300",
+            "-1.8218816927580057e+294",
+            "9.119958200968686e-110",
+        ] {
+            let n: serde_json::Number = serde_json::from_str(s).unwrap();
+            assert_eq!(
+                n.to_string(),
+                s,
+                "serde_json is built without float_roundtrip"
+            );
         }
     }
 
