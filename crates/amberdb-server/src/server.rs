@@ -194,7 +194,9 @@ impl Server {
             // idle keep-alive connections would stay open forever.
             b.http1()
                 .timer(hyper_util::rt::TokioTimer::new())
-                .header_read_timeout(header_timeout);
+                .header_read_timeout(header_timeout)
+                // A client that half-closes after sending its request still gets the answer.
+                .half_close(true);
         };
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(addr = %local_addr, data = %state.config.data.display(), "serving on {scheme}://{local_addr}");

@@ -240,6 +240,9 @@ fn stored_if_inexact(token: &[u8]) -> Option<Option<String>> {
     if sent.integer_digits <= 18 && !sent.has_fraction_or_exponent {
         return None;
     }
+    if sent.round_trips_through_f64() {
+        return None;
+    }
     let text = std::str::from_utf8(token).ok()?;
     let Ok(value) = serde_json::from_str::<serde_json::Number>(text) else {
         // A valid JSON number serde_json refuses: beyond f64's range.
@@ -320,6 +323,28 @@ impl<'a> Decimal<'a> {
             integer_digits: int.len(),
             has_fraction_or_exponent,
         })
+    }
+
+    /// True when the number is known to survive parsing to the nearest `f64` and printing in
+    /// shortest form: zero, or at most 15 significant digits (`f64` keeps 15 decimal digits:
+    /// two such decimals never share a float, so the shortest string naming the float is the
+    /// one sent) with a magnitude in `[1e-307, 1e308)` (normal floats). Saves the parse and
+    /// print for the numbers most documents hold. Sound only because serde_json parses
+    /// correctly rounded (`float_roundtrip`; pinned by a test below).
+    fn round_trips_through_f64(&self) -> bool {
+        let digits = || self.int.iter().chain(self.frac);
+        let Some(first) = digits().position(|&c| c != b'0') else {
+            return true; // zero
+        };
+        let last = digits()
+            .enumerate()
+            .filter(|(_, &c)| c != b'0')
+            .last()
+            .map_or(first, |(i, _)| i);
+        let significant = last - first + 1;
+        // The power of ten of the leading significant digit.
+        let leading = self.int.len() as i64 - 1 - first as i64 + self.exponent;
+        significant <= 15 && (-307..=307).contains(&leading)
     }
 
     /// The significant digits (without leading and trailing zeros) and the power of ten of
@@ -423,6 +448,24 @@ mod tests {
         ] {
             assert!(is_exact(ok), "{ok} should be exact");
             assert!(check(ok.as_bytes()).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn serde_json_parses_floats_correctly_rounded() {
+        // The fast path of `round_trips_through_f64` (and the rule's promise that every float
+        // serde_json prints is accepted back) needs the workspace's `float_roundtrip` feature.
+        for s in [
+            "1.5e-300",
+            "-1.8218816927580057e+294",
+            "9.119958200968686e-110",
+        ] {
+            let n: serde_json::Number = serde_json::from_str(s).unwrap();
+            assert_eq!(
+                n.to_string(),
+                s,
+                "serde_json is built without float_roundtrip"
+            );
         }
     }
 
