@@ -450,3 +450,30 @@ fn a_repository_written_before_ids_keeps_archiving_and_restoring_after_the_upgra
         }
     }
 }
+
+#[test]
+fn restore_and_swap_from_a_repository_written_before_ids_archives_beside_the_old_history() {
+    // The v2 repository (no ids) archives LSNs 1..=14; restore to LSN 10, swap it in, write
+    // new commits over LSNs 11.., back up to the same repository.
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2");
+    let repo_dir = tmp.path().join("repo");
+    copy_dir(&fixtures.join("repo"), &repo_dir);
+    let repo = BackupRepo::open(&repo_dir).unwrap();
+    let swapped = tmp.path().join("swapped");
+    restore(&repo, &RestoreTarget::Lsn(10), false, &swapped, &NoProgress).unwrap();
+    let db = Db::open(&swapped).unwrap();
+    assert_eq!(db.identity().history.len(), 2);
+    for i in 11..=16 {
+        put(&db, i, "new!");
+    }
+    let want = state_of(&db);
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    let into = tmp.path().join("latest");
+    let r = restore(&repo, &RestoreTarget::Latest, false, &into, &NoProgress).unwrap();
+    assert_eq!(r.lsn, 16);
+    let db = Db::open(&into).unwrap();
+    assert_eq!(state_of(&db), want);
+    db.close().unwrap();
+}

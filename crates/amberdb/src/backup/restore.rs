@@ -769,11 +769,14 @@ pub fn restore(
     let identity = match &plan.history {
         Some(h) => h.branch(state.lsn, &reason),
         None => {
-            let mut id = Identity::create(&format!("{reason} (written before ids existed)"));
+            // A repository written before ids: its history becomes a first timeline, which
+            // the restored one branches from (so archiving into it again is not refused as
+            // an overlap with the commits this restore undid).
+            let mut before = Identity::create("history written before ids existed");
             if let Some(db) = plan.backup.database_id {
-                id.database_id = db;
+                before.database_id = db;
             }
-            id
+            before.branch(state.lsn, &reason)
         }
     };
 
