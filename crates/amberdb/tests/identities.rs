@@ -305,6 +305,14 @@ fn pitr_after_restore_and_swap_does_not_replay_the_undone_timeline() {
         .iter()
         .any(|s| s.timeline == Some(t2) && s.first_lsn == 16));
     assert!(repo.verify(None, true, &NoProgress).unwrap().is_clean());
+    // `amberdb log --repo` lists the history restores follow: LSNs 16..=25 once, the new ones.
+    let log = amberdb::backup::read_log(
+        &amberdb::backup::LogSource::Repo(repo.clone()),
+        &amberdb::backup::LogFilter::default(),
+    )
+    .unwrap();
+    let lsns: Vec<u64> = log.iter().map(|e| e.lsn).collect();
+    assert_eq!(lsns, (1..=25).collect::<Vec<_>>());
 
     // The backup taken right after the swap goes, so a PITR into the new timeline starts
     // from the old timeline's backup at LSN 10: it must replay the old timeline only up to

@@ -175,7 +175,7 @@ pub(crate) fn in_history(history: Option<&Identity>, ids: Option<FileIds>, lsn: 
 }
 
 /// The last LSN of `seg` that `history` uses (the branch LSN when its timeline was left).
-fn used_to(history: Option<&Identity>, seg: &ArchivedSegment) -> u64 {
+pub(crate) fn used_to(history: Option<&Identity>, seg: &ArchivedSegment) -> u64 {
     let hi = history.and_then(|h| h.range_of(ids_in(h, seg.ids()).timeline)?.hi);
     hi.map_or(seg.last_lsn, |hi| hi.min(seg.last_lsn))
 }
