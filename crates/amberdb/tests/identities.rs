@@ -305,6 +305,14 @@ fn pitr_after_restore_and_swap_does_not_replay_the_undone_timeline() {
         .iter()
         .any(|s| s.timeline == Some(t2) && s.first_lsn == 16));
     assert!(repo.verify(None, true, &NoProgress).unwrap().is_clean());
+    // `amberdb log --repo` lists the history restores follow: LSNs 16..=25 once, the new ones.
+    let log = amberdb::backup::read_log(
+        &amberdb::backup::LogSource::Repo(repo.clone()),
+        &amberdb::backup::LogFilter::default(),
+    )
+    .unwrap();
+    let lsns: Vec<u64> = log.iter().map(|e| e.lsn).collect();
+    assert_eq!(lsns, (1..=25).collect::<Vec<_>>());
 
     // The backup taken right after the swap goes, so a PITR into the new timeline starts
     // from the old timeline's backup at LSN 10: it must replay the old timeline only up to
@@ -449,4 +457,31 @@ fn a_repository_written_before_ids_keeps_archiving_and_restoring_after_the_upgra
             db.close().unwrap();
         }
     }
+}
+
+#[test]
+fn restore_and_swap_from_a_repository_written_before_ids_archives_beside_the_old_history() {
+    // The v2 repository (no ids) archives LSNs 1..=14; restore to LSN 10, swap it in, write
+    // new commits over LSNs 11.., back up to the same repository.
+    let tmp = tempfile::tempdir().unwrap();
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2");
+    let repo_dir = tmp.path().join("repo");
+    copy_dir(&fixtures.join("repo"), &repo_dir);
+    let repo = BackupRepo::open(&repo_dir).unwrap();
+    let swapped = tmp.path().join("swapped");
+    restore(&repo, &RestoreTarget::Lsn(10), false, &swapped, &NoProgress).unwrap();
+    let db = Db::open(&swapped).unwrap();
+    assert_eq!(db.identity().history.len(), 2);
+    for i in 11..=16 {
+        put(&db, i, "new!");
+    }
+    let want = state_of(&db);
+    db.backup(&repo).unwrap();
+    db.close().unwrap();
+    let into = tmp.path().join("latest");
+    let r = restore(&repo, &RestoreTarget::Latest, false, &into, &NoProgress).unwrap();
+    assert_eq!(r.lsn, 16);
+    let db = Db::open(&into).unwrap();
+    assert_eq!(state_of(&db), want);
+    db.close().unwrap();
 }

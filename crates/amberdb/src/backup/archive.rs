@@ -502,3 +502,45 @@ fn decompress_bounded(stored: &[u8], plain_size: u64) -> std::io::Result<Vec<u8>
         out.extend_from_slice(chunk.get(..n).unwrap_or_default());
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::indexing_slicing)]
+mod tests {
+    use super::*;
+
+    fn slot(through: u64, ids: Option<FileIds>) -> Slot {
+        Slot {
+            repository_id: "r".into(),
+            path: PathBuf::from("/r"),
+            archived_through_lsn: through,
+            database_id: ids.map(|i| i.database_id),
+            timeline: ids.map(|i| i.timeline),
+        }
+    }
+
+    #[test]
+    fn slots_of_an_earlier_timeline_count_only_the_lsns_the_new_history_shares() {
+        let t1 = Identity::create("create");
+        let t2 = t1.branch(20, "automatic recovery lost LSNs 21..=40");
+        let other = Identity::create("create");
+        let mut slots = Slots {
+            repos: vec![
+                // Archived through 25 on the old timeline: 21..=25 of the new one are not.
+                slot(25, Some(t1.ids())),
+                // Below the branch: all of it is shared.
+                slot(12, Some(t1.ids())),
+                // Written before ids: the first timeline's.
+                slot(25, None),
+                // Another database's slot: nothing of this history is archived there.
+                slot(25, Some(other.ids())),
+                // Already the current timeline's.
+                slot(30, Some(t2.ids())),
+            ],
+        };
+        assert!(slots.follow_timeline(&t2));
+        let through: Vec<u64> = slots.repos.iter().map(|s| s.archived_through_lsn).collect();
+        assert_eq!(through, vec![20, 12, 20, 0, 30]);
+        assert!(slots.repos.iter().all(|s| s.timeline == Some(t2.timeline)));
+        assert!(!slots.follow_timeline(&t2), "idempotent");
+    }
+}

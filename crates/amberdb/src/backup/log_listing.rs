@@ -114,7 +114,9 @@ pub fn read_log(source: &LogSource, filter: &LogFilter) -> Result<Vec<LogEntry>>
     // Damage is reported, never taken for the end of the log: a listing that silently
     // stopped would hide the commits after it. Only the newest data-directory segment may end
     // in a torn tail (a writer may be appending to it right now).
-    let mut visit = |bytes: &[u8], name: PathBuf, torn_ok: bool| -> Result<()> {
+    // `upto`: the last LSN of the segment in the listed history (a parent timeline's
+    // segment is cut at the branch LSN).
+    let mut visit = |bytes: &[u8], name: PathBuf, torn_ok: bool, upto: u64| -> Result<()> {
         let damaged = |offset: u64, detail: String| {
             crate::error::Error::Damaged(crate::error::Damage {
                 file: name.clone(),
@@ -124,7 +126,7 @@ pub fn read_log(source: &LogSource, filter: &LogFilter) -> Result<Vec<LogEntry>>
             })
         };
         let s = scan(bytes, |rec, _| {
-            if out.len() < limit && filter.matches(&rec) {
+            if out.len() < limit && rec.lsn <= upto && filter.matches(&rec) {
                 out.push(entry(&rec));
             }
         })
@@ -146,17 +148,25 @@ pub fn read_log(source: &LogSource, filter: &LogFilter) -> Result<Vec<LogEntry>>
             let count = segments.len();
             for (i, (_, path)) in segments.into_iter().enumerate() {
                 let bytes = read_file(&path).context(|| format!("reading {}", path.display()))?;
-                visit(&bytes, path, i + 1 == count)?;
+                visit(&bytes, path, i + 1 == count, u64::MAX)?;
             }
         }
         LogSource::Repo(repo) => {
-            for seg in repo.archived_segments()? {
+            // The history a restore follows (the newest timeline's), so commits another
+            // timeline undid never show up as restore points beside the ones that replaced them.
+            let history = repo.histories()?.pop();
+            for seg in repo
+                .archived_segments()?
+                .into_iter()
+                .filter(|s| super::restore::in_history(history.as_ref(), s.ids(), s.first_lsn))
+            {
                 if filter.from_time.is_some_and(|t| seg.last_commit_ts_us < t) {
                     continue;
                 }
                 let bytes = repo.read_segment(&seg)?;
                 let name = PathBuf::from(seg.data_file());
-                visit(&bytes, name, false)?;
+                let upto = super::restore::used_to(history.as_ref(), &seg);
+                visit(&bytes, name, false, upto)?;
             }
         }
     }

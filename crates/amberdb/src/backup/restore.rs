@@ -175,7 +175,7 @@ pub(crate) fn in_history(history: Option<&Identity>, ids: Option<FileIds>, lsn: 
 }
 
 /// The last LSN of `seg` that `history` uses (the branch LSN when its timeline was left).
-fn used_to(history: Option<&Identity>, seg: &ArchivedSegment) -> u64 {
+pub(crate) fn used_to(history: Option<&Identity>, seg: &ArchivedSegment) -> u64 {
     let hi = history.and_then(|h| h.range_of(ids_in(h, seg.ids()).timeline)?.hi);
     hi.map_or(seg.last_lsn, |hi| hi.min(seg.last_lsn))
 }
@@ -772,11 +772,14 @@ pub fn restore(
     let identity = match &plan.history {
         Some(h) => h.branch(state.lsn, &reason),
         None => {
-            let mut id = Identity::create(&format!("{reason} (written before ids existed)"));
+            // A repository written before ids: its history becomes a first timeline, which
+            // the restored one branches from (so archiving into it again is not refused as
+            // an overlap with the commits this restore undid).
+            let mut before = Identity::create("history written before ids existed");
             if let Some(db) = plan.backup.database_id {
-                id.database_id = db;
+                before.database_id = db;
             }
-            id
+            before.branch(state.lsn, &reason)
         }
     };
 
