@@ -10,6 +10,7 @@
 //! Only `amberdb`, `crc32c` and `sha2` may be used here: the seed test has nothing else.
 
 use amberdb::checkpoint::{self, CHECKPOINT_END_MAGIC};
+use amberdb::crypto::{Envelope, FileKind, Key, Keyring, UnitId, ENVELOPE_OVERHEAD};
 use amberdb::log::record::{decode_frame, decode_frame_in, FRAME_HEADER_LEN, FRAME_HEADER_LEN_V1};
 use amberdb::log::segment::{
     scan, LogHead, ScanEnd, Seal, SegmentHeader, LOG_FORMAT_VERSION, LOG_HEAD_LEN, SEAL_LEN,
@@ -256,4 +257,55 @@ pub fn fix_checkpoint(buf: &mut [u8]) {
     buf[trailer_at..trailer_at + 8].copy_from_slice(&body_len.to_le_bytes());
     buf[trailer_at + 8..trailer_at + 40].copy_from_slice(&sha);
     buf[trailer_at + 40..].copy_from_slice(&CHECKPOINT_END_MAGIC);
+}
+
+/// The key and unit the `sealed_unit` seeds are sealed for (the target's fixed context).
+pub fn sealed_unit_context() -> (Keyring, UnitId) {
+    let mut key = [0u8; 32];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(97) ^ 0xa5;
+    }
+    let ring = Keyring::single(Key::from_bytes(key));
+    let unit = UnitId::new(FileKind::LogSegment, [0xd1; 16], [0x71; 16], 1000, 32);
+    (ring, unit)
+}
+
+/// Parses and opens a sealed unit (`amberdb::crypto` envelope) under the fixed context. What
+/// opens must have parsed, be `ENVELOPE_OVERHEAD` bytes shorter, and seal back to exactly the
+/// input (sealing is deterministic: the nonce comes from the unit id).
+pub fn sealed_unit(data: &[u8]) -> bool {
+    let (ring, unit) = sealed_unit_context();
+    let parsed = Envelope::parse(data, &unit);
+    if let Ok(env) = &parsed {
+        assert_eq!(
+            env.ciphertext.len() + ENVELOPE_OVERHEAD,
+            data.len(),
+            "envelope parts account for every byte"
+        );
+    }
+    match ring.open(&unit, data) {
+        Ok(plain) => {
+            assert!(parsed.is_ok(), "opened an envelope that does not parse");
+            assert_eq!(plain.len() + ENVELOPE_OVERHEAD, data.len());
+            let again = ring.seal(&unit, &plain).expect("reseal");
+            assert_eq!(again, data, "an opened unit seals back to the same bytes");
+            true
+        }
+        Err(_) => false,
+    }
+}
+
+/// The AEAD tag cannot be recomputed like a CRC; the fix-up re-seals the ciphertext bytes as
+/// a new plaintext of the same length (version, key id and tag rewritten), so mutations of the
+/// contents and the header reach `open`'s success path. Too-short inputs stay as they are.
+pub fn fix_sealed_unit(buf: &mut [u8]) {
+    let (ring, unit) = sealed_unit_context();
+    let Some(body) = buf
+        .get(5..buf.len().saturating_sub(16))
+        .filter(|_| buf.len() >= ENVELOPE_OVERHEAD)
+    else {
+        return;
+    };
+    let sealed = ring.seal(&unit, body).expect("seal");
+    buf.copy_from_slice(&sealed);
 }

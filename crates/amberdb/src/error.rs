@@ -180,6 +180,38 @@ pub enum Error {
     /// An argument is invalid (an empty retention policy, a non-empty restore directory, ...).
     #[error("{0}")]
     InvalidArgument(String),
+    /// A sealed unit names an encryption key id that no key in the keyring has: the key is
+    /// missing or a wrong key was supplied. Not damage.
+    #[error("{unit} is encrypted with key id {key_id:08x}, which is not in the keyring (it holds {available}): supply that key; this is a missing key, not damage")]
+    KeyMissing {
+        /// The key id the unit needs (as in the `u32 key_id` header fields).
+        key_id: u32,
+        /// The unit (file kind, ids, LSN, index).
+        unit: String,
+        /// Ids of the keys the keyring does hold, comma-separated.
+        available: String,
+    },
+    /// A sealed unit did not authenticate under the key its envelope names (damaged bytes,
+    /// a unit moved from another file, offset or timeline, or a malformed envelope).
+    #[error(
+        "{unit}: encrypted contents failed authentication under key id {key_id:08x}: {detail}"
+    )]
+    Unauthentic {
+        /// The key id the envelope names; 0 when the envelope is too malformed to name one.
+        key_id: u32,
+        /// The unit (file kind, ids, LSN, index).
+        unit: String,
+        /// What failed.
+        detail: String,
+    },
+    /// An encryption key could not be loaded (wrong length, not base64, unreadable file).
+    #[error("encryption key from {origin}: {reason}")]
+    InvalidEncryptionKey {
+        /// Where the key came from (key file path or environment variable).
+        origin: String,
+        /// What is wrong with it and how to make a good one.
+        reason: String,
+    },
     /// An operating-system I/O error, with what the engine was doing.
     #[error("{context}: {source}")]
     Io {

@@ -43,6 +43,7 @@ pub mod checkpoint;
 mod clock;
 mod codec;
 mod committer;
+pub mod crypto;
 mod db;
 mod document;
 mod engine_state;

@@ -23,12 +23,13 @@ use rand::{Rng, SeedableRng};
 type Check = fn(&[u8]) -> bool;
 type Fix = fn(&mut [u8]);
 
-const TARGETS: [(&str, Check, Fix); 5] = [
+const TARGETS: [(&str, Check, Fix); 6] = [
     ("commit_frame", checks::commit_frame, checks::fix_frames),
     ("segment_scan", checks::segment_scan, checks::fix_segment),
     ("seal", checks::seal, checks::fix_seal),
     ("checkpoint", checks::checkpoint, checks::fix_checkpoint),
     ("log_head", checks::log_head, checks::fix_log_head),
+    ("sealed_unit", checks::sealed_unit, checks::fix_sealed_unit),
 ];
 
 /// Mutations per target; each is checked raw and with fixed checksums.
@@ -191,6 +192,39 @@ fn thousands_of_mutated_seeds_never_panic_a_decoder() {
             "{target}: fixed checksums let more mutations decode"
         );
     }
+}
+
+/// Rebuilds `fuzz/corpus/sealed_unit/` (the `amberdb::crypto` envelope) alone:
+/// `cargo test --release -p amberdb --test fuzz_seeds regenerate_sealed_unit -- --ignored`.
+#[test]
+#[ignore = "writes the seed corpus into fuzz/corpus/sealed_unit; run by hand after a format change"]
+fn regenerate_sealed_unit_seeds() {
+    let dir = corpus_dir("sealed_unit");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    let (ring, unit) = checks::sealed_unit_context();
+    let small = ring
+        .seal(&unit, br#"{"hp":20,"inventory":["sword","shield"]}"#)
+        .unwrap();
+    write("valid-small.bin", &small);
+    write("valid-empty-plaintext.bin", &ring.seal(&unit, b"").unwrap());
+    let big: Vec<u8> = (0..5000u32).map(|i| (i * 7 % 256) as u8).collect();
+    write("valid-5000-bytes.bin", &ring.seal(&unit, &big).unwrap());
+    write("invalid-empty.bin", &[]);
+    write("invalid-truncated-envelope.bin", &small[..20]);
+    write("invalid-truncated-tag.bin", &small[..small.len() - 1]);
+    let mut flipped = small.clone();
+    flipped[10] ^= 0x40;
+    write("invalid-flipped-ciphertext.bin", &flipped);
+    let mut version = small.clone();
+    version[0] = 2;
+    write("invalid-future-version.bin", &version);
+    let mut other_key = small.clone();
+    other_key[1..5].copy_from_slice(&0xdead_beefu32.to_le_bytes());
+    write("invalid-other-key-id.bin", &other_key);
+    let mut zero_key = small;
+    zero_key[1..5].fill(0);
+    write("invalid-key-id-zero.bin", &zero_key);
 }
 
 /// Rebuilds `fuzz/corpus/` from real files written by the engine plus hand-made edge cases.
