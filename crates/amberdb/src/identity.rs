@@ -87,9 +87,19 @@ impl TryFrom<String> for TimelineId {
     }
 }
 
-/// Unpredictable bytes without a new dependency: SipHash outputs under the standard
-/// library's OS-seeded random keys, plus time, process id and a counter, through SHA-256.
+/// Unpredictable bytes from the operating system's generator (`getrandom` through `ring`).
+/// Should that ever fail, SipHash outputs under the standard library's OS-seeded keys, plus
+/// time, process id and a counter, through SHA-256: still unique per call.
 fn random_bytes() -> [u8; 32] {
+    use ring::rand::SecureRandom;
+    let mut b = [0u8; 32];
+    if ring::rand::SystemRandom::new().fill(&mut b).is_ok() {
+        return b;
+    }
+    mixed_bytes()
+}
+
+fn mixed_bytes() -> [u8; 32] {
     use std::hash::{BuildHasher, Hasher};
     use std::sync::atomic::{AtomicU64, Ordering};
     static COUNTER: AtomicU64 = AtomicU64::new(0);

@@ -223,7 +223,7 @@ pub(crate) fn recover(
                 skipped.push((path.clone(), why));
             }
             None if foreign.is_some() => {
-                let (ids, why) = foreign.unwrap_or_else(|| (identity.ids(), String::new()));
+                let Some((ids, why)) = foreign else { continue };
                 tracing::warn!(file = %path.display(), %ids, %why, "skipping a checkpoint of another history");
                 skipped.push((
                     path.clone(),
