@@ -23,13 +23,14 @@ use rand::{Rng, SeedableRng};
 type Check = fn(&[u8]) -> bool;
 type Fix = fn(&mut [u8]);
 
-const TARGETS: [(&str, Check, Fix); 6] = [
+const TARGETS: [(&str, Check, Fix); 7] = [
     ("commit_frame", checks::commit_frame, checks::fix_frames),
     ("segment_scan", checks::segment_scan, checks::fix_segment),
     ("seal", checks::seal, checks::fix_seal),
     ("checkpoint", checks::checkpoint, checks::fix_checkpoint),
     ("log_head", checks::log_head, checks::fix_log_head),
     ("sealed_unit", checks::sealed_unit, checks::fix_sealed_unit),
+    ("identity", checks::identity, checks::fix_identity),
 ];
 
 /// Mutations per target; each is checked raw and with fixed checksums.
@@ -225,6 +226,41 @@ fn regenerate_sealed_unit_seeds() {
     let mut zero_key = small;
     zero_key[1..5].fill(0);
     write("invalid-key-id-zero.bin", &zero_key);
+}
+
+/// Rebuilds `fuzz/corpus/identity/` (the identity record) alone:
+/// `cargo test --release -p amberdb --test fuzz_seeds regenerate_identity -- --ignored`.
+#[test]
+#[ignore = "writes the seed corpus into fuzz/corpus/identity; run by hand after a format change"]
+fn regenerate_identity_seeds() {
+    use amberdb::identity::Identity;
+    let dir = corpus_dir("identity");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    let created = Identity::create("create");
+    write("valid-created.json", &created.encode());
+    let branched = created
+        .branch(40, "restore to LSN 40")
+        .branch(75, "automatic recovery lost 76..=80");
+    write("valid-two-branches.json", &branched.encode());
+    let text = String::from_utf8(branched.encode()).unwrap();
+    write("invalid-empty.json", b"");
+    write("invalid-truncated.json", &text.as_bytes()[..text.len() / 2]);
+    // One hex digit of the CRC changed: still parses, fails its CRC.
+    let crc_at = text.find("\"crc32c\"").unwrap() + 11;
+    let mut bad_crc = text.clone().into_bytes();
+    bad_crc[crc_at] = if bad_crc[crc_at] == b'0' { b'1' } else { b'0' };
+    write("invalid-bad-crc.json", &bad_crc);
+    // CRC-valid records that break a rule behind the CRC.
+    let mut future = branched.clone();
+    future.format_version = 99;
+    write("invalid-future-version.json", &future.encode());
+    let mut unchained = branched.clone();
+    unchained.history.swap(0, 1);
+    write("invalid-not-a-chain.json", &unchained.encode());
+    let mut wrong_current = branched;
+    wrong_current.timeline = created.timeline;
+    write("invalid-current-not-last.json", &wrong_current.encode());
 }
 
 /// Rebuilds `fuzz/corpus/` from real files written by the engine plus hand-made edge cases.
