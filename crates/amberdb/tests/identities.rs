@@ -13,9 +13,12 @@ use amberdb::backup::{restore, NoProgress};
 use amberdb::log::segment::list_segments;
 use amberdb::{
     verify_dir, BackupRepo, Db, Error, Options, RecoveryMode, RestoreTarget, CHECKPOINT_DIR,
-    LOCK_FILE, LOG_DIR,
+    LOG_DIR,
 };
 use serde_json::json;
+
+mod support;
+use support::copy_dir;
 
 type Model = BTreeMap<String, serde_json::Value>;
 
@@ -33,19 +36,6 @@ fn state_of(db: &Db) -> Model {
         .iter_all()
         .map(|(_, d)| (d.key.to_string(), d.json().unwrap()))
         .collect()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for entry in fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else if entry.file_name() != LOCK_FILE {
-            fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// Commit `i` writes key `k{i % 13}` = `{"i": i, "tag": tag}`; every tag has the same length,
