@@ -26,7 +26,7 @@ use crate::options::{Options, RecoveryMode};
 use crate::recovery::{recover, RecoveryReport, CHECKPOINT_DIR, LOG_DIR};
 use crate::state::{encode_transaction, CollectionInfo, ListOptions, Page, ReadView};
 use crate::txn::{Committed, Durability, Transaction};
-use crate::verify::{verify_dir, Problem, VerifyReport};
+use crate::verify::{Problem, VerifyReport};
 
 /// An open AmberDB database. Cheap to clone; all clones share one engine. The database closes
 /// when [`Db::close`] is called or the last clone is dropped.
@@ -142,7 +142,11 @@ impl Db {
         }
         let started = Instant::now();
         let retention = crate::state::tombstone_retention_us(&opts);
-        let mut rec = match (recover(&dir, &opts.faults, retention), &opts.recovery) {
+        // A missing or wrong key is refused before recovery looks at any file, so it never
+        // reads as damage and automatic recovery never quarantines because of it.
+        crate::crypto::check_dir_keys(&dir, opts.encryption.as_ref())?;
+        let recovered = recover(&dir, &opts.faults, retention, opts.encryption.as_ref());
+        let mut rec = match (recovered, &opts.recovery) {
             (Ok(rec), _) => rec,
             (Err(Error::Damaged(damage)), RecoveryMode::Auto { repo }) => {
                 crate::backup::auto_recover(&dir, repo, &damage, &opts)?
@@ -171,6 +175,7 @@ impl Db {
             opts.faults.clone(),
             sealed.clone(),
             rec.identity.ids(),
+            opts.encryption.clone(),
         )
         .context(|| format!("opening the commit log in {}", dir.join(LOG_DIR).display()))?;
         let shared = Arc::new(Shared {
@@ -394,7 +399,8 @@ impl Db {
         let _ = self.sync();
         // Hold off checkpoint cleanup so files do not vanish mid-verify.
         let _guard = self.inner.ckpt_lock.lock().map_err(|_| Error::Closed)?;
-        let mut report = verify_dir(&self.inner.dir)?;
+        let mut report =
+            crate::verify::verify_dir_with(&self.inner.dir, self.inner.opts.encryption.as_ref())?;
         let view = self.view();
         for (coll, doc) in view.iter_all() {
             report.documents_checked += 1;
@@ -567,6 +573,7 @@ impl Inner {
                 &state,
                 self.identity.ids(),
                 self.opts.checkpoint_compression_level,
+                self.opts.encryption.as_ref(),
                 &self.opts.faults,
             )
             .context(|| format!("writing checkpoint {} in {}", state.lsn, ckpt_dir.display()))?;

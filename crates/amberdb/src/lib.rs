@@ -76,4 +76,4 @@ pub use recovery::{
 };
 pub use state::{CollectionInfo, ListOptions, Page, ReadView};
 pub use txn::{Committed, Durability, Op, OpResult, Patch, Transaction, Write, WriteKind};
-pub use verify::{verify_dir, Problem, VerifyReport};
+pub use verify::{verify_dir, verify_dir_with, Problem, VerifyReport};

@@ -68,6 +68,20 @@ pub struct Options {
     /// (like the umask): opening any database with `true` turns it on for every file created
     /// afterwards, see [`crate::io::set_group_access`]. Default: false.
     pub group_access: bool,
+    /// Encryption at rest (issue 12, `docs/ENCRYPTION.md`): new log segments and checkpoints
+    /// are sealed with the keyring's first key; files sealed with any of its keys are read.
+    /// Opening a directory that holds a file sealed with a key the keyring lacks (or any
+    /// encrypted file, with `None`) fails with `Error::KeyMissing` naming the key id.
+    /// Default: none (files are written unencrypted).
+    pub encryption: Option<crate::crypto::Keyring>,
+}
+
+impl Options {
+    /// These options with encryption at rest under `keys` (see [`Options::encryption`]).
+    pub fn encryption(mut self, keys: crate::crypto::Keyring) -> Options {
+        self.encryption = Some(keys);
+        self
+    }
 }
 
 /// What `open` does when it finds damage it cannot repair by cutting a torn tail.
@@ -109,6 +123,7 @@ impl Default for Options {
             create_if_missing: true,
             faults: Faults::default(),
             group_access: false,
+            encryption: None,
         }
     }
 }

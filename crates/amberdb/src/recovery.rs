@@ -19,7 +19,7 @@ use crate::identity::{Identity, IDENTITY_FILE};
 use crate::io::{self, sync_dir, Faults};
 use crate::log::replay::Replayer;
 use crate::log::segment::{
-    list_segments, missing_log, scan, seal_file_name, ScanEnd, Seal, LOG_FORMAT_VERSION,
+    list_segments, missing_log, scan_structure, seal_file_name, ScanEnd, Seal, LOG_FORMAT_VERSION,
 };
 use crate::log::{read_file, write_seal, ActiveSegment, SealedSegment};
 use crate::state::State;
@@ -167,6 +167,7 @@ pub(crate) fn recover(
     data: &Path,
     faults: &Faults,
     tombstone_retention_us: u64,
+    keys: Option<&crate::crypto::Keyring>,
 ) -> Result<Recovered> {
     let marker = data.join(crate::backup::RECOVERY_MARKER);
     if marker.exists() {
@@ -207,7 +208,7 @@ pub(crate) fn recover(
                 continue;
             }
         };
-        let decoded = checkpoint::decode(&bytes);
+        let decoded = checkpoint::decode_with(&bytes, keys);
         let foreign = decoded
             .ids
             .and_then(|ids| Some((ids, identity.refuses(ids, decoded.state.lsn)?)));
@@ -290,7 +291,7 @@ pub(crate) fn recover(
             return Err(damaged(&file, offset, why, data));
         }
     }
-    let mut replayer = Replayer::new(&mut state, Some(&identity));
+    let mut replayer = Replayer::new(&mut state, Some(&identity)).with_keys(keys);
     for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {
         let is_last = i + 1 == count;
         let bytes = read_segment(path, data)?;
@@ -349,8 +350,13 @@ pub(crate) fn recover(
         // A segment of an older log format is never appended to (its frames have another
         // layout): seal it, and the writer starts a new segment.
         // Nor is a segment of an earlier timeline: new commits carry the current one.
-        let current_format =
-            s.header.format_version == LOG_FORMAT_VERSION && s.header.ids == Some(identity.ids());
+        // Nor, with encryption, any segment: its cut tail may have left sealed bytes at the
+        // offsets the next commits would take (the same file key and nonce for other bytes),
+        // so the writer starts a new segment with a new salt (`docs/ENCRYPTION.md`).
+        let current_format = s.header.format_version == LOG_FORMAT_VERSION
+            && s.header.ids == Some(identity.ids())
+            && s.header.key_id == 0
+            && keys.is_none();
         if is_last && current_format && !seal_path.exists() {
             active = Some(ActiveSegment {
                 first_lsn: *first,
@@ -465,7 +471,7 @@ fn load_or_assign_identity(
     for (_, path) in checkpoints {
         if let Some(ids) = read_file(path)
             .ok()
-            .and_then(|b| checkpoint::decode(&b).ids)
+            .and_then(|b| checkpoint::decode_with(&b, None).ids)
         {
             return Err(missing_identity(&record, path, ids));
         }
@@ -549,8 +555,8 @@ fn existing_seal(
     // No usable seal: derive one from a full scan (verify reports a seal that was damaged).
     let bytes = read_segment(path, log_dir)?;
     let mut last_ts = 0;
-    let s =
-        scan(&bytes, |rec, _| last_ts = rec.commit_ts).map_err(|e| damaged(path, 0, e, log_dir))?;
+    let (s, _) = scan_structure(&bytes, |rec, _| last_ts = rec.commit_ts)
+        .map_err(|e| damaged(path, 0, e, log_dir))?;
     if s.end != ScanEnd::Clean {
         // Older than the checkpoint in use, so recovery does not need it; leave it for verify.
         tracing::warn!(file = %path.display(), "sealed segment before the checkpoint is damaged");

@@ -404,7 +404,7 @@ fn sealed_segment_that_no_longer_matches_its_seal_is_reported() {
     // A flipped byte in the middle of the sealed segment's first frame (right after the log
     // format 3 header): its frame and its seal disagree.
     let len = fs::metadata(segment).unwrap().len();
-    let frame = amberdb::log::segment::SEGMENT_HEADER_LEN_V3 as u64;
+    let frame = amberdb::log::segment::SEGMENT_HEADER_LEN_V4 as u64;
     flip(segment, frame + 8);
     let report = verify_dir(dir.path()).unwrap();
     assert!(

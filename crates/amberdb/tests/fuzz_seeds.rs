@@ -392,6 +392,7 @@ fn regenerate_seed_corpora() {
             key_id: 0,
             first_lsn,
             ids: Some(amberdb::identity::Identity::create("fuzz seed").ids()),
+            salt: [0; 16],
         }
         .encode()
     };

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use amberdb::backup::{restore, NoProgress};
+use amberdb::backup::{restore_with, NoProgress};
 use amberdb::{BackupRepo, Db, Options, RestoreTarget, Transaction};
 use proptest::prelude::*;
 use serde_json::json;
@@ -57,6 +57,36 @@ proptest! {
 
     #[test]
     fn restores_to_any_lsn_or_time_equal_the_model(steps in prop::collection::vec(step(), 10..60), picks in prop::collection::vec(any::<u64>(), 12)) {
+        restores_equal_the_model(&steps, &picks, None)?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4, ..ProptestConfig::default() })]
+
+    /// Issue 12: the same with the database, its backups, its archive and every restore
+    /// encrypted.
+    #[test]
+    fn with_encryption_on_restores_to_any_lsn_or_time_equal_the_model(steps in prop::collection::vec(step(), 10..60), picks in prop::collection::vec(any::<u64>(), 12)) {
+        let ring = amberdb::crypto::Keyring::single(amberdb::crypto::Key::from_bytes([0x17; 32]));
+        restores_equal_the_model(&steps, &picks, Some(ring))?;
+    }
+}
+
+fn restores_equal_the_model(
+    steps: &[Step],
+    picks: &[u64],
+    keys: Option<amberdb::crypto::Keyring>,
+) -> Result<(), TestCaseError> {
+    let opts = |checkpoint_on_close| Options {
+        encryption: keys.clone(),
+        ..opts(checkpoint_on_close)
+    };
+    let reopen = || Options {
+        encryption: keys.clone(),
+        ..Options::default()
+    };
+    {
         let tmp = tempfile::tempdir().unwrap();
         let data = tmp.path().join("data");
         let repo_dir = tmp.path().join("repo");
@@ -71,7 +101,7 @@ proptest! {
         let cols = ["players", "parties"];
         db.backup(&repo).unwrap();
         backup_lsns.push(0);
-        for s in &steps {
+        for s in steps {
             match s {
                 Step::Put(c, k, v) => {
                     let (c, k) = (cols[*c as usize].to_string(), format!("k{k}"));
@@ -106,8 +136,17 @@ proptest! {
         // The final backup archives the rest of the log.
         db.backup(&repo).unwrap();
         db.close().unwrap();
-        let Some(last) = history.last().map(|h| h.0) else { return Ok(()) };
-        let at = |lsn: u64| history.iter().rev().find(|h| h.0 <= lsn).map(|h| h.2.clone()).unwrap_or_default();
+        let Some(last) = history.last().map(|h| h.0) else {
+            return Ok(());
+        };
+        let at = |lsn: u64| {
+            history
+                .iter()
+                .rev()
+                .find(|h| h.0 <= lsn)
+                .map(|h| h.2.clone())
+                .unwrap_or_default()
+        };
         for (i, pick) in picks.iter().enumerate() {
             let into = tmp.path().join(format!("restore-{i}"));
             let (target, expected, exclusive) = match pick % 3 {
@@ -122,7 +161,11 @@ proptest! {
                 _ => {
                     let idx = (*pick as usize / 3) % history.len();
                     let h = &history[idx];
-                    let before = if idx == 0 { BTreeMap::new() } else { history[idx - 1].2.clone() };
+                    let before = if idx == 0 {
+                        BTreeMap::new()
+                    } else {
+                        history[idx - 1].2.clone()
+                    };
                     match (pick / 7) % 3 {
                         // Exactly at a commit, inclusive: that commit is in.
                         0 => (RestoreTarget::Time(h.1), h.2.clone(), false),
@@ -137,9 +180,11 @@ proptest! {
                 }
             };
             // Time targets after the last commit are unprovable and must fail loudly.
-            let report = restore(&repo, &target, exclusive, &into, &NoProgress);
+            let report = restore_with(&repo, &target, exclusive, &into, &NoProgress, keys.as_ref());
             let report = match (&target, report) {
-                (RestoreTarget::Time(t), Err(e)) if *t >= history.last().unwrap().1 && !exclusive => {
+                (RestoreTarget::Time(t), Err(e))
+                    if *t >= history.last().unwrap().1 && !exclusive =>
+                {
                     prop_assert!(e.to_string().contains("archive ends"), "{e}");
                     prop_assert!(!into.exists());
                     continue;
@@ -147,13 +192,28 @@ proptest! {
                 (_, r) => r.unwrap(),
             };
             prop_assert!(report.verified);
-            let restored = Db::open(&into).unwrap();
-            prop_assert_eq!(&db_state(&restored), &expected, "target {} from backup {}", target, report.backup_id);
+            let restored = Db::open_with(&into, reopen()).unwrap();
+            prop_assert_eq!(
+                &db_state(&restored),
+                &expected,
+                "target {} from backup {}",
+                target,
+                report.backup_id
+            );
             restored.close().unwrap();
         }
         let latest = tmp.path().join("latest");
-        restore(&repo, &RestoreTarget::Latest, false, &latest, &NoProgress).unwrap();
-        let restored = Db::open(&latest).unwrap();
+        restore_with(
+            &repo,
+            &RestoreTarget::Latest,
+            false,
+            &latest,
+            &NoProgress,
+            keys.as_ref(),
+        )
+        .unwrap();
+        let restored = Db::open_with(&latest, reopen()).unwrap();
         prop_assert_eq!(&db_state(&restored), &model);
     }
+    Ok(())
 }

@@ -29,7 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use amberdb::backup::{restore, NoProgress};
+use amberdb::backup::{restore_with, NoProgress};
 use amberdb::io::{install, PowerCut};
 use amberdb::{BackupRepo, Db, Durability, ListOptions, Options, RestoreTarget, Transaction};
 use rand::rngs::StdRng;
@@ -210,7 +210,10 @@ fn run_workload(root: &Path, opts: &Options, steps: &[Step], pc: &PowerCut) -> O
             Step::Restore => {
                 let Some(r) = &repo else { continue };
                 let into = root.join(format!("restore{i}"));
-                if let Ok(report) = restore(r, &RestoreTarget::Latest, false, &into, &NoProgress) {
+                let keys = opts.encryption.as_ref();
+                if let Ok(report) =
+                    restore_with(r, &RestoreTarget::Latest, false, &into, &NoProgress, keys)
+                {
                     obs.restores.push((into, report.lsn));
                 }
             }
@@ -279,7 +282,7 @@ fn check_cut(case: &str, out: &Path, obs: &Observed, opts: &Options) {
         if !name.starts_with("restore") {
             continue;
         }
-        let db = Db::open(&path)
+        let db = Db::open_with(&path, keyed(opts))
             .unwrap_or_else(|e| panic!("{case}: restored {name} does not open: {e}"));
         let docs = docs_of(&db);
         let lsn = db.view().lsn();
@@ -303,14 +306,22 @@ fn check_cut(case: &str, out: &Path, obs: &Observed, opts: &Options) {
         let repo = BackupRepo::open(out.join("repo"))
             .unwrap_or_else(|e| panic!("{case}: repository does not open: {e}"));
         let into = out.join("check-restore");
-        let report = restore(&repo, &RestoreTarget::Latest, false, &into, &NoProgress)
-            .unwrap_or_else(|e| panic!("{case}: restore of the latest state failed: {e}"));
+        let keys = opts.encryption.as_ref();
+        let report = restore_with(
+            &repo,
+            &RestoreTarget::Latest,
+            false,
+            &into,
+            &NoProgress,
+            keys,
+        )
+        .unwrap_or_else(|e| panic!("{case}: restore of the latest state failed: {e}"));
         assert!(
             report.lsn >= backup_lsn,
             "{case}: latest restore reaches LSN {} < acknowledged backup at {backup_lsn}",
             report.lsn
         );
-        let db = Db::open(&into).unwrap();
+        let db = Db::open_with(&into, keyed(opts)).unwrap();
         assert_eq!(
             db.view().lsn(),
             report.lsn,
@@ -333,10 +344,29 @@ fn env_u64(name: &str, default: u64) -> u64 {
         .unwrap_or(default)
 }
 
+/// Default options with `opts`'s keyring (to open a restored directory).
+fn keyed(opts: &Options) -> Options {
+    Options {
+        encryption: opts.encryption.clone(),
+        ..Options::default()
+    }
+}
+
 /// One workload, one cut point, several materializations.
 fn case(seed: u64, materializations: u64, sectors: Option<usize>) {
+    case_with(seed, materializations, sectors, None)
+}
+
+/// Like [`case`], with the database (and its backups and restores) encrypted under `keys`.
+fn case_with(
+    seed: u64,
+    materializations: u64,
+    sectors: Option<usize>,
+    keys: Option<amberdb::crypto::Keyring>,
+) {
     let mut rng = StdRng::seed_from_u64(seed ^ 0x5eed);
-    let (opts, steps) = workload(seed);
+    let (mut opts, steps) = workload(seed);
+    opts.encryption = keys;
 
     // Dry run: how many mutations the workload performs.
     let dry = tempfile::tempdir().unwrap();
@@ -409,6 +439,19 @@ fn power_cuts_anywhere_lose_no_acknowledged_commit_and_leave_a_sound_directory()
         first + cases,
         started.elapsed().as_secs_f64()
     );
+}
+
+/// Issue 12: the same cuts with encryption on (sealed frames, checkpoints, backups; a new
+/// segment on every open), a third as many cases, each also with sector tearing.
+#[test]
+fn power_cuts_with_encryption_on_lose_no_acknowledged_commit_and_leave_a_sound_directory() {
+    let ring = amberdb::crypto::Keyring::single(amberdb::crypto::Key::from_bytes([0x42; 32]));
+    let cases = (env_u64("AMBERDB_POWERCUT_CASES", 28) / 3).max(1);
+    let first = env_u64("AMBERDB_POWERCUT_SEED", 1);
+    for seed in first..first + cases {
+        case_with(seed, 2, None, Some(ring.clone()));
+        case_with(seed, 1, Some(512), Some(ring.clone()));
+    }
 }
 
 fn copy_tree(from: &Path, to: &Path) {

@@ -212,7 +212,7 @@ fn acknowledged_commit_after_a_segment_cut_inside_its_header_is_never_lost() {
             .clone();
         assert_eq!(
             fs::metadata(&segment).unwrap().len(),
-            amberdb::log::segment::SEGMENT_HEADER_LEN_V3 as u64
+            amberdb::log::segment::SEGMENT_HEADER_LEN_V4 as u64
         );
         truncate(&segment, cut);
         match Db::open_with(dir.path(), opts(64 << 20)) {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::restore::{in_history, load_snapshot};
+use super::restore::{in_history, load_snapshot_with};
 use super::{BackupRepo, Slots};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::error::{Damage, IoContext, Result};
@@ -12,7 +12,7 @@ use crate::identity::{Identity, IDENTITY_FILE};
 use crate::io::{sync_dir, write_atomic};
 use crate::log::read_file;
 use crate::log::replay::Replayer;
-use crate::log::segment::{highest_valid_lsn, list_segments, missing_log, scan, ScanEnd};
+use crate::log::segment::{highest_valid_lsn, list_segments, missing_log, scan_structure, ScanEnd};
 use crate::options::Options;
 use crate::recovery::{recover, AutoRecovery, Recovered, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR};
 use crate::state::State;
@@ -94,7 +94,7 @@ pub(crate) fn auto_recover(
     let local_base = checkpoints
         .iter()
         .find_map(|(_, p)| {
-            let d = checkpoint::decode(&read_file(p).ok()?);
+            let d = checkpoint::decode_with(&read_file(p).ok()?, opts.encryption.as_ref());
             let ours = d
                 .ids
                 .is_none_or(|ids| identity.refuses(ids, d.state.lsn).is_none());
@@ -113,7 +113,7 @@ pub(crate) fn auto_recover(
     let newest = segments
         .last()
         .and_then(|(_, p)| read_file(p).ok())
-        .and_then(|b| scan(&b, |_, _| {}).ok())
+        .and_then(|b| scan_structure(&b, |_, _| {}).ok().map(|(s, _)| s))
         .filter(|s| !matches!(s.end, ScanEnd::Damaged { .. }))
         .map(|s| (s.header.first_lsn, s.last_lsn, s.valid_len));
     if let Some((file, offset, why)) = missing_log(&log_dir, &segments, newest, sound_ckpt_lsn) {
@@ -134,7 +134,7 @@ pub(crate) fn auto_recover(
     if let Some((mut state, source)) = local_base {
         let base = state.lsn;
         let mut stepped = vec![];
-        let mut r = Replayer::new(&mut state, Some(&identity));
+        let mut r = Replayer::new(&mut state, Some(&identity)).with_keys(opts.encryption.as_ref());
         extend_with_local(&mut r, &segments, &mut stepped);
         let n = r.commits;
         best = Some((state, format!("{source} + local log"), base, n, stepped));
@@ -154,7 +154,7 @@ pub(crate) fn auto_recover(
             // it is complete from LSN 1 (replayed onto an empty state).
             let base = backups
                 .iter()
-                .find_map(|b| match load_snapshot(&repo, b, &super::NoProgress) {
+                .find_map(|b| match load_snapshot_with(&repo, b, &super::NoProgress, opts.encryption.as_ref()) {
                     Ok(state) => Some((
                         state,
                         format!("backup {} (LSN {})", b.id, b.lsn),
@@ -177,7 +177,8 @@ pub(crate) fn auto_recover(
                 });
             if let Some((mut state, label, backup_id)) = base {
                 let base_lsn = state.lsn;
-                let mut r = Replayer::new(&mut state, Some(&identity));
+                let mut r =
+                    Replayer::new(&mut state, Some(&identity)).with_keys(opts.encryption.as_ref());
                 for seg in archive.iter().filter(|s| s.last_lsn > base_lsn) {
                     let Ok(bytes) = repo.read_segment(seg) else {
                         break;
@@ -258,6 +259,7 @@ pub(crate) fn auto_recover(
         &state,
         ids,
         opts.checkpoint_compression_level,
+        opts.encryption.as_ref(),
         &opts.faults,
     )
     .context(|| format!("writing the recovered checkpoint in {}", staging.display()))?;
@@ -278,6 +280,7 @@ pub(crate) fn auto_recover(
         data,
         &opts.faults,
         crate::state::tombstone_retention_us(opts),
+        opts.encryption.as_ref(),
     )?;
     rec.report.auto = Some(auto);
     Ok(rec)
@@ -376,6 +379,7 @@ pub(crate) fn resume_staged(data: &Path, opts: &Options) -> Result<Recovered> {
         data,
         &opts.faults,
         crate::state::tombstone_retention_us(opts),
+        opts.encryption.as_ref(),
     )?;
     rec.report.auto = Some(auto);
     Ok(rec)

@@ -128,7 +128,12 @@ impl Db {
             inner: encoder,
             progress,
         });
-        checkpoint::encode_with(&view.state, Some(self.identity().ids()), 0, &mut plain)
+        // Encrypted snapshots compress each block before sealing it (ciphertext does not
+        // compress; the outer zstd stream then only frames it).
+        let keys = self.options().encryption.as_ref();
+        let block_level = if keys.is_some() { level.max(1) } else { 0 };
+        let ids = Some(self.identity().ids());
+        checkpoint::encode_sealed(&view.state, ids, block_level, keys, &mut plain)
             .map_err(|e| repo.err(format!("writing {snapshot_name}: {e}")))?;
         let (plain_size, plain_sha256) = (plain.count, plain.digest_hex());
         let stored = plain
@@ -184,7 +189,7 @@ impl Db {
             engine_version: env!("CARGO_PKG_VERSION").to_owned(),
             compression: "zstd".into(),
             compression_level: level,
-            key_id: None,
+            key_id: keys.map(|k| k.primary().id().get()),
             archived_through_lsn: Some(archived_through),
             database_id: Some(self.identity().database_id),
             timeline: Some(self.identity().timeline),

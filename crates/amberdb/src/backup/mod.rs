@@ -35,7 +35,8 @@ pub use auto::{RECOVERY_MARKER, STAGING_DIR};
 pub(crate) use book::BackupBook;
 pub use log_listing::{read_log, LogEntry, LogFilter, LogOp, LogSource};
 pub use restore::{
-    plan_restore, restore, RestorePlan, RestoreReport, RestoreTarget, SkippedBackup, RESTORE_MARKER,
+    plan_restore, restore, restore_with, RestorePlan, RestoreReport, RestoreTarget, SkippedBackup,
+    RESTORE_MARKER,
 };
 pub use retention::{PruneEntry, PrunePlan, RetentionPolicy};
 pub(crate) use schedule::{archive_loop, schedule_loop};

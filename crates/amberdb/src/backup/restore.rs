@@ -568,12 +568,53 @@ impl<R: std::io::Read> std::io::Read for HashingReader<R> {
     }
 }
 
-/// Loads and fully checks a backup's snapshot.
+/// Loads and fully checks a backup's snapshot (an encrypted one is refused with
+/// `KeyMissing`: callers with keys use [`load_snapshot_with`]).
+#[allow(dead_code)]
 pub(crate) fn load_snapshot(
     repo: &BackupRepo,
     b: &BackupManifest,
     progress: &dyn Progress,
 ) -> Result<State> {
+    load_snapshot_with(repo, b, progress, None)
+}
+
+/// A backup's key: [`Error::KeyMissing`] when it was written encrypted with a key `keys`
+/// lacks (checked before any byte is read, so it is never taken for damage).
+pub(crate) fn check_backup_key(
+    b: &BackupManifest,
+    keys: Option<&crate::crypto::Keyring>,
+) -> Result<()> {
+    let Some(id) = b.key_id.and_then(crate::crypto::KeyId::from_u32) else {
+        return Ok(());
+    };
+    if keys.and_then(|k| k.get(id)).is_some() {
+        return Ok(());
+    }
+    Err(Error::KeyMissing {
+        key_id: id.get(),
+        unit: format!("backup {}", b.id),
+        available: keys.map_or_else(
+            || "no keys: encryption was not configured".into(),
+            |k| {
+                k.key_ids()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
+    })
+}
+
+/// Like [`load_snapshot`], opening an encrypted snapshot with `keys`.
+pub(crate) fn load_snapshot_with(
+    repo: &BackupRepo,
+    b: &BackupManifest,
+    progress: &dyn Progress,
+    keys: Option<&crate::crypto::Keyring>,
+) -> Result<State> {
+    check_backup_key(b, keys)?;
     let entry = b
         .files
         .iter()
@@ -603,7 +644,7 @@ pub(crate) fn load_snapshot(
         count: 0,
         error: None,
     };
-    let decoded = checkpoint::decode_reader(&mut plain, entry.plain_size);
+    let decoded = checkpoint::decode_reader_with(&mut plain, entry.plain_size, keys);
     if let Some(e) = &plain.error {
         return Err(repo.err(format!("{name} does not decompress: {e}")));
     }
@@ -678,13 +719,18 @@ pub(crate) fn replay(
     target: &RestoreTarget,
     state: &mut State,
     progress: &dyn Progress,
+    keys: Option<&crate::crypto::Keyring>,
 ) -> Result<Replayed> {
     let exclusive = plan.exclusive;
     let total: u64 = plan.segments.iter().map(|s| s.plain_size).sum();
     progress.begin("replaying archived log", Some(total));
-    let mut r = Replayer::new(state, plan.history.as_ref());
+    let mut r = Replayer::new(state, plan.history.as_ref()).with_keys(keys);
     for seg in &plan.segments {
         let bytes = repo.read_segment(seg)?;
+        // A key the archive needs and the keyring lacks is a refusal, not damage.
+        if let Ok(h) = crate::log::segment::SegmentHeader::decode(&bytes) {
+            crate::log::segment::FrameDecoder::for_segment(&h, keys)?;
+        }
         let name = seg.data_file();
         let mut want = |rec: &CommitRecord| match target {
             RestoreTarget::Time(t) => {
@@ -734,6 +780,21 @@ pub fn restore(
     into: &Path,
     progress: &dyn Progress,
 ) -> Result<RestoreReport> {
+    restore_with(repo, target, exclusive, into, progress, None)
+}
+
+/// Like [`restore`], reading encrypted backups and archived segments with `keys`; the
+/// restored checkpoint is sealed with its first key (unencrypted when `keys` is `None`). A
+/// backup or segment sealed with a key `keys` lacks is refused with `Error::KeyMissing`
+/// naming the key id.
+pub fn restore_with(
+    repo: &BackupRepo,
+    target: &RestoreTarget,
+    exclusive: bool,
+    into: &Path,
+    progress: &dyn Progress,
+    keys: Option<&crate::crypto::Keyring>,
+) -> Result<RestoreReport> {
     if into.exists() {
         let empty = io::read_dir(into, &Faults::none())
             .map(|d| d.is_empty())
@@ -750,8 +811,9 @@ pub fn restore(
     let mut unusable: Vec<SkippedBackup> = vec![];
     let (plan, mut state) = loop {
         let plan = plan_skipping(repo, target, exclusive, &unusable)?;
-        match load_snapshot(repo, &plan.backup, progress) {
+        match load_snapshot_with(repo, &plan.backup, progress, keys) {
             Ok(state) => break (plan, state),
+            Err(e @ Error::KeyMissing { .. }) => return Err(e),
             Err(e) if !matches!(target, RestoreTarget::Backup(_)) => {
                 tracing::warn!(backup = %plan.backup.id, error = %e, "passing over a damaged backup");
                 unusable.push(SkippedBackup {
@@ -766,7 +828,7 @@ pub fn restore(
         commits,
         segments,
         range,
-    } = replay(repo, &plan, target, &mut state, progress)?;
+    } = replay(repo, &plan, target, &mut state, progress, keys)?;
     // The same database on a new timeline, branching at the restored LSN.
     let reason = format!("restore of backup {} to LSN {}", plan.backup.id, state.lsn);
     let identity = match &plan.history {
@@ -818,6 +880,7 @@ pub fn restore(
             &state,
             identity.ids(),
             1,
+            keys,
             &faults,
         )
         .context(|| format!("writing checkpoint in {}", tmp.display()))?;
@@ -839,7 +902,7 @@ pub fn restore(
         let _ = io::remove_dir_all(&tmp, &faults);
         return Err(e);
     }
-    let verify = crate::verify::verify_dir(into)?;
+    let verify = crate::verify::verify_dir_with(into, keys)?;
     let documents: BTreeMap<String, u64> = state
         .collections
         .iter()

@@ -11,7 +11,7 @@ use super::{
     SNAPSHOT_FILE,
 };
 use crate::error::Result;
-use crate::log::segment::{scan, ScanEnd};
+use crate::log::segment::{scan_structure, scan_with, ScanEnd};
 
 /// One problem in a repository.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -37,6 +37,12 @@ pub struct RepoVerifyReport {
     pub gaps: Vec<(u64, u64)>,
     /// Every problem found.
     pub problems: Vec<RepoProblem>,
+    /// Encryption key ids the repository needs (issue 12), as 8 hex digits, sorted: from
+    /// every backup's manifest, and with `read_data` from every archived segment's header.
+    pub key_ids: Vec<String>,
+    /// Encrypted files whose contents were not checked because their key was not given
+    /// (their stored hashes and, for segments, frame structure were). Not problems.
+    pub contents_not_checked: Vec<RepoProblem>,
 }
 
 impl RepoVerifyReport {
@@ -47,13 +53,30 @@ impl RepoVerifyReport {
 }
 
 impl BackupRepo {
-    /// Verifies the repository, or only backup `only` (plus the whole archive).
+    /// Verifies the repository, or only backup `only` (plus the whole archive). Encrypted
+    /// files are checked for structure only ([`BackupRepo::verify_with`] takes keys).
     pub fn verify(
         &self,
         only: Option<&str>,
         read_data: bool,
         progress: &dyn Progress,
     ) -> Result<RepoVerifyReport> {
+        self.verify_with(only, read_data, progress, None)
+    }
+
+    /// Like [`BackupRepo::verify`], decoding encrypted snapshots and segments with `keys`.
+    pub fn verify_with(
+        &self,
+        only: Option<&str>,
+        read_data: bool,
+        progress: &dyn Progress,
+        keys: Option<&crate::crypto::Keyring>,
+    ) -> Result<RepoVerifyReport> {
+        let mut key_ids = std::collections::BTreeSet::new();
+        let has_key = |id: u32| {
+            crate::crypto::KeyId::from_u32(id)
+                .is_none_or(|k| keys.is_some_and(|ring| ring.get(k).is_some()))
+        };
         let mut r = RepoVerifyReport {
             read_data,
             ..Default::default()
@@ -173,8 +196,30 @@ impl BackupRepo {
                 }
                 if read_data && f.name == SNAPSHOT_FILE {
                     progress.begin(&format!("reading backup {id}"), Some(f.plain_size));
-                    match super::restore::load_snapshot(self, &m, &super::NoProgress) {
-                        Ok(state) => {
+                    if let Some(k) = m.key_id {
+                        key_ids.insert(k);
+                    }
+                    let loaded = if m.key_id.is_some_and(|k| !has_key(k)) {
+                        r.contents_not_checked.push(RepoProblem {
+                            file: name.clone().into(),
+                            detail: format!(
+                                "encrypted with key id {:08x}, which was not given: stored \
+                                 size and SHA-256 checked, contents not",
+                                m.key_id.unwrap_or(0)
+                            ),
+                        });
+                        None
+                    } else {
+                        Some(super::restore::load_snapshot_with(
+                            self,
+                            &m,
+                            &super::NoProgress,
+                            keys,
+                        ))
+                    };
+                    match loaded {
+                        None => {}
+                        Some(Ok(state)) => {
                             r.documents_checked += state.doc_count();
                             if state.doc_count() != m.total_documents() {
                                 problem(
@@ -188,7 +233,7 @@ impl BackupRepo {
                                 );
                             }
                         }
-                        Err(e) => problem(&mut r, name, e.to_string()),
+                        Some(Err(e)) => problem(&mut r, name, e.to_string()),
                     }
                     progress.advance(f.plain_size);
                     progress.end();
@@ -273,7 +318,22 @@ impl BackupRepo {
                     Ok(plain) => {
                         let mut bad_docs = vec![];
                         let mut docs = 0;
-                        match scan(&plain, |rec, off| {
+                        let header = crate::log::segment::SegmentHeader::decode(&plain).ok();
+                        let seg_key = header.map_or(0, |h| h.key_id);
+                        if seg_key != 0 {
+                            key_ids.insert(seg_key);
+                        }
+                        let keyed = has_key(seg_key);
+                        if !keyed {
+                            r.contents_not_checked.push(RepoProblem {
+                                file: name.clone().into(),
+                                detail: format!(
+                                    "encrypted with key id {seg_key:08x}, which was not given: \
+                                     frame structure checked, contents not"
+                                ),
+                            });
+                        }
+                        let on_commit = |rec: crate::log::record::CommitRecord, off: u64| {
                             for op in &rec.ops {
                                 if let Some(d) = &op.doc {
                                     docs += 1;
@@ -282,7 +342,13 @@ impl BackupRepo {
                                     }
                                 }
                             }
-                        }) {
+                        };
+                        let scanned = if keyed {
+                            scan_with(&plain, keys, on_commit)
+                        } else {
+                            scan_structure(&plain, on_commit).map(|(s, _)| s)
+                        };
+                        match scanned {
                             Err(e) => problem(&mut r, name.clone(), e),
                             Ok(s) if s.header.ids.is_some() && s.header.ids != seg.ids() => {
                                 problem(
@@ -362,6 +428,7 @@ impl BackupRepo {
                 problem(&mut r, "wal".into(), detail);
             }
         }
+        r.key_ids = key_ids.iter().map(|k| format!("{k:08x}")).collect();
         Ok(r)
     }
 

@@ -28,10 +28,13 @@ pub const CHECKPOINT_END_MAGIC: [u8; 8] = *b"AMBRCEND";
 /// Current checkpoint format version. Version 2 records each tombstone's time and last
 /// version, each collection's version floor and the tombstone retention (`docs/FORMAT.md`);
 /// version 3 adds an identity entry (database and timeline ids); versions 1 and 2 are still
-/// read.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 3;
-/// Header size.
+/// read. Version 4 (issue 12) adds a random per-file salt to the header (80 bytes) and
+/// allows a non-zero key id: every block's stored bytes are then sealed.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 4;
+/// Header size of formats 1 to 3.
 pub const HEADER_LEN: usize = 64;
+/// Header size of format 4 (with the salt).
+pub const HEADER_LEN_V4: usize = 80;
 /// Trailer size: body length, SHA-256 of the body, end magic.
 pub const TRAILER_LEN: usize = 48;
 /// Block header size: raw length, stored length, CRC32C of the stored bytes.
@@ -73,6 +76,35 @@ pub struct CheckpointHeader {
     pub entry_count: u64,
     /// 0 none, 1 zstd.
     pub compression: u32,
+    /// Encryption key id, 0 when unencrypted.
+    pub key_id: u32,
+    /// Random bytes drawn when the file was written (format 4; zeros before): part of the
+    /// file key of an encrypted checkpoint.
+    pub salt: [u8; 16],
+}
+
+impl CheckpointHeader {
+    /// Bytes of the header (where the first block starts).
+    pub fn encoded_len(&self) -> usize {
+        if self.format_version >= 4 {
+            HEADER_LEN_V4
+        } else {
+            HEADER_LEN
+        }
+    }
+
+    /// The sealing identity of this checkpoint's blocks: its LSN and salt (the database and
+    /// timeline are inside the sealed identity entry; the salt alone already makes the file
+    /// key unique per file).
+    fn file_id(&self) -> crate::crypto::FileId {
+        crate::crypto::FileId {
+            kind: crate::crypto::FileKind::Checkpoint,
+            database_id: [0; 16],
+            timeline_id: [0; 16],
+            file_lsn: self.lsn,
+            salt: self.salt,
+        }
+    }
 }
 
 /// A problem found while decoding a checkpoint.
@@ -97,6 +129,10 @@ pub struct Decoded {
     pub problems: Vec<CheckpointProblem>,
     /// The database and timeline it belongs to (format 3; `None` before).
     pub ids: Option<FileIds>,
+    /// Set when the checkpoint is encrypted with this key id and was decoded without it:
+    /// only its structure (header, block CRCs, body SHA-256) was checked, and `problems`
+    /// holds one entry saying so (the state is empty, never usable).
+    pub key_missing: Option<u32>,
 }
 
 /// File name of the checkpoint at `lsn`.
@@ -111,17 +147,27 @@ pub fn list_checkpoints(dir: &Path) -> std::io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
-fn encode_header(state: &State, version: u32, entry_count: u64, compression: u32) -> Vec<u8> {
-    let mut b = Vec::with_capacity(HEADER_LEN);
+fn encode_header(
+    state: &State,
+    version: u32,
+    entry_count: u64,
+    compression: u32,
+    key_id: u32,
+    salt: [u8; 16],
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(HEADER_LEN_V4);
     b.extend_from_slice(&CHECKPOINT_MAGIC);
     b.put_u32(version);
-    b.put_u32(0); // key id
+    b.put_u32(key_id);
     b.put_u64(state.lsn);
     b.put_u64(state.commit_ts);
     b.put_u64(state.doc_count());
     b.put_u64(entry_count);
     b.put_u32(compression);
     b.put_u32(0);
+    if version >= 4 {
+        b.extend_from_slice(&salt);
+    }
     b.put_u32(0);
     let crc = crc32c::crc32c(&b);
     b.put_u32(crc);
@@ -141,9 +187,16 @@ fn decode_header(bytes: &[u8]) -> Result<CheckpointHeader, String> {
     let doc_count = r.u64().ok_or_else(short)?;
     let entry_count = r.u64().ok_or_else(short)?;
     let compression = r.u32().ok_or_else(short)?;
-    let _ = (r.u32(), r.u32());
+    let _ = r.u32();
+    let salt = if format_version >= 4 {
+        r.array::<16>().ok_or_else(short)?
+    } else {
+        [0; 16]
+    };
+    let _ = r.u32();
+    let crc_at = r.position();
     let crc = r.u32().ok_or_else(short)?;
-    if crc32c::crc32c(bytes.get(..60).unwrap_or_default()) != crc {
+    if crc32c::crc32c(bytes.get(..crc_at).unwrap_or_default()) != crc {
         return Err("checkpoint header fails its CRC32C".into());
     }
     if format_version == 0 || format_version > CHECKPOINT_FORMAT_VERSION {
@@ -151,9 +204,10 @@ fn decode_header(bytes: &[u8]) -> Result<CheckpointHeader, String> {
             "checkpoint format version {format_version} is not supported"
         ));
     }
-    if key_id != 0 {
+    if key_id != 0 && format_version < 4 {
         return Err(format!(
-            "checkpoint is encrypted with key id {key_id}, which this build cannot read"
+            "checkpoint of format {format_version} names key id {key_id}; encryption exists \
+             from checkpoint format 4 on"
         ));
     }
     if compression > COMPRESSION_ZSTD {
@@ -166,7 +220,21 @@ fn decode_header(bytes: &[u8]) -> Result<CheckpointHeader, String> {
         doc_count,
         entry_count,
         compression,
+        key_id,
+        salt,
     })
+}
+
+/// The header of the checkpoint at `path` (`None` when unreadable or damaged).
+pub(crate) fn read_header(path: &Path) -> Option<CheckpointHeader> {
+    use std::io::Read;
+    let mut head = Vec::with_capacity(HEADER_LEN_V4);
+    io::open_read(path, &Faults::none())
+        .ok()?
+        .take(HEADER_LEN_V4 as u64)
+        .read_to_end(&mut head)
+        .ok()?;
+    decode_header(&head).ok()
 }
 
 /// Streams blocks to a sink while hashing them.
@@ -176,6 +244,10 @@ struct BlockWriter<'a, W: std::io::Write> {
     body_len: u64,
     raw: Vec<u8>,
     level: i32,
+    /// Seals each block's stored bytes (as unit `blocks`), when encrypted.
+    cipher: Option<crate::crypto::FileCipher>,
+    /// Blocks written so far.
+    blocks: u64,
 }
 
 impl<W: std::io::Write> BlockWriter<'_, W> {
@@ -188,6 +260,19 @@ impl<W: std::io::Write> BlockWriter<'_, W> {
         } else {
             self.raw.clone()
         };
+        // Compressed first, then sealed: ciphertext does not compress.
+        let stored = match &self.cipher {
+            Some(c) => c
+                .seal(self.blocks, &stored)
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+            None => stored,
+        };
+        let max_stored = MAX_STORED_BLOCK
+            + if self.cipher.is_some() {
+                crate::crypto::ENVELOPE_OVERHEAD
+            } else {
+                0
+            };
         let too_large = |what: &str, len: usize| {
             std::io::Error::new(
                 std::io::ErrorKind::InvalidData,
@@ -200,7 +285,7 @@ impl<W: std::io::Write> BlockWriter<'_, W> {
             .ok_or_else(|| too_large("raw", self.raw.len()))?;
         let stored_len = u32::try_from(stored.len())
             .ok()
-            .filter(|_| stored.len() <= MAX_STORED_BLOCK)
+            .filter(|_| stored.len() <= max_stored)
             .ok_or_else(|| too_large("stored", stored.len()))?;
         let mut block = Vec::with_capacity(BLOCK_HEADER_LEN + stored.len());
         block.put_u32(raw_len);
@@ -210,6 +295,7 @@ impl<W: std::io::Write> BlockWriter<'_, W> {
         self.out.write_all(&block)?;
         self.hasher.update(&block);
         self.body_len += block.len() as u64;
+        self.blocks += 1;
         self.raw.clear();
         Ok(())
     }
@@ -255,10 +341,23 @@ pub(crate) fn encode_to<W: std::io::Write>(
 /// Encodes `state` in the checkpoint format into `out`, streaming block by block: format 3
 /// with `ids` (format 2 when `None`, for tests of older files). `level` is the zstd level
 /// for blocks; 0 stores them uncompressed. Returns the bytes written.
+#[cfg(test)]
 pub(crate) fn encode_with<W: std::io::Write>(
     state: &State,
     ids: Option<FileIds>,
     level: i32,
+    out: &mut W,
+) -> std::io::Result<u64> {
+    encode_sealed(state, ids, level, None, out)
+}
+
+/// Encodes like `encode_with` (tests); with `keys` (and `ids`), every block is sealed with the first key
+/// under a fresh random salt (`docs/ENCRYPTION.md`).
+pub(crate) fn encode_sealed<W: std::io::Write>(
+    state: &State,
+    ids: Option<FileIds>,
+    level: i32,
+    keys: Option<&crate::crypto::Keyring>,
     out: &mut W,
 ) -> std::io::Result<u64> {
     let version = if ids.is_some() {
@@ -278,14 +377,31 @@ pub(crate) fn encode_with<W: std::io::Write>(
     } else {
         COMPRESSION_NONE
     };
-    let header = encode_header(state, version, entry_count, compression);
+    let keys = keys.filter(|_| version >= 4);
+    let salt =
+        crate::crypto::FileId::new_salt().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let key_id = keys.map_or(0, |k| k.primary().id().get());
+    let header = encode_header(state, version, entry_count, compression, key_id, salt);
+    let cipher = match keys {
+        Some(k) => {
+            let h = decode_header(&header).map_err(std::io::Error::other)?;
+            Some(
+                k.file_cipher(&h.file_id())
+                    .map_err(|e| std::io::Error::other(e.to_string()))?,
+            )
+        }
+        None => None,
+    };
     out.write_all(&header)?;
+    let header_len = header.len() as u64;
     let mut w = BlockWriter {
         out,
         hasher: sha2::Sha256::new(),
         body_len: 0,
         raw: Vec::with_capacity(BLOCK_TARGET * 2),
         level,
+        cipher,
+        blocks: 0,
     };
     w.entry(|b| {
         b.put_u8(ENTRY_STATE);
@@ -336,7 +452,7 @@ pub(crate) fn encode_with<W: std::io::Write>(
     trailer.put_u64(w.body_len);
     trailer.extend_from_slice(&w.hasher.clone().finalize());
     trailer.extend_from_slice(&CHECKPOINT_END_MAGIC);
-    let size = HEADER_LEN as u64 + w.body_len + TRAILER_LEN as u64;
+    let size = header_len + w.body_len + TRAILER_LEN as u64;
     w.out.write_all(&trailer)?;
     Ok(size)
 }
@@ -348,6 +464,7 @@ pub(crate) fn write(
     state: &State,
     ids: FileIds,
     level: i32,
+    keys: Option<&crate::crypto::Keyring>,
     faults: &Faults,
 ) -> std::io::Result<(PathBuf, u64)> {
     let name = checkpoint_file_name(state.lsn);
@@ -355,7 +472,7 @@ pub(crate) fn write(
     let tmp = dir.join(format!(".{name}.tmp"));
     let result = (|| {
         let mut out = io::create(&tmp, faults)?;
-        let size = encode_with(state, Some(ids), level, &mut out)?;
+        let size = encode_sealed(state, Some(ids), level, keys, &mut out)?;
         out.sync_all()?;
         io::rename(&tmp, &path, faults)?;
         sync_dir(dir, faults)?;
@@ -369,14 +486,21 @@ pub(crate) fn write(
 
 /// Decodes a checkpoint, checking the header CRC, the body SHA-256, every block's CRC32C and
 /// every document's SHA-256. It keeps going after a problem so `verify` can list them all; a
-/// caller that needs a sound checkpoint checks that `problems` is empty. Never panics.
+/// caller that needs a sound checkpoint checks that `problems` is empty. Never panics. An
+/// encrypted checkpoint is checked for structure only (see [`Decoded::key_missing`]).
 pub fn decode(bytes: &[u8]) -> Decoded {
+    decode_with(bytes, None)
+}
+
+/// Like [`decode`], opening an encrypted checkpoint's blocks with `keys`.
+pub fn decode_with(bytes: &[u8], keys: Option<&crate::crypto::Keyring>) -> Decoded {
     let mut out = Decoded {
         header: None,
         state: State::default(),
         documents_checked: 0,
         problems: vec![],
         ids: None,
+        key_missing: None,
     };
     let problem = |offset: usize, detail: String| CheckpointProblem {
         offset: offset as u64,
@@ -390,8 +514,13 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         }
     };
     out.header = Some(header);
+    let cipher = match block_cipher(&header, keys, &mut out) {
+        Ok(c) => c,
+        Err(()) => return out,
+    };
+    let header_len = header.encoded_len();
     let trailer_at = bytes.len().saturating_sub(TRAILER_LEN);
-    if bytes.len() < HEADER_LEN + TRAILER_LEN {
+    if bytes.len() < header_len + TRAILER_LEN {
         out.problems.push(problem(
             bytes.len(),
             "checkpoint is truncated (no trailer)".into(),
@@ -402,21 +531,23 @@ pub fn decode(bytes: &[u8]) -> Decoded {
     let body_len = t.u64().unwrap_or(u64::MAX);
     let sha = t.array::<32>().unwrap_or_default();
     let end_magic = t.array::<8>().unwrap_or_default();
-    if end_magic != CHECKPOINT_END_MAGIC || body_len != (trailer_at - HEADER_LEN) as u64 {
+    if end_magic != CHECKPOINT_END_MAGIC || body_len != (trailer_at - header_len) as u64 {
         out.problems.push(problem(
             trailer_at,
             "checkpoint trailer is damaged or the file is truncated".into(),
         ));
     }
-    let body = bytes.get(HEADER_LEN..trailer_at).unwrap_or_default();
+    let body = bytes.get(header_len..trailer_at).unwrap_or_default();
     if crate::codec::sha256(body) != sha {
         out.problems.push(problem(
-            HEADER_LEN,
+            header_len,
             "checkpoint body does not match its SHA-256".into(),
         ));
     }
-    let mut pos = HEADER_LEN;
+    let mut pos = header_len;
     let mut entries = 0u64;
+    let mut block_no = 0u64;
+    let max_stored = max_stored_len(&header);
     while pos < trailer_at {
         let mut r = Reader::new(bytes.get(pos..trailer_at).unwrap_or_default());
         let (Some(raw_len), Some(stored_len), Some(crc)) = (r.u32(), r.u32(), r.u32()) else {
@@ -427,7 +558,7 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         let (raw_len, stored_len) = (raw_len as usize, stored_len as usize);
         // No writer produces an empty block or one over the limits; refusing them bounds
         // every allocation below by the limits, whatever a (compressed) block expands to.
-        if raw_len == 0 || raw_len > MAX_BLOCK || stored_len > MAX_STORED_BLOCK {
+        if raw_len == 0 || raw_len > MAX_BLOCK || stored_len > max_stored {
             out.problems
                 .push(problem(pos, "block declares an impossible length".into()));
             break;
@@ -439,7 +570,9 @@ pub fn decode(bytes: &[u8]) -> Decoded {
         };
         let block_at = pos;
         pos += BLOCK_HEADER_LEN + stored_len;
-        entries += decode_block(&header, block_at, raw_len, crc, stored, &mut out);
+        let unit = (cipher.as_ref(), block_no);
+        entries += decode_block(&header, block_at, raw_len, crc, stored, unit, &mut out);
+        block_no += 1;
     }
     check_counts(&header, entries, &mut out);
     out.state.lsn = header.lsn;
@@ -455,6 +588,7 @@ fn decode_block(
     raw_len: usize,
     crc: u32,
     stored: &[u8],
+    (cipher, block_no): (Option<&crate::crypto::FileCipher>, u64),
     out: &mut Decoded,
 ) -> u64 {
     let problem = |offset: usize, detail: String| CheckpointProblem {
@@ -471,6 +605,25 @@ fn decode_block(
             return 0;
         }
     }
+    let opened;
+    let stored = match (header.key_id, cipher) {
+        (0, _) => stored,
+        // Structure only (no key): the CRC was all that could be checked.
+        (_, None) => return 0,
+        (_, Some(c)) => match c.open(block_no, stored) {
+            Ok(p) => {
+                opened = p;
+                &opened[..]
+            }
+            Err(e) => {
+                out.problems.push(problem(
+                    block_at,
+                    format!("block {block_no} does not authenticate: {e}"),
+                ));
+                return 0;
+            }
+        },
+    };
     let raw = if header.compression == COMPRESSION_ZSTD {
         match decompress_block(stored, raw_len) {
             Some(raw) => raw,
@@ -487,13 +640,57 @@ fn decode_block(
     decode_entries(&raw, header, data_at, out)
 }
 
+/// Largest stored block length `header`'s checkpoint may declare.
+fn max_stored_len(header: &CheckpointHeader) -> usize {
+    MAX_STORED_BLOCK
+        + if header.key_id != 0 {
+            crate::crypto::ENVELOPE_OVERHEAD
+        } else {
+            0
+        }
+}
+
+/// The cipher for an encrypted checkpoint's blocks (`None` for an unencrypted one, or when
+/// the key is missing: then `out` says so, and only structure is checked). `Err` when the
+/// checkpoint cannot be decoded at all.
+fn block_cipher(
+    header: &CheckpointHeader,
+    keys: Option<&crate::crypto::Keyring>,
+    out: &mut Decoded,
+) -> Result<Option<crate::crypto::FileCipher>, ()> {
+    let Some(key_id) = crate::crypto::KeyId::from_u32(header.key_id) else {
+        return Ok(None);
+    };
+    match keys.map(|k| k.file_cipher_for(&header.file_id(), key_id)) {
+        Some(Ok(c)) => Ok(Some(c)),
+        Some(Err(e)) if !matches!(e, crate::Error::KeyMissing { .. }) => {
+            out.problems.push(CheckpointProblem {
+                offset: 0,
+                detail: e.to_string(),
+            });
+            Err(())
+        }
+        _ => {
+            out.key_missing = Some(header.key_id);
+            out.problems.push(CheckpointProblem {
+                offset: 0,
+                detail: format!(
+                    "checkpoint is encrypted with key id {key_id}, which was not given: only \
+                     its structure was checked, not its contents"
+                ),
+            });
+            Ok(None)
+        }
+    }
+}
+
 /// A sound body must hold exactly the entries and documents its header counts.
 fn check_counts(header: &CheckpointHeader, entries: u64, out: &mut Decoded) {
     let problem = |offset: usize, detail: String| CheckpointProblem {
         offset: offset as u64,
         detail,
     };
-    if out.problems.is_empty() {
+    if out.problems.is_empty() && out.key_missing.is_none() {
         if header.format_version >= 3 && out.ids.is_none() {
             out.problems.push(problem(
                 HEADER_LEN,
@@ -530,22 +727,49 @@ fn check_counts(header: &CheckpointHeader, entries: u64, out: &mut Decoded) {
 /// It reads `src` to its end (so a caller hashing the stream sees all of it) only when the
 /// checkpoint is sound up to its trailer.
 pub fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
+    decode_reader_with(src, len, None)
+}
+
+/// Like [`decode_reader`], opening an encrypted checkpoint's blocks with `keys`.
+pub fn decode_reader_with(
+    src: &mut impl std::io::Read,
+    len: u64,
+    keys: Option<&crate::crypto::Keyring>,
+) -> Decoded {
     let mut out = Decoded {
         header: None,
         state: State::default(),
         documents_checked: 0,
         problems: vec![],
         ids: None,
+        key_missing: None,
     };
     let problem = |offset: u64, detail: &str| CheckpointProblem {
         offset,
         detail: detail.to_string(),
     };
-    let mut head = [0u8; HEADER_LEN];
+    let mut head = vec![0u8; HEADER_LEN];
     if src.read_exact(&mut head).is_err() {
         out.problems
             .push(problem(0, "file is shorter than a checkpoint header"));
         return out;
+    }
+    // Format 4 headers are longer: read the rest before checking the CRC.
+    let is_v4 = head
+        .get(8..12)
+        .and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map(u32::from_le_bytes)
+        .is_some_and(|v| v >= 4);
+    if is_v4 {
+        head.resize(HEADER_LEN_V4, 0);
+        if src
+            .read_exact(head.get_mut(HEADER_LEN..).unwrap_or_default())
+            .is_err()
+        {
+            out.problems
+                .push(problem(0, "file is shorter than a checkpoint header"));
+            return out;
+        }
     }
     let header = match decode_header(&head) {
         Ok(h) => h,
@@ -555,17 +779,24 @@ pub fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
         }
     };
     out.header = Some(header);
+    let cipher = match block_cipher(&header, keys, &mut out) {
+        Ok(c) => c,
+        Err(()) => return out,
+    };
+    let header_len = header.encoded_len() as u64;
+    let max_stored = max_stored_len(&header);
     let Some(trailer_at) = len
         .checked_sub(TRAILER_LEN as u64)
-        .filter(|t| *t >= HEADER_LEN as u64)
+        .filter(|t| *t >= header_len)
     else {
         out.problems
             .push(problem(len, "checkpoint is truncated (no trailer)"));
         return out;
     };
     let mut hasher = sha2::Sha256::new();
-    let mut pos = HEADER_LEN as u64;
+    let mut pos = header_len;
     let mut entries = 0u64;
+    let mut block_no = 0u64;
     while pos < trailer_at {
         let mut bh = [0u8; BLOCK_HEADER_LEN];
         if trailer_at - pos < BLOCK_HEADER_LEN as u64 || src.read_exact(&mut bh).is_err() {
@@ -578,7 +809,7 @@ pub fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
             r.u32().unwrap_or(0) as usize,
             r.u32().unwrap_or(0),
         );
-        if raw_len == 0 || raw_len > MAX_BLOCK || stored_len > MAX_STORED_BLOCK {
+        if raw_len == 0 || raw_len > MAX_BLOCK || stored_len > max_stored {
             out.problems
                 .push(problem(pos, "block declares an impossible length"));
             return out;
@@ -599,7 +830,9 @@ pub fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
         hasher.update(bh);
         hasher.update(&stored);
         let block_at = usize::try_from(pos).unwrap_or(usize::MAX);
-        entries += decode_block(&header, block_at, raw_len, crc, &stored, &mut out);
+        let unit = (cipher.as_ref(), block_no);
+        entries += decode_block(&header, block_at, raw_len, crc, &stored, unit, &mut out);
+        block_no += 1;
         pos = end;
     }
     let mut trailer = [0u8; TRAILER_LEN];
@@ -612,7 +845,7 @@ pub fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
     let body_len = t.u64().unwrap_or(u64::MAX);
     let sha = t.array::<32>().unwrap_or_default();
     let end_magic = t.array::<8>().unwrap_or_default();
-    if end_magic != CHECKPOINT_END_MAGIC || body_len != trailer_at - HEADER_LEN as u64 {
+    if end_magic != CHECKPOINT_END_MAGIC || body_len != trailer_at - header_len {
         out.problems.push(problem(
             trailer_at,
             "checkpoint trailer is damaged or the file is truncated",
@@ -620,7 +853,7 @@ pub fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
     }
     if <[u8; 32]>::from(hasher.finalize()) != sha {
         out.problems.push(problem(
-            HEADER_LEN as u64,
+            header_len,
             "checkpoint body does not match its SHA-256",
         ));
     }
@@ -797,7 +1030,7 @@ mod tests {
     fn with_block(raw_len: u32, stored: &[u8]) -> Vec<u8> {
         let mut state = State::default();
         state.lsn = 1;
-        let mut out = encode_header(&state, 2, 1, COMPRESSION_ZSTD);
+        let mut out = encode_header(&state, 2, 1, COMPRESSION_ZSTD, 0, [0; 16]);
         let mut body = vec![];
         body.put_u32(raw_len);
         body.put_u32(u32::try_from(stored.len()).expect("small"));

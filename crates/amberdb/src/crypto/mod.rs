@@ -1,9 +1,9 @@
 //! Encryption at rest: keys, key ids, a keyring, and sealing of file units (issue 12).
 //!
-//! This layer is standalone: no file format calls it yet. The formats (log segments,
-//! checkpoints, backup snapshots, archived segments) will hand it a [`UnitId`] for every unit
-//! they encrypt (a commit frame's payload, a checkpoint block, a backup file) and store what
-//! [`Keyring::seal`] returns. `docs/FORMAT.md`, "Encryption (planned layout)", has the bytes.
+//! The formats call it: log segments seal each commit frame's payload (`log::sealed`), checkpoints
+//! (and so backup snapshots) seal each block; archived segments are copies of sealed
+//! segments. Each hands it a [`FileId`] (from the file's header) and the unit's index.
+//! `docs/FORMAT.md`, "Encryption", has the bytes; `docs/ENCRYPTION.md` the design.
 //!
 //! # Algorithm
 //!
@@ -36,27 +36,28 @@
 //! offset or a block number). Sealing never uses the master key directly:
 //!
 //! - the file key is `HKDF-SHA256(salt = "amberdb file key v1", ikm = master key,
-//!   info = kind ‖ database id ‖ timeline id ‖ file LSN)`, one AES-256 key per file;
+//!   info = kind ‖ database id ‖ timeline id ‖ file LSN ‖ file salt)`, one AES-256 key per
+//!   file; the file salt is 16 random bytes drawn when the file is created and stored in its
+//!   header ([`FileId::new_salt`]);
 //! - the 96-bit nonce is `index (u64 LE) ‖ 0u32`;
 //! - the associated data is the envelope's version and key id followed by the whole
 //!   [`UnitId`], so a unit moved to another file, another offset, another kind or another
 //!   timeline fails authentication even before the different file key would make it fail.
 //!
 //! A (file key, nonce) pair is therefore used twice only if the same (kind, database,
-//! timeline, file LSN, index) is sealed twice with different bytes. Nothing random is needed
-//! and nothing can wrap. Why that never happens:
+//! timeline, file LSN, salt, index) is sealed twice with different bytes. The only random
+//! input is the per-file salt; nonces are counters that cannot wrap. Why that never happens:
 //!
 //! - **Within one history** a file is written once at each index: log segments are
 //!   append-only and a frame's offset is never rewritten; a checkpoint is written once per LSN.
-//! - **Crashes**: a torn tail that open cuts was never acknowledged as durable, but its bytes
-//!   may be on the disk, and the next commits would land at the same offsets in the same
-//!   segment. The integration must therefore never reuse a cut unit id: open starts a new
-//!   timeline when it cuts a torn tail that holds any bytes (or, equivalently, never appends
-//!   to a segment past a cut and never reuses the cut segment's first LSN within that
-//!   timeline). A checkpoint temp file left by a crash and rewritten at the same LSN holds
-//!   the same state but not necessarily the same bytes (compression, block boundaries), so
-//!   checkpoint writers must do the same: a rewritten checkpoint of an LSN that already had
-//!   bytes on disk is written under a new timeline, or is byte-identical.
+//! - **Crashes**: a torn tail that open cuts may leave sealed bytes on the disk at offsets
+//!   the next commits would take, a checkpoint may be rewritten at the same LSN, a segment
+//!   whose creation was lost in a power cut may be re-created at the same first LSN. The
+//!   engine settles this (the decision and its argument are in `docs/ENCRYPTION.md`,
+//!   "Nonces"): every file gets a fresh random salt, which is part of its file key, so a
+//!   re-created or rewritten file never shares a file key with an earlier one; and with
+//!   encryption on, open never resumes appending to an existing segment (it seals it and
+//!   starts a new one), so cut offsets are never sealed again under their file key.
 //! - **Restores and lossy recovery** reuse LSNs on purpose: the new history's commits get the
 //!   LSNs of the lost ones. Every such history gets a new random 128-bit timeline id (h/ident,
 //!   issue 8 item 5), which is part of every file key, so the reused LSNs and offsets seal
@@ -72,12 +73,14 @@
 //! malformed envelope). Callers decide what each means for their file (damage, torn tail,
 //! refusal to open); this layer never maps them.
 
+mod dir;
 mod key;
 mod seal;
 
 #[cfg(test)]
 mod tests;
 
+pub use dir::{check_dir_keys, key_ids_in_dir};
 pub use key::{Key, KeyId, Keyring, ENCRYPTION_KEY_ENV, KEY_LEN};
 pub use seal::{
     Envelope, FileCipher, FileId, FileKind, UnitId, ENVELOPE_HEADER_LEN, ENVELOPE_OVERHEAD,

@@ -62,14 +62,19 @@ pub struct FileId {
     pub kind: FileKind,
     /// The database id (opaque 16 bytes, from the file format).
     pub database_id: [u8; 16],
-    /// The timeline id (opaque 16 bytes, from the file format): new for every history.
+    /// The timeline id (opaque 16 bytes: the engine's u64 timeline, little-endian, padded
+    /// with zeros): new for every history.
     pub timeline_id: [u8; 16],
     /// The segment's first LSN, or the checkpoint's LSN.
     pub file_lsn: u64,
+    /// Random bytes from the file's header, drawn when the file is created: two files never
+    /// share a file key, whatever LSNs and offsets repeat (a re-created segment, a checkpoint
+    /// rewritten at the same LSN). See the module documentation.
+    pub salt: [u8; 16],
 }
 
 /// Bytes of an encoded [`FileId`].
-const FILE_ID_LEN: usize = 1 + 16 + 16 + 8;
+const FILE_ID_LEN: usize = 1 + 16 + 16 + 8 + 16;
 /// Bytes of an encoded [`UnitId`].
 const UNIT_ID_LEN: usize = FILE_ID_LEN + 8;
 /// Bytes of the associated data: envelope header and unit id.
@@ -83,7 +88,19 @@ impl FileId {
         w.put(&self.database_id);
         w.put(&self.timeline_id);
         w.put(&self.file_lsn.to_le_bytes());
+        w.put(&self.salt);
         out
+    }
+
+    /// A fresh salt from the operating system's generator (`ring::rand::SystemRandom`). A
+    /// failing generator is an error: a salt must never be predictable or repeated.
+    pub fn new_salt() -> Result<[u8; 16]> {
+        use ring::rand::SecureRandom;
+        let mut salt = [0u8; 16];
+        ring::rand::SystemRandom::new()
+            .fill(&mut salt)
+            .map_err(|_| Error::InvalidArgument("the OS random generator failed".into()))?;
+        Ok(salt)
     }
 }
 
@@ -99,7 +116,8 @@ pub struct UnitId {
 }
 
 impl UnitId {
-    /// A unit id from its parts.
+    /// A unit id from its parts, with a zero salt (tests and fuzzing; files use
+    /// [`FileId`] with their header's salt).
     pub fn new(
         kind: FileKind,
         database_id: [u8; 16],
@@ -113,6 +131,7 @@ impl UnitId {
                 database_id,
                 timeline_id,
                 file_lsn,
+                salt: [0; 16],
             },
             index,
         }
@@ -136,7 +155,7 @@ impl fmt::Display for UnitId {
             self.file.file_lsn,
             self.index,
             hex::encode(self.file.database_id),
-            hex::encode(self.file.timeline_id)
+            hex::encode(self.file.timeline_id.get(..8).unwrap_or_default())
         )
     }
 }

@@ -98,6 +98,16 @@ fn swapped_units_are_unauthentic() {
             "other database",
             UnitId::new(FileKind::LogSegment, [0xd2; 16], TL, 1000, 64),
         ),
+        (
+            "other file salt (a re-created file)",
+            UnitId {
+                file: FileId {
+                    salt: [9; 16],
+                    ..at.file
+                },
+                ..at
+            },
+        ),
     ];
     for (what, u) in elsewhere {
         let r = ring.open(&u, &sealed);

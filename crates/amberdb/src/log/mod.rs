@@ -10,6 +10,7 @@
 pub mod record;
 pub(crate) mod replay;
 pub(crate) mod retention;
+pub mod sealed;
 pub mod segment;
 
 use std::path::{Path, PathBuf};
@@ -58,6 +59,10 @@ pub(crate) struct CommitLog {
     sealed: SealedList,
     /// Database and timeline written into every new segment's header.
     ids: FileIds,
+    /// Keys new segments are sealed with (the first one), `None` when unencrypted.
+    keys: Option<crate::crypto::Keyring>,
+    /// Seals the active segment's frames; `None` when it is unencrypted.
+    cipher: Option<crate::crypto::FileCipher>,
     /// Bytes appended since the log was opened.
     pub appended_bytes: u64,
 }
@@ -69,7 +74,11 @@ impl CommitLog {
     }
 
     /// Resumes appending to `active`, or starts a new segment at `next_lsn` when `None`. New
-    /// segments carry `ids` (the directory's database and current timeline).
+    /// segments carry `ids` (the directory's database and current timeline), and with `keys`
+    /// are encrypted with its first key. An encrypted log never resumes a segment: recovery
+    /// passes `active` only for an unencrypted segment opened without keys (see
+    /// `docs/ENCRYPTION.md`, "Nonces").
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn open(
         dir: &Path,
         active: Option<ActiveSegment>,
@@ -78,8 +87,12 @@ impl CommitLog {
         faults: Faults,
         sealed: SealedList,
         ids: FileIds,
+        keys: Option<crate::crypto::Keyring>,
     ) -> std::io::Result<Self> {
         match active {
+            Some(_) if keys.is_some() => Err(std::io::Error::other(
+                "an encrypted log never appends to a segment written before this open",
+            )),
             Some(a) => {
                 let file = open_append(&a.path, &faults)?;
                 let mut hasher = sha2::Sha256::new();
@@ -96,11 +109,14 @@ impl CommitLog {
                     faults,
                     sealed,
                     ids,
+                    keys,
+                    cipher: None,
                     appended_bytes: 0,
                 })
             }
             None => {
-                let (file, hasher, len) = create_segment(dir, next_lsn, ids, &faults)?;
+                let (file, hasher, len, cipher) =
+                    create_segment(dir, next_lsn, ids, keys.as_ref(), &faults)?;
                 Ok(CommitLog {
                     dir: dir.to_owned(),
                     file,
@@ -113,6 +129,8 @@ impl CommitLog {
                     faults,
                     sealed,
                     ids,
+                    keys,
+                    cipher,
                     appended_bytes: 0,
                 })
             }
@@ -137,6 +155,15 @@ impl CommitLog {
         last_lsn: u64,
         last_ts: u64,
     ) -> std::io::Result<()> {
+        let sealed;
+        let frames = match &self.cipher {
+            None => frames,
+            Some(c) => {
+                sealed = sealed::seal_frames(c, frames, self.len)
+                    .map_err(|e| std::io::Error::other(e.to_string()))?;
+                &sealed[..]
+            }
+        };
         self.file
             .write_all(frames)
             .map_err(|e| op_failed("write to log segment", self.file.path(), e))?;
@@ -179,14 +206,20 @@ impl CommitLog {
         let seal_path = self.dir.join(seal_file_name(self.first_lsn));
         write_atomic(&seal_path, &seal.encode(), &self.faults)
             .map_err(|e| op_failed("writing seal", &seal_path, e))?;
-        let (file, hasher, len) = create_segment(&self.dir, next_lsn, self.ids, &self.faults)
-            .map_err(|e| {
-                op_failed(
-                    "creating log segment",
-                    &self.dir.join(segment_file_name(next_lsn)),
-                    e,
-                )
-            })?;
+        let (file, hasher, len, cipher) = create_segment(
+            &self.dir,
+            next_lsn,
+            self.ids,
+            self.keys.as_ref(),
+            &self.faults,
+        )
+        .map_err(|e| {
+            op_failed(
+                "creating log segment",
+                &self.dir.join(segment_file_name(next_lsn)),
+                e,
+            )
+        })?;
         let old_path = std::mem::replace(&mut self.file, file).path().to_owned();
         if let Ok(mut sealed) = self.sealed.lock() {
             sealed.push(SealedSegment {
@@ -202,6 +235,7 @@ impl CommitLog {
         self.hasher = hasher;
         self.len = len;
         self.first_lsn = next_lsn;
+        self.cipher = cipher;
         Ok(())
     }
 }
@@ -258,21 +292,37 @@ pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
     false
 }
 
-/// Creates a segment file with its header, durably (file and directory synced).
+/// Creates a segment file with its header, durably (file and directory synced): with `keys`,
+/// encrypted with the first key, and the cipher for its frames. Every segment gets a fresh
+/// random salt, so a segment re-created at the same first LSN (its creation lost in a power
+/// cut, or an empty one replaced) never shares a file key with the one before.
 fn create_segment(
     dir: &Path,
     first_lsn: u64,
     ids: FileIds,
+    keys: Option<&crate::crypto::Keyring>,
     faults: &Faults,
-) -> std::io::Result<(DataFile, sha2::Sha256, u64)> {
+) -> std::io::Result<(
+    DataFile,
+    sha2::Sha256,
+    u64,
+    Option<crate::crypto::FileCipher>,
+)> {
     let path = dir.join(segment_file_name(first_lsn));
-    let header = SegmentHeader {
+    let salt =
+        crate::crypto::FileId::new_salt().map_err(|e| std::io::Error::other(e.to_string()))?;
+    let head = SegmentHeader {
         format_version: LOG_FORMAT_VERSION,
-        key_id: 0,
+        key_id: keys.map_or(0, |k| k.primary().id().get()),
         first_lsn,
         ids: Some(ids),
-    }
-    .encode();
+        salt,
+    };
+    let cipher = keys
+        .map(|k| k.file_cipher(&sealed::file_id(&head)))
+        .transpose()
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let header = head.encode();
     // Temp file, fsync, rename, fsync of the directory: a segment never exists without its
     // whole header, so a crash or a failed write here cannot leave a file that recovery would
     // have to call damage (recovery removes a leftover temp file).
@@ -281,7 +331,7 @@ fn create_segment(
     let file = open_append(&path, faults)?;
     let mut hasher = sha2::Sha256::new();
     hasher.update(&header);
-    Ok((file, hasher, header.len() as u64))
+    Ok((file, hasher, header.len() as u64, cipher))
 }
 
 /// Seals a segment that recovery found complete but unsealed (the writer stopped between

@@ -22,7 +22,7 @@
 
 use crate::identity::{FileIds, Identity};
 use crate::log::record::CommitRecord;
-use crate::log::segment::{find_frame, scan_from, Scan, ScanEnd, SegmentHeader};
+use crate::log::segment::{find_frame, scan_from, FrameDecoder, Scan, ScanEnd, SegmentHeader};
 use crate::state::State;
 
 /// Damage that replay stepped over because the state already held those LSNs.
@@ -61,6 +61,8 @@ pub(crate) struct Replayer<'s> {
     /// The history segments must belong to (`None`: files without ids only, e.g. a
     /// repository written before ids existed).
     history: Option<&'s Identity>,
+    /// Keys for encrypted segments (issue 12).
+    keys: Option<&'s crate::crypto::Keyring>,
 }
 
 impl<'s> Replayer<'s> {
@@ -73,7 +75,15 @@ impl<'s> Replayer<'s> {
             range: None,
             stopped: false,
             history,
+            keys: None,
         }
+    }
+
+    /// Opens encrypted segments with `keys` (without, an encrypted segment is refused with
+    /// the key id it needs).
+    pub(crate) fn with_keys(mut self, keys: Option<&'s crate::crypto::Keyring>) -> Self {
+        self.keys = keys;
+        self
     }
 
     /// The ids `header` (or, for a segment without them, its archive entry `named`) gives a
@@ -143,6 +153,7 @@ impl<'s> Replayer<'s> {
             ));
         }
         let cap = self.check_ids(&header, named_ids)?;
+        let dec = FrameDecoder::for_segment(&header, self.keys).map_err(|e| e.to_string())?;
         match self.reach {
             Some(reach) if header.first_lsn != reach + 1 => {
                 return Err(format!(
@@ -173,7 +184,7 @@ impl<'s> Replayer<'s> {
         let mut pos = header.encoded_len();
         let mut expected = header.first_lsn;
         let scan = loop {
-            let s = scan_from(bytes, header, pos, expected, |rec, _| {
+            let s = scan_from(bytes, header, &dec, pos, expected, |rec, _| {
                 last_ts = rec.commit_ts;
                 if self.stopped || rec.lsn != self.state.lsn + 1 || cap.is_some_and(|c| rec.lsn > c)
                 {
@@ -200,7 +211,7 @@ impl<'s> Replayer<'s> {
             }
             // An offset inside `bytes` always fits a usize.
             let from = usize::try_from(offset).map_or(bytes.len(), |o| o.saturating_add(1));
-            let Some(at) = find_frame(bytes, from, next, header.format_version) else {
+            let Some(at) = find_frame(bytes, from, next, &dec) else {
                 break s;
             };
             tracing::warn!(offset, %detail, resume_lsn = next, "stepping over damage to commits a checkpoint holds");
@@ -249,6 +260,7 @@ mod tests {
             key_id: 0,
             first_lsn: first,
             ids,
+            salt: [0; 16],
         }
         .encode();
         for lsn in first..=last {

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use crate::codec::{PutLe, Reader};
 use crate::identity::{DatabaseId, FileIds, TimelineId};
-use crate::log::record::{decode_frame_in, CommitRecord, FrameError, FRAME_HEADER_LEN_V1};
+use crate::log::record::{CommitRecord, FrameError, FRAME_HEADER_LEN_V1};
+pub use crate::log::sealed::FrameDecoder;
+use crate::log::sealed::UNAUTHENTIC_PAYLOAD;
 
 /// First bytes of every segment.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"AMBERLOG";
@@ -16,16 +18,20 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"AMBERLOG";
 pub const SEAL_MAGIC: [u8; 8] = *b"AMBRSEAL";
 /// Current log format version. Readers accept every version up to this one. Version 2 added
 /// `durable_lsn` to every commit frame; version 3 added the database and timeline ids to the
-/// segment header. Versions 1 and 2 stay readable.
-pub const LOG_FORMAT_VERSION: u32 = 3;
+/// segment header. Version 4 (issue 12) adds a random per-file salt to the segment header and
+/// allows a non-zero key id: the frames' payloads are then sealed (`log::sealed`). Versions
+/// 1 to 3 stay readable.
+pub const LOG_FORMAT_VERSION: u32 = 4;
 /// Size of the segment header of log formats 1 and 2.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Size of the segment header of log format 3 (with database and timeline ids).
 pub const SEGMENT_HEADER_LEN_V3: usize = 56;
+/// Size of the segment header of log format 4 (with the per-file salt).
+pub const SEGMENT_HEADER_LEN_V4: usize = 72;
 /// Size of a seal file.
 pub const SEAL_LEN: usize = 88;
 /// Format version seals and the log head record are written with: their layout did not
-/// change in log format 3 (readers accept any version up to [`LOG_FORMAT_VERSION`]).
+/// change in log formats 3 and 4 (readers accept versions 1 and 2, the only ones written).
 pub const SEAL_FORMAT_VERSION: u32 = 2;
 
 /// The decoded segment header.
@@ -39,12 +45,17 @@ pub struct SegmentHeader {
     pub first_lsn: u64,
     /// The database and timeline the segment belongs to (log format 3; `None` before).
     pub ids: Option<FileIds>,
+    /// Random bytes drawn when the file was created (log format 4; zeros before): part of
+    /// the file key of an encrypted segment, so no two segment files share one.
+    pub salt: [u8; 16],
 }
 
 impl SegmentHeader {
     /// Bytes of the header (where the first frame starts).
     pub fn encoded_len(&self) -> usize {
-        if self.format_version >= 3 {
+        if self.format_version >= 4 {
+            SEGMENT_HEADER_LEN_V4
+        } else if self.format_version >= 3 {
             SEGMENT_HEADER_LEN_V3
         } else {
             SEGMENT_HEADER_LEN
@@ -65,6 +76,9 @@ impl SegmentHeader {
             });
             b.extend_from_slice(&ids.database_id.0);
             b.put_u64(ids.timeline.0);
+        }
+        if self.format_version >= 4 {
+            b.extend_from_slice(&self.salt);
         }
         let crc = crc32c::crc32c(&b);
         b.put_u32(crc);
@@ -90,21 +104,29 @@ impl SegmentHeader {
         let format_version = r.u32().ok_or("short header")?;
         let key_id = r.u32().ok_or("short header")?;
         let first_lsn = r.u64().ok_or("short header")?;
-        let (ids, crc_end) = if format_version >= 3 {
-            if buf.len() < SEGMENT_HEADER_LEN_V3 {
-                return Err("file is shorter than a segment header".into());
-            }
+        let header_len = match format_version {
+            4.. => SEGMENT_HEADER_LEN_V4,
+            3 => SEGMENT_HEADER_LEN_V3,
+            _ => SEGMENT_HEADER_LEN,
+        };
+        if buf.len() < header_len {
+            return Err("file is shorter than a segment header".into());
+        }
+        let crc_end = header_len - 8;
+        let ids = if format_version >= 3 {
             let database_id = DatabaseId(r.array::<16>().ok_or("short header")?);
             let timeline = TimelineId(r.u64().ok_or("short header")?);
-            (
-                Some(FileIds {
-                    database_id,
-                    timeline,
-                }),
-                SEGMENT_HEADER_LEN_V3 - 8,
-            )
+            Some(FileIds {
+                database_id,
+                timeline,
+            })
         } else {
-            (None, SEGMENT_HEADER_LEN - 8)
+            None
+        };
+        let salt = if format_version >= 4 {
+            r.array::<16>().ok_or("short header")?
+        } else {
+            [0; 16]
         };
         let crc = r.u32().ok_or("short header")?;
         // Reserved bytes sit outside the CRC; requiring zeros makes a flip there visible too.
@@ -119,9 +141,10 @@ impl SegmentHeader {
                 "segment format version {format_version} is not supported (this build reads up to {LOG_FORMAT_VERSION})"
             ));
         }
-        if key_id != 0 {
+        if key_id != 0 && format_version < 4 {
             return Err(format!(
-                "segment is encrypted with key id {key_id}, which this build cannot read"
+                "segment of log format {format_version} names key id {key_id}; encryption \
+                 exists from log format 4 on"
             ));
         }
         if first_lsn == 0 {
@@ -135,6 +158,7 @@ impl SegmentHeader {
             key_id,
             first_lsn,
             ids,
+            salt,
         })
     }
 }
@@ -143,10 +167,10 @@ impl SegmentHeader {
 /// not a valid header).
 pub(crate) fn read_header(path: &Path) -> Option<SegmentHeader> {
     use std::io::Read;
-    let mut head = Vec::with_capacity(SEGMENT_HEADER_LEN_V3);
+    let mut head = Vec::with_capacity(SEGMENT_HEADER_LEN_V4);
     crate::io::open_read(path, &crate::io::Faults::none())
         .ok()?
-        .take(SEGMENT_HEADER_LEN_V3 as u64)
+        .take(SEGMENT_HEADER_LEN_V4 as u64)
         .read_to_end(&mut head)
         .ok()?;
     SegmentHeader::decode(&head).ok()
@@ -205,7 +229,8 @@ impl Seal {
         if crc32c::crc32c(buf.get(..80).unwrap_or_default()) != crc {
             return Err("seal fails its CRC32C".into());
         }
-        if version == 0 || version > LOG_FORMAT_VERSION {
+        // Seals have had versions 1 and 2 (log formats 3 and 4 kept version 2).
+        if version == 0 || version > SEAL_FORMAT_VERSION {
             return Err(format!("seal format version {version} is not supported"));
         }
         Ok(Seal {
@@ -264,7 +289,7 @@ impl LogHead {
         if crc32c::crc32c(buf.get(..24).unwrap_or_default()) != crc {
             return Err("log head fails its CRC32C".into());
         }
-        if version == 0 || version > LOG_FORMAT_VERSION {
+        if version == 0 || version > SEAL_FORMAT_VERSION {
             return Err(format!(
                 "log head format version {version} is not supported"
             ));
@@ -400,17 +425,67 @@ pub struct Scan {
     pub end: ScanEnd,
 }
 
-/// Scans a whole segment's bytes, calling `on_commit(record, offset)` for each valid frame in
-/// order. LSNs must start at the header's first LSN and increase by one.
+/// Scans a whole unencrypted segment's bytes, calling `on_commit(record, offset)` for each
+/// valid frame in order. LSNs must start at the header's first LSN and increase by one. An
+/// encrypted segment is refused (its records need a key: [`scan_with`]; or
+/// [`scan_structure`]): a reader written before encryption never sees records without ops.
 pub fn scan(bytes: &[u8], on_commit: impl FnMut(CommitRecord, u64)) -> Result<Scan, String> {
     let header = SegmentHeader::decode(bytes)?;
+    if header.key_id != 0 {
+        return Err(format!(
+            "segment is encrypted with key id {:08x}; this reader was given no key",
+            header.key_id
+        ));
+    }
+    let dec = FrameDecoder::plain(header.format_version);
     Ok(scan_from(
         bytes,
         header,
+        &dec,
         header.encoded_len(),
         header.first_lsn,
         on_commit,
     ))
+}
+
+/// Like [`scan`], opening an encrypted segment's payloads with `keys`. Fails with
+/// [`crate::Error::KeyMissing`] (as text) when the segment needs a key `keys` lacks.
+pub fn scan_with(
+    bytes: &[u8],
+    keys: Option<&crate::crypto::Keyring>,
+    on_commit: impl FnMut(CommitRecord, u64),
+) -> Result<Scan, String> {
+    let header = SegmentHeader::decode(bytes)?;
+    let dec = FrameDecoder::for_segment(&header, keys).map_err(|e| e.to_string())?;
+    Ok(scan_from(
+        bytes,
+        header,
+        &dec,
+        header.encoded_len(),
+        header.first_lsn,
+        on_commit,
+    ))
+}
+
+/// Like [`scan`], but an encrypted segment is scanned without opening its payloads (lengths,
+/// CRCs and LSNs are checked; records carry LSN and commit time, no operations): for callers
+/// that need only those, and `verify` without the key. Returns whether contents went
+/// unchecked.
+pub fn scan_structure(
+    bytes: &[u8],
+    on_commit: impl FnMut(CommitRecord, u64),
+) -> Result<(Scan, bool), String> {
+    let header = SegmentHeader::decode(bytes)?;
+    let dec = FrameDecoder::structure_only(&header);
+    let scan = scan_from(
+        bytes,
+        header,
+        &dec,
+        header.encoded_len(),
+        header.first_lsn,
+        on_commit,
+    );
+    Ok((scan, dec.is_structure_only()))
 }
 
 /// Scans the frames of a segment (whose decoded header is `header`) from offset `pos`, where
@@ -419,11 +494,11 @@ pub fn scan(bytes: &[u8], on_commit: impl FnMut(CommitRecord, u64)) -> Result<Sc
 pub fn scan_from(
     bytes: &[u8],
     header: SegmentHeader,
+    dec: &FrameDecoder,
     mut pos: usize,
     mut expected: u64,
     mut on_commit: impl FnMut(CommitRecord, u64),
 ) -> Scan {
-    let version = header.format_version;
     let end = loop {
         let Some(rest) = bytes.get(pos..) else {
             break ScanEnd::Clean;
@@ -431,7 +506,7 @@ pub fn scan_from(
         if rest.is_empty() {
             break ScanEnd::Clean;
         }
-        match decode_frame_in(rest, version) {
+        match dec.decode(rest, pos as u64) {
             // The last LSN of the range could never be followed; refusing it keeps the LSN
             // arithmetic below from overflowing on crafted input.
             Ok(f) if f.record.lsn == expected && expected < u64::MAX => {
@@ -445,7 +520,14 @@ pub fn scan_from(
                     detail: format!("commit LSN {} where {expected} was expected", f.record.lsn),
                 }
             }
-            Err(error) => match frames_after(bytes, pos + 1, expected, version) {
+            // Its CRC matched: not a torn write, wherever it is.
+            Err(FrameError::Malformed(m)) if m == UNAUTHENTIC_PAYLOAD => {
+                break ScanEnd::Damaged {
+                    offset: pos as u64,
+                    detail: format!("commit frame (LSN {expected}): {m}"),
+                }
+            }
+            Err(error) => match frames_after(bytes, pos + 1, expected, dec) {
                 After::Synced { lsn, durable } => {
                     let why = match durable {
                         Some(d) => format!(
@@ -479,22 +561,23 @@ pub fn scan_from(
 }
 
 /// Offset of a valid frame with LSN `lsn` at or after `from`, if there is one.
-pub fn find_frame(bytes: &[u8], from: usize, lsn: u64, format_version: u32) -> Option<usize> {
+pub fn find_frame(bytes: &[u8], from: usize, lsn: u64, dec: &FrameDecoder) -> Option<usize> {
     let want = lsn.to_le_bytes();
     (from..bytes.len().saturating_sub(FRAME_HEADER_LEN_V1 - 1)).find(|&pos| {
         bytes.get(pos + 8..pos + 16) == Some(&want[..])
             && bytes
                 .get(pos..)
-                .and_then(|b| decode_frame_in(b, format_version).ok())
+                .and_then(|b| dec.decode(b, pos as u64).ok())
                 .is_some_and(|f| f.record.lsn == lsn)
     })
 }
 
 /// The highest LSN of any valid frame anywhere in a segment's bytes (damaged stretches
 /// included), or `None` when the header is unreadable. Automatic recovery uses it to name
-/// what it could not recover.
+/// what it could not recover. Encrypted frames are checked by length and CRC only.
 pub fn highest_valid_lsn(bytes: &[u8]) -> Option<u64> {
     let header = SegmentHeader::decode(bytes).ok()?;
+    let dec = FrameDecoder::structure_only(&header);
     let mut max = header.first_lsn - 1;
     let mut pos = header.encoded_len();
     while pos + FRAME_HEADER_LEN_V1 <= bytes.len() {
@@ -506,7 +589,7 @@ pub fn highest_valid_lsn(bytes: &[u8]) -> Option<u64> {
         if lsn > max && lsn >= header.first_lsn && lsn - header.first_lsn < 1 << 32 {
             if let Some(f) = bytes
                 .get(pos..)
-                .and_then(|b| decode_frame_in(b, header.format_version).ok())
+                .and_then(|b| dec.decode(b, pos as u64).ok())
             {
                 max = lsn;
                 pos += f.len;
@@ -531,7 +614,7 @@ enum After {
 
 /// Looks for valid frames with an LSN at or after `min_lsn` starting at or after `from`. Only
 /// runs when a frame fails, to tell a torn tail from damage.
-fn frames_after(bytes: &[u8], from: usize, min_lsn: u64, version: u32) -> After {
+fn frames_after(bytes: &[u8], from: usize, min_lsn: u64, dec: &FrameDecoder) -> After {
     let mut pos = from;
     let mut unsynced: Option<(u64, u64)> = None;
     while pos + FRAME_HEADER_LEN_V1 <= bytes.len() {
@@ -544,7 +627,7 @@ fn frames_after(bytes: &[u8], from: usize, min_lsn: u64, version: u32) -> After 
         if lsn >= min_lsn && lsn < min_lsn.saturating_add(1 << 32) {
             if let Some(f) = bytes
                 .get(pos..)
-                .and_then(|b| decode_frame_in(b, version).ok())
+                .and_then(|b| dec.decode(b, pos as u64).ok())
             {
                 match f.durable_lsn {
                     Some(d) if d < min_lsn => {
@@ -569,12 +652,13 @@ mod tests {
 
     #[test]
     fn a_flip_in_the_reserved_bytes_of_a_header_or_seal_is_detected() {
-        for (version, reserved) in [(1, 28..32), (3, 52..56)] {
+        for (version, reserved) in [(1, 28..32), (3, 52..56), (4, 68..72)] {
             let header = SegmentHeader {
                 format_version: version,
                 key_id: 0,
                 first_lsn: 7,
-                ids: (version == 3).then(|| crate::identity::Identity::create("test").ids()),
+                ids: (version >= 3).then(|| crate::identity::Identity::create("test").ids()),
+                salt: if version >= 4 { [5; 16] } else { [0; 16] },
             }
             .encode();
             assert_eq!(SegmentHeader::decode(&header).map(|h| h.first_lsn), Ok(7));
@@ -583,8 +667,8 @@ mod tests {
                 h[i] ^= 1;
                 assert!(SegmentHeader::decode(&h).is_err(), "header byte {i}");
             }
-            // A flip in an id is caught by the CRC.
-            if version == 3 {
+            // A flip in an id (or the salt) is caught by the CRC.
+            if version >= 3 {
                 let mut h = header.clone();
                 h[30] ^= 1;
                 assert!(SegmentHeader::decode(&h).is_err(), "id byte");

@@ -95,3 +95,32 @@ pub fn expect_damaged(dir: &Path, opts: Options) -> Damage {
         Ok(_) => panic!("expected Error::Damaged, but the database opened"),
     }
 }
+
+/// Every file under `root` (relative path, bytes), sorted, without the lock file: to show a
+/// refused open changed nothing.
+pub fn tree_listing(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = vec![];
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name() != LOCK_FILE {
+                let rel = e.path().strip_prefix(root).unwrap().to_owned();
+                out.push((rel, fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// (LSN, offset) of every valid frame of the segment file `path`, encrypted or not (payloads
+/// are not opened).
+pub fn segment_frames_any(path: &Path) -> Vec<(u64, u64)> {
+    let bytes = fs::read(path).unwrap();
+    let mut frames = vec![];
+    amberdb::log::segment::scan_structure(&bytes, |rec, off| frames.push((rec.lsn, off))).unwrap();
+    frames
+}

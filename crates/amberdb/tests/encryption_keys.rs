@@ -1,0 +1,219 @@
+//! Issue 12: encryption at rest in the engine: files are sealed, the keys are required, and a
+//! wrong or missing key is a clear refusal that never reads as damage.
+
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
+mod support;
+
+use std::fs;
+use std::path::Path;
+
+use amberdb::crypto::{Key, Keyring};
+use amberdb::{Db, Error, Options, RecoveryMode};
+use serde_json::json;
+
+fn key(n: u8) -> Key {
+    let mut b = [0u8; 32];
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = n.wrapping_mul(97).wrapping_add(i as u8).wrapping_mul(61) ^ 0xa5;
+    }
+    Key::from_bytes(b)
+}
+
+fn ring(n: u8) -> Keyring {
+    Keyring::single(key(n))
+}
+
+fn enc_opts(keys: Option<Keyring>) -> Options {
+    Options {
+        encryption: keys,
+        segment_size: 4096,
+        ..support::opts(4096)
+    }
+}
+
+const MARKERS: [&str; 3] = [
+    "MARKER-secret-email-7f3a",
+    "MARKER-purchase-91bc",
+    "MARKERKEY-session-token",
+];
+
+/// Writes a workload with the markers in values and keys, some checkpointed, some only in
+/// the log (several segments).
+fn marker_workload(dir: &Path, keys: Option<Keyring>) {
+    let db = Db::open_with(dir, enc_opts(keys.clone())).unwrap();
+    for i in 0..40 {
+        db.put(
+            "players",
+            &format!("{}-{i}", MARKERS[2]),
+            json!({ "email": MARKERS[0], "pad": "x".repeat(200), "i": i }),
+        )
+        .unwrap();
+    }
+    db.checkpoint().unwrap();
+    for i in 0..20 {
+        db.put(
+            "orders",
+            &format!("o{i}"),
+            json!({ "what": MARKERS[1], "i": i }),
+        )
+        .unwrap();
+    }
+    db.close().unwrap();
+}
+
+/// Every (file, marker) pair where a marker's bytes appear in a file under `root`.
+fn find_markers(root: &Path) -> Vec<(String, &'static str)> {
+    let mut found = vec![];
+    let mut stack = vec![root.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+                continue;
+            }
+            let bytes = fs::read(e.path()).unwrap();
+            for m in MARKERS {
+                if bytes.windows(m.len()).any(|w| w == m.as_bytes()) {
+                    found.push((e.path().display().to_string(), m));
+                }
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn with_encryption_no_marker_is_in_any_file_of_the_data_directory_and_without_it_they_are() {
+    let plain = tempfile::tempdir().unwrap();
+    marker_workload(plain.path(), None);
+    let found = find_markers(plain.path());
+    for m in MARKERS {
+        assert!(
+            found.iter().any(|(_, f)| *f == m),
+            "the scan finds {m} in an unencrypted directory: {found:?}"
+        );
+    }
+    let enc = tempfile::tempdir().unwrap();
+    marker_workload(enc.path(), Some(ring(1)));
+    assert_eq!(
+        find_markers(enc.path()),
+        vec![],
+        "plaintext in an encrypted directory"
+    );
+    // And it all reads back.
+    let db = Db::open_with(enc.path(), enc_opts(Some(ring(1)))).unwrap();
+    assert_eq!(db.view().iter_all().count(), 60);
+    assert_eq!(
+        db.get("orders", "o19").unwrap().json().unwrap()["what"],
+        json!(MARKERS[1])
+    );
+    db.close().unwrap();
+}
+
+#[test]
+fn an_encrypted_directory_reopens_many_times_with_its_key_and_every_commit_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    for round in 0..4u64 {
+        let db = Db::open_with(dir.path(), enc_opts(Some(ring(1)))).unwrap();
+        for i in 0..10 {
+            db.put(
+                "c",
+                &format!("k{round}-{i}"),
+                json!({ "round": round, "i": i }),
+            )
+            .unwrap();
+        }
+        // No checkpoint on close: every round's commits come back from the sealed log.
+        db.close().unwrap();
+    }
+    let db = Db::open_with(dir.path(), enc_opts(Some(ring(1)))).unwrap();
+    assert_eq!(db.view().iter_all().count(), 40);
+    assert_eq!(db.get("c", "k3-9").unwrap().json().unwrap()["i"], json!(9));
+    db.close().unwrap();
+}
+
+fn expect_key_missing(r: amberdb::Result<Db>, want: u32) -> String {
+    match r {
+        Err(e @ Error::KeyMissing { key_id, .. }) => {
+            assert_eq!(key_id, want);
+            e.to_string()
+        }
+        Err(e) => panic!("expected KeyMissing, got {e:?}"),
+        Ok(_) => panic!("expected KeyMissing, the open succeeded"),
+    }
+}
+
+#[test]
+fn opening_an_encrypted_directory_without_a_key_or_with_a_wrong_key_is_key_missing() {
+    let dir = tempfile::tempdir().unwrap();
+    marker_workload(dir.path(), Some(ring(1)));
+    let id = key(1).id().get();
+    let msg = expect_key_missing(Db::open_with(dir.path(), enc_opts(None)), id);
+    assert!(msg.contains(&format!("{id:08x}")), "{msg}");
+    assert!(msg.contains("not damage"), "{msg}");
+    let msg = expect_key_missing(Db::open_with(dir.path(), enc_opts(Some(ring(2)))), id);
+    assert!(
+        msg.contains(&key(2).id().to_string()),
+        "names the keys it has: {msg}"
+    );
+    // Nothing was changed: it still opens with the right key.
+    let db = Db::open_with(dir.path(), enc_opts(Some(ring(1)))).unwrap();
+    assert_eq!(db.view().iter_all().count(), 60);
+    db.close().unwrap();
+}
+
+#[test]
+fn a_keyring_with_the_old_key_second_reads_old_files_and_seals_new_ones_with_the_first() {
+    let dir = tempfile::tempdir().unwrap();
+    marker_workload(dir.path(), Some(ring(1)));
+    let both = Keyring::new(vec![key(2), key(1)]).unwrap();
+    let db = Db::open_with(dir.path(), enc_opts(Some(both.clone()))).unwrap();
+    db.put("c", "new", json!({ "v": 1 })).unwrap();
+    db.close().unwrap();
+    let ids: Vec<u32> = amberdb::crypto::key_ids_in_dir(dir.path())
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.get())
+        .collect();
+    assert!(
+        ids.contains(&key(2).id().get()),
+        "new segment sealed with the first key: {ids:?}"
+    );
+    let db = Db::open_with(dir.path(), enc_opts(Some(both))).unwrap();
+    assert_eq!(db.get("c", "new").unwrap().json().unwrap()["v"], json!(1));
+    db.close().unwrap();
+    // The new key alone is not enough while old files need the old one.
+    expect_key_missing(
+        Db::open_with(dir.path(), enc_opts(Some(ring(2)))),
+        key(1).id().get(),
+    );
+}
+
+#[test]
+fn automatic_recovery_never_quarantines_a_directory_because_the_key_is_wrong() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = tempfile::tempdir().unwrap();
+    marker_workload(dir.path(), Some(ring(1)));
+    let before = support::tree_listing(dir.path());
+    let auto = Options {
+        recovery: RecoveryMode::Auto {
+            repo: repo.path().to_owned(),
+        },
+        ..enc_opts(Some(ring(2)))
+    };
+    expect_key_missing(Db::open_with(dir.path(), auto.clone()), key(1).id().get());
+    expect_key_missing(
+        Db::open_with(
+            dir.path(),
+            Options {
+                encryption: None,
+                ..auto
+            },
+        ),
+        key(1).id().get(),
+    );
+    assert_eq!(support::tree_listing(dir.path()), before, "nothing moved");
+    assert!(!dir.path().join(amberdb::QUARANTINE_DIR).exists());
+}
