@@ -217,3 +217,105 @@ fn automatic_recovery_never_quarantines_a_directory_because_the_key_is_wrong() {
     assert_eq!(support::tree_listing(dir.path()), before, "nothing moved");
     assert!(!dir.path().join(amberdb::QUARANTINE_DIR).exists());
 }
+
+fn header_of(path: &Path) -> amberdb::log::segment::SegmentHeader {
+    amberdb::log::segment::SegmentHeader::decode(&fs::read(path).unwrap()).unwrap()
+}
+
+/// The nonce rule (docs/ENCRYPTION.md, "Nonces"): the bytes of a cut torn tail may still be on
+/// the disk, so the commits after the reopen must never be sealed at those offsets under the
+/// same file key. The cut segment gets nothing appended; the next commit is in a new file.
+#[test]
+fn after_a_torn_tail_is_cut_no_commit_is_ever_sealed_again_at_its_offsets_in_that_segment() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        segment_size: 1 << 20,
+        ..enc_opts(Some(ring(1)))
+    };
+    let db = Db::open_with(dir.path(), opts.clone()).unwrap();
+    for i in 0..5 {
+        db.put("c", &format!("k{i}"), json!({ "i": i })).unwrap();
+    }
+    db.close().unwrap();
+    let seg = support::newest_segment(dir.path());
+    let frames = support::segment_frames_any(&seg);
+    let (_, last_off) = *frames.last().unwrap();
+    // A torn last frame: its second half never reached the disk.
+    let len = fs::metadata(&seg).unwrap().len();
+    support::truncate(&seg, last_off + (len - last_off) / 2);
+    let db = Db::open_with(dir.path(), opts.clone()).unwrap();
+    assert_eq!(
+        db.recovery_report().torn_tail.as_ref().unwrap().offset,
+        last_off
+    );
+    db.put("c", "after", json!({ "v": 1 })).unwrap();
+    db.close().unwrap();
+    assert_eq!(
+        fs::metadata(&seg).unwrap().len(),
+        last_off,
+        "nothing appended after the cut"
+    );
+    let newest = support::newest_segment(dir.path());
+    assert_ne!(newest, seg, "the next commit went to a new segment");
+    assert_ne!(header_of(&newest).salt, header_of(&seg).salt);
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    assert_eq!(
+        db.get("c", "after").unwrap().json().unwrap(),
+        json!({ "v": 1 })
+    );
+    assert!(db.get("c", "k4").is_none(), "the torn commit is gone");
+    db.close().unwrap();
+}
+
+/// A segment re-created at the same first LSN (an empty one replaced on open, or one whose
+/// creation a power cut undid) gets a new salt, hence a new file key.
+#[test]
+fn a_segment_re_created_at_the_same_first_lsn_gets_a_new_salt() {
+    let dir = tempfile::tempdir().unwrap();
+    Db::open_with(dir.path(), enc_opts(Some(ring(1))))
+        .unwrap()
+        .close()
+        .unwrap();
+    let seg = support::newest_segment(dir.path());
+    let before = header_of(&seg);
+    Db::open_with(dir.path(), enc_opts(Some(ring(1))))
+        .unwrap()
+        .close()
+        .unwrap();
+    let after = header_of(&support::newest_segment(dir.path()));
+    assert_eq!(after.first_lsn, before.first_lsn);
+    assert_ne!(after.salt, before.salt);
+    assert_eq!(after.key_id, key(1).id().get());
+}
+
+#[test]
+fn verify_without_the_key_checks_structure_and_says_contents_were_not_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    marker_workload(dir.path(), Some(ring(1)));
+    let with = amberdb::verify_dir_with(dir.path(), Some(&ring(1))).unwrap();
+    assert!(with.is_clean(), "{:?}", with.problems);
+    assert!(with.contents_not_checked.is_empty());
+    assert!(with.documents_checked >= 60);
+    let without = amberdb::verify_dir(dir.path()).unwrap();
+    assert!(without.is_clean(), "{:?}", without.problems);
+    assert!(without.commits > 0, "frames were checked");
+    assert_eq!(without.documents_checked, 0);
+    let id = key(1).id().to_string();
+    assert!(!without.contents_not_checked.is_empty());
+    assert!(without
+        .contents_not_checked
+        .iter()
+        .all(|p| p.detail.contains(&id)));
+    // A flipped ciphertext byte in the sealed checkpoint is found without the key too.
+    let ckpt = amberdb::checkpoint::list_checkpoints(&dir.path().join(amberdb::CHECKPOINT_DIR))
+        .unwrap()[0]
+        .1
+        .clone();
+    support::flip(&ckpt, 100);
+    let without = amberdb::verify_dir(dir.path()).unwrap();
+    assert!(
+        without.problems.iter().any(|p| p.file == ckpt),
+        "{:?}",
+        without.problems
+    );
+}
