@@ -60,6 +60,8 @@ pub struct VerifyArgs {
     /// archived (read only; the directory is not opened).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub keys: super::KeyArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -213,7 +215,8 @@ fn list(a: RepoArgs) -> CliResult {
 fn verify(a: VerifyArgs) -> CliResult {
     let repo = BackupRepo::open(&a.repo.repo)?;
     let progress = CliProgress::new(a.repo.json);
-    let mut r = repo.verify(a.id.as_deref(), a.read_data, &progress)?;
+    let keys = a.keys.keyring()?;
+    let mut r = repo.verify_with(a.id.as_deref(), a.read_data, &progress, keys.as_ref())?;
     if let Some(data) = &a.data {
         repo.verify_against_data_dir(data, &mut r)?;
     }
@@ -230,6 +233,12 @@ fn verify(a: VerifyArgs) -> CliResult {
                 " (structure only; --read-data decodes everything)".into()
             }
         );
+        if !r.key_ids.is_empty() {
+            println!("encryption key ids needed: {}", r.key_ids.join(", "));
+        }
+        for p in &r.contents_not_checked {
+            println!("note: {}: {}", p.file.display(), p.detail);
+        }
         for p in &r.problems {
             println!("PROBLEM {}: {}", p.file.display(), p.detail);
         }

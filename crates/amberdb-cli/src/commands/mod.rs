@@ -28,13 +28,56 @@ pub struct DataArgs {
     /// The data directory.
     #[arg(long, env = "AMBERDB_DATA", value_name = "DIR")]
     pub data: PathBuf,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 impl DataArgs {
     /// Opens the database in `--data`; a directory that is not one (missing, a backup
     /// repository, anything else) is an error and is never written into.
     pub fn open(&self) -> Result<Db, CliError> {
-        Ok(Db::open_with(&self.data, existing_only())?)
+        Ok(Db::open_with(
+            &self.data,
+            self.keys.options(existing_only())?,
+        )?)
+    }
+}
+
+/// `--key-file FILE` (issue 12): the keys of an encrypted data directory or repository.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct KeyArgs {
+    /// Encryption key file: 32 raw bytes, or their base64. Repeat it for a keyring: the
+    /// first key encrypts new files, every one decrypts. Without it, the base64 key in
+    /// AMBERDB_ENCRYPTION_KEY is used when set.
+    #[arg(long = "key-file", value_name = "FILE")]
+    pub key_files: Vec<PathBuf>,
+}
+
+impl KeyArgs {
+    /// The keyring given, `None` for an unencrypted database.
+    pub fn keyring(&self) -> Result<Option<amberdb::crypto::Keyring>, CliError> {
+        let mut keys = self
+            .key_files
+            .iter()
+            .map(|p| amberdb::crypto::Key::from_file(p))
+            .collect::<amberdb::Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            if let Some(k) = amberdb::crypto::Key::from_env()? {
+                keys.push(k);
+            }
+        }
+        if keys.is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(amberdb::crypto::Keyring::new(keys)?))
+    }
+
+    /// `opts` with the keyring given.
+    pub fn options(&self, opts: amberdb::Options) -> Result<amberdb::Options, CliError> {
+        Ok(amberdb::Options {
+            encryption: self.keyring()?,
+            ..opts
+        })
     }
 }
 
@@ -64,6 +107,8 @@ pub struct TargetArgs {
         hide_env_values = true
     )]
     pub token: Option<String>,
+    #[command(flatten)]
+    pub keys: KeyArgs,
 }
 
 /// An opened target.
@@ -88,7 +133,7 @@ impl TargetArgs {
     fn open_with(&self, opts: amberdb::Options) -> Result<Target, CliError> {
         match (&self.data, &self.url) {
             (Some(_), Some(_)) => Err(CliError::usage("both a data directory (--data / AMBERDB_DATA) and a server (--url / AMBERDB_URL) are set; use one")),
-            (Some(d), None) => Ok(Target::Local(Db::open_with(d, opts)?)),
+            (Some(d), None) => Ok(Target::Local(Db::open_with(d, self.keys.options(opts)?)?)),
             (None, Some(u)) => Ok(Target::Remote(crate::client::Client::new(u, self.token.clone())?)),
             (None, None) => Err(CliError::usage("say where the data is: --data DIR (or AMBERDB_DATA), or --url URL of a running server (or AMBERDB_URL)")),
         }

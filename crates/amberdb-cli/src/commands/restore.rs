@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use amberdb::backup::{plan_restore, restore};
+use amberdb::backup::{plan_restore, restore_with};
 use amberdb::{BackupRepo, RestoreTarget};
 
 use super::print_json;
@@ -42,6 +42,8 @@ pub struct Args {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub keys: super::KeyArgs,
 }
 
 /// Parses an RFC 3339 time into microseconds since the epoch.
@@ -103,7 +105,15 @@ pub fn run(a: Args) -> CliResult {
         return Ok(());
     }
     let progress = CliProgress::new(a.json);
-    let report = restore(&repo, &target, a.exclusive, &a.into, &progress)?;
+    let keys = a.keys.keyring()?;
+    let report = restore_with(
+        &repo,
+        &target,
+        a.exclusive,
+        &a.into,
+        &progress,
+        keys.as_ref(),
+    )?;
     if a.json {
         print_json(&serde_json::to_value(&report).unwrap_or_default());
     } else {

@@ -46,6 +46,9 @@ pub struct Args {
     /// PEM private key for --tls-cert.
     #[arg(long, value_name = "FILE")]
     pub tls_key: Option<PathBuf>,
+    /// Encryption key file, 32 raw bytes or base64 (encryption.key_file).
+    #[arg(long, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// Largest request body, e.g. 32MiB (limits.body_bytes).
     #[arg(long, value_name = "BYTES")]
     pub body_limit: Option<String>,
@@ -93,6 +96,10 @@ impl Args {
         push(
             "tls.key",
             self.tls_key.as_ref().map(|p| p.display().to_string()),
+        );
+        push(
+            "encryption.key_file",
+            self.key_file.as_ref().map(|p| p.display().to_string()),
         );
         push("limits.body_bytes", self.body_limit.clone());
         push(

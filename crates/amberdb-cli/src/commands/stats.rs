@@ -12,10 +12,10 @@ pub struct Args {
 pub fn run(a: Args) -> CliResult {
     let db = amberdb::Db::open_with(
         &a.data.data,
-        amberdb::Options {
+        a.data.keys.options(amberdb::Options {
             checkpoint_on_close: false,
             ..super::existing_only()
-        },
+        })?,
     )?;
     let stats = db.stats();
     let recovery = db.recovery_report().clone();

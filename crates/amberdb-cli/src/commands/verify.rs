@@ -22,7 +22,7 @@ pub fn run(a: Args) -> CliResult {
             format!("{} is not a directory", a.data.data.display()),
         ));
     }
-    let report = amberdb::verify_dir(&a.data.data)?;
+    let report = amberdb::verify_dir_with(&a.data.data, a.data.keys.keyring()?.as_ref())?;
     if a.json {
         println!(
             "{}",
@@ -47,6 +47,9 @@ pub fn run(a: Args) -> CliResult {
                 t.file.display(),
                 t.offset
             );
+        }
+        for p in &report.contents_not_checked {
+            println!("note: {}: {}", p.file.display(), p.detail);
         }
         for p in &report.problems {
             match p.offset {

@@ -40,6 +40,8 @@ impl Config {
             read_table(&table, "", &origin, &mut raw, &mut tokens)?;
         }
         let env: BTreeMap<String, String> = env.into_iter().collect();
+        // The key itself (base64), used when encryption.key_file is unset; never a config key.
+        let env_key = env.get(amberdb::crypto::ENCRYPTION_KEY_ENV).cloned();
         for o in OPTIONS {
             let var = o.env_var();
             if let Some(v) = env.get(&var) {
@@ -56,7 +58,7 @@ impl Config {
             };
             raw.insert(o.key, (v.clone(), Origin::Flag));
         }
-        build(&raw, tokens)
+        build(&raw, tokens, env_key)
     }
 }
 
@@ -82,6 +84,7 @@ fn read_table(
                 if prefix.is_empty()
                     && [
                         "tls",
+                        "encryption",
                         "limits",
                         "durability",
                         "engine",
@@ -125,6 +128,7 @@ fn read_table(
 fn build(
     raw: &BTreeMap<&'static str, (String, Origin)>,
     tokens: Vec<TokenEntry>,
+    env_key: Option<String>,
 ) -> Result<Config, ConfigError> {
     let get = |key: &str| -> Result<(&str, &Origin, Kind), ConfigError> {
         let o = OPTIONS
@@ -199,6 +203,23 @@ fn build(
             ))
         }
     };
+    let encryption = match (opt_path("encryption.key_file")?, env_key) {
+        (Some(path), _) => {
+            let origin = get("encryption.key_file")?.1.clone();
+            let key = amberdb::crypto::Key::from_file(&path)
+                .map_err(|e| ConfigError::new("encryption.key_file", &origin, e.to_string()))?;
+            Some(amberdb::crypto::Keyring::single(key))
+        }
+        (None, Some(text)) => {
+            let var = amberdb::crypto::ENCRYPTION_KEY_ENV;
+            let origin = Origin::Env(var.to_owned());
+            let key =
+                amberdb::crypto::Key::parse_base64(&text, &format!("environment variable {var}"))
+                    .map_err(|e| ConfigError::new(var, &origin, e.to_string()))?;
+            Some(amberdb::crypto::Keyring::single(key))
+        }
+        (None, None) => None,
+    };
     let insecure_no_auth = boolean("insecure_no_auth")?;
     let checkpoint_s = int("engine.checkpoint_interval_s")?;
     let backup_repo = opt_path("backup.repo")?;
@@ -271,6 +292,7 @@ fn build(
         archive_timeout: secs("backup.archive_timeout_s")?,
         recovery_auto,
         backup_repo,
+        encryption,
     };
     if !config.listen.ip().is_loopback() && config.tokens.is_empty() && !config.insecure_no_auth {
         return Err(ConfigError::new(

@@ -138,6 +138,8 @@ pub struct Config {
     pub recovery_auto: bool,
     /// Bearer tokens (`[[auth.tokens]]`); empty means authentication is off.
     pub tokens: Vec<TokenEntry>,
+    /// Encryption at rest (`encryption.key_file` or `AMBERDB_ENCRYPTION_KEY`); `None`: off.
+    pub encryption: Option<amberdb::crypto::Keyring>,
 }
 
 impl Default for Config {
@@ -180,6 +182,7 @@ impl Config {
             },
             tombstone_retention: self.tombstone_retention,
             group_access: self.group_access,
+            encryption: self.encryption.clone(),
             ..amberdb::Options::default()
         }
     }

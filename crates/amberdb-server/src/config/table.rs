@@ -56,6 +56,7 @@ pub const OPTIONS: &[OptionSpec] = &[
     OptionSpec { key: "insecure_no_auth", default: "false", doc: "Allow a non-loopback listen address without any token. Everyone who can reach the port can read and write everything.", kind: Kind::Bool },
     OptionSpec { key: "tls.cert", default: "", doc: "PEM certificate chain; with tls.key, serve HTTPS (rustls) instead of HTTP.", kind: Kind::OptPath },
     OptionSpec { key: "tls.key", default: "", doc: "PEM private key for tls.cert.", kind: Kind::OptPath },
+    OptionSpec { key: "encryption.key_file", default: "", doc: "Encryption at rest: a key file (32 raw bytes or their base64). Log, checkpoints, backups and archive are sealed with it (AES-256-GCM). Without it, the base64 key in AMBERDB_ENCRYPTION_KEY is used when set.", kind: Kind::OptPath },
     OptionSpec { key: "limits.body_bytes", default: "32MiB", doc: "Largest request body; larger requests get 413 payload_too_large.", kind: Kind::Bytes { min: 1024, max: 1 << 32 } },
     OptionSpec { key: "limits.max_doc_bytes", default: "16MiB", doc: "Largest document value (canonical JSON, at most 256MiB); larger values get 413 document_too_large.", kind: Kind::Bytes { min: 16, max: 256 << 20 } },
     OptionSpec { key: "limits.request_timeout_ms", default: "30000", doc: "A request still unanswered after this long gets 503 timeout (a write may still commit; re-read it).", kind: Kind::Int { min: 1, max: MAX_U32 } },
