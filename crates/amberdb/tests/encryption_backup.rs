@@ -191,3 +191,31 @@ fn restore_without_the_key_or_with_a_wrong_one_refuses_with_key_missing_and_writ
     assert!(!report.contents_not_checked.is_empty());
     assert_eq!(report.key_ids, vec![key(1).id().to_string()]);
 }
+
+/// OPERATIONS.md, "Turning encryption on": a plaintext repository restored with a keyring
+/// gives an encrypted directory with the same state.
+#[test]
+fn restoring_an_unencrypted_backup_with_a_keyring_gives_an_encrypted_directory() {
+    let t = tempfile::tempdir().unwrap();
+    let (end, _, _) = workload(&t.path().join("p"), &t.path().join("r"), None);
+    let repo = BackupRepo::open(t.path().join("r")).unwrap();
+    let ring = Keyring::single(key(3));
+    let into = t.path().join("enc");
+    restore_with(
+        &repo,
+        &RestoreTarget::Latest,
+        false,
+        &into,
+        &NoProgress,
+        Some(&ring),
+    )
+    .unwrap();
+    assert_eq!(has_marker(&into), Vec::<String>::new());
+    let db = Db::open_with(&into, Options::default().encryption(ring)).unwrap();
+    assert_eq!(state_of(&db), end);
+    db.close().unwrap();
+    assert!(matches!(
+        Db::open(&into),
+        Err(Error::KeyMissing { key_id, .. }) if key_id == key(3).id().get()
+    ));
+}
