@@ -1,9 +1,11 @@
 //! Tuning knobs for opening a database, with the defaults documented per field.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backup::BackupSchedule;
+use crate::clock::{Clock, SystemClock};
 use crate::io::Faults;
 use crate::txn::Durability;
 
@@ -74,6 +76,9 @@ pub struct Options {
     /// encrypted file, with `None`) fails with `Error::KeyMissing` naming the key id.
     /// Default: none (files are written unencrypted).
     pub encryption: Option<crate::crypto::Keyring>,
+    /// Where the engine reads time: commit timestamps, TTL expiry, log and history aging.
+    /// Tests inject a [`crate::clock::ManualClock`]. Default: the system clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 impl Options {
@@ -124,6 +129,7 @@ impl Default for Options {
             faults: Faults::default(),
             group_access: false,
             encryption: None,
+            clock: Arc::new(SystemClock),
         }
     }
 }

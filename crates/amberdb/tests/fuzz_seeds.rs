@@ -485,17 +485,22 @@ fn regenerate_seed_corpora() {
         "invalid-truncated.bin",
         &plain[..plain.len() - 20],
     );
-    write("checkpoint", "invalid-header-only.bin", &plain[..64]);
+    let header_len = amberdb::checkpoint::HEADER_LEN_V4;
+    write(
+        "checkpoint",
+        "invalid-header-only.bin",
+        &plain[..header_len],
+    );
     let mut body = plain.clone();
     body[100] ^= 0x01;
     write("checkpoint", "invalid-flipped-body.bin", &body);
     let mut block = zstd.clone();
-    block[64..68].copy_from_slice(&(1u32 << 30).to_le_bytes());
+    block[header_len..header_len + 4].copy_from_slice(&(1u32 << 30).to_le_bytes());
     checks::fix_checkpoint(&mut block);
     write("checkpoint", "invalid-huge-raw-length.bin", &block);
     let mut garbage = plain.clone();
     let trailer_at = garbage.len() - 48;
-    garbage[64 + 12..trailer_at].fill(0xab);
+    garbage[header_len + 12..trailer_at].fill(0xab);
     checks::fix_checkpoint(&mut garbage);
     write(
         "checkpoint",

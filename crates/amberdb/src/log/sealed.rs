@@ -44,7 +44,8 @@ enum Mode {
     /// An encrypted segment, with its key: payloads are opened and decoded.
     Open(Box<FileCipher>),
     /// An encrypted segment without its key: length, CRC and LSN are checked, payloads are
-    /// not opened; records carry LSN and commit time and no operations.
+    /// not opened; records carry LSN and commit time, no operations, reason `Write` and
+    /// target LSN 0 (the real ones are sealed).
     Structure,
 }
 
@@ -136,9 +137,12 @@ impl FrameDecoder {
         let (lsn, commit_ts, durable_lsn) = (word(8, 8), word(16, 8), word(24, 8));
         let Some(cipher) = cipher else {
             return Ok(Frame {
+                // The reason, target and ops are inside the sealed payload: unknown here.
                 record: CommitRecord {
                     lsn,
                     commit_ts,
+                    reason: Default::default(),
+                    target_lsn: 0,
                     ops: vec![],
                 },
                 len: total,
