@@ -67,6 +67,9 @@ enum Command {
     Restore(commands::restore::Args),
     /// List commits with time, LSN and what they touched (to pick a restore point).
     Log(commands::log::Args),
+    /// Encryption keys: a key file's id, the key ids a directory or repository needs.
+    #[command(subcommand)]
+    Key(commands::key::Key),
 }
 
 fn main() {
@@ -107,6 +110,7 @@ fn main() {
         Command::Backup(b) => commands::backup::run(b),
         Command::Restore(a) => commands::restore::run(a),
         Command::Log(a) => commands::log::run(a),
+        Command::Key(k) => commands::key::run(k),
     };
     let code = match result {
         Ok(()) => 0,

@@ -131,3 +131,65 @@ fn every_command_takes_key_file_and_without_it_refuses_naming_the_key_id() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn key_id_and_key_status_name_the_keys_a_directory_and_a_repository_need() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let old: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(13) ^ 0xe1).collect();
+    let new: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(29) ^ 0x17).collect();
+    std::fs::write(d.join("old"), &old).unwrap();
+    std::fs::write(d.join("new"), &new).unwrap();
+    let id = |k: &[u8]| {
+        amberdb::crypto::Key::from_bytes(k.try_into().unwrap())
+            .id()
+            .to_string()
+    };
+    assert_eq!(ok(&["key", "id", "--key-file", "old"], d).trim(), id(&old));
+    ok(
+        &["put", "--data", "db", "c", "a", "1", "--key-file", "old"],
+        d,
+    );
+    ok(
+        &[
+            "backup",
+            "create",
+            "--data",
+            "db",
+            "--repo",
+            "r",
+            "--key-file",
+            "old",
+        ],
+        d,
+    );
+    let status = |d: &Path| -> serde_json::Value {
+        serde_json::from_str(&ok(&["key", "status", "--data", "db", "--repo", "r"], d)).unwrap()
+    };
+    let s = status(d);
+    let data_ids: Vec<&str> = s["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(data_ids, vec![id(&old).as_str()]);
+    assert_eq!(s["repo_backups"], serde_json::json!([id(&old)]));
+    // The new key first: new files are sealed with it, the old one is still needed.
+    let both = ["--key-file", "new", "--key-file", "old"];
+    ok(
+        &[&["put", "--data", "db", "c", "b", "2"][..], &both[..]].concat(),
+        d,
+    );
+    let s = status(d);
+    let mut data_ids: Vec<String> = s["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["key_id"].as_str().unwrap().to_owned())
+        .collect();
+    data_ids.sort();
+    let mut want = vec![id(&old), id(&new)];
+    want.sort();
+    assert_eq!(data_ids, want);
+}
