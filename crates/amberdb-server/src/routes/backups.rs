@@ -183,8 +183,10 @@ pub async fn verify(
             )
             .details(serde_json::json!({ "id": id })));
         }
+        // With the server's keys (encryption.key_file), so --read-data checks contents.
+        let keys = st.config.encryption.as_ref();
         let r = repo
-            .verify(Some(&id), q.read_data, &amberdb::backup::NoProgress)
+            .verify_with(Some(&id), q.read_data, &amberdb::backup::NoProgress, keys)
             .map_err(backup_failed)?;
         Ok(Json(BackupVerifyResponse {
             clean: r.is_clean(),
