@@ -74,6 +74,13 @@ fn every_command_takes_key_file_and_without_it_refuses_naming_the_key_id() {
     ok(&with(&["checkpoint", "--data", "db"]), d);
     assert!(ok(&with(&["get", "--data", "db", "c", "a"]), d).contains(secret));
     ok(&with(&["stats", "--data", "db"]), d);
+    for src in [["--data", "db"], ["--repo", "repo"]] {
+        let log = ok(&with(&[&["log", "--json"][..], &src[..]].concat()), d);
+        assert!(
+            log.contains(r#""ops":[{"collection":"c","key":"#),
+            "{src:?}: {log}"
+        );
+    }
     ok(&with(&["verify", "--data", "db"]), d);
     let v = ok(
         &with(&["backup", "verify", "--repo", "repo", "--read-data"]),
@@ -101,6 +108,7 @@ fn every_command_takes_key_file_and_without_it_refuses_naming_the_key_id() {
     for args in [
         &["get", "--data", "db", "c", "a"][..],
         &["stats", "--data", "db"],
+        &["log", "--data", "db"],
         &["restore", "--repo", "repo", "--latest", "--into", "r2"],
     ] {
         let out = run(args, d, None);

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use amberdb::backup::{read_log, LogFilter, LogSource};
+use amberdb::backup::{read_log_with, LogFilter, LogSource};
 use amberdb::BackupRepo;
 
 use super::restore::parse_time;
@@ -38,6 +38,8 @@ pub struct Args {
     /// One JSON object per line.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub keys: super::KeyArgs,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -53,7 +55,8 @@ pub fn run(a: Args) -> CliResult {
         key: a.key,
         limit: a.limit,
     };
-    for e in read_log(&source, &filter)? {
+    let keys = a.keys.keyring()?;
+    for e in read_log_with(&source, &filter, keys.as_ref())? {
         if a.json {
             println!("{}", serde_json::to_string(&e).unwrap_or_default());
         } else {

@@ -10,7 +10,7 @@ use crate::document::format_micros;
 use crate::error::{IoContext, Result};
 use crate::log::read_file;
 use crate::log::record::CommitRecord;
-use crate::log::segment::{list_segments, scan, ScanEnd};
+use crate::log::segment::{list_segments, scan_with, ScanEnd};
 use crate::recovery::LOG_DIR;
 
 /// Where to read commits from.
@@ -103,8 +103,18 @@ fn entry(rec: &CommitRecord) -> LogEntry {
     }
 }
 
-/// Lists matching commits in LSN order.
+/// Lists matching commits in LSN order. An encrypted segment is refused with
+/// `Error::KeyMissing` ([`read_log_with`] takes keys).
 pub fn read_log(source: &LogSource, filter: &LogFilter) -> Result<Vec<LogEntry>> {
+    read_log_with(source, filter, None)
+}
+
+/// Like [`read_log`], opening encrypted segments with `keys`.
+pub fn read_log_with(
+    source: &LogSource,
+    filter: &LogFilter,
+    keys: Option<&crate::crypto::Keyring>,
+) -> Result<Vec<LogEntry>> {
     let mut out = vec![];
     let limit = if filter.limit == 0 {
         usize::MAX
@@ -125,12 +135,12 @@ pub fn read_log(source: &LogSource, filter: &LogFilter) -> Result<Vec<LogEntry>>
                 hint: "the log listing stops here; run `amberdb verify` for a full report".into(),
             })
         };
-        // An encrypted segment needs a key this listing does not take yet: a refusal naming
-        // the key id, never "damaged".
+        // A key the segment needs and `keys` lacks: a refusal naming the key id, never
+        // "damaged".
         if let Ok(h) = crate::log::segment::SegmentHeader::decode(bytes) {
-            crate::log::segment::FrameDecoder::for_segment(&h, None)?;
+            crate::log::segment::FrameDecoder::for_segment(&h, keys)?;
         }
-        let s = scan(bytes, |rec, _| {
+        let s = scan_with(bytes, keys, |rec, _| {
             if out.len() < limit && rec.lsn <= upto && filter.matches(&rec) {
                 out.push(entry(&rec));
             }

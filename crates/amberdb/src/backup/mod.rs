@@ -33,7 +33,7 @@ pub use archive::{ArchivedSegment, Slot, Slots, SLOTS_FILE};
 pub(crate) use auto::{auto_recover, load_slots_on_open};
 pub use auto::{RECOVERY_MARKER, STAGING_DIR};
 pub(crate) use book::BackupBook;
-pub use log_listing::{read_log, LogEntry, LogFilter, LogOp, LogSource};
+pub use log_listing::{read_log, read_log_with, LogEntry, LogFilter, LogOp, LogSource};
 pub use restore::{
     plan_restore, restore, restore_with, RestorePlan, RestoreReport, RestoreTarget, SkippedBackup,
     RESTORE_MARKER,
