@@ -59,6 +59,8 @@ pub struct WriteArgs {
     /// Pause between those backups.
     #[arg(long, value_name = "MS", default_value_t = 0)]
     pub backup_every_ms: u64,
+    #[command(flatten)]
+    pub encryption: super::KeyArgs,
 }
 
 pub fn run(b: Bench) -> CliResult {
@@ -76,10 +78,10 @@ fn write(a: WriteArgs) -> CliResult {
     amberdb::validate_collection(&a.collection)?;
     let db = Db::open_with(
         &a.data,
-        Options {
+        a.encryption.options(Options {
             durability: a.durability.to_durability(),
             ..Default::default()
-        },
+        })?,
     )?;
     let keys = a.keys.unwrap_or(a.txns).max(1);
     let pad = "x".repeat(a.doc_bytes.saturating_sub(40));
