@@ -181,6 +181,7 @@ impl Db {
             ckpt_wake: Condvar::new(),
             checkpoint_log_bytes: opts.checkpoint_log_bytes,
             clock: Mutex::new(CommitClock::new(rec.state.commit_ts)),
+            feed: crate::feed::DurableWatch::new(lsn),
         });
         shared.counters.durable_lsn.store(lsn, Ordering::Release);
         let (tx, rx) = mpsc::channel();
@@ -269,6 +270,10 @@ impl Db {
             return false;
         };
         idle_on(&shared, d)
+    }
+
+    pub(crate) fn shared_state(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 
     pub(crate) fn options(&self) -> &Options {
@@ -678,6 +683,7 @@ impl Inner {
         if let Some(h) = self.committer.lock().ok().and_then(|mut h| h.take()) {
             let _ = h.join();
         }
+        self.shared.feed.close();
         let mut result = stopped.unwrap_or(Err(Error::Closed));
         if result.is_ok() && self.opts.checkpoint_on_close && self.shared.poisoned().is_none() {
             let durable = self.shared.counters.durable_lsn.load(Ordering::Acquire);

@@ -38,4 +38,6 @@ pub(crate) struct Shared {
     pub checkpoint_log_bytes: u64,
     /// Commit timestamps and the age of the log (monotonic, never frozen by a clock step).
     pub clock: Mutex<CommitClock>,
+    /// The durable LSN, published by the committer after every sync (the change feed).
+    pub feed: crate::feed::DurableWatch,
 }
