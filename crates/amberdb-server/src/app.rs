@@ -61,6 +61,8 @@ pub fn router(state: Shared) -> Router {
 
     Router::new()
         .merge(api)
+        // Streams: outside the request deadline and the concurrency limit (bounded apart).
+        .route("/v1/changes", get(routes::changes::changes))
         .route("/healthz", get(routes::probes::healthz))
         .route("/readyz", get(routes::probes::readyz))
         .route("/metrics", get(routes::probes::metrics))
