@@ -13,7 +13,7 @@
 use amberdb::checkpoint::{self, CHECKPOINT_END_MAGIC};
 use amberdb::crypto::{Envelope, FileKind, Key, Keyring, UnitId, ENVELOPE_OVERHEAD};
 use amberdb::identity::Identity;
-use amberdb::log::record::{decode_frame, decode_frame_in, FRAME_HEADER_LEN, FRAME_HEADER_LEN_V1};
+use amberdb::log::record::{decode_frame, decode_frame_in, FRAME_HEADER_LEN};
 use amberdb::log::segment::{
     scan, LogHead, ScanEnd, Seal, SegmentHeader, LOG_FORMAT_VERSION, LOG_HEAD_LEN, SEAL_LEN,
     SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN_V3,
@@ -58,14 +58,11 @@ pub fn segment_scan(data: &[u8]) -> bool {
         .as_ref()
         .map_or(SEGMENT_HEADER_LEN, |h| h.encoded_len()) as u64;
     let mut frames = 0u64;
-    // Log format 1 frames have a shorter header than the current ones `encoded_len` measures.
-    let shorter = match &header {
-        Ok(h) if h.format_version < 2 => (FRAME_HEADER_LEN - FRAME_HEADER_LEN_V1) as u64,
-        _ => 0,
-    };
+    // Frames of older log formats are laid out differently from the current ones.
+    let version = header.as_ref().map_or(0, |h| h.format_version);
     let scanned = scan(data, |rec, offset| {
         assert_eq!(offset, next, "frames are contiguous");
-        next = offset + rec.encoded_len() as u64 - shorter;
+        next = offset + rec.encoded_len_in(version) as u64;
         frames += 1;
     });
     let s = match scanned {

@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 use crate::limits::MAX_PAYLOAD_LEN;
 use crate::log::CommitLog;
 use crate::state::{EncodedOp, State};
-use crate::txn::{Committed, Durability};
+use crate::txn::{CommitMeta, Committed, Durability};
 
 type Reply<T> = SyncSender<Result<T>>;
 
@@ -29,6 +29,7 @@ pub(crate) enum Msg {
     Commit {
         ops: Vec<EncodedOp>,
         durability: Durability,
+        meta: CommitMeta,
         reply: Reply<Committed>,
     },
     /// Make everything written so far durable; replies with the durable LSN.
@@ -160,6 +161,7 @@ impl Committer {
                 Msg::Commit {
                     ops,
                     durability,
+                    meta,
                     reply,
                 } => {
                     if let Some(e) = self.shared.poisoned_error() {
@@ -170,7 +172,7 @@ impl Committer {
                         Ok(mut clock) => clock.commit_ts(self.last_ts),
                         Err(_) => now_micros().max(self.last_ts + 1),
                     };
-                    match state.prepare(&ops, self.next_lsn, ts, self.max_doc_bytes) {
+                    match state.prepare(&ops, self.next_lsn, ts, self.max_doc_bytes, meta) {
                         Ok(p) if p.record.ops.is_empty() => {
                             // A check-only transaction writes nothing, but what it checked
                             // may be a buffered commit not yet durable: a `Sync` one is

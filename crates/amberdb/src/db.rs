@@ -25,7 +25,7 @@ use crate::log::{CommitLog, SealedList, SealedSegment};
 use crate::options::{Options, RecoveryMode};
 use crate::recovery::{recover, RecoveryReport, CHECKPOINT_DIR, LOG_DIR};
 use crate::state::{encode_transaction, CollectionInfo, ListOptions, Page, ReadView};
-use crate::txn::{Committed, Durability, Transaction};
+use crate::txn::{CommitMeta, Committed, Durability, Transaction};
 use crate::verify::{verify_dir, Problem, VerifyReport};
 
 /// An open AmberDB database. Cheap to clone; all clones share one engine. The database closes
@@ -180,7 +180,7 @@ impl Db {
             ckpt: Mutex::new(CheckpointSignal::default()),
             ckpt_wake: Condvar::new(),
             checkpoint_log_bytes: opts.checkpoint_log_bytes,
-            clock: Mutex::new(CommitClock::new(rec.state.commit_ts)),
+            clock: Mutex::new(CommitClock::new(opts.clock.clone(), rec.state.commit_ts)),
             feed: crate::feed::DurableWatch::new(lsn),
         });
         shared.counters.durable_lsn.store(lsn, Ordering::Release);
@@ -326,6 +326,12 @@ impl Db {
     /// Commits a transaction: all of its operations or none. Returns once the commit is as
     /// durable as its durability asks and visible to readers.
     pub fn commit(&self, txn: &Transaction) -> Result<Committed> {
+        self.commit_with(txn, CommitMeta::default())
+    }
+
+    /// Commits a transaction whose commit record says why it was made (`meta`): the one
+    /// write path of reverts, undos, live restores, the TTL reaper and batch migrations.
+    pub(crate) fn commit_with(&self, txn: &Transaction, meta: CommitMeta) -> Result<Committed> {
         if let Some(e) = self.inner.shared.poisoned_error() {
             return Err(e);
         }
@@ -335,6 +341,7 @@ impl Db {
         self.send(Msg::Commit {
             ops,
             durability,
+            meta,
             reply,
         })?;
         rx.recv().map_err(|_| self.inner.gone_error())?

@@ -37,6 +37,8 @@ pub struct DocMeta {
     pub updated_at: u64,
     /// LSN of the last write.
     pub lsn: u64,
+    /// When the document expires, microseconds since the Unix epoch; `None` never.
+    pub expires_at: Option<u64>,
     /// SHA-256 of `value`.
     pub sha256: [u8; 32],
 }
@@ -251,6 +253,7 @@ mod tests {
                 created_at: 0,
                 updated_at: 0,
                 lsn: 1,
+                expires_at: None,
                 sha256: [0; 32],
             },
         };

@@ -40,7 +40,7 @@
 
 pub mod backup;
 pub mod checkpoint;
-mod clock;
+pub mod clock;
 mod codec;
 mod committer;
 pub mod crypto;

@@ -1,9 +1,11 @@
 //! Tuning knobs for opening a database, with the defaults documented per field.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backup::BackupSchedule;
+use crate::clock::{Clock, SystemClock};
 use crate::io::Faults;
 use crate::txn::Durability;
 
@@ -68,6 +70,9 @@ pub struct Options {
     /// (like the umask): opening any database with `true` turns it on for every file created
     /// afterwards, see [`crate::io::set_group_access`]. Default: false.
     pub group_access: bool,
+    /// Where the engine reads time: commit timestamps, TTL expiry, log and history aging.
+    /// Tests inject a [`crate::clock::ManualClock`]. Default: the system clock.
+    pub clock: Arc<dyn Clock>,
 }
 
 /// What `open` does when it finds damage it cannot repair by cutting a torn tail.
@@ -109,6 +114,7 @@ impl Default for Options {
             create_if_missing: true,
             faults: Faults::default(),
             group_access: false,
+            clock: Arc::new(SystemClock),
         }
     }
 }

@@ -4,6 +4,19 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::log::record::CommitReason;
+
+/// What a commit records about why it was made: ordinary transactions are
+/// `CommitReason::Write` with no target; reverts, undos, restores, the TTL reaper and batch
+/// migrations say so, with the LSN they refer to.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct CommitMeta {
+    /// Why the commit is made.
+    pub reason: CommitReason,
+    /// The LSN a revert, undo or restore refers to, 0 for none.
+    pub target_lsn: u64,
+}
+
 /// How durable a commit must be before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

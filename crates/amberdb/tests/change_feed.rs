@@ -7,7 +7,8 @@
 
 use std::time::Duration;
 
-use amberdb::feed::{Change, Filter, Subscription};
+use amberdb::clock::ManualClock;
+use amberdb::feed::{Change, CommitReason, Filter, OpKind, Subscription};
 use amberdb::{Db, Durability, Error, Options, Transaction};
 use proptest::prelude::*;
 use serde_json::json;
@@ -19,7 +20,13 @@ const KEYS: [&str; 5] = ["a1", "a2", "b1", "b2", "c"];
 type Touched = Vec<(String, String, bool, u64)>;
 
 fn opts() -> Options {
+    opts_at(&ManualClock::new(1_800_000_000_000_000))
+}
+
+/// Options with commit times from `clock`.
+fn opts_at(clock: &ManualClock) -> Options {
     Options {
+        clock: std::sync::Arc::new(clock.clone()),
         // Many small segments, kept (the window is a day), so replays cross segment
         // boundaries and checkpoints do not remove history.
         segment_size: 512,
@@ -31,8 +38,9 @@ fn opts() -> Options {
 
 #[derive(Debug, Clone)]
 enum Step {
-    /// A transaction: (collection index, key index, delete?) per op, distinct documents.
-    Commit(Vec<(usize, usize, bool)>),
+    /// A transaction: (collection index, key index, delete?) per op, distinct documents,
+    /// after the clock moved this many milliseconds.
+    Commit(Vec<(usize, usize, bool)>, u64),
     /// Subscribe from a point picked by this fraction of the current LSN, with a filter.
     Subscribe(f64, usize),
     /// Drain every open subscription and compare with the model.
@@ -43,8 +51,8 @@ enum Step {
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        6 => prop::collection::btree_map((0..3usize, 0..5usize), any::<bool>(), 1..4)
-            .prop_map(|m| Step::Commit(m.into_iter().map(|((c, k), d)| (c, k, d)).collect())),
+        6 => (prop::collection::btree_map((0..3usize, 0..5usize), any::<bool>(), 1..4), 0..5000u64)
+            .prop_map(|(m, ms)| Step::Commit(m.into_iter().map(|((c, k), d)| (c, k, d)).collect(), ms)),
         2 => (0.0..=1.0f64, 0..4usize).prop_map(|(f, x)| Step::Subscribe(f, x)),
         2 => Just(Step::Drain),
         1 => Just(Step::Checkpoint),
@@ -88,10 +96,17 @@ fn expected(model: &[(u64, Touched)], from: u64, f: &Filter) -> Vec<(u64, Touche
 fn seen(got: &[Change]) -> Vec<(u64, Touched)> {
     got.iter()
         .map(|c| {
+            assert_eq!(c.reason, CommitReason::Write);
             let docs = c
                 .docs
                 .iter()
                 .map(|d| {
+                    let kind = if d.deleted {
+                        OpKind::Delete
+                    } else {
+                        OpKind::Put
+                    };
+                    assert_eq!(d.op, kind, "the op the transaction used");
                     (
                         d.collection.to_string(),
                         d.key.to_string(),
@@ -157,14 +172,16 @@ proptest! {
         steps in prop::collection::vec(step(), 1..60)
     ) {
         let dir = tempfile::tempdir().unwrap();
-        let mut db = Db::open_with(dir.path(), opts()).unwrap();
+        let clock = ManualClock::new(1_800_000_000_000_000);
+        let mut db = Db::open_with(dir.path(), opts_at(&clock)).unwrap();
         let mut model: Vec<(u64, Touched)> = vec![];
         let mut values: Vec<(u64, String, String)> = vec![];
         let mut subs: Vec<Sub> = vec![];
         let mut commit_ts = std::collections::BTreeMap::new();
         for step in steps {
             match step {
-                Step::Commit(ops) => {
+                Step::Commit(ops, ms) => {
+                    clock.advance(Duration::from_millis(ms));
                     let lsn = db.view().lsn() + 1;
                     let mut t = Transaction::new();
                     for (c, k, del) in &ops {
@@ -218,7 +235,7 @@ proptest! {
                     }
                     // Resume each where it stopped, on the reopened database: no gap, no
                     // duplicate across the reopen.
-                    db = Db::open_with(dir.path(), opts()).unwrap();
+                    db = Db::open_with(dir.path(), opts_at(&clock)).unwrap();
                     for s in &mut subs {
                         let cursor = s.sub.high_water_lsn();
                         s.sub = db.subscribe(cursor, filter(s.which)).unwrap();
@@ -228,6 +245,7 @@ proptest! {
         }
         for s in &mut subs {
             drain_and_check(s, &model, &values);
+            // Commit times are the injected clock's, as the commit returned them.
             for c in &s.got {
                 prop_assert_eq!(Some(&c.commit_ts), commit_ts.get(&c.lsn));
             }
@@ -421,5 +439,52 @@ fn commits_the_filter_skips_still_advance_the_high_water_lsn() {
     db.put("chat", "m", json!("hi")).unwrap();
     let c = sub.try_next().unwrap().unwrap();
     assert_eq!((c.lsn, sub.high_water_lsn()), (6, 6));
+    db.close().unwrap();
+}
+
+#[test]
+fn each_document_carries_the_op_kind_version_schema_version_and_commit_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_900_000_000_000_000);
+    let db = Db::open_with(dir.path(), opts_at(&clock)).unwrap();
+    let mut sub = db.subscribe(0, Filter::all().with_values(true)).unwrap();
+    let mut t = Transaction::new();
+    t.create("players", "a", json!({"hp": 1}));
+    db.commit(&t).unwrap();
+    clock.advance(Duration::from_secs(60));
+    let mut t = Transaction::new();
+    t.replace("players", "a", json!({"hp": 2}));
+    t.put("players", "b", json!(7));
+    db.commit(&t).unwrap();
+    let mut t = Transaction::new();
+    t.patch("players", "a", amberdb::Patch::Merge(json!({"mp": 3})));
+    db.commit(&t).unwrap();
+    db.delete("players", "b").unwrap();
+    let got: Vec<Change> = (0..4).map(|_| sub.try_next().unwrap().unwrap()).collect();
+    let ops: Vec<Vec<(OpKind, u64)>> = got
+        .iter()
+        .map(|c| c.docs.iter().map(|d| (d.op, d.version)).collect())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            vec![(OpKind::Create, 1)],
+            vec![(OpKind::Replace, 2), (OpKind::Put, 1)],
+            vec![(OpKind::Patch, 3)],
+            vec![(OpKind::Delete, 0)],
+        ]
+    );
+    assert_eq!(
+        got[1].commit_ts - got[0].commit_ts,
+        60_000_000,
+        "the injected clock"
+    );
+    assert_eq!(
+        got[2].docs[0].value.as_deref(),
+        Some(&br#"{"hp":2,"mp":3}"#[..])
+    );
+    assert_eq!(got[2].docs[0].schema_version, 1);
+    assert_eq!(got[2].docs[0].expires_at, None);
+    assert!(got[3].docs[0].deleted && got[3].docs[0].value.is_none());
     db.close().unwrap();
 }

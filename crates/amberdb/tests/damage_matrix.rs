@@ -26,7 +26,10 @@ type Model = BTreeMap<(String, String), serde_json::Value>;
 
 fn opts() -> Options {
     Options {
-        segment_size: 1024,
+        // Eight commits per segment (a frame of this workload is 144 bytes in log format
+        // 4), so the active segment holds LSNs 33..=40 and a flip in its middle has valid,
+        // synced frames after it.
+        segment_size: 1200,
         checkpoint_on_close: false,
         checkpoint_interval: None,
         ..Options::default()

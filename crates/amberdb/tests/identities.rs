@@ -24,7 +24,9 @@ type Model = BTreeMap<String, serde_json::Value>;
 
 fn opts() -> Options {
     Options {
-        segment_size: 1024,
+        // Eight commits per segment in log format 4 (as in damage_matrix.rs), so the active
+        // segment holds several commits and a flip in its middle has synced frames after it.
+        segment_size: 1200,
         checkpoint_on_close: false,
         checkpoint_interval: None,
         ..Options::default()

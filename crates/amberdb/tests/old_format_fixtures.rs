@@ -1,7 +1,8 @@
 //! Old-format fixtures: `tests/fixtures/v1/` holds a data directory and a backup repository
 //! written by the v1 formats (log 1, checkpoint 1, repository 1, manifest 1), and
 //! `tests/fixtures/v2/` the same script written by log 2 and checkpoint 2 (the code of
-//! `2434d97`, before database and timeline ids), each generated once by
+//! `2434d97`, before database and timeline ids), `tests/fixtures/v3/` by log 3 and
+//! checkpoint 3 (the code of `c0911c1`, before commit reasons, op kinds and expiries), each generated once by
 //! `generate_v1_fixtures` below (run with `--ignored` and the code of that format) and
 //! committed. Every later build must open, verify and restore them with exact contents.
 //!
@@ -160,6 +161,11 @@ fn v2_data_directory_opens_verifies_and_keeps_appending() {
     data_directory_opens_verifies_and_keeps_appending("v2");
 }
 
+#[test]
+fn v3_data_directory_opens_verifies_and_keeps_appending() {
+    data_directory_opens_verifies_and_keeps_appending("v3");
+}
+
 fn data_directory_opens_verifies_and_keeps_appending(version: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
@@ -191,6 +197,11 @@ fn v1_repository_restores_to_latest_to_a_backup_and_to_an_lsn() {
 #[test]
 fn v2_repository_restores_to_latest_to_a_backup_and_to_an_lsn() {
     repository_restores_to_latest_to_a_backup_and_to_an_lsn("v2");
+}
+
+#[test]
+fn v3_repository_restores_to_latest_to_a_backup_and_to_an_lsn() {
+    repository_restores_to_latest_to_a_backup_and_to_an_lsn("v3");
 }
 
 fn repository_restores_to_latest_to_a_backup_and_to_an_lsn(version: &str) {

@@ -131,12 +131,14 @@ pub struct ChangeDoc {
     pub collection: String,
     /// Key.
     pub key: String,
-    /// `put` (the document was written) or `delete`.
+    /// `create`, `put`, `replace`, `patch` or `delete`.
     pub op: &'static str,
     /// The version written (0 for a delete).
     pub version: u64,
     /// Schema version of the value written (0 for a delete).
     pub schema_version: u32,
+    /// When the document expires, RFC 3339 UTC (null: never, and for a delete).
+    pub expires_at: Option<String>,
     /// SHA-256 of the stored value, hex (null for a delete).
     pub sha256: Option<String>,
     /// The value written, with `values=true` (absent otherwise and for deletes).
@@ -154,6 +156,11 @@ pub struct ChangeBody {
     pub commit_ts: String,
     /// Commit time, microseconds since the Unix epoch.
     pub commit_ts_us: u64,
+    /// `write`, `revert`, `undo`, `restore`, `ttl` or `migration`.
+    pub reason: &'static str,
+    /// For a revert, undo or restore: the LSN it went back to (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_lsn: Option<u64>,
     /// The documents of the commit the request matches and the token may read.
     pub docs: Vec<ChangeDoc>,
 }
@@ -401,9 +408,10 @@ fn body(c: Change, who: &Principal) -> Option<ChangeBody> {
         .map(|d| ChangeDoc {
             collection: d.collection.to_string(),
             key: d.key.to_string(),
-            op: if d.deleted { "delete" } else { "put" },
+            op: d.op.as_str(),
             version: d.version,
             schema_version: d.schema_version,
+            expires_at: d.expires_at.map(amberdb::format_micros),
             sha256: d.sha256.map(hex::encode),
             value: d
                 .value
@@ -415,6 +423,8 @@ fn body(c: Change, who: &Principal) -> Option<ChangeBody> {
         lsn: c.lsn,
         commit_ts: amberdb::format_micros(c.commit_ts),
         commit_ts_us: c.commit_ts,
+        reason: c.reason.as_str(),
+        target_lsn: (c.target_lsn != 0).then_some(c.target_lsn),
         docs,
     })
 }

@@ -27,9 +27,9 @@ pub const CHECKPOINT_MAGIC: [u8; 8] = *b"AMBRCKPT";
 pub const CHECKPOINT_END_MAGIC: [u8; 8] = *b"AMBRCEND";
 /// Current checkpoint format version. Version 2 records each tombstone's time and last
 /// version, each collection's version floor and the tombstone retention (`docs/FORMAT.md`);
-/// version 3 adds an identity entry (database and timeline ids); versions 1 and 2 are still
-/// read.
-pub const CHECKPOINT_FORMAT_VERSION: u32 = 3;
+/// version 3 adds an identity entry (database and timeline ids); version 4 adds each
+/// document's expiry (`expires_at`, 0 for none) to its entry; versions 1 to 3 are still read.
+pub const CHECKPOINT_FORMAT_VERSION: u32 = 4;
 /// Header size.
 pub const HEADER_LEN: usize = 64;
 /// Trailer size: body length, SHA-256 of the body, end magic.
@@ -252,8 +252,8 @@ pub(crate) fn encode_to<W: std::io::Write>(
     encode_with(state, None, level, out)
 }
 
-/// Encodes `state` in the checkpoint format into `out`, streaming block by block: format 3
-/// with `ids` (format 2 when `None`, for tests of older files). `level` is the zstd level
+/// Encodes `state` in the checkpoint format into `out`, streaming block by block: the current
+/// format with `ids` (format 2 when `None`, for tests of older files; it drops expiries). `level` is the zstd level
 /// for blocks; 0 stores them uncompressed. Returns the bytes written.
 pub(crate) fn encode_with<W: std::io::Write>(
     state: &State,
@@ -314,6 +314,9 @@ pub(crate) fn encode_with<W: std::io::Write>(
                 b.put_u64(doc.meta.created_at);
                 b.put_u64(doc.meta.updated_at);
                 b.put_u64(doc.meta.lsn);
+                if version >= 4 {
+                    b.put_u64(doc.meta.expires_at.unwrap_or(0));
+                }
                 b.extend_from_slice(&doc.meta.sha256);
                 // A value over u32 is far over the block limit, which `entry` refuses.
                 b.put_u32(u32::try_from(doc.value.len()).unwrap_or(u32::MAX));
@@ -716,6 +719,11 @@ fn decode_entries(raw: &[u8], header: &CheckpointHeader, data_at: usize, out: &m
                         created_at: r.u64()?,
                         updated_at: r.u64()?,
                         lsn: r.u64()?,
+                        expires_at: if header.format_version >= 4 {
+                            Some(r.u64()?).filter(|&t| t != 0)
+                        } else {
+                            None
+                        },
                         sha256: r.array::<32>()?,
                     };
                     let vlen = r.u32()? as usize;

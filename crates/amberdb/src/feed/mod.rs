@@ -21,6 +21,7 @@ use crate::db::Db;
 use crate::engine_state::Shared;
 use crate::error::{Error, Result};
 use crate::log::record::CommitRecord;
+pub use crate::log::record::{CommitReason, OpKind};
 use crate::recovery::LOG_DIR;
 
 pub use filter::{glob_match, Filter};
@@ -36,12 +37,17 @@ pub struct ChangedDoc {
     pub collection: Arc<str>,
     /// Key.
     pub key: Arc<str>,
+    /// What the operation was (`Delete` for a delete, whatever produced the write).
+    pub op: OpKind,
     /// True when the commit deleted the document.
     pub deleted: bool,
-    /// The version written (for a delete: the version the document had).
+    /// The version written (0 for a delete).
     pub version: u64,
     /// Schema version of the value written (0 for a delete).
     pub schema_version: u32,
+    /// When the written document expires, microseconds since the Unix epoch (`None`: never,
+    /// and for a delete).
+    pub expires_at: Option<u64>,
     /// SHA-256 of the value written (for a delete: `None`).
     pub sha256: Option<[u8; 32]>,
     /// The value written, canonical JSON, when the filter asked for values.
@@ -55,6 +61,11 @@ pub struct Change {
     pub lsn: u64,
     /// Commit time, microseconds since the Unix epoch.
     pub commit_ts: u64,
+    /// Why the commit was made (a client write, a revert, an undo, a restore, the TTL
+    /// reaper, a migration).
+    pub reason: CommitReason,
+    /// For a revert, undo or restore: the LSN it went back to (0 otherwise).
+    pub target_lsn: u64,
     /// The matching documents, in transaction order.
     pub docs: Vec<ChangedDoc>,
 }
@@ -210,18 +221,22 @@ fn to_change(rec: CommitRecord, filter: &Filter) -> Option<Change> {
             Some(d) => ChangedDoc {
                 collection: op.collection,
                 key: op.key,
+                op: op.op,
                 deleted: false,
                 version: d.version,
                 schema_version: d.schema_version,
+                expires_at: d.expires_at,
                 sha256: Some(d.sha256),
                 value: filter.values.then_some(d.value),
             },
             None => ChangedDoc {
                 collection: op.collection,
                 key: op.key,
+                op: op.op,
                 deleted: true,
                 version: 0,
                 schema_version: 0,
+                expires_at: None,
                 sha256: None,
                 value: None,
             },
@@ -230,6 +245,35 @@ fn to_change(rec: CommitRecord, filter: &Filter) -> Option<Change> {
     (!docs.is_empty()).then_some(Change {
         lsn: rec.lsn,
         commit_ts: rec.commit_ts,
+        reason: rec.reason,
+        target_lsn: rec.target_lsn,
         docs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txn::{CommitMeta, Transaction};
+
+    #[test]
+    fn a_system_commit_is_delivered_with_its_reason_and_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        db.put("players", "a", serde_json::json!(1)).unwrap();
+        let mut t = Transaction::new();
+        t.put("players", "a", serde_json::json!(0));
+        let meta = CommitMeta {
+            reason: CommitReason::Revert,
+            target_lsn: 1,
+        };
+        db.commit_with(&t, meta).unwrap();
+        let mut sub = db.subscribe(1, Filter::all()).unwrap();
+        let c = sub.try_next().unwrap().unwrap();
+        assert_eq!(
+            (c.lsn, c.reason, c.target_lsn),
+            (2, CommitReason::Revert, 1)
+        );
+        db.close().unwrap();
+    }
 }

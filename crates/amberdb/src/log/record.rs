@@ -21,6 +21,122 @@ pub use crate::limits::MAX_PAYLOAD_LEN;
 const OP_WRITE: u8 = 1;
 const OP_DELETE: u8 = 2;
 
+/// Why a commit was made (log format 4; older commits decode as [`CommitReason::Write`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitReason {
+    /// An ordinary transaction of a client.
+    #[default]
+    Write,
+    /// A revert of documents to their state at `target_lsn`.
+    Revert,
+    /// The undo of the commit `target_lsn`.
+    Undo,
+    /// A restore of the live database to `target_lsn` (or a backup's LSN).
+    Restore,
+    /// The TTL reaper deleting expired documents.
+    Ttl,
+    /// A batch schema migration.
+    Migration,
+}
+
+impl CommitReason {
+    /// Every reason, in code order.
+    pub const ALL: [CommitReason; 6] = [
+        CommitReason::Write,
+        CommitReason::Revert,
+        CommitReason::Undo,
+        CommitReason::Restore,
+        CommitReason::Ttl,
+        CommitReason::Migration,
+    ];
+
+    /// The byte stored in the frame.
+    pub fn code(self) -> u8 {
+        match self {
+            CommitReason::Write => 0,
+            CommitReason::Revert => 1,
+            CommitReason::Undo => 2,
+            CommitReason::Restore => 3,
+            CommitReason::Ttl => 4,
+            CommitReason::Migration => 5,
+        }
+    }
+
+    /// The reason stored as `code`, if it is one.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.code() == code)
+    }
+
+    /// The lower-case name used in the API (`write`, `revert`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CommitReason::Write => "write",
+            CommitReason::Revert => "revert",
+            CommitReason::Undo => "undo",
+            CommitReason::Restore => "restore",
+            CommitReason::Ttl => "ttl",
+            CommitReason::Migration => "migration",
+        }
+    }
+}
+
+/// Which kind of operation produced a logged document change (log format 4; older frames
+/// decode as [`OpKind::Put`] for writes and [`OpKind::Delete`] for deletes). When a
+/// transaction writes one document several times, the last write's kind is logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OpKind {
+    /// `create`: the document did not exist.
+    Create,
+    /// `put`: create or overwrite.
+    Put,
+    /// `replace`: overwrite an existing document.
+    Replace,
+    /// `patch`: a merge patch or JSON Patch of the existing value.
+    Patch,
+    /// `delete`.
+    Delete,
+}
+
+impl OpKind {
+    /// Every kind, in code order.
+    pub const ALL: [OpKind; 5] = [
+        OpKind::Create,
+        OpKind::Put,
+        OpKind::Replace,
+        OpKind::Patch,
+        OpKind::Delete,
+    ];
+
+    /// The byte stored in the frame.
+    pub fn code(self) -> u8 {
+        match self {
+            OpKind::Create => 1,
+            OpKind::Put => 2,
+            OpKind::Replace => 3,
+            OpKind::Patch => 4,
+            OpKind::Delete => 5,
+        }
+    }
+
+    /// The kind stored as `code`, if it is one.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.code() == code)
+    }
+
+    /// The lower-case name used in the API (`create`, `put`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OpKind::Create => "create",
+            OpKind::Put => "put",
+            OpKind::Replace => "replace",
+            OpKind::Patch => "patch",
+            OpKind::Delete => "delete",
+        }
+    }
+}
+
 /// The stored state of a document written by a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WrittenDoc {
@@ -30,6 +146,8 @@ pub struct WrittenDoc {
     pub schema_version: u32,
     /// Creation time (kept from the previous version on updates).
     pub created_at: u64,
+    /// When the document expires, microseconds since the Unix epoch (log format 4).
+    pub expires_at: Option<u64>,
     /// SHA-256 of `value`.
     pub sha256: [u8; 32],
     /// Canonical JSON bytes.
@@ -45,6 +163,8 @@ pub struct LoggedOp {
     pub key: Arc<str>,
     /// LSN of the previous write (or delete) of this document, 0 if none is known.
     pub prev_lsn: u64,
+    /// The operation that produced the change (`Delete` exactly when `doc` is `None`).
+    pub op: OpKind,
     /// The new document, or `None` for a delete.
     pub doc: Option<WrittenDoc>,
 }
@@ -56,6 +176,10 @@ pub struct CommitRecord {
     pub lsn: u64,
     /// Commit time, microseconds since the Unix epoch.
     pub commit_ts: u64,
+    /// Why the commit was made (log format 4).
+    pub reason: CommitReason,
+    /// The LSN a revert, undo or restore refers to, 0 for none (log format 4).
+    pub target_lsn: u64,
     /// Documents written, in transaction order.
     pub ops: Vec<LoggedOp>,
 }
@@ -139,6 +263,8 @@ impl CommitRecord {
         buf.put_u64(self.lsn);
         buf.put_u64(self.commit_ts);
         buf.put_u64(durable_lsn);
+        buf.put_u8(self.reason.code());
+        buf.put_u64(self.target_lsn);
         buf.put_u32(op_count);
         for op in &self.ops {
             buf.put_u8(if op.doc.is_some() {
@@ -146,7 +272,7 @@ impl CommitRecord {
             } else {
                 OP_DELETE
             });
-            buf.put_u8(0); // flags, reserved
+            buf.put_u8(op.op.code());
             put_str16(buf, &op.collection);
             put_str16(buf, &op.key);
             buf.put_u64(op.prev_lsn);
@@ -154,6 +280,7 @@ impl CommitRecord {
                 buf.put_u64(doc.version);
                 buf.put_u32(doc.schema_version);
                 buf.put_u64(doc.created_at);
+                buf.put_u64(doc.expires_at.unwrap_or(0));
                 buf.extend_from_slice(&doc.sha256);
                 // At most the payload length, which fits.
                 buf.put_u32(u32::try_from(doc.value.len()).unwrap_or(payload_len));
@@ -170,7 +297,21 @@ impl CommitRecord {
 
     /// Total encoded size of this commit's frame.
     pub fn encoded_len(&self) -> usize {
-        FRAME_HEADER_LEN
+        self.encoded_len_in(LOG_FORMAT_VERSION)
+    }
+
+    /// Size this commit's frame has in log format `format_version` (1 to 4): what a frame
+    /// decoded from a segment of that format occupies.
+    pub fn encoded_len_in(&self, format_version: u32) -> usize {
+        let v4 = format_version >= 4;
+        let header = if format_version < 2 {
+            FRAME_HEADER_LEN_V1
+        } else {
+            FRAME_HEADER_LEN
+        };
+        let expiry = if v4 { 8 } else { 0 };
+        header
+            + if v4 { 1 + 8 } else { 0 }
             + 4
             + self
                 .ops
@@ -183,7 +324,7 @@ impl CommitRecord {
                         + 8
                         + op.doc
                             .as_ref()
-                            .map_or(0, |d| 8 + 4 + 8 + 32 + 4 + d.value.len())
+                            .map_or(0, |d| 8 + 4 + 8 + expiry + 32 + 4 + d.value.len())
                 })
                 .sum::<usize>()
     }
@@ -195,7 +336,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<(CommitRecord, usize), FrameError> {
     decode_frame_in(buf, LOG_FORMAT_VERSION).map(|f| (f.record, f.len))
 }
 
-/// Decodes one frame of log format `format_version` (1 or 2) at the start of `buf`.
+/// Decodes one frame of log format `format_version` (1 to 4) at the start of `buf`.
 pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameError> {
     let header_len = if format_version < 2 {
         FRAME_HEADER_LEN_V1
@@ -225,6 +366,16 @@ pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameEr
     } else {
         Some(r.u64().ok_or(malformed("durable lsn"))?)
     };
+    // Log format 4 added the commit's reason and target, each op's kind and each written
+    // document's expiry; older frames are ordinary writes without expiry.
+    let v4 = format_version >= 4;
+    let (reason, target_lsn) = if v4 {
+        let code = r.u8().ok_or(malformed("reason"))?;
+        let reason = CommitReason::from_code(code).ok_or(malformed("unknown commit reason"))?;
+        (reason, r.u64().ok_or(malformed("target lsn"))?)
+    } else {
+        (CommitReason::Write, 0)
+    };
     let count = r.u32().ok_or(malformed("op count"))? as usize;
     // Each op takes at least 16 bytes; refuse counts the payload cannot hold before allocating.
     if count > len / 16 {
@@ -233,7 +384,7 @@ pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameEr
     let mut ops = Vec::with_capacity(count);
     for _ in 0..count {
         let kind = r.u8().ok_or(malformed("op kind"))?;
-        let _flags = r.u8().ok_or(malformed("op flags"))?;
+        let op_code = r.u8().ok_or(malformed("op flags"))?;
         let collection: Arc<str> = r.str16().ok_or(malformed("collection"))?.into();
         let key: Arc<str> = r.str16().ok_or(malformed("key"))?.into();
         let prev_lsn = r.u64().ok_or(malformed("prev lsn"))?;
@@ -242,6 +393,11 @@ pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameEr
                 let version = r.u64().ok_or(malformed("version"))?;
                 let schema_version = r.u32().ok_or(malformed("schema version"))?;
                 let created_at = r.u64().ok_or(malformed("created_at"))?;
+                let expires_at = if v4 {
+                    Some(r.u64().ok_or(malformed("expires_at"))?).filter(|&t| t != 0)
+                } else {
+                    None
+                };
                 let sha256 = r.array::<32>().ok_or(malformed("sha256"))?;
                 let vlen = r.u32().ok_or(malformed("value length"))? as usize;
                 let value = r.bytes(vlen).ok_or(malformed("value"))?.into();
@@ -249,6 +405,7 @@ pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameEr
                     version,
                     schema_version,
                     created_at,
+                    expires_at,
                     sha256,
                     value,
                 })
@@ -256,10 +413,24 @@ pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameEr
             OP_DELETE => None,
             _ => return Err(malformed("unknown op kind")),
         };
+        let op = if !v4 {
+            if doc.is_some() {
+                OpKind::Put
+            } else {
+                OpKind::Delete
+            }
+        } else {
+            match OpKind::from_code(op_code) {
+                Some(OpKind::Delete) if doc.is_none() => OpKind::Delete,
+                Some(k) if k != OpKind::Delete && doc.is_some() => k,
+                _ => return Err(malformed("op kind does not match the op")),
+            }
+        };
         ops.push(LoggedOp {
             collection,
             key,
             prev_lsn,
+            op,
             doc,
         });
     }
@@ -270,6 +441,8 @@ pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameEr
         record: CommitRecord {
             lsn,
             commit_ts,
+            reason,
+            target_lsn,
             ops,
         },
         len: total,
@@ -285,15 +458,19 @@ mod tests {
         CommitRecord {
             lsn: 42,
             commit_ts: 1_700_000_000_000_000,
+            reason: CommitReason::Revert,
+            target_lsn: 17,
             ops: vec![
                 LoggedOp {
                     collection: "players".into(),
                     key: "alice".into(),
                     prev_lsn: 7,
+                    op: OpKind::Patch,
                     doc: Some(WrittenDoc {
                         version: 3,
                         schema_version: 1,
                         created_at: 5,
+                        expires_at: Some(1_700_000_000_500_000),
                         sha256: crate::codec::sha256(b"{\"hp\":1}"),
                         value: Arc::from(&b"{\"hp\":1}"[..]),
                     }),
@@ -302,6 +479,7 @@ mod tests {
                     collection: "invites".into(),
                     key: "x".into(),
                     prev_lsn: 9,
+                    op: OpKind::Delete,
                     doc: None,
                 },
             ],
@@ -317,6 +495,44 @@ mod tests {
         let (back, len) = decode_frame(&buf).expect("decodes");
         assert_eq!(back, rec);
         assert_eq!(len, buf.len());
+    }
+
+    /// Log format 4: an op kind that contradicts the op (a delete called a write, or an
+    /// unknown code) and an unknown commit reason are refused, not guessed.
+    #[test]
+    fn format_4_refuses_unknown_reasons_and_contradictory_op_kinds() {
+        let encode = |rec: &CommitRecord| {
+            let mut buf = vec![];
+            rec.encode_into(&mut buf, 40).expect("encodes");
+            // Re-stamp the CRC after an edit, so only the payload check can refuse it.
+            buf
+        };
+        let restamp = |buf: &mut Vec<u8>| {
+            let crc = crc32c::crc32c(&buf[8..]);
+            buf[4..8].copy_from_slice(&crc.to_le_bytes());
+        };
+        let rec = sample();
+        let mut buf = encode(&rec);
+        buf[FRAME_HEADER_LEN] = 99; // the reason byte
+        restamp(&mut buf);
+        assert_eq!(
+            decode_frame(&buf).unwrap_err(),
+            FrameError::Malformed("unknown commit reason")
+        );
+        let mut wrong = rec.clone();
+        wrong.ops[1].op = OpKind::Put; // a delete logged as a put
+        let buf = encode(&wrong);
+        assert_eq!(
+            decode_frame(&buf).unwrap_err(),
+            FrameError::Malformed("op kind does not match the op")
+        );
+        let mut wrong = rec;
+        wrong.ops[0].op = OpKind::Delete; // a write logged as a delete
+        let buf = encode(&wrong);
+        assert_eq!(
+            decode_frame(&buf).unwrap_err(),
+            FrameError::Malformed("op kind does not match the op")
+        );
     }
 
     #[test]
@@ -344,10 +560,12 @@ mod tests {
             collection: "c".into(),
             key: "k".into(),
             prev_lsn: 0,
+            op: OpKind::Put,
             doc: Some(WrittenDoc {
                 version: 1,
                 schema_version: 1,
                 created_at: 1,
+                expires_at: None,
                 sha256: [0; 32],
                 value,
             }),
@@ -355,6 +573,8 @@ mod tests {
         let mut rec = CommitRecord {
             lsn: 1,
             commit_ts: 1,
+            reason: CommitReason::Write,
+            target_lsn: 0,
             ops: vec![op; 15],
         };
         assert!(rec.payload_len() <= MAX_PAYLOAD_LEN);

@@ -16,8 +16,10 @@ pub const SEGMENT_MAGIC: [u8; 8] = *b"AMBERLOG";
 pub const SEAL_MAGIC: [u8; 8] = *b"AMBRSEAL";
 /// Current log format version. Readers accept every version up to this one. Version 2 added
 /// `durable_lsn` to every commit frame; version 3 added the database and timeline ids to the
-/// segment header. Versions 1 and 2 stay readable.
-pub const LOG_FORMAT_VERSION: u32 = 3;
+/// segment header; version 4 added each commit's reason and target LSN, each op's kind and
+/// each written document's expiry to the frame payload (the segment header is version 3's).
+/// Versions 1 to 3 stay readable.
+pub const LOG_FORMAT_VERSION: u32 = 4;
 /// Size of the segment header of log formats 1 and 2.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Size of the segment header of log format 3 (with database and timeline ids).
@@ -25,7 +27,8 @@ pub const SEGMENT_HEADER_LEN_V3: usize = 56;
 /// Size of a seal file.
 pub const SEAL_LEN: usize = 88;
 /// Format version seals and the log head record are written with: their layout did not
-/// change in log format 3 (readers accept any version up to [`LOG_FORMAT_VERSION`]).
+/// change in log formats 3 and 4. Readers accept 1 and 2 only: no writer ever stamped a seal
+/// or head with a later version, and a record claiming one would not re-encode to its bytes.
 pub const SEAL_FORMAT_VERSION: u32 = 2;
 
 /// The decoded segment header.
@@ -205,7 +208,7 @@ impl Seal {
         if crc32c::crc32c(buf.get(..80).unwrap_or_default()) != crc {
             return Err("seal fails its CRC32C".into());
         }
-        if version == 0 || version > LOG_FORMAT_VERSION {
+        if version == 0 || version > SEAL_FORMAT_VERSION {
             return Err(format!("seal format version {version} is not supported"));
         }
         Ok(Seal {
@@ -264,7 +267,7 @@ impl LogHead {
         if crc32c::crc32c(buf.get(..24).unwrap_or_default()) != crc {
             return Err("log head fails its CRC32C".into());
         }
-        if version == 0 || version > LOG_FORMAT_VERSION {
+        if version == 0 || version > SEAL_FORMAT_VERSION {
             return Err(format!(
                 "log head format version {version} is not supported"
             ));
@@ -566,6 +569,45 @@ fn frames_after(bytes: &[u8], from: usize, min_lsn: u64, version: u32) -> After 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `log_head` fuzz target when the log format became 4: a head (or seal)
+    /// stamped with a version no writer uses was accepted, and re-encoded to other bytes.
+    #[test]
+    fn a_seal_or_log_head_of_a_version_no_writer_uses_is_refused() {
+        let restamp = |b: &mut Vec<u8>, version: u32, crc_end: usize| {
+            b[8..12].copy_from_slice(&version.to_le_bytes());
+            let crc = crc32c::crc32c(&b[..crc_end]);
+            b[crc_end..crc_end + 4].copy_from_slice(&crc.to_le_bytes());
+        };
+        let head = LogHead {
+            newest_first_lsn: 9,
+        }
+        .encode();
+        let seal = Seal {
+            first_lsn: 1,
+            last_lsn: 9,
+            length: 100,
+            last_commit_ts: 5,
+            sha256: [3; 32],
+        }
+        .encode();
+        for version in [1, 2] {
+            let mut h = head.clone();
+            restamp(&mut h, version, 24);
+            assert!(LogHead::decode(&h).is_ok(), "head version {version}");
+            let mut s = seal.clone();
+            restamp(&mut s, version, 80);
+            assert!(Seal::decode(&s).is_ok(), "seal version {version}");
+        }
+        for version in [3, 4, 5] {
+            let mut h = head.clone();
+            restamp(&mut h, version, 24);
+            assert!(LogHead::decode(&h).is_err(), "head version {version}");
+            let mut s = seal.clone();
+            restamp(&mut s, version, 80);
+            assert!(Seal::decode(&s).is_err(), "seal version {version}");
+        }
+    }
 
     #[test]
     fn a_flip_in_the_reserved_bytes_of_a_header_or_seal_is_detected() {

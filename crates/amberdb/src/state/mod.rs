@@ -193,6 +193,7 @@ impl State {
                                 created_at: d.created_at,
                                 updated_at: rec.commit_ts,
                                 lsn: rec.lsn,
+                                expires_at: d.expires_at,
                                 sha256: d.sha256,
                             },
                         },

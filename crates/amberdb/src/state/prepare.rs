@@ -10,8 +10,8 @@ use std::sync::Arc;
 use super::State;
 use crate::document::{validate_collection, validate_key};
 use crate::error::{Conflict, ConflictReason, Error, Result};
-use crate::log::record::{CommitRecord, LoggedOp, WrittenDoc};
-use crate::txn::{Op, OpResult, Patch, Transaction, WriteKind};
+use crate::log::record::{CommitRecord, LoggedOp, OpKind, WrittenDoc};
+use crate::txn::{CommitMeta, Op, OpResult, Patch, Transaction, WriteKind};
 
 /// A value already encoded by the writer's thread: canonical JSON and its SHA-256.
 #[derive(Debug, Clone)]
@@ -127,6 +127,10 @@ struct Current {
     value: Option<EncodedValue>,
     created_at: u64,
     schema_version: u32,
+    /// When the document expires (kept by patches, cleared by other writes).
+    expires_at: Option<u64>,
+    /// The kind of the last write of the document in this transaction.
+    op: OpKind,
     /// LSN of the last committed write or delete, for the record's prev_lsn.
     prev_lsn: u64,
     /// While absent: the highest version the key ever had, so a new document continues
@@ -154,6 +158,8 @@ impl State {
                 }),
                 created_at: d.meta.created_at,
                 schema_version: d.meta.schema_version,
+                expires_at: d.meta.expires_at,
+                op: OpKind::Put,
                 prev_lsn: d.meta.lsn,
                 last_version: d.meta.version,
                 touched: false,
@@ -163,6 +169,8 @@ impl State {
                 value: None,
                 created_at: 0,
                 schema_version: 0,
+                expires_at: None,
+                op: OpKind::Delete,
                 prev_lsn: coll
                     .and_then(|c| c.tombstones.get(key))
                     .map_or(0, |t| t.lsn),
@@ -172,15 +180,17 @@ impl State {
         }
     }
 
-    /// Evaluates a transaction against this state as commit `lsn` at time `ts`. Operations
-    /// see the effects of earlier operations of the same transaction. Every failed
-    /// precondition is collected; any failure means nothing is applied.
+    /// Evaluates a transaction against this state as commit `lsn` at time `ts`, logged with
+    /// `meta`'s reason and target. Operations see the effects of earlier operations of the
+    /// same transaction. Every failed precondition is collected; any failure means nothing is
+    /// applied.
     pub(crate) fn prepare(
         &self,
         ops: &[EncodedOp],
         lsn: u64,
         ts: u64,
         max_doc_bytes: usize,
+        meta: CommitMeta,
     ) -> Result<Prepared> {
         let mut scratch: BTreeMap<(Arc<str>, Arc<str>), Current> = BTreeMap::new();
         let mut order: Vec<(Arc<str>, Arc<str>)> = vec![];
@@ -224,6 +234,8 @@ impl State {
                         cur.value = None;
                         cur.last_version = cur.version;
                         cur.version = 0;
+                        cur.expires_at = None;
+                        cur.op = OpKind::Delete;
                         // First write to this document in the transaction: remember its place
                         // (a flag, not a search of `order`, so big batches stay linear).
                         if !cur.touched {
@@ -284,6 +296,16 @@ impl State {
                 }
             };
             let is_patch = matches!(op.kind, EncodedKind::Patch(_));
+            cur.op = match op.kind {
+                EncodedKind::Create(_) => OpKind::Create,
+                EncodedKind::Replace(_) => OpKind::Replace,
+                EncodedKind::Patch(_) => OpKind::Patch,
+                _ => OpKind::Put,
+            };
+            // A patch keeps the document's expiry; any other write clears it.
+            if !is_patch {
+                cur.expires_at = None;
+            }
             if cur.value.is_none() {
                 cur.created_at = ts;
                 cur.version = cur.last_version;
@@ -319,10 +341,16 @@ impl State {
                     collection: id.0,
                     key: id.1,
                     prev_lsn: cur.prev_lsn,
+                    op: if cur.value.is_some() {
+                        cur.op
+                    } else {
+                        OpKind::Delete
+                    },
                     doc: cur.value.as_ref().map(|v| WrittenDoc {
                         version: cur.version,
                         schema_version: cur.schema_version,
                         created_at: cur.created_at,
+                        expires_at: cur.expires_at,
                         sha256: v.sha256,
                         value: v.bytes.clone(),
                     }),
@@ -333,6 +361,8 @@ impl State {
             record: CommitRecord {
                 lsn,
                 commit_ts: ts,
+                reason: meta.reason,
+                target_lsn: meta.target_lsn,
                 ops,
             },
             results,

@@ -10,7 +10,7 @@ use serde_json::json;
 /// Prepares `txn` as the next commit at time `ts` and applies it; returns the versions.
 fn commit(state: &mut State, txn: &Transaction, ts: u64) -> Result<Vec<u64>> {
     let ops = encode_transaction(txn, 1 << 20)?;
-    let p = state.prepare(&ops, state.lsn + 1, ts, 1 << 20)?;
+    let p = state.prepare(&ops, state.lsn + 1, ts, 1 << 20, Default::default())?;
     if !p.record.ops.is_empty() {
         state.apply(&p.record);
     }
@@ -60,7 +60,7 @@ fn recreate_links_prev_lsn_to_the_delete() {
     commit(&mut s, &put("k"), 1).unwrap();
     commit(&mut s, &delete("k"), 2).unwrap();
     let ops = encode_transaction(&put("k"), 1 << 20).unwrap();
-    let p = s.prepare(&ops, 3, 3, 1 << 20).unwrap();
+    let p = s.prepare(&ops, 3, 3, 1 << 20, Default::default()).unwrap();
     assert_eq!(p.record.ops[0].prev_lsn, 2);
     assert_eq!(p.record.ops[0].doc.as_ref().unwrap().version, 2);
 }
@@ -158,7 +158,9 @@ fn replaying_the_records_reproduces_pruning_exactly() {
         let key = format!("k{}", i % 7);
         let txn = if i % 3 == 2 { delete(&key) } else { put(&key) };
         let ops = encode_transaction(&txn, 1 << 20).unwrap();
-        let p = live.prepare(&ops, live.lsn + 1, i + 1, 1 << 20).unwrap();
+        let p = live
+            .prepare(&ops, live.lsn + 1, i + 1, 1 << 20, Default::default())
+            .unwrap();
         if !p.record.ops.is_empty() {
             live.apply(&p.record);
             records.push(p.record);
