@@ -214,8 +214,14 @@ fn the_long_poll_returns_changes_with_the_high_water_and_waits_for_the_next_comm
     assert_eq!(j["high_water_lsn"], 2);
     assert_eq!(j["changes"][0]["lsn"], 1);
     assert_eq!(j["changes"][0]["reason"], "write");
-    assert!(j["changes"][0]["commit_ts"].as_str().unwrap().ends_with('Z'));
-    assert_eq!(j["changes"][0]["docs"][0]["expires_at"], serde_json::Value::Null);
+    assert!(j["changes"][0]["commit_ts"]
+        .as_str()
+        .unwrap()
+        .ends_with('Z'));
+    assert_eq!(
+        j["changes"][0]["docs"][0]["expires_at"],
+        serde_json::Value::Null
+    );
     assert_eq!(j["changes"][0]["docs"][0]["collection"], "players");
     assert_eq!(j["changes"][0]["docs"][0]["key"], "a");
     assert_eq!(j["changes"][0]["docs"][0]["op"], "put");

@@ -40,4 +40,6 @@ pub(crate) struct Shared {
     pub clock: Mutex<CommitClock>,
     /// The durable LSN, published by the committer after every sync (the change feed).
     pub feed: crate::feed::DurableWatch,
+    /// Where system events go (`Options::on_event`).
+    pub events: Option<crate::feed::events::EventHook>,
 }

@@ -73,6 +73,10 @@ pub struct Options {
     /// Where the engine reads time: commit timestamps, TTL expiry, log and history aging.
     /// Tests inject a [`crate::clock::ManualClock`]. Default: the system clock.
     pub clock: Arc<dyn Clock>,
+    /// Called with every system event (open and recovery, backups, verify, checkpoints,
+    /// poisoning, background failures; `feed::events`), on the thread that emits it: keep
+    /// it short. Default: none.
+    pub on_event: Option<crate::feed::events::EventHook>,
 }
 
 /// What `open` does when it finds damage it cannot repair by cutting a torn tail.
@@ -115,6 +119,7 @@ impl Default for Options {
             faults: Faults::default(),
             group_access: false,
             clock: Arc::new(SystemClock),
+            on_event: None,
         }
     }
 }

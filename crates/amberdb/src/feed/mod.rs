@@ -8,6 +8,7 @@
 //! buffered commit is delivered only once its deferred sync has happened, and a slow
 //! consumer only reads older bytes of the log (the committer never waits for it).
 
+pub mod events;
 pub(crate) mod reader;
 pub(crate) mod watch;
 
