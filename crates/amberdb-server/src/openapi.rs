@@ -30,6 +30,7 @@ use crate::routes;
         routes::backups::create,
         routes::backups::verify,
         routes::changes::changes,
+        routes::events::events,
         routes::probes::healthz,
         routes::probes::readyz,
         routes::probes::metrics,

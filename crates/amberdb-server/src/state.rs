@@ -32,6 +32,8 @@ pub struct AppState {
     pub recovery: crate::api::RecoveryBody,
     /// The change feed's durable-LSN bridge and stream limit.
     pub(crate) feed: crate::routes::changes::FeedHub,
+    /// System events from the engine, for `GET /v1/admin/events`.
+    pub events: Arc<crate::routes::events::EventLog>,
 }
 
 impl AppState {
@@ -61,6 +63,7 @@ impl AppState {
             started: Instant::now(),
             limit,
             feed: Default::default(),
+            events: Default::default(),
         }
     }
 

@@ -88,7 +88,7 @@ impl FeedHub {
         rx
     }
 
-    fn permit(&self) -> ApiResult<OwnedSemaphorePermit> {
+    pub(crate) fn permit(&self) -> ApiResult<OwnedSemaphorePermit> {
         self.streams.clone().try_acquire_owned().map_err(|_| {
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -274,7 +274,7 @@ fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> ApiResult<Params>
 }
 
 /// Whether the request asks for an event stream.
-fn wants_sse(headers: &HeaderMap) -> bool {
+pub(crate) fn wants_sse(headers: &HeaderMap) -> bool {
     headers
         .get_all(header::ACCEPT)
         .iter()

@@ -7,6 +7,7 @@ pub mod backups;
 pub mod changes;
 pub mod collections;
 pub mod documents;
+pub mod events;
 pub mod probes;
 pub mod txn;
 pub mod write;
