@@ -9,7 +9,6 @@
 //! under it changes nothing; a segment it still has to open that is gone is `HistoryLost`
 //! (never a silent gap).
 
-use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
@@ -23,7 +22,7 @@ const CHUNK: usize = 1 << 20;
 struct OpenSegment {
     first_lsn: u64,
     path: PathBuf,
-    file: File,
+    file: crate::io::ReadFile,
     format_version: u32,
     /// Bytes read from the file and not yet consumed, starting at `buf_offset` in the file.
     buf: Vec<u8>,
@@ -171,7 +170,7 @@ impl LogReader {
             let Some((first_lsn, path)) = segments.iter().rev().find(|(f, _)| *f <= lsn) else {
                 continue;
             };
-            let file = match File::open(path) {
+            let file = match crate::io::open_read(path, &crate::io::Faults::none()) {
                 Ok(f) => f,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                 Err(e) => return Err(Error::io(format!("opening {}", path.display()), e)),
