@@ -61,6 +61,9 @@ pub fn router(state: Shared) -> Router {
 
     Router::new()
         .merge(api)
+        // Streams: outside the request deadline and the concurrency limit (bounded apart).
+        .route("/v1/changes", get(routes::changes::changes))
+        .route("/v1/admin/events", get(routes::events::events))
         .route("/healthz", get(routes::probes::healthz))
         .route("/readyz", get(routes::probes::readyz))
         .route("/metrics", get(routes::probes::metrics))

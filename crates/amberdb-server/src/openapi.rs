@@ -29,6 +29,8 @@ use crate::routes;
         routes::backups::list,
         routes::backups::create,
         routes::backups::verify,
+        routes::changes::changes,
+        routes::events::events,
         routes::probes::healthz,
         routes::probes::readyz,
         routes::probes::metrics,
@@ -40,6 +42,7 @@ use crate::routes;
         (name = "documents", description = "Read and write documents"),
         (name = "collections", description = "Collections and their counts"),
         (name = "transactions", description = "Atomic batches"),
+        (name = "changes", description = "The change feed (SSE or long-poll)"),
         (name = "admin", description = "Operations (scope admin)"),
         (name = "probes", description = "Health, readiness, metrics, this document"),
     )

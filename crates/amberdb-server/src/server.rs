@@ -120,6 +120,9 @@ impl Server {
         }
         let dir = config.data.clone();
         let mut opts = config.engine_options();
+        let events = Arc::new(crate::routes::events::EventLog::default());
+        let sink = events.clone();
+        opts.on_event = Some(amberdb::feed::events::EventHook::new(move |e| sink.push(e)));
         customize(&mut opts);
         let db = tokio::task::spawn_blocking(move || amberdb::Db::open_with(&dir, opts))
             .await
@@ -136,7 +139,10 @@ impl Server {
             }
         }
         Ok(Server {
-            state: Arc::new(AppState::new(db, config)),
+            state: Arc::new(AppState {
+                events,
+                ..AppState::new(db, config)
+            }),
             listener,
             local_addr,
             tls,

@@ -30,6 +30,10 @@ pub struct AppState {
     pub(crate) limit: Arc<Semaphore>,
     /// What recovery did when the database was opened, with the documents it ended with.
     pub recovery: crate::api::RecoveryBody,
+    /// The change feed's durable-LSN bridge and stream limit.
+    pub(crate) feed: crate::routes::changes::FeedHub,
+    /// System events from the engine, for `GET /v1/admin/events`.
+    pub events: Arc<crate::routes::events::EventLog>,
 }
 
 impl AppState {
@@ -58,6 +62,8 @@ impl AppState {
             shutting_down: AtomicBool::new(false),
             started: Instant::now(),
             limit,
+            feed: Default::default(),
+            events: Default::default(),
         }
     }
 

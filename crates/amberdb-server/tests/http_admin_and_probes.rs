@@ -117,6 +117,8 @@ fn openapi_document_describes_every_route() {
         ("/readyz", &["get"]),
         ("/metrics", &["get"]),
         ("/openapi.json", &["get"]),
+        ("/v1/changes", &["get"]),
+        ("/v1/admin/events", &["get"]),
     ] {
         for m in methods {
             assert!(
@@ -127,7 +129,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        15,
+        17,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];

@@ -137,6 +137,7 @@ impl Committer {
                 .fetch_add(self.written_lsn - self.durable_lsn, Ordering::Relaxed);
             self.durable_lsn = self.written_lsn;
             c.durable_lsn.store(self.durable_lsn, Ordering::Release);
+            self.shared.feed.publish(self.durable_lsn);
         }
         Ok(self.durable_lsn)
     }

@@ -18,6 +18,7 @@ use crate::committer::{Committer, Msg};
 use crate::document::{now_micros, Document};
 use crate::engine_state::{CheckpointSignal, Counters, Shared};
 use crate::error::{Error, IoContext, Result};
+use crate::feed::events::EventKind;
 use crate::io::sync_dir;
 use crate::lock::DirLock;
 use crate::log::retention::{remove_segment, SegmentRetention};
@@ -186,6 +187,8 @@ impl Db {
             ckpt_wake: Condvar::new(),
             checkpoint_log_bytes: opts.checkpoint_log_bytes,
             clock: Mutex::new(CommitClock::new(opts.clock.clone(), rec.state.commit_ts)),
+            feed: crate::feed::DurableWatch::new(lsn),
+            events: opts.on_event.clone(),
         });
         shared.counters.durable_lsn.store(lsn, Ordering::Release);
         let (tx, rx) = mpsc::channel();
@@ -245,6 +248,7 @@ impl Db {
                 crate::backup::schedule_loop(weak)
             })?;
         }
+        (db.inner.shared).emit(EventKind::StorageInitialized, db.recovery_report());
         Ok(db)
     }
 
@@ -274,6 +278,10 @@ impl Db {
             return false;
         };
         idle_on(&shared, d)
+    }
+
+    pub(crate) fn shared_state(&self) -> &Arc<Shared> {
+        &self.inner.shared
     }
 
     pub(crate) fn options(&self) -> &Options {
@@ -422,6 +430,7 @@ impl Db {
                 });
             }
         }
+        self.inner.shared.emit(EventKind::DataValidated, &report);
         Ok(report)
     }
 
@@ -598,13 +607,15 @@ impl Inner {
             s.bytes_since = s.bytes_since.saturating_sub(bytes_before);
         }
         let segments_removed = self.remove_unneeded()?;
-        Ok(CheckpointInfo {
+        let info = CheckpointInfo {
             path,
             lsn: state.lsn,
             bytes,
             written,
             segments_removed,
-        })
+        };
+        self.shared.emit(EventKind::Checkpoint, &info);
+        Ok(info)
     }
 
     /// Removes the checkpoints `checkpoint::retention` does not keep and the sealed segments
@@ -692,6 +703,7 @@ impl Inner {
         if let Some(h) = self.committer.lock().ok().and_then(|mut h| h.take()) {
             let _ = h.join();
         }
+        self.shared.feed.close();
         let mut result = stopped.unwrap_or(Err(Error::Closed));
         if result.is_ok() && self.opts.checkpoint_on_close && self.shared.poisoned().is_none() {
             let durable = self.shared.counters.durable_lsn.load(Ordering::Acquire);
@@ -752,6 +764,10 @@ fn checkpoint_loop(inner: std::sync::Weak<Inner>) {
         if due && db.shared.poisoned().is_none() {
             if let Err(e) = db.checkpoint() {
                 tracing::error!(error = %e, "background checkpoint failed");
+                (db.shared).emit(
+                    EventKind::ErrorOccurred,
+                    serde_json::json!({"during": "checkpoint", "error": e.to_string()}),
+                );
             }
         }
         // Drop the strong reference before sleeping again so close-on-drop can happen.

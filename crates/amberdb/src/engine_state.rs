@@ -38,4 +38,8 @@ pub(crate) struct Shared {
     pub checkpoint_log_bytes: u64,
     /// Commit timestamps and the age of the log (monotonic, never frozen by a clock step).
     pub clock: Mutex<CommitClock>,
+    /// The durable LSN, published by the committer after every sync (the change feed).
+    pub feed: crate::feed::DurableWatch,
+    /// Where system events go (`Options::on_event`).
+    pub events: Option<crate::feed::events::EventHook>,
 }

@@ -212,6 +212,14 @@ pub enum Error {
         /// What is wrong with it and how to make a good one.
         reason: String,
     },
+    /// The requested point is older than the retained log (the history window): the commits
+    /// after it are no longer all on disk. Resync from a snapshot, then resume from an LSN at
+    /// or after `retained_from_lsn - 1`.
+    #[error("history before LSN {retained_from_lsn} is no longer retained; resync from a snapshot and resume at LSN {retained_from_lsn} or later")]
+    HistoryLost {
+        /// The oldest LSN whose commit the log still holds.
+        retained_from_lsn: u64,
+    },
     /// An operating-system I/O error, with what the engine was doing.
     #[error("{context}: {source}")]
     Io {

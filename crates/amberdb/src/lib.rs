@@ -48,6 +48,7 @@ mod db;
 mod document;
 mod engine_state;
 mod error;
+pub mod feed;
 pub mod identity;
 pub mod io;
 pub mod json_numbers;
@@ -69,6 +70,7 @@ pub use document::{
     MAX_COLLECTION_BYTES, MAX_KEY_BYTES,
 };
 pub use error::{Conflict, ConflictReason, Damage, Error, Result};
+pub use feed::{Change, ChangedDoc, Filter, Subscription};
 pub use lock::LOCK_FILE;
 pub use options::{Options, RecoveryMode};
 pub use recovery::{

@@ -79,6 +79,10 @@ pub struct Options {
     /// Where the engine reads time: commit timestamps, TTL expiry, log and history aging.
     /// Tests inject a [`crate::clock::ManualClock`]. Default: the system clock.
     pub clock: Arc<dyn Clock>,
+    /// Called with every system event (open and recovery, backups, verify, checkpoints,
+    /// poisoning, background failures; `feed::events`), on the thread that emits it: keep
+    /// it short. Default: none.
+    pub on_event: Option<crate::feed::events::EventHook>,
 }
 
 impl Options {
@@ -130,6 +134,7 @@ impl Default for Options {
             group_access: false,
             encryption: None,
             clock: Arc::new(SystemClock),
+            on_event: None,
         }
     }
 }

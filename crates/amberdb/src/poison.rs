@@ -12,8 +12,18 @@ impl Shared {
 
     pub(crate) fn poison(&self, cause: String) {
         tracing::error!(%cause, "database poisoned: writes are refused until it is reopened");
-        if let Ok(mut p) = self.poisoned.lock() {
-            p.get_or_insert(cause);
+        let first = match self.poisoned.lock() {
+            Ok(mut p) if p.is_none() => {
+                *p = Some(cause.clone());
+                true
+            }
+            _ => false,
+        };
+        if first {
+            self.emit(
+                crate::feed::events::EventKind::Poisoned,
+                serde_json::json!({ "cause": cause }),
+            );
         }
     }
 

@@ -4,8 +4,10 @@
 
 pub mod admin;
 pub mod backups;
+pub mod changes;
 pub mod collections;
 pub mod documents;
+pub mod events;
 pub mod probes;
 pub mod txn;
 pub mod write;

@@ -122,6 +122,7 @@ impl Db {
             st.last_error = None;
             st.backups += 1;
         }
+        (self.shared_state()).emit(crate::feed::events::EventKind::BackupCreated, m);
     }
 
     /// A scheduled backup was not taken because nothing changed since the last one.
@@ -138,6 +139,10 @@ impl Db {
             st.last_error = Some(e.to_string());
             st.failures += 1;
         }
+        (self.shared_state()).emit(
+            crate::feed::events::EventKind::BackupFailed,
+            serde_json::json!({ "error": e.to_string() }),
+        );
     }
 
     /// The latest backup and any backup error.

@@ -122,13 +122,22 @@ pub(crate) fn schedule_loop(inner: std::sync::Weak<crate::db::Inner>) {
             // Pruning needs only the repository: hold the database no longer than needed.
             drop(db);
             if let Some(policy) = &schedule.retention {
-                repo.prune(policy, schedule.pitr_window, false)?;
+                let plan = repo.prune(policy, schedule.pitr_window, false)?;
+                if let Some(i) = inner.upgrade() {
+                    crate::db::Db::from_inner(i)
+                        .shared_state()
+                        .emit(crate::feed::events::EventKind::BackupCleaned, &plan);
+                }
             }
             Ok(())
         })(db);
         if let Err(e) = result {
             if let Some(db) = inner.upgrade().map(crate::db::Db::from_inner) {
                 db.record_backup_error(&e);
+                db.shared_state().emit(
+                    crate::feed::events::EventKind::ScheduleFailed,
+                    serde_json::json!({ "error": e.to_string() }),
+                );
             }
         }
     }

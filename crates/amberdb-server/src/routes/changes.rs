@@ -1,0 +1,538 @@
+//! The change feed over HTTP: `GET /v1/changes`.
+//!
+//! With `Accept: text/event-stream` it is a Server-Sent Events stream: each durable commit
+//! is `id: <lsn>`, `event: change`, `data: {json}`; every `heartbeat_ms` a comment line and
+//! an `event: high_water` (with `id:` the high-water LSN, so an `EventSource` resumes past
+//! commits the filter skipped). `since=<lsn>` or the `Last-Event-ID` header resumes. Without
+//! it the endpoint is a long-poll returning `{"changes": [...], "high_water_lsn": N}`.
+//!
+//! No blocking thread waits per client: one bridge thread per server turns the engine's
+//! durable-LSN watch into a `tokio::sync::watch`; each stream awaits it and reads the log on
+//! the blocking pool only when there is something to read. A token sees only the documents
+//! of collections it may read; a commit with none of them only advances the high water.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use amberdb::feed::{Change, Filter, Subscription};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use utoipa::ToSchema;
+
+use super::{query, E401, E403, E503};
+use crate::auth::Principal;
+use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
+
+/// Most change streams and waiting long-polls one server serves at once.
+pub const MAX_STREAMS: usize = 1024;
+/// Heartbeat interval when `heartbeat_ms` is not given.
+pub const DEFAULT_HEARTBEAT_MS: u64 = 15_000;
+/// Bounds of `heartbeat_ms`.
+pub const HEARTBEAT_MS_RANGE: (u64, u64) = (100, 300_000);
+/// Most changes one long-poll answer holds, and the default.
+pub const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
+/// Longest `wait_ms` of a long-poll.
+pub const MAX_WAIT_MS: u64 = 30_000;
+/// Most `collection=` filters in one request.
+pub const MAX_COLLECTION_FILTERS: usize = 64;
+/// Changes read per visit to the blocking pool.
+const BATCH: usize = 256;
+/// How often an idle stream looks at the shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(250);
+
+/// The server's side of the engine's durable-LSN watch, and the stream limit.
+pub struct FeedHub {
+    tx: Arc<watch::Sender<u64>>,
+    /// Whether the bridge thread runs (it stops when no stream listens).
+    running: Arc<Mutex<bool>>,
+    streams: Arc<Semaphore>,
+}
+
+impl Default for FeedHub {
+    fn default() -> Self {
+        FeedHub {
+            tx: Arc::new(watch::channel(0).0),
+            running: Arc::new(Mutex::new(false)),
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        }
+    }
+}
+
+impl FeedHub {
+    /// A receiver that changes whenever the durable LSN moves; starts the bridge thread
+    /// when none runs.
+    fn watch(&self, db: &amberdb::Db) -> watch::Receiver<u64> {
+        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
+        let rx = self.tx.subscribe();
+        if !*running {
+            *running = true;
+            let (db, tx, flag) = (db.clone(), self.tx.clone(), self.running.clone());
+            let spawned = std::thread::Builder::new()
+                .name("amberdb-feed-bridge".into())
+                .spawn(move || bridge(db, tx, flag));
+            if spawned.is_err() {
+                *running = false;
+            }
+        }
+        rx
+    }
+
+    pub(crate) fn permit(&self) -> ApiResult<OwnedSemaphorePermit> {
+        self.streams.clone().try_acquire_owned().map_err(|_| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too_many_streams",
+                format!("this server already serves {MAX_STREAMS} change streams; retry later"),
+            )
+            .details(serde_json::json!({"limit": MAX_STREAMS}))
+        })
+    }
+}
+
+/// Publishes the engine's durable LSN into `tx` until no receiver is left or the database
+/// closes. Holds its handle only while streams listen.
+fn bridge(db: amberdb::Db, tx: Arc<watch::Sender<u64>>, running: Arc<Mutex<bool>>) {
+    let mut last = db.durable_lsn();
+    tx.send_replace(last);
+    loop {
+        let closed = match db.wait_durable_past(last, Duration::from_secs(1)) {
+            Ok(d) => {
+                if d > last {
+                    last = d;
+                    tx.send_replace(d);
+                }
+                false
+            }
+            Err(_) => true,
+        };
+        let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
+        if closed || tx.receiver_count() == 0 {
+            *r = false;
+            return;
+        }
+    }
+}
+
+/// One document of a change, as JSON.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeDoc {
+    /// Collection.
+    pub collection: String,
+    /// Key.
+    pub key: String,
+    /// `create`, `put`, `replace`, `patch` or `delete`.
+    pub op: &'static str,
+    /// The version written (0 for a delete).
+    pub version: u64,
+    /// Schema version of the value written (0 for a delete).
+    pub schema_version: u32,
+    /// When the document expires, RFC 3339 UTC (null: never, and for a delete).
+    pub expires_at: Option<String>,
+    /// SHA-256 of the stored value, hex (null for a delete).
+    pub sha256: Option<String>,
+    /// The value written, with `values=true` (absent otherwise and for deletes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Box<RawValue>>,
+}
+
+/// One durable commit, as JSON.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeBody {
+    /// The commit's LSN: the cursor to resume after.
+    pub lsn: u64,
+    /// Commit time, RFC 3339 UTC.
+    pub commit_ts: String,
+    /// Commit time, microseconds since the Unix epoch.
+    pub commit_ts_us: u64,
+    /// `write`, `revert`, `undo`, `restore`, `ttl` or `migration`.
+    pub reason: &'static str,
+    /// For a revert, undo or restore: the LSN it went back to (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_lsn: Option<u64>,
+    /// The documents of the commit the request matches and the token may read.
+    pub docs: Vec<ChangeDoc>,
+}
+
+/// A long-poll answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangesResponse {
+    /// Matching durable commits after `since`, in LSN order.
+    pub changes: Vec<ChangeBody>,
+    /// Every commit up to this LSN has been returned or skipped: pass it as the next `since`.
+    pub high_water_lsn: u64,
+}
+
+/// What the request asked for.
+struct Params {
+    since: Option<u64>,
+    filter: Filter,
+    heartbeat: Duration,
+    limit: usize,
+    wait: Duration,
+}
+
+fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> ApiResult<Params> {
+    let bad = |m: String| ApiError::bad_request("invalid_query", m);
+    let num = |k: &str, v: &str| {
+        v.parse::<u64>()
+            .map_err(|_| bad(format!("{k}={v:?} is not a non-negative integer")))
+    };
+    let mut p = Params {
+        since: None,
+        filter: Filter::all(),
+        heartbeat: Duration::from_millis(DEFAULT_HEARTBEAT_MS),
+        limit: DEFAULT_LIMIT,
+        wait: Duration::ZERO,
+    };
+    for (k, v) in pairs {
+        match k.as_str() {
+            "since" if v == "now" => p.since = None,
+            "since" => p.since = Some(num(&k, &v)?),
+            "collection" => {
+                let ok = !v.is_empty()
+                    && v.len() <= 64
+                    && v.bytes().all(|c| {
+                        c.is_ascii_lowercase()
+                            || c.is_ascii_digit()
+                            || matches!(c, b'_' | b'.' | b'-' | b'*' | b'?')
+                    });
+                if !ok {
+                    return Err(bad(format!("collection={v:?}: a name or glob of 1-64 characters of a-z, 0-9, _, ., -, * and ?")));
+                }
+                if p.filter.collections.len() >= MAX_COLLECTION_FILTERS {
+                    return Err(bad(format!(
+                        "at most {MAX_COLLECTION_FILTERS} collection= filters"
+                    )));
+                }
+                p.filter.collections.push(v);
+            }
+            "prefix" => {
+                if v.len() > amberdb::MAX_KEY_BYTES {
+                    return Err(bad(format!(
+                        "prefix is longer than a key ({} bytes)",
+                        amberdb::MAX_KEY_BYTES
+                    )));
+                }
+                p.filter.prefix = v;
+            }
+            "values" => {
+                p.filter.values = match v.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => return Err(bad(format!("values={v:?}: true or false"))),
+                }
+            }
+            "heartbeat_ms" => {
+                let ms = num(&k, &v)?;
+                let (lo, hi) = HEARTBEAT_MS_RANGE;
+                if !(lo..=hi).contains(&ms) {
+                    return Err(bad(format!("heartbeat_ms must be {lo}..={hi}")));
+                }
+                p.heartbeat = Duration::from_millis(ms);
+            }
+            "limit" => {
+                let n = num(&k, &v)?;
+                if n == 0 || n > MAX_LIMIT as u64 {
+                    return Err(bad(format!("limit must be 1..={MAX_LIMIT}")));
+                }
+                p.limit = n as usize;
+            }
+            "wait_ms" => {
+                let ms = num(&k, &v)?;
+                if ms > MAX_WAIT_MS {
+                    return Err(bad(format!("wait_ms must be at most {MAX_WAIT_MS}")));
+                }
+                p.wait = Duration::from_millis(ms);
+            }
+            other => return Err(bad(format!("unknown query parameter {other:?}"))),
+        }
+    }
+    if p.since.is_none() {
+        if let Some(v) = headers.get("last-event-id") {
+            let v = v.to_str().unwrap_or("").trim();
+            p.since = Some(v.parse::<u64>().map_err(|_| {
+                ApiError::bad_request(
+                    "invalid_header",
+                    format!("Last-Event-ID {v:?} is not an LSN"),
+                )
+            })?);
+        }
+    }
+    Ok(p)
+}
+
+/// Whether the request asks for an event stream.
+pub(crate) fn wants_sse(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.to_ascii_lowercase().contains("text/event-stream"))
+}
+
+/// The change feed: Server-Sent Events with `Accept: text/event-stream`, a long-poll
+/// otherwise.
+#[utoipa::path(
+    get,
+    path = "/v1/changes",
+    tag = "changes",
+    params(
+        ("since" = Option<String>, Query, description = "Deliver commits after this LSN (or `now`, the default: only new ones). The Last-Event-ID header does the same for a stream."),
+        ("collection" = Option<Vec<String>>, Query, description = "Collection name or glob (* and ?); repeatable; default every collection the token may read."),
+        ("prefix" = Option<String>, Query, description = "Only keys starting with this prefix."),
+        ("values" = Option<bool>, Query, description = "Include each written value (default false)."),
+        ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "Stream only: heartbeat interval (default 15000)."),
+        ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Long-poll only: most changes per answer (default 100)."),
+        ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 30000, description = "Long-poll only: how long to wait for a first change (default 0)."),
+    ),
+    responses(
+        (status = 200, description = "A long-poll answer; with Accept: text/event-stream an SSE stream (events change and high_water, id = LSN)", body = ChangesResponse),
+        ChangesErrors,
+    ),
+    security(("bearer" = []))
+)]
+pub async fn changes(
+    State(state): State<Shared>,
+    Extension(who): Extension<Principal>,
+    q: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let params = parse(query(q)?, &headers)?;
+    authorize(&who, &params.filter)?;
+    let permit = state.feed.permit()?;
+    let rx = state.feed.watch(&state.db);
+    let db = state.db.clone();
+    let (since, filter) = (params.since, params.filter.clone());
+    let sub = tokio::task::spawn_blocking(move || {
+        let from = since.unwrap_or_else(|| db.durable_lsn());
+        db.subscribe(from, filter)
+    })
+    .await
+    .map_err(|e| ApiError::internal(format!("engine task failed: {e}")))??;
+    let reader = Reader {
+        sub: Some(sub),
+        rx,
+        who,
+        state,
+        _permit: permit,
+    };
+    if wants_sse(&headers) {
+        Ok(sse(reader, params.heartbeat).into_response())
+    } else {
+        long_poll(reader, params.limit, params.wait).await
+    }
+}
+
+/// 403 when the token may read nothing, or names a collection it may not read.
+fn authorize(who: &Principal, filter: &Filter) -> ApiResult<()> {
+    for c in &filter.collections {
+        let is_glob = c.contains(['*', '?']);
+        if !is_glob && !who.can_read(c) {
+            return Err(ApiError::forbidden(format!(
+                "token {:?} has no read scope for collection {c:?}",
+                who.name()
+            )));
+        }
+    }
+    if !can_read_any(who) {
+        return Err(ApiError::forbidden(format!(
+            "token {:?} has no read scope, so it can see no changes",
+            who.name()
+        )));
+    }
+    Ok(())
+}
+
+/// Whether the principal may read any collection at all.
+fn can_read_any(who: &Principal) -> bool {
+    use crate::auth::Scope;
+    match who {
+        Principal::Anyone => true,
+        Principal::Token(t) => t
+            .scopes
+            .iter()
+            .any(|s| matches!(s, Scope::Admin | Scope::Read(_))),
+    }
+}
+
+/// A subscription with what a stream or long-poll needs around it.
+struct Reader {
+    sub: Option<Subscription>,
+    rx: watch::Receiver<u64>,
+    who: Principal,
+    state: Shared,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Reader {
+    /// Reads what is durable now, on the blocking pool; only what the token may read.
+    async fn read(&mut self, max: usize) -> amberdb::Result<Vec<ChangeBody>> {
+        let Some(mut sub) = self.sub.take() else {
+            return Err(amberdb::Error::Closed);
+        };
+        let (sub, got) = tokio::task::spawn_blocking(move || {
+            let got = sub.next_batch(max, Duration::ZERO);
+            (sub, got)
+        })
+        .await
+        .map_err(|_| amberdb::Error::Closed)?;
+        self.sub = Some(sub);
+        Ok(got?
+            .into_iter()
+            .filter_map(|c| body(c, &self.who))
+            .collect())
+    }
+
+    fn high_water(&self) -> u64 {
+        self.sub.as_ref().map_or(0, Subscription::high_water_lsn)
+    }
+}
+
+fn body(c: Change, who: &Principal) -> Option<ChangeBody> {
+    let docs: Vec<ChangeDoc> = c
+        .docs
+        .into_iter()
+        .filter(|d| who.can_read(&d.collection))
+        .map(|d| ChangeDoc {
+            collection: d.collection.to_string(),
+            key: d.key.to_string(),
+            op: d.op.as_str(),
+            version: d.version,
+            schema_version: d.schema_version,
+            expires_at: d.expires_at.map(amberdb::format_micros),
+            sha256: d.sha256.map(hex::encode),
+            value: d
+                .value
+                .and_then(|v| String::from_utf8(v.to_vec()).ok())
+                .and_then(|s| RawValue::from_string(s).ok()),
+        })
+        .collect();
+    (!docs.is_empty()).then(|| ChangeBody {
+        lsn: c.lsn,
+        commit_ts: amberdb::format_micros(c.commit_ts),
+        commit_ts_us: c.commit_ts,
+        reason: c.reason.as_str(),
+        target_lsn: (c.target_lsn != 0).then_some(c.target_lsn),
+        docs,
+    })
+}
+
+async fn long_poll(mut r: Reader, limit: usize, wait: Duration) -> ApiResult<Response> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let changes = r.read(limit).await?;
+        let now = tokio::time::Instant::now();
+        if !changes.is_empty() || now >= deadline || r.state.is_shutting_down() {
+            let body = ChangesResponse {
+                changes,
+                high_water_lsn: r.high_water(),
+            };
+            return Ok(axum::Json(body).into_response());
+        }
+        let step = (deadline - now).min(SHUTDOWN_POLL);
+        let _ = tokio::time::timeout(step, r.rx.changed()).await;
+    }
+}
+
+fn sse(
+    reader: Reader,
+    heartbeat: Duration,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    struct St {
+        r: Reader,
+        queue: VecDeque<Event>,
+        next_beat: tokio::time::Instant,
+        heartbeat: Duration,
+        done: bool,
+    }
+    let st = St {
+        r: reader,
+        queue: VecDeque::new(),
+        next_beat: tokio::time::Instant::now() + heartbeat,
+        heartbeat,
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(st, |mut st| async move {
+        loop {
+            if let Some(e) = st.queue.pop_front() {
+                return Some((Ok(e), st));
+            }
+            if st.done || st.r.state.is_shutting_down() {
+                return None;
+            }
+            match st.r.read(BATCH).await {
+                Ok(changes) => {
+                    for c in changes {
+                        let data = serde_json::to_string(&c).unwrap_or_default();
+                        st.queue.push_back(
+                            Event::default()
+                                .id(c.lsn.to_string())
+                                .event("change")
+                                .data(data),
+                        );
+                    }
+                }
+                Err(e) => {
+                    // The stream has started: the error becomes its last event.
+                    let err = ApiError::from(e);
+                    let data = serde_json::json!({"error": {
+                        "code": err.code, "message": err.message, "details": err.details,
+                    }});
+                    st.queue
+                        .push_back(Event::default().event("error").data(data.to_string()));
+                    st.done = true;
+                    continue;
+                }
+            }
+            if !st.queue.is_empty() {
+                continue;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= st.next_beat {
+                st.next_beat = now + st.heartbeat;
+                let hw = st.r.high_water();
+                st.queue.push_back(Event::default().comment("heartbeat"));
+                st.queue.push_back(
+                    Event::default()
+                        .id(hw.to_string())
+                        .event("high_water")
+                        .data(serde_json::json!({ "high_water_lsn": hw }).to_string()),
+                );
+                continue;
+            }
+            let step = (st.next_beat - now).min(SHUTDOWN_POLL);
+            if let Ok(Err(_)) = tokio::time::timeout(step, st.r.rx.changed()).await {
+                // The bridge stopped: the database closed.
+                st.done = true;
+            }
+        }
+    });
+    Sse::new(stream)
+}
+
+/// Errors of `GET /v1/changes`.
+pub struct ChangesErrors;
+impl utoipa::IntoResponses for ChangesErrors {
+    fn responses(
+    ) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        super::error_responses(&[
+            (400, "Malformed query or Last-Event-ID, or since is ahead of the log (codes invalid_query, invalid_header, invalid_argument)."),
+            E401,
+            E403,
+            (410, "since is older than the retained log: details.retained_from_lsn says where the log starts (code history_lost)."),
+            E503,
+        ])
+    }
+}

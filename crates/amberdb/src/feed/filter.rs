@@ -1,0 +1,95 @@
+//! Which documents a subscription wants: collections by name or glob, and a key prefix.
+
+/// A change-feed filter. The default matches everything and delivers no values.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    /// Collection names or globs (`*` any run of characters, `?` one character); empty
+    /// means every collection.
+    pub collections: Vec<String>,
+    /// Only keys starting with this prefix (empty: every key).
+    pub prefix: String,
+    /// Deliver each written document's value (canonical JSON) with its change.
+    pub values: bool,
+}
+
+impl Filter {
+    /// Matches every document, without values.
+    pub fn all() -> Self {
+        Filter::default()
+    }
+
+    /// Adds a collection name or glob.
+    pub fn collection(mut self, glob: impl Into<String>) -> Self {
+        self.collections.push(glob.into());
+        self
+    }
+
+    /// Only keys starting with `prefix`.
+    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Deliver values too.
+    pub fn with_values(mut self, values: bool) -> Self {
+        self.values = values;
+        self
+    }
+
+    /// Whether a document of `collection` under `key` matches.
+    pub fn matches(&self, collection: &str, key: &str) -> bool {
+        key.starts_with(&self.prefix)
+            && (self.collections.is_empty()
+                || self.collections.iter().any(|g| glob_match(g, collection)))
+    }
+}
+
+/// Matches `name` against a glob of `*` (any run of characters) and `?` (one character).
+pub fn glob_match(glob: &str, name: &str) -> bool {
+    let (g, n) = (glob.as_bytes(), name.as_bytes());
+    let (mut gi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        match g.get(gi) {
+            Some(b'*') => {
+                star = Some((gi, ni));
+                gi += 1;
+            }
+            Some(&c) if c == b'?' || Some(&c) == n.get(ni) => {
+                gi += 1;
+                ni += 1;
+            }
+            _ => match star {
+                Some((sg, sn)) => {
+                    gi = sg + 1;
+                    ni = sn + 1;
+                    star = Some((sg, sn + 1));
+                }
+                None => return false,
+            },
+        }
+    }
+    g.get(gi..)
+        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs_match_names_prefixes_and_single_characters() {
+        assert!(glob_match("players", "players"));
+        assert!(!glob_match("players", "players2"));
+        assert!(glob_match("play*", "players"));
+        assert!(glob_match("*", ""));
+        assert!(glob_match("p?ayers", "players"));
+        assert!(!glob_match("p?ayers", "pyers"));
+        assert!(glob_match("*.log", "chat.log"));
+        assert!(!glob_match("*.log", "chat.logs"));
+        let f = Filter::all().collection("chat*").prefix("room1/");
+        assert!(f.matches("chat", "room1/a"));
+        assert!(!f.matches("chat", "room2/a"));
+        assert!(!f.matches("players", "room1/a"));
+    }
+}

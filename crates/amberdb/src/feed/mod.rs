@@ -1,0 +1,280 @@
+//! The change feed: `Db::subscribe(from_lsn, filter)` delivers, in LSN order, every durable
+//! commit after `from_lsn` that touches a matching document.
+//!
+//! A subscription always reads the log files ([`reader`]) up to the durable LSN that the
+//! committer publishes after each sync ([`watch`]), and sleeps on that watch when it has
+//! caught up. Replaying old history and following live commits are therefore the same code
+//! path: there is no switch at which a commit could be skipped or delivered twice, a
+//! buffered commit is delivered only once its deferred sync has happened, and a slow
+//! consumer only reads older bytes of the log (the committer never waits for it).
+
+pub mod events;
+pub(crate) mod reader;
+pub(crate) mod watch;
+
+mod filter;
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::db::Db;
+use crate::engine_state::Shared;
+use crate::error::{Error, Result};
+use crate::log::record::CommitRecord;
+pub use crate::log::record::{CommitReason, OpKind};
+use crate::recovery::LOG_DIR;
+
+pub use filter::{glob_match, Filter};
+pub(crate) use watch::DurableWatch;
+
+/// Most matching commits a subscription reads ahead of its consumer.
+const READ_AHEAD: usize = 256;
+
+/// One document a commit touched, as the change feed reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedDoc {
+    /// Collection.
+    pub collection: Arc<str>,
+    /// Key.
+    pub key: Arc<str>,
+    /// What the operation was (`Delete` for a delete, whatever produced the write).
+    pub op: OpKind,
+    /// True when the commit deleted the document.
+    pub deleted: bool,
+    /// The version written (0 for a delete).
+    pub version: u64,
+    /// Schema version of the value written (0 for a delete).
+    pub schema_version: u32,
+    /// When the written document expires, microseconds since the Unix epoch (`None`: never,
+    /// and for a delete).
+    pub expires_at: Option<u64>,
+    /// SHA-256 of the value written (for a delete: `None`).
+    pub sha256: Option<[u8; 32]>,
+    /// The value written, canonical JSON, when the filter asked for values.
+    pub value: Option<Arc<[u8]>>,
+}
+
+/// One durable commit, with the documents of it that match the subscription's filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// The commit's LSN (the feed's cursor: resume after it with `subscribe(lsn, ..)`).
+    pub lsn: u64,
+    /// Commit time, microseconds since the Unix epoch.
+    pub commit_ts: u64,
+    /// Why the commit was made (a client write, a revert, an undo, a restore, the TTL
+    /// reaper, a migration).
+    pub reason: CommitReason,
+    /// For a revert, undo or restore: the LSN it went back to (0 otherwise).
+    pub target_lsn: u64,
+    /// The matching documents, in transaction order.
+    pub docs: Vec<ChangedDoc>,
+}
+
+/// A subscription to the change feed (see [`Db::subscribe`]). Not shared between threads;
+/// move it to the thread that consumes it.
+pub struct Subscription {
+    shared: Arc<Shared>,
+    reader: reader::LogReader,
+    filter: Filter,
+    /// Matching commits read but not yet returned.
+    pending: VecDeque<Change>,
+}
+
+impl std::fmt::Debug for Subscription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("next_lsn", &self.reader.next_lsn())
+            .field("pending", &self.pending.len())
+            .field("filter", &self.filter)
+            .finish()
+    }
+}
+
+impl Db {
+    /// Subscribes to the change feed: every durable commit after `from_lsn` (0: from the
+    /// start of the retained log) that writes or deletes a document matching `filter`, in
+    /// LSN order, replayed from the retained log and then followed live, with no gap and no
+    /// duplicate. A commit with `Buffered` durability is delivered only once it is synced.
+    ///
+    /// Fails with [`Error::HistoryLost`] when the log no longer holds every commit after
+    /// `from_lsn` (older than the history window), and with `InvalidArgument` when
+    /// `from_lsn` is ahead of the newest commit.
+    pub fn subscribe(&self, from_lsn: u64, filter: Filter) -> Result<Subscription> {
+        let shared = self.shared_state().clone();
+        let newest = shared.view.load().lsn;
+        if from_lsn > newest {
+            return Err(Error::InvalidArgument(format!(
+                "from_lsn {from_lsn} is ahead of the newest commit (LSN {newest})"
+            )));
+        }
+        let reader = reader::LogReader::new(&self.path().join(LOG_DIR), from_lsn)?;
+        Ok(Subscription {
+            shared,
+            reader,
+            filter,
+            pending: VecDeque::new(),
+        })
+    }
+
+    /// The highest LSN on stable storage (what the change feed has delivered up to when it
+    /// has caught up).
+    pub fn durable_lsn(&self) -> u64 {
+        self.shared_state().feed.durable()
+    }
+
+    /// Waits until a commit after `lsn` is durable, or `timeout` passes; returns the durable
+    /// LSN then. `Error::Closed` once the database is closed. For bridges that wake many
+    /// subscriptions from one thread (the server's SSE endpoint).
+    pub fn wait_durable_past(&self, lsn: u64, timeout: Duration) -> Result<u64> {
+        self.shared_state()
+            .feed
+            .wait_past(lsn, Some(Instant::now() + timeout))
+    }
+}
+
+impl Subscription {
+    /// Every commit up to this LSN has been delivered or skipped as not matching: a consumer
+    /// that stores it as its cursor resumes without a gap. Advances over commits the filter
+    /// skips, so a quiet consumer's cursor still moves.
+    pub fn high_water_lsn(&self) -> u64 {
+        match self.pending.front() {
+            Some(c) => c.lsn - 1,
+            None => self.reader.next_lsn() - 1,
+        }
+    }
+
+    /// The next matching durable commit, if one is available now (never waits for one).
+    pub fn try_next(&mut self) -> Result<Option<Change>> {
+        if self.pending.is_empty() {
+            self.fill()?;
+        }
+        Ok(self.pending.pop_front())
+    }
+
+    /// The next matching durable commit, waiting as long as it takes. `Error::Closed` when
+    /// the database closes first.
+    // Not `Iterator::next`: it blocks and fails (`Closed`, `HistoryLost`) instead of ending.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Change> {
+        loop {
+            if let Some(c) = self.wait_until(None)? {
+                return Ok(c);
+            }
+        }
+    }
+
+    /// The next matching durable commit, waiting at most `timeout`; `None` on timeout.
+    pub fn next_timeout(&mut self, timeout: Duration) -> Result<Option<Change>> {
+        self.wait_until(Some(Instant::now() + timeout))
+    }
+
+    /// Up to `max` matching commits available now (waiting at most `wait` for the first).
+    /// The high-water LSN after the call covers what was returned and everything skipped.
+    pub fn next_batch(&mut self, max: usize, wait: Duration) -> Result<Vec<Change>> {
+        let mut out = Vec::new();
+        if let Some(c) = self.next_timeout(wait)? {
+            out.push(c);
+        }
+        while out.len() < max {
+            match self.try_next()? {
+                Some(c) => out.push(c),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Option<Change>> {
+        loop {
+            if let Some(c) = self.try_next()? {
+                return Ok(Some(c));
+            }
+            let seen = self.reader.next_lsn() - 1;
+            let durable = self.shared.feed.wait_past(seen, deadline)?;
+            if durable <= seen {
+                return Ok(None); // timed out
+            }
+        }
+    }
+
+    /// Reads durable commits until `READ_AHEAD` matching ones are pending or the durable LSN
+    /// is reached. Never holds a lock the committer takes while reading.
+    fn fill(&mut self) -> Result<()> {
+        let durable = self.shared.feed.durable();
+        let (filter, pending) = (&self.filter, &mut self.pending);
+        self.reader.read(durable, |rec| {
+            if let Some(c) = to_change(rec, filter) {
+                pending.push_back(c);
+            }
+            pending.len() < READ_AHEAD
+        })
+    }
+}
+
+/// The part of a commit that matches `filter`, or `None` when none of it does.
+fn to_change(rec: CommitRecord, filter: &Filter) -> Option<Change> {
+    let docs: Vec<ChangedDoc> = rec
+        .ops
+        .into_iter()
+        .filter(|op| filter.matches(&op.collection, &op.key))
+        .map(|op| match op.doc {
+            Some(d) => ChangedDoc {
+                collection: op.collection,
+                key: op.key,
+                op: op.op,
+                deleted: false,
+                version: d.version,
+                schema_version: d.schema_version,
+                expires_at: d.expires_at,
+                sha256: Some(d.sha256),
+                value: filter.values.then_some(d.value),
+            },
+            None => ChangedDoc {
+                collection: op.collection,
+                key: op.key,
+                op: op.op,
+                deleted: true,
+                version: 0,
+                schema_version: 0,
+                expires_at: None,
+                sha256: None,
+                value: None,
+            },
+        })
+        .collect();
+    (!docs.is_empty()).then_some(Change {
+        lsn: rec.lsn,
+        commit_ts: rec.commit_ts,
+        reason: rec.reason,
+        target_lsn: rec.target_lsn,
+        docs,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::txn::{CommitMeta, Transaction};
+
+    #[test]
+    fn a_system_commit_is_delivered_with_its_reason_and_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(dir.path()).unwrap();
+        db.put("players", "a", serde_json::json!(1)).unwrap();
+        let mut t = Transaction::new();
+        t.put("players", "a", serde_json::json!(0));
+        let meta = CommitMeta {
+            reason: CommitReason::Revert,
+            target_lsn: 1,
+        };
+        db.commit_with(&t, meta).unwrap();
+        let mut sub = db.subscribe(1, Filter::all()).unwrap();
+        let c = sub.try_next().unwrap().unwrap();
+        assert_eq!(
+            (c.lsn, c.reason, c.target_lsn),
+            (2, CommitReason::Revert, 1)
+        );
+        db.close().unwrap();
+    }
+}
