@@ -108,7 +108,11 @@ impl Db {
                 "from_lsn {from_lsn} is ahead of the newest commit (LSN {newest})"
             )));
         }
-        let reader = reader::LogReader::new(&self.path().join(LOG_DIR), from_lsn)?;
+        let reader = reader::LogReader::new(
+            &self.path().join(LOG_DIR),
+            self.options().encryption.clone(),
+            from_lsn,
+        )?;
         Ok(Subscription {
             shared,
             reader,

@@ -12,9 +12,11 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use crate::crypto::Keyring;
 use crate::error::{Damage, Error, Result};
-use crate::log::record::{decode_frame_in, CommitRecord, FrameError};
-use crate::log::segment::{list_segments, SegmentHeader, SEGMENT_HEADER_LEN_V3};
+use crate::log::record::{CommitRecord, FrameError};
+use crate::log::sealed::FrameDecoder;
+use crate::log::segment::{list_segments, SegmentHeader, SEGMENT_HEADER_LEN_V4};
 
 /// Bytes read from a segment file at a time.
 const CHUNK: usize = 1 << 20;
@@ -23,7 +25,8 @@ struct OpenSegment {
     first_lsn: u64,
     path: PathBuf,
     file: crate::io::ReadFile,
-    format_version: u32,
+    /// Decodes (and, for an encrypted segment, opens) its frames.
+    decoder: FrameDecoder,
     /// Bytes read from the file and not yet consumed, starting at `buf_offset` in the file.
     buf: Vec<u8>,
     /// Where in `buf` the next frame starts.
@@ -63,6 +66,8 @@ impl OpenSegment {
 /// Reads commits in LSN order from `DATA/log/`.
 pub(crate) struct LogReader {
     dir: PathBuf,
+    /// Keys to open encrypted segments with.
+    keys: Option<Keyring>,
     /// The next LSN to deliver.
     next_lsn: u64,
     seg: Option<OpenSegment>,
@@ -72,12 +77,13 @@ impl LogReader {
     /// A reader that delivers commits after `from_lsn`. Opens the segment holding
     /// `from_lsn + 1` now (so it cannot be removed from under the reader later), or fails
     /// with `HistoryLost` when the log no longer reaches back that far.
-    pub(crate) fn new(log_dir: &Path, from_lsn: u64) -> Result<LogReader> {
+    pub(crate) fn new(log_dir: &Path, keys: Option<Keyring>, from_lsn: u64) -> Result<LogReader> {
         let next_lsn = from_lsn.checked_add(1).ok_or_else(|| {
             Error::InvalidArgument(format!("from_lsn {from_lsn} is out of range"))
         })?;
         let mut r = LogReader {
             dir: log_dir.to_owned(),
+            keys,
             next_lsn,
             seg: None,
         };
@@ -105,7 +111,7 @@ impl LogReader {
                 continue;
             };
             let rest = seg.buf.get(seg.pos..).unwrap_or_default();
-            match decode_frame_in(rest, seg.format_version) {
+            match seg.decoder.decode(rest, seg.buf_offset + seg.pos as u64) {
                 Ok(f) if f.record.lsn < self.next_lsn => seg.pos += f.len,
                 Ok(f) if f.record.lsn == self.next_lsn => {
                     seg.pos += f.len;
@@ -179,12 +185,12 @@ impl LogReader {
                 first_lsn: *first_lsn,
                 path: path.clone(),
                 file,
-                format_version: 0,
+                decoder: FrameDecoder::plain(0),
                 buf: Vec::new(),
                 pos: 0,
                 buf_offset: 0,
             };
-            while seg.buf.len() < SEGMENT_HEADER_LEN_V3 {
+            while seg.buf.len() < SEGMENT_HEADER_LEN_V4 {
                 let n = seg
                     .fill()
                     .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
@@ -200,7 +206,7 @@ impl LogReader {
                 );
                 return Err(damaged(&seg, detail));
             }
-            seg.format_version = header.format_version;
+            seg.decoder = FrameDecoder::for_segment(&header, self.keys.as_ref())?;
             seg.pos = header.encoded_len();
             return Ok(seg);
         }
