@@ -6,6 +6,7 @@ pub mod admin;
 pub mod backups;
 pub mod collections;
 pub mod documents;
+pub mod history;
 pub mod probes;
 pub mod txn;
 pub mod write;

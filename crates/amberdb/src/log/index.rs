@@ -175,6 +175,19 @@ pub(crate) fn decode_idx(
     Some(out)
 }
 
+/// Writes an `.idx` file: temp file and rename, without fsync and outside the engine's I/O
+/// layer (and its fault injection): the index is derived data whose loss or failure costs a
+/// rebuild, never a commit, so a failure here is logged and otherwise ignored.
+pub(crate) fn write_idx_best_effort(path: &std::path::Path, bytes: &[u8]) {
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("idx");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        tracing::warn!(path = %path.display(), error = %e, "could not write segment index");
+    }
+}
+
 /// File name of the index of the segment starting at `first_lsn`.
 pub(crate) fn idx_file_name(first_lsn: u64) -> String {
     format!("{first_lsn:020}.idx")

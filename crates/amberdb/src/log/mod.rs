@@ -221,9 +221,7 @@ impl CommitLog {
             .unwrap_or_default();
         let idx_path = self.dir.join(index::idx_file_name(self.first_lsn));
         let idx_bytes = index::encode_idx(self.first_lsn, self.len, &entries);
-        if let Err(e) = write_atomic(&idx_path, &idx_bytes, &self.faults) {
-            tracing::warn!(path = %idx_path.display(), error = %e, "could not write segment index");
-        }
+        index::write_idx_best_effort(&idx_path, &idx_bytes);
         let old_path = std::mem::replace(&mut self.file, file).path().to_owned();
         if let Ok(mut sealed) = self.sealed.lock() {
             sealed.push(SealedSegment {

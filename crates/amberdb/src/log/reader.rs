@@ -192,9 +192,7 @@ impl LogReader {
         self.indexes_rebuilt.fetch_add(1, Ordering::Relaxed);
         let idx_path = self.dir.join(index::idx_file_name(seg.first_lsn));
         let encoded = index::encode_idx(seg.first_lsn, seg.length, &entries);
-        if let Err(e) = crate::io::write_atomic(&idx_path, &encoded, &Faults::none()) {
-            tracing::warn!(path = %idx_path.display(), error = %e, "could not rewrite segment index");
-        }
+        index::write_idx_best_effort(&idx_path, &encoded);
         let entries = Arc::new(entries);
         if let Ok(mut c) = self.cache.lock() {
             c.insert(seg.first_lsn, entries.clone());

@@ -67,12 +67,10 @@ pub(crate) fn remove_segment(
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
     }
-    // The derived index first: without its segment it is litter, never harm.
-    let idx = log_dir.join(super::index::idx_file_name(seg.seal.first_lsn));
-    match crate::io::remove_file(&idx, faults) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
+    // The derived index, best effort (like its writes, outside the I/O layer): one left
+    // behind is litter that no reader uses without its segment, and is refused if a segment
+    // with that first LSN ever comes back with other bytes.
+    let _ = std::fs::remove_file(log_dir.join(super::index::idx_file_name(seg.seal.first_lsn)));
     let seal = log_dir.join(seal_file_name(seg.seal.first_lsn));
     match crate::io::remove_file(&seal, faults) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
