@@ -52,6 +52,7 @@ pub fn run(a: Args) -> CliResult {
         collection: a.collection,
         key: a.key,
         limit: a.limit,
+        ..LogFilter::default()
     };
     for e in read_log(&source, &filter)? {
         if a.json {

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod checkpoint;
 pub mod delete;
 pub mod get;
+pub mod history;
 pub mod list;
 pub mod log;
 pub mod put;
