@@ -40,6 +40,8 @@ enum Command {
     Put(commands::put::Args),
     /// Print a document's envelope (exit 3 when missing).
     Get(commands::get::Args),
+    /// A document's versions (and deletes) in the history window, newest first.
+    History(commands::history::Args),
     /// Delete a document (exit 3 when it did not exist).
     Delete(commands::delete::Args),
     /// List a collection's documents in key order, one page at a time.
@@ -98,6 +100,7 @@ fn main() {
     let result = match cli.command {
         Command::Put(a) => commands::put::run(a),
         Command::Get(a) => commands::get::run(a),
+        Command::History(a) => commands::history::run(a),
         Command::Delete(a) => commands::delete::run(a),
         Command::List(a) => commands::list::run(a),
         Command::Txn(a) => commands::txn::run(a),

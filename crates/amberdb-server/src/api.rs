@@ -416,6 +416,19 @@ pub struct StatusResponse {
     pub collections: Vec<CollectionSummary>,
     /// What recovery did when this server opened the database.
     pub recovery: RecoveryBody,
+    /// The history window: where it starts and how much log it holds.
+    pub history: HistoryWindowBody,
+}
+
+/// The history window (`history.retention`, `history.max_bytes`) in `/v1/admin/status`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct HistoryWindowBody {
+    /// The oldest LSN history and as-of reads answer for.
+    pub retained_from_lsn: u64,
+    /// Commit time of that commit, RFC 3339 (null when the log holds no commit).
+    pub retained_from_time: Option<String>,
+    /// Bytes of log on disk.
+    pub retained_bytes: u64,
 }
 
 /// What recovery did when the server opened its database (`Db::recovery_report()`), in

@@ -42,6 +42,11 @@ pub fn router(state: Shared) -> Router {
                 .patch(routes::documents::patch_doc)
                 .delete(routes::documents::delete_doc),
         )
+        .route(
+            "/v1/collections/{collection}/docs/{key}/history",
+            get(routes::history::history),
+        )
+        .route("/v1/log", get(routes::history::log))
         .route("/v1/txn", post(routes::txn::commit))
         .route("/v1/admin/status", get(routes::admin::status))
         .route("/v1/admin/checkpoint", post(routes::admin::checkpoint))

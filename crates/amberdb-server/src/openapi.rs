@@ -22,6 +22,8 @@ use crate::routes;
         routes::documents::delete_doc,
         routes::documents::list_docs,
         routes::documents::export,
+        routes::history::history,
+        routes::history::log,
         routes::txn::commit,
         routes::admin::status,
         routes::admin::checkpoint,
@@ -43,6 +45,7 @@ use crate::routes;
         (name = "collections", description = "Collections and their counts"),
         (name = "transactions", description = "Atomic batches"),
         (name = "changes", description = "The change feed (SSE or long-poll)"),
+        (name = "history", description = "Versions, as-of reads and the commit log inside the history window"),
         (name = "admin", description = "Operations (scope admin)"),
         (name = "probes", description = "Health, readiness, metrics, this document"),
     )

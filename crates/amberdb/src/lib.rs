@@ -49,6 +49,7 @@ mod document;
 mod engine_state;
 mod error;
 pub mod feed;
+pub mod history;
 pub mod identity;
 pub mod io;
 pub mod json_numbers;

@@ -338,6 +338,9 @@ fn automatic_recovery_rebuilds_a_damaged_directory_from_the_repository_and_repor
     let opts = Options {
         segment_size: 2048,
         checkpoint_on_close: false,
+        // No history window: the local log goes as soon as checkpoints allow, so the repository
+        // is the only copy of the archived commits.
+        history_retention: Duration::ZERO,
         ..Default::default()
     };
     let db = Db::open_with(&data, opts.clone()).unwrap();
@@ -527,6 +530,8 @@ fn a_data_directory_keeps_its_log_for_an_attached_repository_until_detached() {
     let repo = BackupRepo::open_or_init(tmp.path().join("r")).unwrap();
     let opts = Options {
         segment_size: 1024,
+        // No history window: only the repository's slot keeps segments checkpoints released.
+        history_retention: Duration::ZERO,
         ..Default::default()
     };
     let db = Db::open_with(&data, opts.clone()).unwrap();

@@ -32,6 +32,8 @@ fn opts() -> Options {
         segment_size: 1200,
         checkpoint_on_close: false,
         checkpoint_interval: None,
+        // No history window: checkpoints release the oldest segments, as the matrix expects.
+        history_retention: std::time::Duration::ZERO,
         ..Options::default()
     }
 }

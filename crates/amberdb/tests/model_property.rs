@@ -525,6 +525,13 @@ fn options(o: &OpenOpts, prune: bool) -> Options {
         } else {
             Options::default().tombstone_retention
         },
+        // Tombstones are kept at least as long as the history window: pruning at once needs
+        // no window.
+        history_retention: if prune {
+            Duration::ZERO
+        } else {
+            Options::default().history_retention
+        },
         segment_size: o.segment_size,
         checkpoint_log_bytes: o.checkpoint_log_bytes,
         checkpoint_compression_level: o.compression,

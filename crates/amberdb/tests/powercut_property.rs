@@ -639,6 +639,8 @@ fn a_power_cut_while_removing_old_files_never_brings_back_a_checkpoint_without_i
         checkpoint_interval: None,
         checkpoint_log_bytes: u64::MAX,
         checkpoint_on_close: false,
+        // No history window: the checkpoint removes the segments it does not need.
+        history_retention: std::time::Duration::ZERO,
         ..Options::default()
     };
     let setup = |root: &Path| -> (Db, Vec<Docs>) {

@@ -22,6 +22,8 @@ fn no_checkpoint_on_close() -> Options {
     Options {
         checkpoint_on_close: false,
         checkpoint_interval: None,
+        // No history window: checkpoints release the segments they do not need.
+        history_retention: Duration::ZERO,
         ..Options::default()
     }
 }
@@ -454,6 +456,8 @@ fn auto_recovery_replays_the_archive_from_empty_when_every_backup_is_damaged() {
     let repo = BackupRepo::open_or_init(&repo_dir).unwrap();
     let opts = Options {
         segment_size: 1024,
+        // No history window: the local log goes once checkpoints and the archive allow.
+        history_retention: Duration::ZERO,
         ..Options::default()
     };
     let db = Db::open_with(&data, opts.clone()).unwrap();

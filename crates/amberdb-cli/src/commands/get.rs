@@ -6,7 +6,7 @@ use crate::exit::{CliError, CliResult, NOT_FOUND};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Exit status: 0 found, 3 not found.\n\nExamples:\n  amberdb get --data ./db players alice\n  AMBERDB_URL=http://127.0.0.1:7070 amberdb get players alice --value-only"
+    after_help = "Exit status: 0 found, 3 not found (also: did not exist at --as-of), 1 when the point is older than the history window (history_lost).\n\nExamples:\n  amberdb get --data ./db players alice\n  AMBERDB_URL=http://127.0.0.1:7070 amberdb get players alice --value-only\n  # player 1234 as it was just before the bad deploy at 02:41:\n  amberdb get --url http://127.0.0.1:7070 players 1234 --as-of 2026-11-21T02:40:00Z\n  # as it was right after commit 5120 (LSNs from `amberdb history` or `amberdb log`):\n  amberdb get --data ./db players 1234 --as-of-lsn 5120"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -18,21 +18,42 @@ pub struct Args {
     /// Print only the value, not the envelope.
     #[arg(long)]
     pub value_only: bool,
+    /// Read the document as it was at this time (RFC 3339, e.g. 2026-11-21T02:40:00Z): after
+    /// the last commit at or before it. Only inside the history window (history.retention,
+    /// default 72 h).
+    #[arg(long, value_name = "TIME", conflicts_with = "as_of_lsn")]
+    pub as_of: Option<String>,
+    /// Read the document as it was right after the commit with this LSN.
+    #[arg(long, value_name = "LSN")]
+    pub as_of_lsn: Option<u64>,
 }
 
 pub fn run(a: Args) -> CliResult {
     amberdb::validate_collection(&a.collection)?;
     amberdb::validate_key(&a.key)?;
+    let at = match (&a.as_of, a.as_of_lsn) {
+        (Some(t), _) => Some(amberdb::history::At::Time(super::restore::parse_time(t)?)),
+        (None, Some(n)) => Some(amberdb::history::At::Lsn(n)),
+        (None, None) => None,
+    };
     let envelope = match a.target.open_existing()? {
         Target::Local(db) => {
-            let doc = db.get(&a.collection, &a.key);
+            let doc = match at {
+                Some(at) => db.get_at(&a.collection, &a.key, at),
+                None => Ok(db.get(&a.collection, &a.key)),
+            };
             db.close()?;
-            doc.map(|d| d.envelope(&a.collection))
+            doc?.map(|d| d.envelope(&a.collection))
         }
         Target::Remote(client) => {
+            let point = match (&a.as_of, a.as_of_lsn) {
+                (Some(t), _) => format!("&as_of={}", crate::client::segment(t)),
+                (None, Some(n)) => format!("&as_of_lsn={n}"),
+                (None, None) => String::new(),
+            };
             let r = client.send(
                 "GET",
-                &format!("{}?meta=true", doc_path(&a.collection, &a.key)),
+                &format!("{}?meta=true{point}", doc_path(&a.collection, &a.key)),
                 &[],
                 None,
             )?;

@@ -54,6 +54,7 @@ pub fn run(a: Args) -> CliResult {
         collection: a.collection,
         key: a.key,
         limit: a.limit,
+        ..LogFilter::default()
     };
     let keys = a.keys.keyring()?;
     for e in read_log_with(&source, &filter, keys.as_ref())? {

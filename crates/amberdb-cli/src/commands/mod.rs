@@ -6,6 +6,7 @@ pub mod checkpoint;
 pub mod delete;
 pub mod get;
 pub mod key;
+pub mod history;
 pub mod list;
 pub mod log;
 pub mod put;

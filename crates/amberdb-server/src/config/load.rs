@@ -283,6 +283,8 @@ fn build(
         checkpoint_log_bytes: int("engine.checkpoint_log_bytes")?,
         segment_size: int("engine.segment_size")?,
         tombstone_retention: Duration::from_secs(int("engine.tombstone_retention_s")?),
+        history_retention: Duration::from_secs(int("history.retention")?),
+        history_max_bytes: int("history.max_bytes")?,
         group_access: boolean("engine.group_access")?,
         shutdown_grace: Duration::from_millis(int("shutdown.grace_ms")?),
         tokens,

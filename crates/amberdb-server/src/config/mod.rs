@@ -120,6 +120,10 @@ pub struct Config {
     pub segment_size: u64,
     /// How long tombstones of deleted keys are kept.
     pub tombstone_retention: Duration,
+    /// The history window's time bound (`history.retention`).
+    pub history_retention: Duration,
+    /// The history window's size bound (`history.max_bytes`).
+    pub history_max_bytes: u64,
     /// Created files and directories get group read access (0640/0750).
     pub group_access: bool,
     /// How long a graceful shutdown waits for in-flight requests.
@@ -181,6 +185,8 @@ impl Config {
                 _ => amberdb::RecoveryMode::Refuse,
             },
             tombstone_retention: self.tombstone_retention,
+            history_retention: self.history_retention,
+            history_max_bytes: self.history_max_bytes,
             group_access: self.group_access,
             encryption: self.encryption.clone(),
             ..amberdb::Options::default()

@@ -58,6 +58,11 @@ pub async fn status(
             })
             .collect(),
         recovery: state.recovery.clone(),
+        history: crate::api::HistoryWindowBody {
+            retained_from_lsn: s.history.retained_from_lsn,
+            retained_from_time: s.history.retained_from_time.map(amberdb::format_micros),
+            retained_bytes: s.history.retained_bytes,
+        },
     }))
 }
 

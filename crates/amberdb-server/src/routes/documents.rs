@@ -56,6 +56,12 @@ pub struct GetQuery {
     /// instead of the bare value.
     #[serde(default)]
     pub meta: Option<bool>,
+    /// Read the document as it was at this time (RFC 3339): after the last commit at or
+    /// before it. 404 if it did not exist then, 410 before the history window.
+    pub as_of: Option<String>,
+    /// Read the document as it was right after the commit with this LSN.
+    #[param(minimum = 0)]
+    pub as_of_lsn: Option<u64>,
 }
 
 /// Query of a listing.
@@ -71,6 +77,11 @@ pub struct ListQuery {
     /// Page size, 1..=10000 (default 100).
     #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
+    /// List the collection as it was at this time (RFC 3339); 410 before the history window.
+    pub as_of: Option<String>,
+    /// List the collection as it was right after the commit with this LSN.
+    #[param(minimum = 0)]
+    pub as_of_lsn: Option<u64>,
 }
 
 fn validate(collection: &str, key: Option<&str>) -> Result<(), ApiError> {
@@ -91,8 +102,9 @@ fn validate(collection: &str, key: Option<&str>) -> Result<(), ApiError> {
         ("If-Match" = Option<String>, Header, description = "ETags; a mismatch answers 412")),
     responses(
         (status = 200, description = "The value (or, with meta=true, the envelope)", body = serde_json::Value,
-            headers(("ETag" = String, description = "The version, quoted"), ("Amber-Version" = u64), ("Amber-Lsn" = u64), ("Amber-Schema-Version" = u32))),
+            headers(("ETag" = String, description = "The version, quoted"), ("Amber-Version" = u64), ("Amber-Lsn" = u64), ("Amber-Schema-Version" = u32), ("Amber-As-Of-Lsn" = u64, description = "With as_of or as_of_lsn: the LSN the point resolved to"))),
         (status = 304, description = "If-None-Match matched: not modified"),
+        (status = 410, description = "as_of / as_of_lsn is older than the history window (code history_lost)", body = crate::error::ErrorBody),
         ReadErrors,
     ),
     security(("bearer" = []))
@@ -108,6 +120,10 @@ pub async fn get_doc(
     let q = query(q)?;
     validate(&collection, Some(&key))?;
     require_read(&who, &collection)?;
+    if let Some(at) = super::history::as_of(q.as_of.as_deref(), q.as_of_lsn)? {
+        let meta = q.meta == Some(true);
+        return super::history::get_doc_as_of(&state, collection, key, at, meta).await;
+    }
     let doc = state.db.get(&collection, &key);
     let current = doc.as_ref().map_or(0, |d| d.meta.version);
     if let Some(cond) = headers::if_match(&headers)? {
@@ -253,7 +269,7 @@ pub async fn delete_doc(
     path = "/v1/collections/{collection}/docs",
     tag = "documents",
     params(CollectionPath, ListQuery),
-    responses((status = 200, description = "A page of envelopes and the next cursor", body = ListResponse), ReadErrors),
+    responses((status = 200, description = "A page of envelopes and the next cursor (with as_of or as_of_lsn: also `as_of_lsn`, and the Amber-As-Of-Lsn header)", body = ListResponse), super::history::HistoryErrors),
     security(("bearer" = []))
 )]
 pub async fn list_docs(
@@ -266,6 +282,9 @@ pub async fn list_docs(
     let q = query(q)?;
     validate(&collection, None)?;
     require_read(&who, &collection)?;
+    if let Some(at) = super::history::as_of(q.as_of.as_deref(), q.as_of_lsn)? {
+        return super::history::list_docs_as_of(&state, collection, q, at).await;
+    }
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
         return Err(ApiError::bad_request(

@@ -8,6 +8,7 @@ pub mod changes;
 pub mod collections;
 pub mod documents;
 pub mod events;
+pub mod history;
 pub mod probes;
 pub mod txn;
 pub mod write;

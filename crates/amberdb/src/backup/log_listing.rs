@@ -35,6 +35,11 @@ pub struct LogFilter {
     pub key: Option<String>,
     /// At most this many commits (0 = all).
     pub limit: usize,
+    /// Only commits with an LSN at or after this (data directories skip whole segments
+    /// before it).
+    pub from_lsn: Option<u64>,
+    /// Only commits with an LSN at or before this (the listing stops after it).
+    pub to_lsn: Option<u64>,
 }
 
 /// One document touched by a commit.
@@ -44,7 +49,8 @@ pub struct LogOp {
     pub collection: String,
     /// Key.
     pub key: String,
-    /// `put` or `delete`.
+    /// The operation: `create`, `put`, `replace`, `patch` or `delete` (log format 4; older
+    /// commits say `put` or `delete`).
     pub op: &'static str,
     /// New version (0 for deletes).
     pub version: u64,
@@ -61,6 +67,10 @@ pub struct LogEntry {
     pub time: String,
     /// Commit time, microseconds.
     pub time_us: u64,
+    /// Why it was made: `write`, `revert`, `undo`, `restore`, `ttl` or `migration`.
+    pub reason: &'static str,
+    /// The LSN a revert, undo or restore refers to (0: none).
+    pub target_lsn: u64,
     /// What it touched.
     pub ops: Vec<LogOp>,
 }
@@ -69,6 +79,8 @@ impl LogFilter {
     fn matches(&self, rec: &CommitRecord) -> bool {
         if self.from_time.is_some_and(|t| rec.commit_ts < t)
             || self.to_time.is_some_and(|t| rec.commit_ts > t)
+            || self.from_lsn.is_some_and(|l| rec.lsn < l)
+            || self.to_lsn.is_some_and(|l| rec.lsn > l)
         {
             return false;
         }
@@ -89,13 +101,15 @@ fn entry(rec: &CommitRecord) -> LogEntry {
         lsn: rec.lsn,
         time: format_micros(rec.commit_ts),
         time_us: rec.commit_ts,
+        reason: rec.reason.as_str(),
+        target_lsn: rec.target_lsn,
         ops: rec
             .ops
             .iter()
             .map(|op| LogOp {
                 collection: op.collection.to_string(),
                 key: op.key.to_string(),
-                op: if op.doc.is_some() { "put" } else { "delete" },
+                op: op.op.as_str(),
                 version: op.doc.as_ref().map_or(0, |d| d.version),
                 prev_lsn: op.prev_lsn,
             })
@@ -126,6 +140,8 @@ pub fn read_log_with(
     // in a torn tail (a writer may be appending to it right now).
     // `upto`: the last LSN of the segment in the listed history (a parent timeline's
     // segment is cut at the branch LSN).
+    // Set once `limit` commits matched, so no later segment is read.
+    let full = std::cell::Cell::new(false);
     let mut visit = |bytes: &[u8], name: PathBuf, torn_ok: bool, upto: u64| -> Result<()> {
         let damaged = |offset: u64, detail: String| {
             crate::error::Error::Damaged(crate::error::Damage {
@@ -143,6 +159,7 @@ pub fn read_log_with(
         let s = scan_with(bytes, keys, |rec, _| {
             if out.len() < limit && rec.lsn <= upto && filter.matches(&rec) {
                 out.push(entry(&rec));
+                full.set(out.len() >= limit);
             }
         })
         .map_err(|e| damaged(0, e))?;
@@ -161,7 +178,16 @@ pub fn read_log_with(
             let log = dir.join(LOG_DIR);
             let segments = list_segments(&log).context(|| format!("listing {}", log.display()))?;
             let count = segments.len();
-            for (i, (_, path)) in segments.into_iter().enumerate() {
+            let firsts: Vec<u64> = segments.iter().map(|(f, _)| *f).collect();
+            for (i, (first, path)) in segments.into_iter().enumerate() {
+                // Segments wholly before `from_lsn` or after `to_lsn` are not read at all.
+                let next_first = firsts.get(i + 1).copied().unwrap_or(u64::MAX);
+                if filter.from_lsn.is_some_and(|l| next_first <= l) {
+                    continue;
+                }
+                if filter.to_lsn.is_some_and(|l| first > l) || full.get() {
+                    break;
+                }
                 let bytes = read_file(&path).context(|| format!("reading {}", path.display()))?;
                 visit(&bytes, path, i + 1 == count, u64::MAX)?;
             }

@@ -11,10 +11,13 @@ use std::path::{Path, PathBuf};
 use amberdb::log::segment::{list_segments, scan};
 use amberdb::{Damage, Db, Document, Error, Options, LOCK_FILE, LOG_DIR};
 
-/// Options with small segments and no checkpoint on close, so a test's log stays on disk.
+/// Options with small segments and no checkpoint on close, so a test's log stays on disk, and
+/// no history window (`history_retention` zero), so a checkpoint removes the segments it
+/// does not need, as these tests expect.
 pub fn opts(segment_size: u64) -> Options {
     Options {
         checkpoint_on_close: false,
+        history_retention: std::time::Duration::ZERO,
         segment_size,
         ..Options::default()
     }

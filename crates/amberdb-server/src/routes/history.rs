@@ -1,0 +1,427 @@
+//! History and as-of reads: `GET /v1/collections/{c}/docs/{key}/history`, the `as_of` /
+//! `as_of_lsn` forms of `GET .../docs/{key}` and `GET .../docs` (dispatched here from
+//! `documents.rs`), and `GET /v1/log`. All read the history window of the engine
+//! (`amberdb::history`); a point before it answers 410 `history_lost` with
+//! `details.retained_from_lsn`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::documents::{CollectionPath, DocPath, ListQuery, DEFAULT_PAGE, MAX_PAGE};
+use super::write::meta_headers;
+use super::{error_responses, path, query, require_read, E401, E403, E503};
+use crate::auth::Principal;
+use crate::blocking::blocking;
+use crate::error::{ApiError, ApiResult};
+use crate::state::Shared;
+use amberdb::history::{At, HistoryOptions, MAX_HISTORY_LIMIT};
+
+/// Response header of an as-of read: the LSN the point resolved to.
+pub const AS_OF_LSN: HeaderName = HeaderName::from_static("amber-as-of-lsn");
+/// Most commits one `/v1/log` page returns.
+pub const MAX_LOG_LIMIT: usize = 1000;
+/// `/v1/log` page size when `limit` is not given.
+pub const DEFAULT_LOG_LIMIT: usize = 100;
+
+/// Errors of history and as-of reads.
+pub struct HistoryErrors;
+impl utoipa::IntoResponses for HistoryErrors {
+    fn responses(
+    ) -> std::collections::BTreeMap<String, utoipa::openapi::RefOr<utoipa::openapi::Response>> {
+        error_responses(&[
+            (400, "Malformed request: bad collection, key, query (both as_of and as_of_lsn, a bad time, a limit out of range, an LSN not committed yet) (codes invalid_*)."),
+            E401,
+            E403,
+            (404, "The document did not exist at that point (code document_not_found)."),
+            (410, "The point is older than the history window (code history_lost; details.retained_from_lsn says where it starts)."),
+            E503,
+        ])
+    }
+}
+
+/// Parses an RFC 3339 time into microseconds since the epoch.
+pub fn parse_time(name: &str, s: &str) -> Result<u64, ApiError> {
+    let t = time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339)
+        .map_err(|e| {
+            ApiError::bad_request(
+                "invalid_query",
+                format!("{name}={s:?} is not an RFC 3339 time (like 2026-11-21T02:40:00Z): {e}"),
+            )
+        })?;
+    u64::try_from(t.unix_timestamp_nanos() / 1000)
+        .map_err(|_| ApiError::bad_request("invalid_query", format!("{name}={s:?} is before 1970")))
+}
+
+/// The point of `as_of` / `as_of_lsn`, `None` when neither is given.
+pub fn as_of(as_of: Option<&str>, as_of_lsn: Option<u64>) -> Result<Option<At>, ApiError> {
+    match (as_of, as_of_lsn) {
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "invalid_query",
+            "give as_of or as_of_lsn, not both",
+        )),
+        (Some(t), None) => Ok(Some(At::Time(parse_time("as_of", t)?))),
+        (None, Some(n)) => Ok(Some(At::Lsn(n))),
+        (None, None) => Ok(None),
+    }
+}
+
+/// Query of a document's history.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HistoryQuery {
+    /// Versions per page, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+    /// Only versions with an LSN below this: pass the previous page's `next`.
+    #[param(minimum = 0)]
+    pub before_lsn: Option<u64>,
+    /// Include each version's value (default true).
+    pub values: Option<bool>,
+}
+
+/// One version in a history.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionBody {
+    /// Version after this change; for a delete, the version it deleted.
+    pub version: u64,
+    /// LSN of the commit.
+    pub lsn: u64,
+    /// Commit time, RFC 3339.
+    pub time: String,
+    /// Commit time, microseconds since the epoch.
+    pub time_us: u64,
+    /// create, put, replace, patch, delete, or the commit's reason: ttl, revert, undo,
+    /// migration, restore.
+    pub op: String,
+    /// True for a delete (no value, schema_version or sha256).
+    pub deleted: bool,
+    /// Schema version of the value.
+    pub schema_version: Option<u32>,
+    /// SHA-256 of the value, hex.
+    pub sha256: Option<String>,
+    /// Expiry, RFC 3339.
+    pub expires_at: Option<String>,
+    /// The value (absent with values=false and for deletes).
+    #[schema(value_type = Option<Object>)]
+    pub value: Option<Box<serde_json::value::RawValue>>,
+}
+
+/// A page of a document's history, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryResponse {
+    /// Newest first.
+    pub versions: Vec<VersionBody>,
+    /// Pass as before_lsn for the next page; null on the last page.
+    pub next: Option<u64>,
+    /// Where the history window starts: older versions are no longer kept.
+    pub retained_from_lsn: u64,
+}
+
+/// The versions of one document in the history window, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/collections/{collection}/docs/{key}/history",
+    tag = "history",
+    params(DocPath, HistoryQuery),
+    responses((status = 200, description = "A page of versions, newest first", body = HistoryResponse), HistoryErrors),
+    security(("bearer" = []))
+)]
+pub async fn history(
+    State(state): State<Shared>,
+    Extension(who): Extension<Principal>,
+    p: Result<Path<DocPath>, PathRejection>,
+    q: Result<Query<HistoryQuery>, QueryRejection>,
+) -> ApiResult<Json<HistoryResponse>> {
+    let DocPath { collection, key } = path(p)?;
+    let q = query(q)?;
+    amberdb::validate_collection(&collection)?;
+    amberdb::validate_key(&key)?;
+    require_read(&who, &collection)?;
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_HISTORY_LIMIT {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1..={MAX_HISTORY_LIMIT}"),
+        ));
+    }
+    let opts = HistoryOptions {
+        before_lsn: q.before_lsn,
+        limit,
+        values: q.values.unwrap_or(true),
+    };
+    let db = state.db.clone();
+    let page = blocking(move || db.history(&collection, &key, opts)).await??;
+    let versions = page
+        .versions
+        .into_iter()
+        .map(|v| VersionBody {
+            version: v.version,
+            lsn: v.lsn,
+            time: amberdb::format_micros(v.commit_ts),
+            time_us: v.commit_ts,
+            op: v.op.to_owned(),
+            deleted: v.deleted,
+            schema_version: v.schema_version,
+            sha256: v.sha256.map(hex::encode),
+            expires_at: v.expires_at.map(amberdb::format_micros),
+            value: v.value.and_then(|b| {
+                serde_json::value::RawValue::from_string(String::from_utf8_lossy(&b).into_owned())
+                    .ok()
+            }),
+        })
+        .collect();
+    Ok(Json(HistoryResponse {
+        versions,
+        next: page.next,
+        retained_from_lsn: page.retained_from_lsn,
+    }))
+}
+
+/// `GET .../docs/{key}?as_of=...|as_of_lsn=...`: the document as it was right after that
+/// commit, with the headers of a normal GET plus `Amber-As-Of-Lsn`.
+pub async fn get_doc_as_of(
+    state: &Shared,
+    collection: String,
+    key: String,
+    at: At,
+    meta: bool,
+) -> ApiResult<Response> {
+    let db = state.db.clone();
+    let (c, k) = (collection.clone(), key.clone());
+    let (lsn, doc) = blocking(move || -> amberdb::Result<_> {
+        let lsn = db.resolve_at(at)?;
+        Ok((lsn, db.get_at(&c, &k, At::Lsn(lsn))?))
+    })
+    .await??;
+    let doc = doc.ok_or_else(|| ApiError::doc_not_found(&collection, &key))?;
+    let mut resp = if meta {
+        Json(doc.envelope_raw(&collection)).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::from(Bytes::copy_from_slice(&doc.value)),
+        )
+            .into_response()
+    };
+    meta_headers(
+        resp.headers_mut(),
+        doc.meta.version,
+        doc.meta.lsn,
+        Some(doc.meta.schema_version),
+    );
+    resp.headers_mut().insert(AS_OF_LSN, HeaderValue::from(lsn));
+    Ok(resp)
+}
+
+/// `GET .../docs?as_of=...|as_of_lsn=...`: a page of the collection as it was right after
+/// that commit.
+pub async fn list_docs_as_of(
+    state: &Shared,
+    collection: String,
+    q: ListQuery,
+    at: At,
+) -> ApiResult<Response> {
+    let limit = q.limit.unwrap_or(DEFAULT_PAGE);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1..={MAX_PAGE}"),
+        ));
+    }
+    let opts = amberdb::ListOptions {
+        prefix: q.prefix,
+        start_after: q.start_after,
+        end_before: q.end_before,
+        limit,
+    };
+    let db = state.db.clone();
+    let c = collection.clone();
+    let (lsn, page) = blocking(move || db.list_at(&c, &opts, at)).await??;
+    #[derive(Serialize)]
+    struct ListBody {
+        documents: Vec<Box<serde_json::value::RawValue>>,
+        next: Option<String>,
+        as_of_lsn: u64,
+    }
+    let documents = page
+        .docs
+        .iter()
+        .map(|d| d.envelope_raw(&collection))
+        .collect();
+    let mut resp = Json(ListBody {
+        documents,
+        next: page.next,
+        as_of_lsn: lsn,
+    })
+    .into_response();
+    resp.headers_mut().insert(AS_OF_LSN, HeaderValue::from(lsn));
+    Ok(resp)
+}
+
+/// Query of `/v1/log`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LogQuery {
+    /// Only commits with an LSN at or after this.
+    #[param(minimum = 0)]
+    pub from_lsn: Option<u64>,
+    /// Only commits with an LSN at or before this.
+    #[param(minimum = 0)]
+    pub to_lsn: Option<u64>,
+    /// Only commits at or after this time (RFC 3339).
+    pub from_time: Option<String>,
+    /// Only commits at or before this time (RFC 3339).
+    pub to_time: Option<String>,
+    /// Only commits touching this collection.
+    pub collection: Option<String>,
+    /// Only commits touching this key.
+    pub key: Option<String>,
+    /// Commits per page, 1..=1000 (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    pub limit: Option<usize>,
+}
+
+/// One document a commit touched.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogOpBody {
+    /// Collection.
+    pub collection: String,
+    /// Key.
+    pub key: String,
+    /// create, put, replace, patch or delete.
+    pub op: String,
+    /// Version after it (0 for a delete).
+    pub version: u64,
+    /// The document's previous LSN.
+    pub prev_lsn: u64,
+}
+
+/// One commit.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogCommitBody {
+    /// LSN.
+    pub lsn: u64,
+    /// Commit time, RFC 3339.
+    pub time: String,
+    /// Commit time, microseconds.
+    pub time_us: u64,
+    /// write, revert, undo, restore, ttl or migration.
+    pub reason: String,
+    /// The LSN a revert, undo or restore refers to (0: none).
+    pub target_lsn: u64,
+    /// The documents it touched that the token may read.
+    pub ops: Vec<LogOpBody>,
+}
+
+/// A page of commits.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LogResponse {
+    /// In LSN order.
+    pub commits: Vec<LogCommitBody>,
+    /// Pass as from_lsn for the next page; null when the listing is complete.
+    pub next_from_lsn: Option<u64>,
+    /// Where the history window starts.
+    pub retained_from_lsn: u64,
+}
+
+/// The commits of the retained log, with time, reason and the documents they touched (what
+/// `amberdb log` prints), to pick a point for as-of reads or a revert. A token sees only the
+/// documents of collections it may read; commits touching none of them are left out.
+#[utoipa::path(
+    get,
+    path = "/v1/log",
+    tag = "history",
+    params(LogQuery),
+    responses((status = 200, description = "A page of commits", body = LogResponse), HistoryErrors),
+    security(("bearer" = []))
+)]
+pub async fn log(
+    State(state): State<Shared>,
+    Extension(who): Extension<Principal>,
+    q: Result<Query<LogQuery>, QueryRejection>,
+) -> ApiResult<Json<LogResponse>> {
+    let q = query(q)?;
+    if let Some(c) = &q.collection {
+        amberdb::validate_collection(c)?;
+        require_read(&who, c)?;
+    }
+    if let Some(k) = &q.key {
+        amberdb::validate_key(k)?;
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LOG_LIMIT);
+    if limit == 0 || limit > MAX_LOG_LIMIT {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("limit must be 1..={MAX_LOG_LIMIT}"),
+        ));
+    }
+    let filter = amberdb::backup::LogFilter {
+        from_time: q
+            .from_time
+            .as_deref()
+            .map(|t| parse_time("from_time", t))
+            .transpose()?,
+        to_time: q
+            .to_time
+            .as_deref()
+            .map(|t| parse_time("to_time", t))
+            .transpose()?,
+        collection: q.collection,
+        key: q.key,
+        limit,
+        from_lsn: q.from_lsn,
+        to_lsn: q.to_lsn,
+    };
+    let db = state.db.clone();
+    let (entries, window) = blocking(move || -> amberdb::Result<_> {
+        let window = db.history_window()?;
+        let source = amberdb::backup::LogSource::DataDir(db.path().to_owned());
+        Ok((amberdb::backup::read_log(&source, &filter)?, window))
+    })
+    .await??;
+    let next_from_lsn = if entries.len() == limit {
+        entries.last().map(|e| e.lsn + 1)
+    } else {
+        None
+    };
+    let commits = entries
+        .into_iter()
+        .filter_map(|e| {
+            let ops: Vec<LogOpBody> = e
+                .ops
+                .into_iter()
+                .filter(|o| who.can_read(&o.collection))
+                .map(|o| LogOpBody {
+                    collection: o.collection,
+                    key: o.key,
+                    op: o.op.to_owned(),
+                    version: o.version,
+                    prev_lsn: o.prev_lsn,
+                })
+                .collect();
+            (!ops.is_empty()).then(|| LogCommitBody {
+                lsn: e.lsn,
+                time: e.time,
+                time_us: e.time_us,
+                reason: e.reason.to_owned(),
+                target_lsn: e.target_lsn,
+                ops,
+            })
+        })
+        .collect();
+    Ok(Json(LogResponse {
+        commits,
+        next_from_lsn,
+        retained_from_lsn: window.retained_from_lsn,
+    }))
+}
+
+/// Keeps the collection path type referenced for the as-of list.
+#[allow(dead_code)]
+fn _paths(_: CollectionPath) {}
