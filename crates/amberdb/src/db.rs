@@ -185,6 +185,7 @@ impl Db {
         .context(|| format!("opening the commit log in {}", dir.join(LOG_DIR).display()))?;
         let reader = Arc::new(crate::log::reader::LogReader::new(
             &dir.join(LOG_DIR),
+            opts.encryption.clone(),
             sealed.clone(),
             log.active_index(),
         ));

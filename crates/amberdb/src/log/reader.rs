@@ -14,7 +14,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::index::{self, ActiveIndex, IdxEntry};
-use super::record::{decode_frame_in, CommitRecord};
+use super::record::CommitRecord;
+use super::sealed::FrameDecoder;
 use super::segment::{read_header, SegmentHeader};
 use super::SealedList;
 use crate::io::Faults;
@@ -44,6 +45,8 @@ struct SegRef {
 /// Point reader of a data directory's retained log, shared by every handle.
 pub(crate) struct LogReader {
     dir: PathBuf,
+    /// Keys to open encrypted segments with.
+    keys: Option<crate::crypto::Keyring>,
     sealed: SealedList,
     active: Arc<Mutex<ActiveIndex>>,
     /// Sealed segments' indexes by first LSN, loaded from `.idx` or rebuilt.
@@ -55,9 +58,15 @@ pub(crate) struct LogReader {
 }
 
 impl LogReader {
-    pub(crate) fn new(dir: &Path, sealed: SealedList, active: Arc<Mutex<ActiveIndex>>) -> Self {
+    pub(crate) fn new(
+        dir: &Path,
+        keys: Option<crate::crypto::Keyring>,
+        sealed: SealedList,
+        active: Arc<Mutex<ActiveIndex>>,
+    ) -> Self {
         LogReader {
             dir: dir.to_owned(),
+            keys,
             sealed,
             active,
             cache: Mutex::new(HashMap::new()),
@@ -130,15 +139,15 @@ impl LogReader {
     }
 
     /// The sparse index of `seg` (the active one's copy, or a sealed one's cached, loaded or
-    /// rebuilt index), with the segment's format version.
+    /// rebuilt index), with the segment's header.
     fn index_of(
         &self,
         seg: &SegRef,
         rebuild: bool,
-    ) -> Result<(Arc<Vec<IdxEntry>>, u32), ReadError> {
+    ) -> Result<(Arc<Vec<IdxEntry>>, SegmentHeader), ReadError> {
         let header = self.header(seg)?;
         if let Some(entries) = &seg.active {
-            return Ok((Arc::new(entries.clone()), header.format_version));
+            return Ok((Arc::new(entries.clone()), header));
         }
         if !rebuild {
             if let Some(e) = self
@@ -147,7 +156,7 @@ impl LogReader {
                 .ok()
                 .and_then(|c| c.get(&seg.first_lsn).cloned())
             {
-                return Ok((e, header.format_version));
+                return Ok((e, header));
             }
             let idx_path = self.dir.join(index::idx_file_name(seg.first_lsn));
             if let Some(entries) = std::fs::read(&idx_path)
@@ -158,7 +167,7 @@ impl LogReader {
                 if let Ok(mut c) = self.cache.lock() {
                     c.insert(seg.first_lsn, entries.clone());
                 }
-                return Ok((entries, header.format_version));
+                return Ok((entries, header));
             }
         }
         // Missing or bad: one walk of the segment's frame headers rebuilds it.
@@ -197,7 +206,7 @@ impl LogReader {
         if let Ok(mut c) = self.cache.lock() {
             c.insert(seg.first_lsn, entries.clone());
         }
-        Ok((entries, header.format_version))
+        Ok((entries, header))
     }
 
     fn header(&self, seg: &SegRef) -> Result<SegmentHeader, ReadError> {
@@ -226,7 +235,7 @@ impl LogReader {
     }
 
     fn read_in(&self, seg: &SegRef, lsn: u64, rebuild: bool) -> Result<CommitRecord, ReadError> {
-        let (entries, version) = self.index_of(seg, rebuild)?;
+        let (entries, header) = self.index_of(seg, rebuild)?;
         let at = entries.partition_point(|e| e.lsn <= lsn);
         let start = at
             .checked_sub(1)
@@ -239,6 +248,10 @@ impl LogReader {
             })?;
         let mut file = std::fs::File::open(&seg.path).map_err(|e| not_found_or(e, &seg.path))?;
         file.seek(SeekFrom::Start(start.offset))
+            .map_err(|e| ReadError::Io(format!("{}: {e}", seg.path.display())))?;
+        let version = header.format_version;
+        // Plaintext, or opened with the keyring for an encrypted segment.
+        let decoder = FrameDecoder::for_segment(&header, self.keys.as_ref())
             .map_err(|e| ReadError::Io(format!("{}: {e}", seg.path.display())))?;
         let header_len = index::frame_header_len(version);
         let mut pos = start.offset;
@@ -266,7 +279,8 @@ impl LogReader {
             file.read_exact(buf.get_mut(header_len..).unwrap_or_default())
                 .map_err(|e| ReadError::Io(format!("{} at {pos}: {e}", seg.path.display())))?;
             self.frames_decoded.fetch_add(1, Ordering::Relaxed);
-            let frame = decode_frame_in(&buf, version)
+            let frame = decoder
+                .decode(&buf, pos)
                 .map_err(|e| ReadError::Io(format!("{} at {pos}: {e}", seg.path.display())))?;
             if frame.record.lsn != lsn {
                 break;
@@ -295,7 +309,7 @@ impl LogReader {
         let Some(seg) = segs.get(i) else {
             return Ok(segs.last().map(|s| s.last_lsn));
         };
-        let (entries, version) = self.index_of(seg, false)?;
+        let (entries, header) = self.index_of(seg, false)?;
         let j = entries.partition_point(|e| e.commit_ts <= t);
         let Some(start) = j.checked_sub(1).and_then(|j| entries.get(j)) else {
             // Even the segment's first commit is later: the answer ends the previous segment.
@@ -305,6 +319,7 @@ impl LogReader {
                 .map(|s| s.last_lsn));
         };
         let mut file = std::fs::File::open(&seg.path).map_err(|e| not_found_or(e, &seg.path))?;
+        let version = header.format_version;
         let header_len = index::frame_header_len(version);
         let (mut pos, mut best) = (start.offset, start.lsn);
         let mut buf = vec![0u8; header_len];
