@@ -73,6 +73,14 @@ pub struct Options {
     /// Where the engine reads time: commit timestamps, TTL expiry, log and history aging.
     /// Tests inject a [`crate::clock::ManualClock`]. Default: the system clock.
     pub clock: Arc<dyn Clock>,
+    /// The TTL reaper runs a pass this often (deleting expired documents in a logged
+    /// transaction with reason `ttl`); `None` runs none in the background (only
+    /// `Db::reap_expired`). Expired documents are invisible at once either way: the reaper
+    /// only frees their memory and logs their end. Default: 1 s.
+    pub ttl_reap_interval: Option<Duration>,
+    /// Most documents one reaper pass deletes (one transaction); with the interval, the
+    /// reaper's rate limit. Default: 1000.
+    pub ttl_reap_batch: usize,
 }
 
 /// What `open` does when it finds damage it cannot repair by cutting a torn tail.
@@ -115,6 +123,8 @@ impl Default for Options {
             faults: Faults::default(),
             group_access: false,
             clock: Arc::new(SystemClock),
+            ttl_reap_interval: Some(Duration::from_secs(1)),
+            ttl_reap_batch: 1000,
         }
     }
 }
