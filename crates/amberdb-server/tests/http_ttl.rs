@@ -259,3 +259,29 @@ fn the_spec_endpoint_stores_a_default_ttl_that_writes_follow() {
     let w = s.put_json("/v1/collections/sessions/docs/s3", "{}");
     assert_eq!(w.header("amber-expires-at"), None);
 }
+
+#[test]
+fn the_openapi_document_describes_the_ttl_headers_and_the_spec_endpoint() {
+    let clock = ManualClock::new(T0);
+    let (_dir, s) = server(&clock);
+    let doc = s.get("/openapi.json").json();
+    let spec = &doc["paths"]["/v1/collections/{collection}/spec"];
+    assert!(
+        spec.get("get").is_some() && spec.get("put").is_some(),
+        "{spec}"
+    );
+    let put = &doc["paths"]["/v1/collections/{collection}/docs/{key}"]["put"];
+    let params: Vec<_> = put["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(params.iter().any(|p| p == "Amber-TTL"), "{params:?}");
+    assert!(params.iter().any(|p| p == "Amber-Expires-At"), "{params:?}");
+    let txn = doc["components"]["schemas"]["TxnOp"].to_string();
+    assert!(
+        txn.contains("ttl_ms") && txn.contains("expires_at"),
+        "{txn}"
+    );
+}
