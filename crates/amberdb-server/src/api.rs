@@ -511,6 +511,12 @@ pub struct StatusResponse {
     pub collections: Vec<CollectionSummary>,
     /// What recovery did when this server opened the database.
     pub recovery: RecoveryBody,
+    /// Documents expired (invisible to reads) but not yet deleted by the TTL reaper.
+    #[serde(default)]
+    pub ttl_expired_pending: u64,
+    /// Documents the TTL reaper deleted since the server opened the database.
+    #[serde(default)]
+    pub ttl_reaped: u64,
 }
 
 /// What recovery did when the server opened its database (`Db::recovery_report()`), in

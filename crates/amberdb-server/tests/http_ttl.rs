@@ -68,6 +68,9 @@ fn amber_ttl_on_put_sets_the_expiry_and_the_document_is_404_once_expired() {
     assert!(!export.body.contains("10.0.0.1"), "{}", export.body);
     let colls = s.get("/v1/collections").json();
     assert_eq!(colls["collections"][0]["documents"], 0);
+    let status = s.get("/v1/admin/status").json();
+    assert_eq!(status["ttl_expired_pending"], 1, "{status}");
+    assert_eq!(status["ttl_reaped"], 0);
     // PATCH of an expired document: 404, like a missing one.
     let p = s.req(
         "PATCH",

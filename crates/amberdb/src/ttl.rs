@@ -194,4 +194,44 @@ mod tests {
         assert!(!p.results[0].written);
         assert!(p.record.ops.is_empty());
     }
+
+    /// A reaper delete removes only the version its pass saw expired: when the document was
+    /// rewritten meanwhile (here with a short TTL that has run out too by the reaper's
+    /// commit), the delete is a no-op and the next pass judges the new version, so what the
+    /// log and feed show as reaped is exactly what a pass saw.
+    #[test]
+    fn a_reaper_delete_removes_only_the_version_its_pass_saw() {
+        let mut s = State::default();
+        let mut t = Transaction::new();
+        t.put("c", "k", json!(1)).ttl(Duration::from_secs(1));
+        commit(&mut s, &t, 1_000_000);
+        // The pass sees version 1 expired at 2 s; version 2 is written at 3 s with 1 s TTL.
+        let mut t = Transaction::new();
+        t.put("c", "k", json!(2)).ttl(Duration::from_secs(1));
+        commit(&mut s, &t, 3_000_000);
+        let p = s
+            .prepare(
+                &[reap("k", 1)],
+                s.lsn + 1,
+                5_000_000,
+                1 << 20,
+                CommitMeta::default(),
+            )
+            .unwrap();
+        assert!(
+            !p.results[0].written,
+            "version 2 is not the one the pass saw"
+        );
+        assert!(p.record.ops.is_empty());
+        let p = s
+            .prepare(
+                &[reap("k", 2)],
+                s.lsn + 1,
+                5_000_000,
+                1 << 20,
+                CommitMeta::default(),
+            )
+            .unwrap();
+        assert!(p.results[0].written);
+    }
 }

@@ -58,6 +58,8 @@ pub async fn status(
             })
             .collect(),
         recovery: state.recovery.clone(),
+        ttl_expired_pending: s.ttl_expired_pending,
+        ttl_reaped: s.ttl_reaped,
     }))
 }
 
