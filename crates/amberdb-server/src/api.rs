@@ -35,6 +35,14 @@ pub enum TxnOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(minimum = 1)]
         schema_version: Option<u32>,
+        /// The document expires this many milliseconds after the commit (whole seconds are
+        /// not required; at most 100 years).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
+        ttl_ms: Option<u64>,
+        /// The document expires at this RFC 3339 time (in the future).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<String>,
     },
     /// Create; fails if the document exists.
     Create {
@@ -53,6 +61,14 @@ pub enum TxnOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(minimum = 1)]
         schema_version: Option<u32>,
+        /// The document expires this many milliseconds after the commit (whole seconds are
+        /// not required; at most 100 years).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
+        ttl_ms: Option<u64>,
+        /// The document expires at this RFC 3339 time (in the future).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<String>,
     },
     /// Overwrite; fails if the document is missing.
     Replace {
@@ -71,6 +87,14 @@ pub enum TxnOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(minimum = 1)]
         schema_version: Option<u32>,
+        /// The document expires this many milliseconds after the commit (whole seconds are
+        /// not required; at most 100 years).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
+        ttl_ms: Option<u64>,
+        /// The document expires at this RFC 3339 time (in the future).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<String>,
     },
     /// Patch an existing document: exactly one of `merge_patch` (RFC 7396) or `json_patch`
     /// (RFC 6902, an array of operations).
@@ -95,6 +119,14 @@ pub enum TxnOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         #[schema(minimum = 1)]
         schema_version: Option<u32>,
+        /// The document expires this many milliseconds after the commit (whole seconds are
+        /// not required; at most 100 years).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(minimum = 1)]
+        ttl_ms: Option<u64>,
+        /// The document expires at this RFC 3339 time (in the future).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expires_at: Option<String>,
     },
     /// Delete (a missing document is a no-op unless `if_version` says otherwise).
     Delete {
@@ -148,17 +180,20 @@ impl TxnRequest {
         }
         let mut tx = amberdb::Transaction::new();
         for (i, op) in self.ops.iter().enumerate() {
-            let (w, if_version, schema_version) = match op {
+            let (w, if_version, schema_version, expiry) = match op {
                 TxnOp::Put {
                     collection,
                     key,
                     value,
                     if_version,
                     schema_version,
+                    ttl_ms,
+                    expires_at,
                 } => (
                     tx.put(collection, key, value.clone()),
                     *if_version,
                     *schema_version,
+                    op_expiry(i, *ttl_ms, expires_at.as_deref())?,
                 ),
                 TxnOp::Create {
                     collection,
@@ -166,10 +201,13 @@ impl TxnRequest {
                     value,
                     if_version,
                     schema_version,
+                    ttl_ms,
+                    expires_at,
                 } => (
                     tx.create(collection, key, value.clone()),
                     *if_version,
                     *schema_version,
+                    op_expiry(i, *ttl_ms, expires_at.as_deref())?,
                 ),
                 TxnOp::Replace {
                     collection,
@@ -177,10 +215,13 @@ impl TxnRequest {
                     value,
                     if_version,
                     schema_version,
+                    ttl_ms,
+                    expires_at,
                 } => (
                     tx.replace(collection, key, value.clone()),
                     *if_version,
                     *schema_version,
+                    op_expiry(i, *ttl_ms, expires_at.as_deref())?,
                 ),
                 TxnOp::Patch {
                     collection,
@@ -189,6 +230,8 @@ impl TxnRequest {
                     json_patch,
                     if_version,
                     schema_version,
+                    ttl_ms,
+                    expires_at,
                 } => {
                     let patch = match (merge_patch, json_patch) {
                         (Some(m), None) => amberdb::Patch::Merge(m.clone()),
@@ -207,13 +250,14 @@ impl TxnRequest {
                         tx.patch(collection, key, patch),
                         *if_version,
                         *schema_version,
+                        op_expiry(i, *ttl_ms, expires_at.as_deref())?,
                     )
                 }
                 TxnOp::Delete {
                     collection,
                     key,
                     if_version,
-                } => (tx.delete(collection, key), *if_version, None),
+                } => (tx.delete(collection, key), *if_version, None, None),
                 TxnOp::Check {
                     collection,
                     key,
@@ -234,8 +278,33 @@ impl TxnRequest {
                 }
                 w.schema_version(v);
             }
+            if let Some(e) = expiry {
+                w.expiry = e;
+            }
         }
         Ok(tx)
+    }
+}
+
+/// The expiry of a transaction write from its `ttl_ms` / `expires_at` (at most one).
+fn op_expiry(
+    i: usize,
+    ttl_ms: Option<u64>,
+    expires_at: Option<&str>,
+) -> Result<Option<amberdb::Expiry>, String> {
+    match (ttl_ms, expires_at) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(format!("ops[{i}]: give ttl_ms or expires_at, not both")),
+        (Some(ms), None) => Ok(Some(amberdb::Expiry::Ttl(
+            std::time::Duration::from_millis(ms),
+        ))),
+        (None, Some(s)) => crate::headers::parse_rfc3339_micros(s)
+            .map(|us| Some(amberdb::Expiry::At(us)))
+            .ok_or_else(|| {
+                format!(
+                    "ops[{i}].expires_at {s:?} is not an RFC 3339 time (like 2026-12-01T00:00:00Z)"
+                )
+            }),
     }
 }
 
@@ -252,6 +321,9 @@ pub struct OpResultBody {
     pub written: bool,
     /// Schema version of the document after the operation (0 when deleted or absent).
     pub schema_version: u32,
+    /// When the document expires after the operation (RFC 3339); absent when it never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// A committed transaction.
@@ -279,6 +351,7 @@ impl From<amberdb::Committed> for TxnResponse {
                     version: r.version,
                     written: r.written,
                     schema_version: r.schema_version,
+                    expires_at: r.expires_at.map(amberdb::format_micros),
                 })
                 .collect(),
         }
@@ -303,6 +376,9 @@ pub struct WriteResult {
     pub created: bool,
     /// True after a delete.
     pub deleted: bool,
+    /// When the document expires (RFC 3339); absent when it never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
 }
 
 /// A document with its metadata (`?meta=true`, listings and exports).
@@ -330,6 +406,25 @@ pub struct Envelope {
     pub lsn: u64,
     /// SHA-256 of the stored canonical JSON, hex.
     pub sha256: String,
+    /// When the document expires, RFC 3339 UTC; absent when it never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<String>,
+    /// When the document expires, microseconds since the Unix epoch; absent when it never does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at_us: Option<u64>,
+}
+
+/// `GET|PUT /v1/collections/{c}/spec`: what a collection says about its documents (stored in
+/// the database, so the log, backups and point-in-time restore carry it). The schema work
+/// extends it with schema versions, JSON Schemas and migrations.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpecBody {
+    /// Writes that set no expiry of their own expire this many seconds after their commit
+    /// (1 to 100 years); null for no default TTL.
+    #[serde(default)]
+    #[schema(minimum = 1)]
+    pub default_ttl_s: Option<u64>,
 }
 
 /// A page of a listing.
@@ -429,6 +524,12 @@ pub struct HistoryWindowBody {
     pub retained_from_time: Option<String>,
     /// Bytes of log on disk.
     pub retained_bytes: u64,
+    /// Documents expired (invisible to reads) but not yet deleted by the TTL reaper.
+    #[serde(default)]
+    pub ttl_expired_pending: u64,
+    /// Documents the TTL reaper deleted since the server opened the database.
+    #[serde(default)]
+    pub ttl_reaped: u64,
 }
 
 /// What recovery did when the server opened its database (`Db::recovery_report()`), in

@@ -28,6 +28,10 @@ pub fn router(state: Shared) -> Router {
             get(routes::collections::get_collection),
         )
         .route(
+            "/v1/collections/{collection}/spec",
+            get(routes::spec::get_spec).put(routes::spec::put_spec),
+        )
+        .route(
             "/v1/collections/{collection}/docs",
             get(routes::documents::list_docs),
         )

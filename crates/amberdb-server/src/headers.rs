@@ -143,6 +143,63 @@ pub fn unsupported(got: &str, want: &str) -> ApiError {
     )
 }
 
+// ---- Document expiry (TTL) ----
+
+/// Request: the written document expires this many seconds after the commit.
+pub const TTL: HeaderName = HeaderName::from_static("amber-ttl");
+/// Request: the written document expires at this RFC 3339 time. Response: when the document
+/// expires (absent when it never does).
+pub const EXPIRES_AT: HeaderName = HeaderName::from_static("amber-expires-at");
+
+/// Parses an RFC 3339 time into microseconds since the Unix epoch (`None` when it is not one,
+/// or before 1970).
+pub fn parse_rfc3339_micros(s: &str) -> Option<u64> {
+    let t = time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()?;
+    u64::try_from(t.unix_timestamp_nanos() / 1000).ok()
+}
+
+/// The expiry a write asks for with `Amber-TTL: <seconds>` or `Amber-Expires-At: <RFC 3339>`
+/// (at most one of them); `None` when neither is sent. The engine bounds both
+/// (`amberdb::limits::MAX_TTL`) and refuses an `Amber-Expires-At` that is not in the future.
+pub fn expiry(headers: &HeaderMap) -> Result<Option<amberdb::Expiry>, ApiError> {
+    match (headers.get(TTL), headers.get(EXPIRES_AT)) {
+        (None, None) => Ok(None),
+        (Some(_), Some(_)) => Err(ApiError::bad_request(
+            "invalid_header",
+            "send Amber-TTL or Amber-Expires-At, not both",
+        )),
+        (Some(v), None) => {
+            let max = amberdb::limits::MAX_TTL.as_secs();
+            match v.to_str().ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+                Some(n) if (1..=max).contains(&n) => Ok(Some(amberdb::Expiry::Ttl(
+                    std::time::Duration::from_secs(n),
+                ))),
+                _ => Err(ApiError::bad_request(
+                    "invalid_header",
+                    format!("Amber-TTL must be a whole number of seconds from 1 to {max}"),
+                )),
+            }
+        }
+        (None, Some(v)) => match v.to_str().ok().and_then(parse_rfc3339_micros) {
+            Some(us) => Ok(Some(amberdb::Expiry::At(us))),
+            None => Err(ApiError::bad_request(
+                "invalid_header",
+                "Amber-Expires-At must be an RFC 3339 time, like 2026-12-01T00:00:00Z",
+            )),
+        },
+    }
+}
+
+/// Sets `Amber-Expires-At` (RFC 3339) when the document has an expiry.
+pub fn set_expires_at(h: &mut HeaderMap, expires_at: Option<u64>) {
+    if let Some(at) = expires_at {
+        if let Ok(v) = HeaderValue::from_str(&amberdb::format_micros(at)) {
+            h.insert(EXPIRES_AT, v);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,8 @@ use crate::routes;
     paths(
         routes::collections::list_collections,
         routes::collections::get_collection,
+        routes::spec::get_spec,
+        routes::spec::put_spec,
         routes::documents::get_doc,
         routes::documents::put_doc,
         routes::documents::patch_doc,

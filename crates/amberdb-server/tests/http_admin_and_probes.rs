@@ -103,6 +103,7 @@ fn openapi_document_describes_every_route() {
         ("/v1/collections/{collection}", &["get"]),
         ("/v1/collections/{collection}/docs", &["get"]),
         ("/v1/collections/{collection}/export", &["get"]),
+        ("/v1/collections/{collection}/spec", &["get", "put"]),
         (
             "/v1/collections/{collection}/docs/{key}",
             &["get", "put", "patch", "delete"],
@@ -129,7 +130,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        17,
+        18,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];

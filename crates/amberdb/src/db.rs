@@ -55,6 +55,8 @@ pub(crate) struct Inner {
     backups: BackupBook,
     /// Point reads of the retained log (history, as-of).
     reader: Arc<crate::log::reader::LogReader>,
+    /// TTL reaper counters (`ttl.rs`).
+    reaper: crate::ttl::ReaperStats,
 }
 
 #[derive(Debug, Default)]
@@ -115,6 +117,10 @@ pub struct Stats {
     pub backup: BackupStatus,
     /// The history window (`Options::history_retention`, `history_max_bytes`).
     pub history: crate::history::HistoryWindow,
+    /// Documents expired (invisible) but not yet deleted by the TTL reaper.
+    pub ttl_expired_pending: u64,
+    /// Documents the TTL reaper deleted since open.
+    pub ttl_reaped: u64,
 }
 
 impl Db {
@@ -243,6 +249,7 @@ impl Db {
             identity: rec.identity,
             backups: BackupBook::new(slots),
             reader,
+            reaper: crate::ttl::ReaperStats::default(),
         });
         let db = Db { inner };
         let weak = Arc::downgrade(&db.inner);
@@ -252,6 +259,10 @@ impl Db {
             db.spawn_worker("amberdb-archiver", move || {
                 crate::backup::archive_loop(weak)
             })?;
+        }
+        if db.inner.opts.ttl_reap_interval.is_some() {
+            let weak = Arc::downgrade(&db.inner);
+            db.spawn_worker("amberdb-ttl-reaper", move || crate::ttl::reap_loop(weak))?;
         }
         if db.inner.opts.backup_schedule.is_some() {
             let weak = Arc::downgrade(&db.inner);
@@ -368,6 +379,19 @@ impl Db {
         }
         let ops = encode_transaction(txn, self.inner.opts.max_doc_bytes)?;
         let durability = txn.durability.unwrap_or(self.inner.opts.durability);
+        self.commit_encoded(ops, durability, meta)
+    }
+
+    /// Commits operations already encoded (the TTL reaper's deletes, collection specs).
+    pub(crate) fn commit_encoded(
+        &self,
+        ops: Vec<crate::state::EncodedOp>,
+        durability: Durability,
+        meta: CommitMeta,
+    ) -> Result<Committed> {
+        if let Some(e) = self.inner.shared.poisoned_error() {
+            return Err(e);
+        }
         let (reply, rx) = mpsc::sync_channel(1);
         self.send(Msg::Commit {
             ops,
@@ -401,14 +425,37 @@ impl Db {
 
     /// A consistent snapshot of the whole database; never blocks writers.
     pub fn view(&self) -> ReadView {
-        ReadView {
-            state: self.inner.shared.view.load_full(),
-        }
+        let state = self.inner.shared.view.load_full();
+        // Reads happen at the clock's now, never before the view's last commit: a document
+        // that a commit saw expired stays expired for every later read.
+        let now = self.inner.opts.clock.wall_micros().max(state.commit_ts);
+        ReadView { state, now }
     }
 
-    /// One document from the latest view.
+    /// One document from the latest view (`None` when missing or expired).
     pub fn get(&self, collection: &str, key: &str) -> Option<Document> {
-        self.inner.shared.view.load().get(collection, key).cloned()
+        self.view().get(collection, key)
+    }
+
+    /// The spec of `collection` (the default spec when none was set).
+    pub fn spec(&self, collection: &str) -> Result<crate::spec::CollectionSpec> {
+        crate::document::validate_collection(collection)?;
+        Ok(crate::spec::read(&self.view().state, collection))
+    }
+
+    /// Stores the spec of `collection` in a logged commit (so the log, point-in-time restore
+    /// and backups carry it); later writes to the collection follow it.
+    pub fn set_spec(
+        &self,
+        collection: &str,
+        spec: &crate::spec::CollectionSpec,
+    ) -> Result<Committed> {
+        let op = crate::spec::write_op(collection, spec)?;
+        self.commit_encoded(vec![op], self.inner.opts.durability, CommitMeta::default())
+    }
+
+    pub(crate) fn reaper_stats(&self) -> &crate::ttl::ReaperStats {
+        &self.inner.reaper
     }
 
     /// A page of documents from the latest view.
@@ -491,6 +538,8 @@ impl Db {
                 .retained_for_archive(&self.sealed_segments()),
             backup: self.backup_status(),
             history: self.history_window().unwrap_or_default(),
+            ttl_expired_pending: view.expired_pending(),
+            ttl_reaped: self.inner.reaper.reaped.load(Ordering::Relaxed),
         }
     }
 

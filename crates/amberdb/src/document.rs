@@ -43,7 +43,22 @@ pub struct DocMeta {
     pub sha256: [u8; 32],
 }
 
+impl DocMeta {
+    /// Whether the document is visible at `now` (microseconds since the Unix epoch): it has
+    /// no expiry, or expires after `now`. Every read path filters with this one function
+    /// (reads at the clock's now, transaction preconditions at the commit time, as-of reads
+    /// at their target's commit time), so they all agree on when a document is gone.
+    pub fn is_live_at(&self, now: u64) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
 impl Document {
+    /// Whether the document has expired at `now`: the negation of [`DocMeta::is_live_at`].
+    pub fn expired_at(&self, now: u64) -> bool {
+        !self.meta.is_live_at(now)
+    }
+
     /// Parses the value into any deserializable type.
     pub fn value_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.value).map_err(|e| Error::InvalidValue(e.to_string()))
@@ -55,7 +70,8 @@ impl Document {
     }
 
     /// The JSON envelope used by the CLI and the server: key, value, version, schema_version,
-    /// timestamps (RFC 3339 and microseconds), lsn and sha256 (hex).
+    /// timestamps (RFC 3339 and microseconds), lsn and sha256 (hex), and `expires_at` /
+    /// `expires_at_us` when the document has an expiry.
     ///
     /// A `serde_json::Value` cannot hold a value nested deeper than serde_json's parser limit
     /// (128 levels; databases written before the depth limit may have such documents), and
@@ -82,6 +98,10 @@ impl Document {
             updated_at_us: u64,
             lsn: u64,
             sha256: String,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expires_at: Option<String>,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            expires_at_us: Option<u64>,
         }
         // Stored values are always valid JSON (canonical bytes under a SHA-256); borrowing
         // them as a RawValue only scans them (iteratively: no depth limit). Should they not
@@ -104,6 +124,8 @@ impl Document {
             updated_at_us: self.meta.updated_at,
             lsn: self.meta.lsn,
             sha256: hex::encode(self.meta.sha256),
+            expires_at: self.meta.expires_at.map(format_micros),
+            expires_at_us: self.meta.expires_at,
         };
         // Serializing plain fields and a RawValue to text cannot fail.
         serde_json::value::to_raw_value(&env).unwrap_or_else(|_| unreachable!("envelope is JSON"))

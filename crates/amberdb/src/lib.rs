@@ -60,7 +60,9 @@ mod options;
 mod patch;
 mod poison;
 mod recovery;
+pub mod spec;
 mod state;
+mod ttl;
 mod txn;
 mod verify;
 
@@ -78,5 +80,6 @@ pub use recovery::{
     AutoRecovery, RecoveryReport, SlotsRebuilt, TornTail, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR,
 };
 pub use state::{CollectionInfo, ListOptions, Page, ReadView};
-pub use txn::{Committed, Durability, Op, OpResult, Patch, Transaction, Write, WriteKind};
+pub use ttl::ReapReport;
+pub use txn::{Committed, Durability, Expiry, Op, OpResult, Patch, Transaction, Write, WriteKind};
 pub use verify::{verify_dir, verify_dir_with, Problem, VerifyReport};

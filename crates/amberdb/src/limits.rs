@@ -60,3 +60,11 @@ pub const MAX_DEPTH: usize = 100;
 
 /// Most operations in one RFC 6902 JSON Patch.
 pub const MAX_PATCH_OPS: usize = 1000;
+
+// ---- Document expiry (TTL; the TTL engineer's block) ----
+
+/// Longest time-to-live a write may give (`Write::ttl`, `Amber-TTL`, `ttl_ms`, a
+/// collection's `default_ttl_s`), and the furthest an absolute `expires_at` may lie after the
+/// commit: 100 years. Larger values are refused before anything is logged, so no expiry
+/// computation can overflow and no typo makes a document immortal by accident.
+pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);

@@ -89,6 +89,14 @@ pub struct Options {
     /// poisoning, background failures; `feed::events`), on the thread that emits it: keep
     /// it short. Default: none.
     pub on_event: Option<crate::feed::events::EventHook>,
+    /// The TTL reaper runs a pass this often (deleting expired documents in a logged
+    /// transaction with reason `ttl`); `None` runs none in the background (only
+    /// `Db::reap_expired`). Expired documents are invisible at once either way: the reaper
+    /// only frees their memory and logs their end. Default: 1 s.
+    pub ttl_reap_interval: Option<Duration>,
+    /// Most documents one reaper pass deletes (one transaction); with the interval, the
+    /// reaper's rate limit. Default: 1000.
+    pub ttl_reap_batch: usize,
 }
 
 impl Options {
@@ -147,6 +155,8 @@ impl Default for Options {
             encryption: None,
             clock: Arc::new(SystemClock),
             on_event: None,
+            ttl_reap_interval: Some(Duration::from_secs(1)),
+            ttl_reap_batch: 1000,
         }
     }
 }

@@ -68,6 +68,33 @@ pub struct Write {
     pub if_version: Option<u64>,
     /// Schema version of the written value (default 1).
     pub schema_version: Option<u32>,
+    /// When the written document expires; [`Expiry::Unset`] lets the write decide (see
+    /// [`Expiry`]).
+    pub expiry: Expiry,
+}
+
+/// What a write says about its document's expiry (`DocMeta::expires_at`).
+///
+/// A document whose `expires_at` is at or before the clock's now is invisible to every read
+/// and counts as missing for transaction preconditions; the TTL reaper deletes it later in a
+/// logged transaction (`docs/API.md`, "TTL").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Expiry {
+    /// The write sets no expiry: the collection's default TTL applies when its spec has one
+    /// (counted from this commit); otherwise a `patch` keeps the document's current expiry
+    /// and every other write clears it.
+    #[default]
+    Unset,
+    /// The document never expires, whatever the collection's default.
+    Never,
+    /// The document expires this long after the commit's timestamp (at most
+    /// [`crate::limits::MAX_TTL`]).
+    Ttl(Duration),
+    /// The document expires at this time, microseconds since the Unix epoch. Must be after
+    /// the commit's timestamp and at most [`crate::limits::MAX_TTL`] after it: a time in the
+    /// past is refused (`Error::InvalidArgument`) rather than writing a document nobody can
+    /// read.
+    At(u64),
 }
 
 impl Write {
@@ -80,6 +107,25 @@ impl Write {
     /// Declares the schema version of the written value.
     pub fn schema_version(&mut self, version: u32) -> &mut Self {
         self.schema_version = Some(version);
+        self
+    }
+
+    /// The written document expires `ttl` after the commit (refreshing any expiry it had).
+    pub fn ttl(&mut self, ttl: Duration) -> &mut Self {
+        self.expiry = Expiry::Ttl(ttl);
+        self
+    }
+
+    /// The written document expires at `micros` (microseconds since the Unix epoch).
+    pub fn expires_at(&mut self, micros: u64) -> &mut Self {
+        self.expiry = Expiry::At(micros);
+        self
+    }
+
+    /// The written document never expires, overriding the collection's default TTL and, for
+    /// a patch, the document's current expiry.
+    pub fn never_expires(&mut self) -> &mut Self {
+        self.expiry = Expiry::Never;
         self
     }
 }
@@ -137,6 +183,7 @@ impl Transaction {
             kind,
             if_version: None,
             schema_version: None,
+            expiry: Expiry::Unset,
         }));
         match self.ops.last_mut() {
             Some(Op::Write(w)) => w,
@@ -199,6 +246,10 @@ pub struct OpResult {
     /// The document's schema version after the operation (0 when deleted or absent): what a
     /// patch kept, or what the write declared.
     pub schema_version: u32,
+    /// When the document expires after the operation (microseconds since the Unix epoch),
+    /// `None` for never (and for deletes and absent documents).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 /// What a successful commit returns.

@@ -613,6 +613,8 @@ fn commit_step(db: &Db, model: &mut Model, ops: &[OpSpec]) -> Result<(), TestCas
                     written: *written,
                     // The model does not track schema versions (pinned in the server's tests).
                     schema_version: got.schema_version,
+                    // No TTL writes in this model (tests/ttl.rs has its own).
+                    expires_at: None,
                 })
                 .collect();
             prop_assert_eq!(results, want, "per-op results");

@@ -63,6 +63,8 @@ pub async fn status(
             retained_from_time: s.history.retained_from_time.map(amberdb::format_micros),
             retained_bytes: s.history.retained_bytes,
         },
+        ttl_expired_pending: s.ttl_expired_pending,
+        ttl_reaped: s.ttl_reaped,
     }))
 }
 

@@ -102,7 +102,7 @@ fn validate(collection: &str, key: Option<&str>) -> Result<(), ApiError> {
         ("If-Match" = Option<String>, Header, description = "ETags; a mismatch answers 412")),
     responses(
         (status = 200, description = "The value (or, with meta=true, the envelope)", body = serde_json::Value,
-            headers(("ETag" = String, description = "The version, quoted"), ("Amber-Version" = u64), ("Amber-Lsn" = u64), ("Amber-Schema-Version" = u32), ("Amber-As-Of-Lsn" = u64, description = "With as_of or as_of_lsn: the LSN the point resolved to"))),
+            headers(("ETag" = String, description = "The version, quoted"), ("Amber-Version" = u64), ("Amber-Lsn" = u64), ("Amber-Schema-Version" = u32), ("Amber-Expires-At" = String, description = "When the document expires (RFC 3339); absent when it never does"), ("Amber-As-Of-Lsn" = u64, description = "With as_of or as_of_lsn: the LSN the point resolved to"))),
         (status = 304, description = "If-None-Match matched: not modified"),
         (status = 410, description = "as_of / as_of_lsn is older than the history window (code history_lost)", body = crate::error::ErrorBody),
         ReadErrors,
@@ -149,6 +149,7 @@ pub async fn get_doc(
         doc.meta.lsn,
         Some(doc.meta.schema_version),
     );
+    headers::set_expires_at(resp.headers_mut(), doc.meta.expires_at);
     Ok(resp)
 }
 
@@ -161,11 +162,13 @@ pub async fn get_doc(
         ("If-Match" = Option<String>, Header, description = "Only if the document is at one of these ETags (`*`: exists)"),
         ("If-None-Match" = Option<String>, Header, description = "`*`: only if the document does not exist"),
         ("Amber-Durability" = Option<String>, Header, description = "sync or buffered (default from config)"),
-        ("Amber-Schema-Version" = Option<u32>, Header, description = "Schema version of the value (default 1)")),
+        ("Amber-Schema-Version" = Option<u32>, Header, description = "Schema version of the value (default 1)"),
+        ("Amber-TTL" = Option<u64>, Header, description = "The document expires this many seconds after the commit (1 to 100 years); without it or Amber-Expires-At, the collection's default TTL or none"),
+        ("Amber-Expires-At" = Option<String>, Header, description = "The document expires at this RFC 3339 time (in the future, at most 100 years ahead)")),
     request_body(content = serde_json::Value, content_type = "application/json", description = "The document's value: any JSON"),
     responses(
-        (status = 200, description = "Replaced", body = WriteResult, headers(("ETag" = String), ("Amber-Version" = u64), ("Amber-Lsn" = u64))),
-        (status = 201, description = "Created", body = WriteResult, headers(("ETag" = String), ("Amber-Version" = u64), ("Amber-Lsn" = u64))),
+        (status = 200, description = "Replaced", body = WriteResult, headers(("ETag" = String), ("Amber-Version" = u64), ("Amber-Lsn" = u64), ("Amber-Expires-At" = String))),
+        (status = 201, description = "Created", body = WriteResult, headers(("ETag" = String), ("Amber-Version" = u64), ("Amber-Lsn" = u64), ("Amber-Expires-At" = String))),
         WriteErrors,
     ),
     security(("bearer" = []))
@@ -199,13 +202,15 @@ pub async fn put_doc(
     params(DocPath,
         ("If-Match" = Option<String>, Header, description = "Only if the document is at one of these ETags"),
         ("Amber-Durability" = Option<String>, Header, description = "sync or buffered"),
-        ("Amber-Schema-Version" = Option<u32>, Header, description = "Schema version of the result (default: the stored document's)")),
+        ("Amber-Schema-Version" = Option<u32>, Header, description = "Schema version of the result (default: the stored document's)"),
+        ("Amber-TTL" = Option<u64>, Header, description = "Refresh the expiry: this many seconds after the commit (without it or Amber-Expires-At a PATCH keeps the current expiry, or applies the collection's default TTL)"),
+        ("Amber-Expires-At" = Option<String>, Header, description = "Set the expiry to this RFC 3339 time")),
     request_body(content(
         (serde_json::Value = "application/merge-patch+json"),
         (Vec<serde_json::Value> = "application/json-patch+json"),
     ), description = "A merge patch, or a JSON Patch array of operations"),
     responses(
-        (status = 200, description = "Patched", body = WriteResult, headers(("ETag" = String), ("Amber-Version" = u64), ("Amber-Lsn" = u64))),
+        (status = 200, description = "Patched", body = WriteResult, headers(("ETag" = String), ("Amber-Version" = u64), ("Amber-Lsn" = u64), ("Amber-Expires-At" = String))),
         PatchErrors,
     ),
     security(("bearer" = []))

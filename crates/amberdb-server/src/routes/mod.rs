@@ -10,6 +10,7 @@ pub mod documents;
 pub mod events;
 pub mod history;
 pub mod probes;
+pub mod spec;
 pub mod txn;
 pub mod write;
 

@@ -79,9 +79,9 @@ async fn single_unredacted(
         require_read_for_json_patch(who, &collection)?;
     }
     let durability = headers::durability(headers, &state.config)?;
-    let schema_version = match change {
-        Change::Delete => None,
-        _ => headers::schema_version(headers)?,
+    let (schema_version, expiry) = match change {
+        Change::Delete => (None, None),
+        _ => (headers::schema_version(headers)?, headers::expiry(headers)?),
     };
     let current = state
         .db
@@ -117,6 +117,9 @@ async fn single_unredacted(
     }
     if let Some(v) = schema_version {
         w.schema_version(v);
+    }
+    if let Some(e) = expiry {
+        w.expiry = e;
     }
     if let Some(d) = durability {
         tx.durability(d);
@@ -379,6 +382,7 @@ fn write_result(
         },
         created,
         deleted,
+        expires_at: r.and_then(|r| r.expires_at).map(amberdb::format_micros),
     };
     let mut resp = (status, axum::Json(&result)).into_response();
     if deleted {
@@ -391,6 +395,7 @@ fn write_result(
             result.lsn,
             result.schema_version,
         );
+        headers::set_expires_at(resp.headers_mut(), r.and_then(|r| r.expires_at));
     }
     resp
 }

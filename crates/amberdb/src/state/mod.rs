@@ -21,7 +21,8 @@ use crate::log::record::CommitRecord;
 mod prepare;
 mod view;
 
-pub(crate) use prepare::{encode_transaction, EncodedOp};
+pub(crate) use prepare::{encode_transaction, EncodedKind, EncodedOp, EncodedValue};
+pub(crate) use view::is_system_collection;
 pub use view::{CollectionInfo, ListOptions, Page, ReadView};
 
 /// What is left of a deleted document: enough for a later write of the key to link to the
@@ -58,17 +59,43 @@ pub(crate) struct Collection {
     /// key with neither a document nor a tombstone may have had a pruned one, so a new
     /// document starts above this floor: versions of a key never repeat.
     pub version_floor: u64,
+    /// Every document with an expiry as (expires_at, key), soonest first: counts skip the
+    /// expired ones without a scan, and the TTL reaper finds its work here. Derived from
+    /// `docs` (kept in step by `insert_doc` and `remove_doc`), never stored.
+    expiring: OrdSet<(u64, Arc<str>)>,
 }
 
 impl Collection {
     pub(crate) fn insert_doc(&mut self, key: Arc<str>, doc: Document) {
+        if let Some(old) = self.by_key.get(&key).and_then(|d| d.meta.expires_at) {
+            self.expiring.remove(&(old, key.clone()));
+        }
+        if let Some(at) = doc.meta.expires_at {
+            self.expiring.insert((at, key.clone()));
+        }
         self.by_key.insert(key.clone(), Arc::new(doc.clone()));
         self.docs.insert(key, doc);
     }
 
     pub(crate) fn remove_doc(&mut self, key: &str) {
-        self.by_key.remove(key);
+        if let Some(d) = self.by_key.remove(key) {
+            if let Some(at) = d.meta.expires_at {
+                self.expiring.remove(&(at, d.key.clone()));
+            }
+        }
         self.docs.remove(key);
+    }
+
+    /// Documents stored but expired at `now` (invisible to reads, not reaped yet), soonest
+    /// expired first: (expires_at, key).
+    pub(crate) fn expired_at(&self, now: u64) -> impl Iterator<Item = &(u64, Arc<str>)> + '_ {
+        self.expiring
+            .range(..(now.saturating_add(1), Arc::<str>::from("")))
+    }
+
+    /// Documents visible at `now`: stored ones minus the expired.
+    pub(crate) fn live_count(&self, now: u64) -> u64 {
+        self.docs.len().saturating_sub(self.expired_at(now).count()) as u64
     }
 
     pub(crate) fn get_doc(&self, key: &str) -> Option<&Document> {
@@ -222,6 +249,11 @@ impl State {
 
     pub(crate) fn get(&self, collection: &str, key: &str) -> Option<&Document> {
         self.collections.get(collection)?.get_doc(key)
+    }
+
+    /// A document as a read at `now` sees it: `None` when it is missing or expired.
+    pub(crate) fn get_live(&self, collection: &str, key: &str, now: u64) -> Option<&Document> {
+        self.get(collection, key).filter(|d| d.meta.is_live_at(now))
     }
 
     /// Number of live documents.

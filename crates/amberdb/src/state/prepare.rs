@@ -11,7 +11,7 @@ use super::State;
 use crate::document::{validate_collection, validate_key};
 use crate::error::{Conflict, ConflictReason, Error, Result};
 use crate::log::record::{CommitRecord, LoggedOp, OpKind, WrittenDoc};
-use crate::txn::{CommitMeta, Op, OpResult, Patch, Transaction, WriteKind};
+use crate::txn::{CommitMeta, Expiry, Op, OpResult, Patch, Transaction, WriteKind};
 
 /// A value already encoded by the writer's thread: canonical JSON and its SHA-256.
 #[derive(Debug, Clone)]
@@ -40,6 +40,10 @@ pub(crate) enum EncodedKind {
     Patch(Patch),
     Delete,
     Check(u64),
+    /// The TTL reaper's delete: removes the stored document only if it still has this
+    /// version and has expired at the commit's time; otherwise (refreshed, rewritten, already
+    /// gone) a no-op, never a conflict, so a concurrent write always wins over the reaper.
+    Reap(u64),
 }
 
 #[derive(Debug, Clone)]
@@ -50,6 +54,8 @@ pub(crate) struct EncodedOp {
     pub if_version: Option<u64>,
     /// Declared schema version; `None` keeps the document's (patches) or uses 1 (new values).
     pub schema_version: Option<u32>,
+    /// What the write says about the document's expiry (checked against `limits::MAX_TTL`).
+    pub expiry: Expiry,
 }
 
 /// Validates names and sizes and encodes values, in the caller's thread, so the committer
@@ -82,7 +88,7 @@ pub(crate) fn encode_transaction(
             }
             Ok(e)
         };
-        let (kind, if_version, schema_version) = match op {
+        let (kind, if_version, schema_version, expiry) = match op {
             Op::Write(w) => {
                 let kind = match &w.kind {
                     WriteKind::Put(v) => EncodedKind::Put(encode(v)?),
@@ -99,9 +105,10 @@ pub(crate) fn encode_transaction(
                     }
                     WriteKind::Delete => EncodedKind::Delete,
                 };
-                (kind, w.if_version, w.schema_version)
+                check_expiry(w.expiry)?;
+                (kind, w.if_version, w.schema_version, w.expiry)
             }
-            Op::Check { version, .. } => (EncodedKind::Check(*version), None, None),
+            Op::Check { version, .. } => (EncodedKind::Check(*version), None, None, Expiry::Unset),
         };
         if schema_version == Some(0) {
             return Err(Error::InvalidValue(
@@ -114,9 +121,74 @@ pub(crate) fn encode_transaction(
             kind,
             if_version,
             schema_version,
+            expiry,
         });
     }
     Ok(out)
+}
+
+fn micros(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Refuses a TTL that is zero or longer than `limits::MAX_TTL` before any work is done (an
+/// absolute `expires_at` is checked against the commit time in `State::prepare`).
+fn check_expiry(expiry: Expiry) -> Result<()> {
+    if let Expiry::Ttl(d) = expiry {
+        if d.is_zero() {
+            return Err(Error::InvalidArgument(
+                "a TTL must be positive (a document that expires at once could never be read)"
+                    .into(),
+            ));
+        }
+        if d > crate::limits::MAX_TTL {
+            return Err(Error::InvalidArgument(format!(
+                "a TTL of {} s is longer than the limit of {} s",
+                d.as_secs(),
+                crate::limits::MAX_TTL.as_secs()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The expiry a write at commit time `ts` gives its document: what the write says, else the
+/// collection's default TTL, else (patches only) the document's current expiry.
+fn resolve_expiry(
+    expiry: Expiry,
+    ts: u64,
+    default_ttl: Option<std::time::Duration>,
+    current: Option<u64>,
+    is_patch: bool,
+) -> Result<Option<u64>> {
+    let max = micros(crate::limits::MAX_TTL);
+    Ok(match expiry {
+        Expiry::Ttl(d) => Some(ts.saturating_add(micros(d))),
+        Expiry::At(at) => {
+            if at <= ts {
+                return Err(Error::InvalidArgument(format!(
+                    "expires_at {} is not after the commit time {}: a document that is \
+                     already expired cannot be written",
+                    crate::document::format_micros(at),
+                    crate::document::format_micros(ts)
+                )));
+            }
+            if at - ts > max {
+                return Err(Error::InvalidArgument(format!(
+                    "expires_at {} is more than {} s after the commit time",
+                    crate::document::format_micros(at),
+                    crate::limits::MAX_TTL.as_secs()
+                )));
+            }
+            Some(at)
+        }
+        Expiry::Never => None,
+        Expiry::Unset => match default_ttl {
+            Some(d) => Some(ts.saturating_add(micros(d))),
+            None if is_patch => current,
+            None => None,
+        },
+    })
 }
 
 /// A document as the transaction being prepared sees it.
@@ -127,7 +199,7 @@ struct Current {
     value: Option<EncodedValue>,
     created_at: u64,
     schema_version: u32,
-    /// When the document expires (kept by patches, cleared by other writes).
+    /// When the document expires (set as each write says, `resolve_expiry`).
     expires_at: Option<u64>,
     /// The kind of the last write of the document in this transaction.
     op: OpKind,
@@ -147,9 +219,25 @@ pub(crate) struct Prepared {
 }
 
 impl State {
-    fn current(&self, collection: &str, key: &str) -> Current {
+    /// The document as a transaction committed at `now` sees it: an expired document counts
+    /// as missing, but a new write of its key continues after its version and links to it.
+    fn current(&self, collection: &str, key: &str, now: u64) -> Current {
         let coll = self.collections.get(collection);
-        match coll.and_then(|c| c.get_doc(key)) {
+        let stored = coll.and_then(|c| c.get_doc(key));
+        if let Some(d) = stored.filter(|d| d.expired_at(now)) {
+            return Current {
+                version: 0,
+                value: None,
+                created_at: 0,
+                schema_version: 0,
+                expires_at: None,
+                op: OpKind::Delete,
+                prev_lsn: d.meta.lsn,
+                last_version: d.meta.version,
+                touched: false,
+            };
+        }
+        match stored {
             Some(d) => Current {
                 version: d.meta.version,
                 value: Some(EncodedValue {
@@ -196,11 +284,13 @@ impl State {
         let mut order: Vec<(Arc<str>, Arc<str>)> = vec![];
         let mut results = Vec::with_capacity(ops.len());
         let mut conflicts = vec![];
+        // Each collection's default TTL, read from its spec once per transaction.
+        let mut default_ttls: BTreeMap<Arc<str>, Option<std::time::Duration>> = BTreeMap::new();
         for (i, op) in ops.iter().enumerate() {
             let id = (op.collection.clone(), op.key.clone());
             let cur = scratch
                 .entry(id.clone())
-                .or_insert_with(|| self.current(&op.collection, &op.key));
+                .or_insert_with(|| self.current(&op.collection, &op.key, ts));
             let conflict = |expected, reason| Conflict {
                 op_index: i,
                 collection: op.collection.to_string(),
@@ -209,6 +299,20 @@ impl State {
                 actual: cur.version,
                 reason,
             };
+            if let EncodedKind::Reap(v) = op.kind {
+                let reap = !cur.touched
+                    && cur.value.is_none()
+                    && self
+                        .get(&op.collection, &op.key)
+                        .is_some_and(|d| d.meta.version == v && d.expired_at(ts));
+                if reap {
+                    cur.op = OpKind::Delete;
+                    cur.touched = true;
+                    order.push(id);
+                }
+                results.push(result(op, 0, reap, 0, None));
+                continue;
+            }
             if let Some(v) = op.if_version.or(match op.kind {
                 EncodedKind::Check(v) => Some(v),
                 _ => None,
@@ -225,7 +329,7 @@ impl State {
                     } else {
                         0
                     };
-                    results.push(result(op, cur.version, false, schema));
+                    results.push(result(op, cur.version, false, schema, cur.expires_at));
                     continue;
                 }
                 EncodedKind::Delete => {
@@ -243,9 +347,11 @@ impl State {
                         }
                         cur.touched = true;
                     }
-                    results.push(result(op, 0, existed, 0));
+                    results.push(result(op, 0, existed, 0, None));
                     continue;
                 }
+                // Handled above; never reaches here.
+                EncodedKind::Reap(_) => continue,
                 EncodedKind::Put(v) => v.clone(),
                 EncodedKind::Create(v) => {
                     if cur.value.is_some() {
@@ -302,10 +408,10 @@ impl State {
                 EncodedKind::Patch(_) => OpKind::Patch,
                 _ => OpKind::Put,
             };
-            // A patch keeps the document's expiry; any other write clears it.
-            if !is_patch {
-                cur.expires_at = None;
-            }
+            let default_ttl = *default_ttls
+                .entry(op.collection.clone())
+                .or_insert_with(|| crate::spec::default_ttl(self, &op.collection));
+            cur.expires_at = resolve_expiry(op.expiry, ts, default_ttl, cur.expires_at, is_patch)?;
             if cur.value.is_none() {
                 cur.created_at = ts;
                 cur.version = cur.last_version;
@@ -323,7 +429,13 @@ impl State {
                 order.push(id);
             }
             cur.touched = true;
-            results.push(result(op, cur.version, true, cur.schema_version));
+            results.push(result(
+                op,
+                cur.version,
+                true,
+                cur.schema_version,
+                cur.expires_at,
+            ));
         }
         if !conflicts.is_empty() {
             return Err(Error::Conflict(conflicts));
@@ -370,9 +482,16 @@ impl State {
     }
 }
 
-fn result(op: &EncodedOp, version: u64, written: bool, schema_version: u32) -> OpResult {
+fn result(
+    op: &EncodedOp,
+    version: u64,
+    written: bool,
+    schema_version: u32,
+    expires_at: Option<u64>,
+) -> OpResult {
     OpResult {
         schema_version,
+        expires_at,
         collection: op.collection.to_string(),
         key: op.key.to_string(),
         version,

@@ -42,9 +42,22 @@ pub struct CollectionInfo {
 
 /// An immutable, consistent view of the database at one LSN. Reads never block writers and
 /// never see part of a transaction; hold it as long as needed.
+///
+/// A view reads at one instant, [`ReadView::now`]: documents that expired at or before it are
+/// invisible to every method except [`ReadView::iter_all`] (which snapshots and verification
+/// use, and which sees what is stored).
 #[derive(Debug, Clone)]
 pub struct ReadView {
     pub(crate) state: Arc<State>,
+    /// The instant the view reads at (microseconds since the Unix epoch): the clock's wall
+    /// time when the view was taken, and never before its last commit.
+    pub(crate) now: u64,
+}
+
+/// Names of collections the engine keeps for itself (outside the user namespace, which
+/// `validate_collection` enforces): hidden from listings of collections.
+pub(crate) fn is_system_collection(name: &str) -> bool {
+    name.starts_with('.')
 }
 
 impl ReadView {
@@ -58,27 +71,44 @@ impl ReadView {
         self.state.commit_ts
     }
 
-    /// One document.
-    pub fn get(&self, collection: &str, key: &str) -> Option<Document> {
-        self.state.get(collection, key).cloned()
+    /// The instant this view reads at, microseconds since the Unix epoch: a document with
+    /// `expires_at <= now()` is expired for it.
+    pub fn now(&self) -> u64 {
+        self.now
     }
 
-    /// Live documents in a collection (0 when it does not exist).
+    /// One document (`None` when missing or expired).
+    pub fn get(&self, collection: &str, key: &str) -> Option<Document> {
+        self.state.get_live(collection, key, self.now).cloned()
+    }
+
+    /// Live documents in a collection (0 when it does not exist), expired ones not counted.
     pub fn count(&self, collection: &str) -> u64 {
         self.state
             .collections
             .get(collection)
-            .map_or(0, |c| c.docs.len() as u64)
+            .map_or(0, |c| c.live_count(self.now))
     }
 
-    /// Every collection and its document count, by name.
+    /// Stored documents that have expired but are not reaped yet, in every collection.
+    pub fn expired_pending(&self) -> u64 {
+        self.state
+            .collections
+            .values()
+            .map(|c| c.expired_at(self.now).count() as u64)
+            .sum()
+    }
+
+    /// Every collection and its document count, by name (the engine's own collections left
+    /// out).
     pub fn collections(&self) -> Vec<CollectionInfo> {
         self.state
             .collections
             .iter()
+            .filter(|(name, _)| !is_system_collection(name))
             .map(|(name, c)| CollectionInfo {
                 name: name.to_string(),
-                documents: c.docs.len() as u64,
+                documents: c.live_count(self.now),
                 tombstones: c.tombstones.len() as u64,
             })
             .collect()
@@ -108,6 +138,9 @@ impl ReadView {
             if !key.starts_with(prefix) || opts.end_before.as_deref().is_some_and(|e| &**key >= e) {
                 break;
             }
+            if doc.expired_at(self.now) {
+                continue;
+            }
             if docs.len() == limit {
                 next = docs.last().map(|d: &Document| d.key.to_string());
                 break;
@@ -117,7 +150,9 @@ impl ReadView {
         Page { docs, next }
     }
 
-    /// Every document of every collection, in (collection, key) order.
+    /// Every stored document of every collection, in (collection, key) order, expired ones
+    /// not yet reaped included (snapshots must carry them: their versions and `prev_lsn`
+    /// chain continue when the key is written again).
     pub fn iter_all(&self) -> impl Iterator<Item = (&str, &Document)> + '_ {
         self.state
             .collections
