@@ -58,6 +58,7 @@ mod options;
 mod patch;
 mod poison;
 mod recovery;
+pub mod revert;
 mod state;
 mod txn;
 mod verify;
@@ -74,6 +75,7 @@ pub use options::{Options, RecoveryMode};
 pub use recovery::{
     AutoRecovery, RecoveryReport, SlotsRebuilt, TornTail, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR,
 };
+pub use revert::{Action, Changed, RevertOptions, RevertReport, Scope, UndoOptions};
 pub use state::{CollectionInfo, ListOptions, Page, ReadView};
 pub use txn::{Committed, Durability, Op, OpResult, Patch, Transaction, Write, WriteKind};
 pub use verify::{verify_dir, Problem, VerifyReport};

@@ -60,3 +60,10 @@ pub const MAX_DEPTH: usize = 100;
 
 /// Most operations in one RFC 6902 JSON Patch.
 pub const MAX_PATCH_OPS: usize = 1000;
+
+// ---- Revert, undo and live restore ----
+
+/// Most documents one revert, undo or live restore may consider (documents changed since its
+/// target); a larger one is refused before any old version is read. Narrow the scope or
+/// restore a backup into a new directory instead.
+pub const MAX_REVERT_DOCS: usize = 100_000;
