@@ -121,6 +121,8 @@ impl From<amberdb::Error> for ApiError {
             }
             E::Closed => ApiError::shutting_down(),
             E::InvalidArgument(_) => ApiError::bad_request("invalid_argument", msg),
+            E::HistoryLost { retained_from_lsn } => ApiError::new(StatusCode::GONE, "history_lost", msg)
+                .details(serde_json::json!({"retained_from_lsn": retained_from_lsn})),
             // A failure that did not poison (e.g. out of file descriptors while opening a new
             // log segment): nothing was written, the database stays writable, retry.
             E::Io { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "io_error", msg),

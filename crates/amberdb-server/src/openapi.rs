@@ -23,6 +23,10 @@ use crate::routes;
         routes::documents::list_docs,
         routes::documents::export,
         routes::txn::commit,
+        routes::revert::revert,
+        routes::revert::undo,
+        routes::revert::restore,
+        routes::revert::create_doc,
         routes::admin::status,
         routes::admin::checkpoint,
         routes::admin::verify,
@@ -40,6 +44,7 @@ use crate::routes;
         (name = "documents", description = "Read and write documents"),
         (name = "collections", description = "Collections and their counts"),
         (name = "transactions", description = "Atomic batches"),
+        (name = "revert", description = "Revert, undo and live restore: new, logged transactions"),
         (name = "admin", description = "Operations (scope admin)"),
         (name = "probes", description = "Health, readiness, metrics, this document"),
     )

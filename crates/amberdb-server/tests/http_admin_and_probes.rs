@@ -101,13 +101,16 @@ fn openapi_document_describes_every_route() {
     for (path, methods) in [
         ("/v1/collections", &["get"][..]),
         ("/v1/collections/{collection}", &["get"]),
-        ("/v1/collections/{collection}/docs", &["get"]),
+        ("/v1/collections/{collection}/docs", &["get", "post"]),
         ("/v1/collections/{collection}/export", &["get"]),
         (
             "/v1/collections/{collection}/docs/{key}",
             &["get", "put", "patch", "delete"],
         ),
         ("/v1/txn", &["post"]),
+        ("/v1/revert", &["post"]),
+        ("/v1/undo", &["post"]),
+        ("/v1/admin/restore", &["post"]),
         ("/v1/admin/status", &["get"]),
         ("/v1/admin/checkpoint", &["post"]),
         ("/v1/admin/verify", &["post"]),
@@ -127,7 +130,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        15,
+        18,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];

@@ -193,6 +193,23 @@ impl Db {
         }
     }
 
+    /// The documents (collection, key) commit `lsn` touched, in commit order: what an undo
+    /// of it would consider (the server checks the caller's scopes on them first).
+    pub fn commit_documents(&self, lsn: u64) -> Result<Vec<(String, String)>> {
+        let newest = self.view().lsn();
+        if lsn == 0 || lsn > newest {
+            return Err(Error::InvalidArgument(format!(
+                "there is no commit with LSN {lsn} (the newest is {newest})"
+            )));
+        }
+        let record = past::Reader::new(self).commit(lsn)?;
+        Ok(record
+            .ops
+            .iter()
+            .map(|o| (o.collection.to_string(), o.key.to_string()))
+            .collect())
+    }
+
     /// Commits (or, for a dry run, only reports) the writes of `plans` in one transaction.
     fn write_plans(
         &self,

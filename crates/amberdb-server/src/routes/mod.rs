@@ -7,6 +7,7 @@ pub mod backups;
 pub mod collections;
 pub mod documents;
 pub mod probes;
+pub mod revert;
 pub mod txn;
 pub mod write;
 
