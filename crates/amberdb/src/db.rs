@@ -52,6 +52,8 @@ pub(crate) struct Inner {
     identity: crate::identity::Identity,
     /// Slots, archive serialization and backup status (`backup::BackupBook`).
     backups: BackupBook,
+    /// Point reads of the retained log (history, as-of).
+    reader: Arc<crate::log::reader::LogReader>,
 }
 
 #[derive(Debug, Default)]
@@ -110,6 +112,8 @@ pub struct Stats {
     pub log_retained_for_archive_bytes: u64,
     /// The latest backup and any backup error.
     pub backup: BackupStatus,
+    /// The history window (`Options::history_retention`, `history_max_bytes`).
+    pub history: crate::history::HistoryWindow,
 }
 
 impl Db {
@@ -173,6 +177,11 @@ impl Db {
             rec.identity.ids(),
         )
         .context(|| format!("opening the commit log in {}", dir.join(LOG_DIR).display()))?;
+        let reader = Arc::new(crate::log::reader::LogReader::new(
+            &dir.join(LOG_DIR),
+            sealed.clone(),
+            log.active_index(),
+        ));
         let shared = Arc::new(Shared {
             view: ArcSwap::from_pointee(rec.state.clone()),
             poisoned: Mutex::new(None),
@@ -224,6 +233,7 @@ impl Db {
             recovery: rec.report,
             identity: rec.identity,
             backups: BackupBook::new(slots),
+            reader,
         });
         let db = Db { inner };
         let weak = Arc::downgrade(&db.inner);
@@ -289,6 +299,18 @@ impl Db {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+
+    pub(crate) fn log_reader(&self) -> &crate::log::reader::LogReader {
+        &self.inner.reader
+    }
+
+    /// Now by the commit clock (what commit times and the history window are measured in).
+    pub(crate) fn commit_clock_now(&self) -> u64 {
+        match self.inner.shared.clock.lock() {
+            Ok(mut clock) => clock.now(),
+            Err(_) => now_micros(),
+        }
     }
 
     pub(crate) fn backup_book(&self) -> &BackupBook {
@@ -452,6 +474,7 @@ impl Db {
                 .backups
                 .retained_for_archive(&self.sealed_segments()),
             backup: self.backup_status(),
+            history: self.history_window().unwrap_or_default(),
         }
     }
 
@@ -631,8 +654,12 @@ impl Inner {
         };
         let rules = SegmentRetention {
             oldest_checkpoint_lsn: oldest_kept,
-            horizon_us: now.saturating_sub(self.opts.log_retention.as_micros() as u64),
+            horizon_us: now.saturating_sub(
+                u64::try_from(self.opts.history_retention.as_micros()).unwrap_or(u64::MAX),
+            ),
             archived_through: self.backups.min_archived()?,
+            max_bytes: self.opts.history_max_bytes,
+            active_bytes: self.reader.extent_active_bytes(),
         };
         let mut removed = 0;
         let mut sealed = self.sealed.lock().map_err(|_| Error::Closed)?;

@@ -177,6 +177,15 @@ pub enum Error {
         /// Why it stops there.
         reason: String,
     },
+    /// A history or as-of read reaches before the history window (`Options::history_retention`,
+    /// `Options::history_max_bytes`): the log it needs is no longer kept.
+    #[error(
+        "that point is older than the history window, which starts at LSN {retained_from_lsn}"
+    )]
+    HistoryLost {
+        /// The oldest LSN the window still answers for.
+        retained_from_lsn: u64,
+    },
     /// An argument is invalid (an empty retention policy, a non-empty restore directory, ...).
     #[error("{0}")]
     InvalidArgument(String),

@@ -48,6 +48,7 @@ mod db;
 mod document;
 mod engine_state;
 mod error;
+pub mod history;
 pub mod identity;
 pub mod io;
 pub mod json_numbers;

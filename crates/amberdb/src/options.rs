@@ -33,11 +33,17 @@ pub struct Options {
     pub checkpoint_on_close: bool,
     /// zstd level for checkpoint blocks; 0 stores them uncompressed. Default: 1.
     pub checkpoint_compression_level: i32,
-    /// Keep sealed log segments at least this long after their last commit, even when no
-    /// checkpoint needs them (the history window). Default: 0.
-    pub log_retention: Duration,
+    /// The history window: keep sealed log segments at least this long after their last
+    /// commit, even when no checkpoint needs them, so `Db::history`, `Db::get_at` and
+    /// `Db::list_at` can read them (see also `history_max_bytes`; whichever is reached first
+    /// bounds the window). Formerly `log_retention`. Default: 72 hours.
+    pub history_retention: Duration,
+    /// The history window's size bound: once the retained log exceeds this many bytes, its
+    /// oldest segments go even inside `history_retention` (never one a checkpoint or an
+    /// attached repository still needs). Default: 4 GiB.
+    pub history_max_bytes: u64,
     /// Keep the tombstone of a deleted key at least this long (in commit time) after the
-    /// delete, and at least `log_retention`: while it exists, a re-created document's
+    /// delete, and at least `history_retention`: while it exists, a re-created document's
     /// `prev_lsn` links to the delete. Pruning never lets a version repeat (a collection
     /// keeps the highest version its pruned tombstones held). Default: 1 hour.
     pub tombstone_retention: Duration,
@@ -75,6 +81,11 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
 }
 
+/// Default of [`Options::history_retention`]: 72 hours.
+pub const DEFAULT_HISTORY_RETENTION: Duration = Duration::from_secs(72 * 3600);
+/// Default of [`Options::history_max_bytes`]: 4 GiB.
+pub const DEFAULT_HISTORY_MAX_BYTES: u64 = 4 << 30;
+
 /// What `open` does when it finds damage it cannot repair by cutting a torn tail.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub enum RecoveryMode {
@@ -102,7 +113,8 @@ impl Default for Options {
             checkpoint_interval: Some(Duration::from_secs(300)),
             checkpoint_on_close: true,
             checkpoint_compression_level: 1,
-            log_retention: Duration::ZERO,
+            history_retention: DEFAULT_HISTORY_RETENTION,
+            history_max_bytes: DEFAULT_HISTORY_MAX_BYTES,
             tombstone_retention: crate::state::DEFAULT_TOMBSTONE_RETENTION,
             archive_to: None,
             archive_timeout: Some(Duration::from_secs(60)),

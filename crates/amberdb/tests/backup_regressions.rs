@@ -256,7 +256,7 @@ fn scheduled_backups_are_skipped_when_nothing_changed_since_the_last_one() {
 fn small_log() -> Options {
     Options {
         segment_size: 1024,
-        log_retention: Duration::ZERO,
+        history_retention: Duration::ZERO,
         checkpoint_log_bytes: u64::MAX,
         checkpoint_interval: None,
         ..Default::default()

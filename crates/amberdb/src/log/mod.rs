@@ -7,6 +7,8 @@
 // frames and blocks no decoder accepts. Every narrowing conversion is checked.
 #![deny(clippy::cast_possible_truncation)]
 
+pub(crate) mod index;
+pub(crate) mod reader;
 pub mod record;
 pub(crate) mod replay;
 pub(crate) mod retention;
@@ -60,6 +62,8 @@ pub(crate) struct CommitLog {
     ids: FileIds,
     /// Bytes appended since the log was opened.
     pub appended_bytes: u64,
+    /// The active segment's sparse index, shared with readers (`log::reader`).
+    index: Arc<Mutex<index::ActiveIndex>>,
 }
 
 impl CommitLog {
@@ -84,6 +88,7 @@ impl CommitLog {
                 let file = open_append(&a.path, &faults)?;
                 let mut hasher = sha2::Sha256::new();
                 hasher.update(&a.bytes);
+                let index = Arc::new(Mutex::new(active_index_of(&a.path, a.first_lsn, &a.bytes)));
                 Ok(CommitLog {
                     dir: dir.to_owned(),
                     file,
@@ -97,10 +102,16 @@ impl CommitLog {
                     sealed,
                     ids,
                     appended_bytes: 0,
+                    index,
                 })
             }
             None => {
                 let (file, hasher, len) = create_segment(dir, next_lsn, ids, &faults)?;
+                let index = Arc::new(Mutex::new(empty_index(
+                    dir.join(segment_file_name(next_lsn)),
+                    next_lsn,
+                    len,
+                )));
                 Ok(CommitLog {
                     dir: dir.to_owned(),
                     file,
@@ -114,9 +125,15 @@ impl CommitLog {
                     sealed,
                     ids,
                     appended_bytes: 0,
+                    index,
                 })
             }
         }
+    }
+
+    /// The active segment's index, for readers.
+    pub(crate) fn active_index(&self) -> Arc<Mutex<index::ActiveIndex>> {
+        self.index.clone()
     }
 
     /// Seals the active segment and starts one at `first_lsn` when the active one is full, so
@@ -140,6 +157,14 @@ impl CommitLog {
         self.file
             .write_all(frames)
             .map_err(|e| op_failed("write to log segment", self.file.path(), e))?;
+        if let Ok(mut idx) = self.index.lock() {
+            let (first, version) = (idx.first_lsn, idx.format_version);
+            let mut added = vec![];
+            index::index_frames(frames, self.len, first, version, &mut added);
+            idx.entries.extend(added);
+            idx.last_lsn = last_lsn;
+            idx.len = self.len + frames.len() as u64;
+        }
         self.hasher.update(frames);
         self.len += frames.len() as u64;
         self.appended_bytes += frames.len() as u64;
@@ -187,6 +212,18 @@ impl CommitLog {
                     e,
                 )
             })?;
+        // The sealed segment's index beside it: derived data, rebuilt by readers when missing,
+        // so a failure to write it fails nothing.
+        let entries = self
+            .index
+            .lock()
+            .map(|i| i.entries.clone())
+            .unwrap_or_default();
+        let idx_path = self.dir.join(index::idx_file_name(self.first_lsn));
+        let idx_bytes = index::encode_idx(self.first_lsn, self.len, &entries);
+        if let Err(e) = write_atomic(&idx_path, &idx_bytes, &self.faults) {
+            tracing::warn!(path = %idx_path.display(), error = %e, "could not write segment index");
+        }
         let old_path = std::mem::replace(&mut self.file, file).path().to_owned();
         if let Ok(mut sealed) = self.sealed.lock() {
             sealed.push(SealedSegment {
@@ -199,6 +236,11 @@ impl CommitLog {
             last_lsn = self.last_lsn,
             "sealed log segment"
         );
+        // Only now that the sealed list has the old segment does the active index move on,
+        // so a reader always finds every written LSN in one of them.
+        if let Ok(mut idx) = self.index.lock() {
+            *idx = empty_index(self.dir.join(segment_file_name(next_lsn)), next_lsn, len);
+        }
         self.hasher = hasher;
         self.len = len;
         self.first_lsn = next_lsn;
@@ -256,6 +298,41 @@ pub(crate) fn is_out_of_descriptors(e: &std::io::Error) -> bool {
         };
     }
     false
+}
+
+/// The index of an active segment with no frame yet.
+fn empty_index(path: PathBuf, first_lsn: u64, len: u64) -> index::ActiveIndex {
+    index::ActiveIndex {
+        path,
+        first_lsn,
+        format_version: LOG_FORMAT_VERSION,
+        last_lsn: first_lsn - 1,
+        len,
+        entries: vec![],
+    }
+}
+
+/// The index of the active segment recovery left (`bytes`, torn tail already cut).
+fn active_index_of(path: &Path, first_lsn: u64, bytes: &[u8]) -> index::ActiveIndex {
+    let header = SegmentHeader::decode(bytes).ok();
+    let version = header.map_or(LOG_FORMAT_VERSION, |h| h.format_version);
+    let start = header.map_or(bytes.len(), |h| h.encoded_len());
+    let mut entries = vec![];
+    let last = index::index_frames(
+        bytes.get(start..).unwrap_or_default(),
+        start as u64,
+        first_lsn,
+        version,
+        &mut entries,
+    );
+    index::ActiveIndex {
+        path: path.to_owned(),
+        first_lsn,
+        format_version: version,
+        last_lsn: last.unwrap_or(first_lsn - 1),
+        len: bytes.len() as u64,
+        entries,
+    }
 }
 
 /// Creates a segment file with its header, durably (file and directory synced).

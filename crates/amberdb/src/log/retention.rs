@@ -19,24 +19,38 @@ pub(crate) struct SegmentRetention {
     pub horizon_us: u64,
     /// LSN every attached repository has archived through (`None`: no repository).
     pub archived_through: Option<u64>,
+    /// The history window's size bound (`Options::history_max_bytes`): while the log holds
+    /// more, its oldest segments go even inside the time window.
+    pub max_bytes: u64,
+    /// Bytes of the active segment (counted toward `max_bytes`, never removed).
+    pub active_bytes: u64,
 }
 
 impl SegmentRetention {
-    /// Whether `seg` may be deleted.
-    pub(crate) fn removable(&self, seg: &SealedSegment) -> bool {
+    /// Whether `seg` may be deleted as far as checkpoints and repositories go.
+    fn unneeded(&self, seg: &SealedSegment) -> bool {
         seg.seal.last_lsn <= self.oldest_checkpoint_lsn
-            && seg.seal.last_commit_ts <= self.horizon_us
             && self.archived_through.is_none_or(|a| seg.seal.last_lsn <= a)
     }
 
     /// The segments of `sealed` that may be deleted, oldest first; `sealed` is left as it is.
+    /// A segment goes when no checkpoint or repository needs it and it is either older than
+    /// the time window or the log (without the segments already chosen) exceeds `max_bytes`.
     pub(crate) fn removable_segments(&self, sealed: &[SealedSegment]) -> Vec<SealedSegment> {
-        let mut out: Vec<SealedSegment> = sealed
+        let mut all: Vec<&SealedSegment> = sealed.iter().collect();
+        all.sort_by_key(|s| s.seal.first_lsn);
+        let mut total: u64 = all
             .iter()
-            .filter(|s| self.removable(s))
-            .cloned()
-            .collect();
-        out.sort_by_key(|s| s.seal.first_lsn);
+            .map(|s| s.seal.length)
+            .fold(self.active_bytes, u64::saturating_add);
+        let mut out = vec![];
+        for s in all {
+            let old = s.seal.last_commit_ts <= self.horizon_us;
+            if self.unneeded(s) && (old || total > self.max_bytes) {
+                total = total.saturating_sub(s.seal.length);
+                out.push(s.clone());
+            }
+        }
         out
     }
 }
@@ -52,6 +66,12 @@ pub(crate) fn remove_segment(
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(e),
+    }
+    // The derived index first: without its segment it is litter, never harm.
+    let idx = log_dir.join(super::index::idx_file_name(seg.seal.first_lsn));
+    match crate::io::remove_file(&idx, faults) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
     let seal = log_dir.join(seal_file_name(seg.seal.first_lsn));
     match crate::io::remove_file(&seal, faults) {

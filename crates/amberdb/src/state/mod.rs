@@ -121,7 +121,7 @@ fn duration_us(d: Duration) -> u64 {
 /// The tombstone retention a database opened with `opts` prunes with: at least the log
 /// retention, so the `prev_lsn` chain through a delete lasts as long as the log it points to.
 pub(crate) fn tombstone_retention_us(opts: &crate::options::Options) -> u64 {
-    duration_us(opts.tombstone_retention.max(opts.log_retention))
+    duration_us(opts.tombstone_retention.max(opts.history_retention))
 }
 
 impl State {
