@@ -25,7 +25,7 @@ fn start_on(
     let dir = tempfile::tempdir().unwrap();
     let clock = clock.clone();
     let s = TestServer::start_with(&dir.path().join("data"), config, move |o| {
-        o.log_retention = retention;
+        o.history_retention = retention;
         o.clock = Arc::new(clock);
     });
     (s, dir)

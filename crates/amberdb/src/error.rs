@@ -221,13 +221,6 @@ pub enum Error {
         /// What is wrong with it and how to make a good one.
         reason: String,
     },
-    /// The point asked for is older than the retained log (the history window): its state
-    /// can no longer be read, reverted to or undone.
-    #[error("history before LSN {retained_from_lsn} is no longer retained")]
-    HistoryLost {
-        /// The oldest LSN the retained log still holds.
-        retained_from_lsn: u64,
-    },
     /// An operating-system I/O error, with what the engine was doing.
     #[error("{context}: {source}")]
     Io {

@@ -19,15 +19,7 @@ use crate::txn::{CommitMeta, Transaction};
 
 pub(crate) mod past;
 
-/// A point in the history: a commit's LSN, or a wall time (microseconds since the Unix
-/// epoch) meaning the last commit at or before it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum At {
-    /// The state right after this commit (inclusive).
-    Lsn(u64),
-    /// The state right after the last commit whose commit time is at or before this one.
-    Time(u64),
-}
+pub use crate::history::At;
 
 /// Which documents a revert considers.
 #[derive(Debug, Clone, PartialEq, Eq)]

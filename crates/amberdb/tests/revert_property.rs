@@ -76,7 +76,7 @@ fn opts(clock: &ManualClock) -> Options {
         // Small segments so history spans many sealed segments; a long retention keeps them
         // all (the history window) across checkpoints.
         segment_size: 700,
-        log_retention: Duration::from_secs(365 * 86_400),
+        history_retention: Duration::from_secs(365 * 86_400),
         checkpoint_on_close: true,
         clock: Arc::new(clock.clone()),
         ..Options::default()
@@ -415,7 +415,7 @@ fn a_revert_to_a_point_before_the_retained_log_is_history_lost() {
     let tmp = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(1_700_000_000_000_000);
     let o = Options {
-        log_retention: Duration::ZERO,
+        history_retention: Duration::ZERO,
         ..opts(&clock)
     };
     let db = Db::open_with(tmp.path(), o).unwrap();
@@ -462,4 +462,33 @@ fn live_restore_is_one_restore_commit_of_the_whole_database() {
     assert_eq!(db.get("players", "a").unwrap().json().unwrap(), json!(1));
     assert!(db.get("players", "b").is_none());
     assert_eq!(db.get("parties", "x").unwrap().json().unwrap(), json!(2));
+}
+
+#[test]
+fn a_revert_to_lsn_0_of_a_log_that_starts_at_1_empties_the_scope() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000_000);
+    let db = Db::open_with(tmp.path(), opts(&clock)).unwrap();
+    let before = clock.now_micros() - 1;
+    clock.advance(Duration::from_secs(1));
+    db.put("players", "a", json!(1)).unwrap();
+    db.put("players", "b", json!(2)).unwrap();
+    let scope = Scope::Collection {
+        collection: "players".into(),
+    };
+    let dry = db
+        .revert(&scope, At::Time(before), RevertOptions { dry_run: true })
+        .unwrap();
+    assert_eq!((dry.target_lsn, dry.changed.len()), (0, 2));
+    let r = db
+        .revert(&scope, At::Lsn(0), RevertOptions::default())
+        .unwrap();
+    assert_eq!(
+        r.changed
+            .iter()
+            .filter(|c| c.action == Action::Deleted)
+            .count(),
+        2
+    );
+    assert_eq!(db.count("players"), 0);
 }

@@ -1,105 +1,59 @@
-//! The point reader of the retained log that revert and undo need: the commit with a given
-//! LSN, the version of a document a commit wrote, and a document's state at an LSN (walking
-//! its `prev_lsn` chain from the current state, so only its own versions are read).
-//!
-//! This is the smallest local helper while the history module's indexed reader is not there:
-//! it finds a commit by decoding the one segment that holds it, and keeps the decoded
-//! segments of one operation in memory. Anything older than the oldest retained segment is
-//! `Error::HistoryLost`.
+//! What revert and undo read of the past, through the history module's indexed point reader
+//! of the retained log (`log::reader`, `history::doc_at`): the commit with a given LSN, the
+//! version of a document a commit wrote, and a document's state at an LSN. Anything before
+//! the history window is `Error::HistoryLost`.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::Arc;
-
-use super::{document_of, At};
+use super::document_of;
 use crate::db::Db;
 use crate::document::Document;
-use crate::error::{Error, Result};
+use crate::error::{Damage, Error, Result};
+use crate::history::At;
+use crate::log::reader::ReadError;
 use crate::log::record::CommitRecord;
-use crate::recovery::LOG_DIR;
 use crate::state::ReadView;
 
-/// Reads commits of the retained log for one revert or undo.
-pub(crate) struct Reader {
-    dir: PathBuf,
-    /// Retained segments by first LSN, oldest first.
-    segments: Option<Vec<(u64, PathBuf)>>,
-    /// Decoded segments by first LSN.
-    decoded: HashMap<u64, Arc<Vec<CommitRecord>>>,
+/// Reads the past for one revert or undo, against one history window.
+pub(crate) struct Reader<'d> {
+    db: &'d Db,
+    /// The first LSN the window answers for, read once per operation.
+    window: Option<u64>,
 }
 
-impl Reader {
-    pub(crate) fn new(db: &Db) -> Reader {
-        Reader {
-            dir: db.path().join(LOG_DIR),
-            segments: None,
-            decoded: HashMap::new(),
-        }
+impl<'d> Reader<'d> {
+    pub(crate) fn new(db: &'d Db) -> Reader<'d> {
+        Reader { db, window: None }
     }
 
-    fn segments(&mut self) -> Result<&[(u64, PathBuf)]> {
-        if self.segments.is_none() {
-            let list = crate::log::segment::list_segments(&self.dir)
-                .map_err(|e| Error::io(format!("listing {}", self.dir.display()), e))?;
-            self.segments = Some(list);
-        }
-        Ok(self.segments.as_deref().unwrap_or_default())
-    }
-
-    /// The first LSN the retained log holds.
-    pub(crate) fn retained_from(&mut self) -> Result<u64> {
-        Ok(self.segments()?.first().map_or(1, |s| s.0))
-    }
-
-    fn lost(&mut self) -> Error {
-        match self.retained_from() {
-            Ok(retained_from_lsn) => Error::HistoryLost { retained_from_lsn },
-            Err(e) => e,
-        }
-    }
-
-    /// The decoded commits of the segment starting at `first`.
-    fn segment(&mut self, first: u64, path: &std::path::Path) -> Result<Arc<Vec<CommitRecord>>> {
-        if let Some(d) = self.decoded.get(&first) {
-            return Ok(d.clone());
-        }
-        let bytes = match crate::log::read_file(path) {
-            Ok(b) => b,
-            // Removed by a checkpoint since the listing: outside the window now.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.segments = None;
-                return Err(self.lost());
+    fn window(&mut self) -> Result<u64> {
+        match self.window {
+            Some(w) => Ok(w),
+            None => {
+                let w = self.db.history_window()?.retained_from_lsn;
+                self.window = Some(w);
+                Ok(w)
             }
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
-        let mut records = vec![];
-        crate::log::segment::scan(&bytes, |r, _| records.push(r))
-            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))?;
-        let records = Arc::new(records);
-        self.decoded.insert(first, records.clone());
-        Ok(records)
+        }
     }
 
     /// The commit with LSN `lsn`.
     pub(crate) fn commit(&mut self, lsn: u64) -> Result<CommitRecord> {
-        let seg = self
-            .segments()?
-            .iter()
-            .rev()
-            .find(|(first, _)| *first <= lsn)
-            .cloned();
-        let Some((first, path)) = seg else {
-            return Err(self.lost());
-        };
-        let records = self.segment(first, &path)?;
-        let idx = usize::try_from(lsn - first).unwrap_or(usize::MAX);
-        match records.get(idx) {
-            Some(r) if r.lsn == lsn => Ok(r.clone()),
-            _ => records
-                .iter()
-                .find(|r| r.lsn == lsn)
-                .cloned()
-                .ok_or_else(|| self.lost()),
+        let window = self.window()?;
+        if lsn < window {
+            return Err(Error::HistoryLost {
+                retained_from_lsn: window,
+            });
+        }
+        match self.db.log_reader().read(lsn) {
+            Ok(rec) => Ok(rec),
+            Err(ReadError::NotRetained) => Err(Error::HistoryLost {
+                retained_from_lsn: window,
+            }),
+            Err(ReadError::Io(detail)) => Err(Error::Damaged(Damage {
+                file: crate::recovery::LOG_DIR.into(),
+                offset: 0,
+                detail,
+                hint: "Run `amberdb verify` for a full report".into(),
+            })),
         }
     }
 
@@ -117,10 +71,15 @@ impl Reader {
             .iter()
             .find(|o| &*o.collection == collection && &*o.key == key)
             .ok_or_else(|| {
-                Error::InvalidArgument(format!(
-                    "commit {lsn} does not touch {collection}/{key} although the document's \
-                     history links to it"
-                ))
+                Error::Damaged(Damage {
+                    file: crate::recovery::LOG_DIR.into(),
+                    offset: 0,
+                    detail: format!(
+                        "commit LSN {lsn} does not touch {collection}/{key}, yet a later \
+                         version names it as previous"
+                    ),
+                    hint: "Run `amberdb verify` for a full report".into(),
+                })
             })?;
         Ok(op
             .doc
@@ -136,78 +95,32 @@ impl Reader {
         key: &str,
         lsn: u64,
     ) -> Result<Option<Document>> {
-        let coll = view.state.collections.get(collection);
-        let current = coll.and_then(|c| c.get_doc(key));
-        // LSN of the latest change and whether it left a document.
-        let mut at = match (current, coll.and_then(|c| c.tombstones.get(key))) {
-            (Some(d), _) => d.meta.lsn,
-            (None, Some(t)) => t.lsn,
-            (None, None) => 0,
-        };
-        if at <= lsn {
-            return Ok(current.cloned());
-        }
-        // Walk back until the change at or before `lsn`.
-        loop {
-            let rec = self.commit(at)?;
-            let prev = rec
-                .ops
-                .iter()
-                .find(|o| &*o.collection == collection && &*o.key == key)
-                .map(|o| o.prev_lsn)
-                .ok_or_else(|| {
-                    Error::InvalidArgument(format!(
-                        "commit {at} does not touch {collection}/{key} although the \
-                         document's history links to it"
-                    ))
-                })?;
-            if prev == 0 {
-                return Ok(None);
-            }
-            if prev <= lsn {
-                return self.written_by(prev, collection, key);
-            }
-            at = prev;
-        }
+        let window = self.window()?;
+        crate::history::doc_at(self.db, view, collection, key, lsn, window)
     }
 }
 
-/// The LSN `at` names, checked against the history window.
+/// The LSN `at` names in `view`, checked against the history window.
 pub(crate) fn resolve(db: &Db, view: &ReadView, at: At) -> Result<u64> {
-    let mut reader = Reader::new(db);
-    let retained_from = reader.retained_from()?;
-    let lsn = match at {
-        At::Lsn(n) => n.min(view.lsn()),
-        At::Time(t) if t >= view.commit_ts() => view.lsn(),
-        At::Time(t) => {
-            let mut found = None;
-            let segments: Vec<_> = reader.segments()?.to_vec();
-            'outer: for (first, path) in segments.iter().rev() {
-                let records = reader.segment(*first, path)?;
-                for r in records.iter().rev() {
-                    if r.lsn <= view.lsn() && r.commit_ts <= t {
-                        found = Some(r.lsn);
-                        break 'outer;
-                    }
-                }
+    // `Db::resolve_at` reads its own view; a revert must resolve against the view it plans
+    // from, so a target LSN is capped at it (a commit that lands in between is not in it).
+    let lsn = match db.resolve_at(at) {
+        Ok(lsn) => lsn,
+        // The state right after LSN w - 1 is the one the window's first commit started from:
+        // every commit after it is retained, so a revert to it is exact (`resolve_at` calls it
+        // lost). With a log from LSN 1 that is the empty database, also by time.
+        Err(Error::HistoryLost {
+            retained_from_lsn: w,
+        }) => match at {
+            At::Lsn(n) if n.saturating_add(1) >= w => n,
+            At::Time(t) if w <= 1 && Reader::new(db).commit(1)?.commit_ts > t => 0,
+            _ => {
+                return Err(Error::HistoryLost {
+                    retained_from_lsn: w,
+                })
             }
-            match found {
-                Some(n) => n,
-                // Before the first commit of a log that starts at LSN 1: the empty database.
-                None if retained_from <= 1 => 0,
-                None => {
-                    return Err(Error::HistoryLost {
-                        retained_from_lsn: retained_from,
-                    })
-                }
-            }
-        }
+        },
+        Err(e) => return Err(e),
     };
-    // The state after `lsn` is known when the commits after it are retained.
-    if lsn + 1 < retained_from {
-        return Err(Error::HistoryLost {
-            retained_from_lsn: retained_from,
-        });
-    }
-    Ok(lsn)
+    Ok(lsn.min(view.lsn()))
 }
