@@ -67,6 +67,10 @@ enum Command {
     Restore(commands::restore::Args),
     /// List commits with time, LSN and what they touched (to pick a restore point).
     Log(commands::log::Args),
+    /// Put documents back to their state at a time or LSN, as one new logged transaction.
+    Revert(commands::revert::Args),
+    /// Undo one commit: its documents go back to their state just before it.
+    Undo(commands::revert::UndoArgs),
 }
 
 fn main() {
@@ -107,6 +111,8 @@ fn main() {
         Command::Backup(b) => commands::backup::run(b),
         Command::Restore(a) => commands::restore::run(a),
         Command::Log(a) => commands::log::run(a),
+        Command::Revert(a) => commands::revert::run(a),
+        Command::Undo(a) => commands::revert::run_undo(a),
     };
     let code = match result {
         Ok(()) => 0,
