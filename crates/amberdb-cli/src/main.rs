@@ -72,6 +72,10 @@ enum Command {
     /// Encryption keys: a key file's id, the key ids a directory or repository needs.
     #[command(subcommand)]
     Key(commands::key::Key),
+    /// Put documents back to their state at a time or LSN, as one new logged transaction.
+    Revert(commands::revert::Args),
+    /// Undo one commit: its documents go back to their state just before it.
+    Undo(commands::revert::UndoArgs),
 }
 
 fn main() {
@@ -114,6 +118,8 @@ fn main() {
         Command::Restore(a) => commands::restore::run(a),
         Command::Log(a) => commands::log::run(a),
         Command::Key(k) => commands::key::run(k),
+        Command::Revert(a) => commands::revert::run(a),
+        Command::Undo(a) => commands::revert::run_undo(a),
     };
     let code = match result {
         Ok(()) => 0,

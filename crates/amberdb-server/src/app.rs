@@ -33,7 +33,7 @@ pub fn router(state: Shared) -> Router {
         )
         .route(
             "/v1/collections/{collection}/docs",
-            get(routes::documents::list_docs),
+            get(routes::documents::list_docs).post(routes::revert::create_doc),
         )
         .route(
             "/v1/collections/{collection}/export",
@@ -52,6 +52,9 @@ pub fn router(state: Shared) -> Router {
         )
         .route("/v1/log", get(routes::history::log))
         .route("/v1/txn", post(routes::txn::commit))
+        .route("/v1/revert", post(routes::revert::revert))
+        .route("/v1/undo", post(routes::revert::undo))
+        .route("/v1/admin/restore", post(routes::revert::restore))
         .route("/v1/admin/status", get(routes::admin::status))
         .route("/v1/admin/checkpoint", post(routes::admin::checkpoint))
         .route("/v1/admin/verify", post(routes::admin::verify))

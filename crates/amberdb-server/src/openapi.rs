@@ -27,6 +27,10 @@ use crate::routes;
         routes::history::history,
         routes::history::log,
         routes::txn::commit,
+        routes::revert::revert,
+        routes::revert::undo,
+        routes::revert::restore,
+        routes::revert::create_doc,
         routes::admin::status,
         routes::admin::checkpoint,
         routes::admin::verify,
@@ -48,6 +52,7 @@ use crate::routes;
         (name = "transactions", description = "Atomic batches"),
         (name = "changes", description = "The change feed (SSE or long-poll)"),
         (name = "history", description = "Versions, as-of reads and the commit log inside the history window"),
+        (name = "revert", description = "Revert, undo and live restore: new, logged transactions"),
         (name = "admin", description = "Operations (scope admin)"),
         (name = "probes", description = "Health, readiness, metrics, this document"),
     )

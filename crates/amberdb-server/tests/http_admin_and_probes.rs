@@ -101,7 +101,7 @@ fn openapi_document_describes_every_route() {
     for (path, methods) in [
         ("/v1/collections", &["get"][..]),
         ("/v1/collections/{collection}", &["get"]),
-        ("/v1/collections/{collection}/docs", &["get"]),
+        ("/v1/collections/{collection}/docs", &["get", "post"]),
         ("/v1/collections/{collection}/export", &["get"]),
         ("/v1/collections/{collection}/spec", &["get", "put"]),
         (
@@ -109,6 +109,9 @@ fn openapi_document_describes_every_route() {
             &["get", "put", "patch", "delete"],
         ),
         ("/v1/txn", &["post"]),
+        ("/v1/revert", &["post"]),
+        ("/v1/undo", &["post"]),
+        ("/v1/admin/restore", &["post"]),
         ("/v1/admin/status", &["get"]),
         ("/v1/admin/checkpoint", &["post"]),
         ("/v1/admin/verify", &["post"]),

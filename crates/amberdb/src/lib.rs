@@ -61,6 +61,7 @@ mod patch;
 mod poison;
 mod recovery;
 pub mod spec;
+pub mod revert;
 mod state;
 mod ttl;
 mod txn;
@@ -79,6 +80,7 @@ pub use options::{Options, RecoveryMode};
 pub use recovery::{
     AutoRecovery, RecoveryReport, SlotsRebuilt, TornTail, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR,
 };
+pub use revert::{Action, Changed, RevertOptions, RevertReport, Scope, UndoOptions};
 pub use state::{CollectionInfo, ListOptions, Page, ReadView};
 pub use ttl::ReapReport;
 pub use txn::{Committed, Durability, Expiry, Op, OpResult, Patch, Transaction, Write, WriteKind};

@@ -68,3 +68,9 @@ pub const MAX_PATCH_OPS: usize = 1000;
 /// commit: 100 years. Larger values are refused before anything is logged, so no expiry
 /// computation can overflow and no typo makes a document immortal by accident.
 pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+// ---- Revert, undo and live restore ----
+
+/// Most documents one revert, undo or live restore may consider (documents changed since its
+/// target); a larger one is refused before any old version is read. Narrow the scope or
+/// restore a backup into a new directory instead.
+pub const MAX_REVERT_DOCS: usize = 100_000;

@@ -11,6 +11,7 @@ pub mod list;
 pub mod log;
 pub mod put;
 pub mod restore;
+pub mod revert;
 pub mod serve;
 pub mod stats;
 pub mod token;

@@ -11,6 +11,7 @@ pub mod events;
 pub mod history;
 pub mod probes;
 pub mod spec;
+pub mod revert;
 pub mod txn;
 pub mod write;
 

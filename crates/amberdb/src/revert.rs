@@ -1,0 +1,458 @@
+//! Revert, undo and live restore: new, logged transactions that put documents back to an
+//! earlier state. Nothing is ever rewritten; a revert is one more commit (reason `revert`,
+//! `undo` or `restore`, with the LSN it refers to) and can itself be reverted or undone.
+//!
+//! What this module owns: choosing which documents a revert or undo must write, the
+//! optimistic checks that make a concurrent write fail it instead of being overwritten, and
+//! the report. What it must never do: write outside one transaction, or touch the log other
+//! than through `Db::commit_with`. Reading old versions goes through [`past`], the smallest
+//! point reader of the retained log this module needs.
+
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::document::{DocMeta, Document};
+use crate::error::{Conflict, ConflictReason, Error, Result};
+use crate::log::record::CommitReason;
+use crate::state::ReadView;
+use crate::txn::{CommitMeta, Transaction};
+
+pub(crate) mod past;
+
+pub use crate::history::At;
+
+/// Which documents a revert considers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// One document.
+    Key {
+        /// Its collection.
+        collection: String,
+        /// Its key.
+        key: String,
+    },
+    /// The documents of a collection whose keys start with `prefix`.
+    Prefix {
+        /// The collection.
+        collection: String,
+        /// The key prefix.
+        prefix: String,
+    },
+    /// A whole collection.
+    Collection {
+        /// The collection.
+        collection: String,
+    },
+    /// Every collection.
+    All,
+}
+
+impl Scope {
+    /// The collection the scope is limited to, `None` for the whole database.
+    pub fn collection(&self) -> Option<&str> {
+        match self {
+            Scope::Key { collection, .. }
+            | Scope::Prefix { collection, .. }
+            | Scope::Collection { collection } => Some(collection),
+            Scope::All => None,
+        }
+    }
+}
+
+/// Options of [`Db::revert`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RevertOptions {
+    /// Compute and return the report without committing anything.
+    pub dry_run: bool,
+}
+
+/// Options of [`Db::undo`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UndoOptions {
+    /// Compute and return the report without committing anything.
+    pub dry_run: bool,
+    /// Undo even documents written again after the commit (their later changes are lost
+    /// from the current state; they stay in the history).
+    pub force: bool,
+}
+
+/// What happened to one document.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// It existed and was given its earlier value.
+    Restored,
+    /// It existed and did not exist at the target: deleted.
+    Deleted,
+    /// It did not exist and did at the target: created again with the earlier value.
+    Recreated,
+}
+
+/// One document a revert, undo or restore changed (or, in a dry run, would change).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Changed {
+    /// Collection of the document.
+    pub collection: String,
+    /// Key of the document.
+    pub key: String,
+    /// Its version before (0 = did not exist).
+    pub version_before: u64,
+    /// Its version after (0 = deleted); in a dry run, the version it would get.
+    pub version_after: u64,
+    /// What was done.
+    pub action: Action,
+}
+
+/// What a revert, undo or live restore did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RevertReport {
+    /// The LSN the documents were put back to (for an undo: the undone commit).
+    pub target_lsn: u64,
+    /// The commit that did it; `None` for a dry run or when nothing had to change.
+    pub commit_lsn: Option<u64>,
+    /// Whether this was a dry run.
+    pub dry_run: bool,
+    /// Every document changed, in (collection, key) order.
+    pub changed: Vec<Changed>,
+}
+
+/// One document to write back: its current state and the state to give it.
+struct Plan {
+    collection: String,
+    key: String,
+    current: Option<Document>,
+    /// The highest version the key ever had (for the version a re-creation gets).
+    last_version: u64,
+    target: Option<Document>,
+}
+
+impl Db {
+    /// Puts every document in `scope` back to its state at `at`: each one that differs (in
+    /// value or schema version) is written back, or deleted if it did not exist then, in one
+    /// transaction logged with reason `revert` and the target LSN. Every write carries the
+    /// document's current version as `if_version`, so a concurrent write makes it fail
+    /// (retried once from a fresh view, then `Error::Conflict`). A revert of nothing commits
+    /// nothing and returns an empty list.
+    pub fn revert(&self, scope: &Scope, at: At, opts: RevertOptions) -> Result<RevertReport> {
+        self.revert_with(scope, at, opts, CommitReason::Revert)
+    }
+
+    /// Makes the whole live database equal to its state at `at` (inside the history window)
+    /// as one transaction logged with reason `restore`.
+    pub fn restore_live(&self, at: At, opts: RevertOptions) -> Result<RevertReport> {
+        self.revert_with(&Scope::All, at, opts, CommitReason::Restore)
+    }
+
+    fn revert_with(
+        &self,
+        scope: &Scope,
+        at: At,
+        opts: RevertOptions,
+        reason: CommitReason,
+    ) -> Result<RevertReport> {
+        if let Some(c) = scope.collection() {
+            crate::document::validate_collection(c)?;
+        }
+        if let Scope::Key { key, .. } = scope {
+            crate::document::validate_key(key)?;
+        }
+        let mut attempt = 0;
+        loop {
+            let view = self.view();
+            let target = past::resolve(self, &view, at)?;
+            let plans = revert_plan(self, &view, scope, target)?;
+            match self.write_plans(plans, target, opts.dry_run, reason) {
+                Err(Error::Conflict(_)) if attempt == 0 => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
+    /// Undoes the commit `lsn`: each document it touched goes back to its state just before
+    /// it (its previous version, or absent), in one transaction logged with reason `undo` and
+    /// target `lsn`. Refused with `Error::Conflict` naming every such document (expected: the
+    /// version the commit left, actual: the current one) when any was written since, unless
+    /// `opts.force`.
+    pub fn undo(&self, lsn: u64, opts: UndoOptions) -> Result<RevertReport> {
+        let mut attempt = 0;
+        loop {
+            let view = self.view();
+            let plans = undo_plan(self, &view, lsn, opts.force)?;
+            match self.write_plans(plans, lsn, opts.dry_run, CommitReason::Undo) {
+                Err(Error::Conflict(_)) if attempt == 0 => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
+    /// The documents (collection, key) commit `lsn` touched, in commit order: what an undo
+    /// of it would consider (the server checks the caller's scopes on them first).
+    pub fn commit_documents(&self, lsn: u64) -> Result<Vec<(String, String)>> {
+        let newest = self.view().lsn();
+        if lsn == 0 || lsn > newest {
+            return Err(Error::InvalidArgument(format!(
+                "there is no commit with LSN {lsn} (the newest is {newest})"
+            )));
+        }
+        let record = past::Reader::new(self).commit(lsn)?;
+        Ok(record
+            .ops
+            .iter()
+            .map(|o| (o.collection.to_string(), o.key.to_string()))
+            .collect())
+    }
+
+    /// Commits (or, for a dry run, only reports) the writes of `plans` in one transaction.
+    fn write_plans(
+        &self,
+        plans: Vec<Plan>,
+        target_lsn: u64,
+        dry_run: bool,
+        reason: CommitReason,
+    ) -> Result<RevertReport> {
+        let mut txn = Transaction::new();
+        let mut changed = Vec::with_capacity(plans.len());
+        for p in &plans {
+            let before = p.current.as_ref().map_or(0, |d| d.meta.version);
+            let (action, after) = match (&p.current, &p.target) {
+                (Some(_), None) => {
+                    txn.delete(&p.collection, &p.key).if_version(before);
+                    (Action::Deleted, 0)
+                }
+                (cur, Some(t)) => {
+                    let value: serde_json::Value = t.json()?;
+                    txn.put(&p.collection, &p.key, value)
+                        .if_version(before)
+                        .schema_version(t.meta.schema_version.max(1));
+                    match cur {
+                        Some(_) => (Action::Restored, before + 1),
+                        None => (Action::Recreated, p.last_version + 1),
+                    }
+                }
+                (None, None) => continue,
+            };
+            changed.push(Changed {
+                collection: p.collection.clone(),
+                key: p.key.clone(),
+                version_before: before,
+                version_after: after,
+                action,
+            });
+        }
+        if dry_run || txn.is_empty() {
+            return Ok(RevertReport {
+                target_lsn,
+                commit_lsn: None,
+                dry_run,
+                changed,
+            });
+        }
+        let committed = self.commit_with(&txn, CommitMeta { reason, target_lsn })?;
+        for (c, r) in changed.iter_mut().zip(&committed.results) {
+            c.version_after = r.version;
+        }
+        Ok(RevertReport {
+            target_lsn,
+            commit_lsn: Some(committed.lsn),
+            dry_run,
+            changed,
+        })
+    }
+}
+
+/// The documents of `scope` that differ from their state at `target`, in (collection, key)
+/// order. Candidates are the documents and tombstones whose last change is after the target
+/// (nothing else can differ), so the log is read only for documents that changed.
+fn revert_plan(db: &Db, view: &ReadView, scope: &Scope, target: u64) -> Result<Vec<Plan>> {
+    let limit = crate::limits::MAX_REVERT_DOCS;
+    let state = &view.state;
+    let mut candidates: Vec<(String, String)> = vec![];
+    let mut push = |c: &str, k: &str| -> Result<()> {
+        if candidates.len() >= limit {
+            return Err(Error::InvalidArgument(format!(
+                "the revert would consider more than {limit} documents changed since LSN \
+                 {target}; narrow the scope (a collection or key prefix) or restore from a \
+                 backup into a new directory"
+            )));
+        }
+        candidates.push((c.to_owned(), k.to_owned()));
+        Ok(())
+    };
+    for (name, coll) in state.collections.iter() {
+        if scope.collection().is_some_and(|c| c != &**name) {
+            continue;
+        }
+        let in_scope = |key: &str| match scope {
+            Scope::Key { key: k, .. } => key == k,
+            Scope::Prefix { prefix, .. } => key.starts_with(prefix.as_str()),
+            Scope::Collection { .. } | Scope::All => true,
+        };
+        match scope {
+            Scope::Key { key, .. } => {
+                let changed = coll.get_doc(key).map(|d| d.meta.lsn > target);
+                let deleted = coll.tombstones.get(key.as_str()).map(|t| t.lsn > target);
+                if changed.or(deleted).unwrap_or(false) {
+                    push(name, key)?;
+                }
+            }
+            _ => {
+                let prefix = match scope {
+                    Scope::Prefix { prefix, .. } => prefix.as_str(),
+                    _ => "",
+                };
+                for (k, d) in coll.docs.range::<_, str>((
+                    std::ops::Bound::Included(prefix),
+                    std::ops::Bound::Unbounded,
+                )) {
+                    if !in_scope(k) {
+                        break;
+                    }
+                    if d.meta.lsn > target {
+                        push(name, k)?;
+                    }
+                }
+                for (k, t) in coll.tombstones.range::<_, str>((
+                    std::ops::Bound::Included(prefix),
+                    std::ops::Bound::Unbounded,
+                )) {
+                    if !in_scope(k) {
+                        break;
+                    }
+                    if t.lsn > target {
+                        push(name, k)?;
+                    }
+                }
+            }
+        }
+    }
+    candidates.sort();
+    candidates.dedup();
+    let mut reader = past::Reader::new(db);
+    let mut plans = Vec::with_capacity(candidates.len());
+    for (c, k) in candidates {
+        let current = state.get(&c, &k).cloned();
+        let then = reader.doc_at(view, &c, &k, target)?;
+        if same(current.as_ref(), then.as_ref()) {
+            continue;
+        }
+        let last_version = last_version(view, &c, &k);
+        plans.push(Plan {
+            collection: c,
+            key: k,
+            current,
+            last_version,
+            target: then,
+        });
+    }
+    Ok(plans)
+}
+
+/// The documents commit `lsn` touched, each with the state it had just before the commit.
+fn undo_plan(db: &Db, view: &ReadView, lsn: u64, force: bool) -> Result<Vec<Plan>> {
+    if lsn == 0 || lsn > view.lsn() {
+        return Err(Error::InvalidArgument(format!(
+            "there is no commit with LSN {lsn} to undo (the newest is {})",
+            view.lsn()
+        )));
+    }
+    let mut reader = past::Reader::new(db);
+    let record = reader.commit(lsn)?;
+    if record.ops.len() > crate::limits::MAX_REVERT_DOCS {
+        return Err(Error::InvalidArgument(format!(
+            "commit {lsn} touched {} documents, over the limit of {} one undo may write",
+            record.ops.len(),
+            crate::limits::MAX_REVERT_DOCS
+        )));
+    }
+    let state = &view.state;
+    let mut conflicts = vec![];
+    let mut plans = vec![];
+    for (i, op) in record.ops.iter().enumerate() {
+        let current = state.get(&op.collection, &op.key).cloned();
+        let last_change = match &current {
+            Some(d) => d.meta.lsn,
+            None => state
+                .collections
+                .get(&op.collection)
+                .and_then(|c| c.tombstones.get(&op.key))
+                .map_or(0, |t| t.lsn),
+        };
+        if last_change != lsn && !force {
+            conflicts.push(Conflict {
+                op_index: i,
+                collection: op.collection.to_string(),
+                key: op.key.to_string(),
+                expected: op.doc.as_ref().map_or(0, |d| d.version),
+                actual: current.as_ref().map_or(0, |d| d.meta.version),
+                reason: ConflictReason::VersionMismatch,
+            });
+            continue;
+        }
+        let before = if op.prev_lsn == 0 {
+            None
+        } else {
+            reader.written_by(op.prev_lsn, &op.collection, &op.key)?
+        };
+        if same(current.as_ref(), before.as_ref()) {
+            continue;
+        }
+        plans.push(Plan {
+            collection: op.collection.to_string(),
+            key: op.key.to_string(),
+            last_version: last_version(view, &op.collection, &op.key),
+            current,
+            target: before,
+        });
+    }
+    if !conflicts.is_empty() {
+        return Err(Error::Conflict(conflicts));
+    }
+    plans.sort_by(|a, b| (&a.collection, &a.key).cmp(&(&b.collection, &b.key)));
+    Ok(plans)
+}
+
+/// Equal for a revert: both absent, or the same value bytes and schema version.
+fn same(a: Option<&Document>, b: Option<&Document>) -> bool {
+    match (a, b) {
+        (None, None) => true,
+        (Some(a), Some(b)) => {
+            a.meta.sha256 == b.meta.sha256 && a.meta.schema_version == b.meta.schema_version
+        }
+        _ => false,
+    }
+}
+
+/// The highest version `key` ever had (what a new document of it continues after).
+fn last_version(view: &ReadView, collection: &str, key: &str) -> u64 {
+    let Some(coll) = view.state.collections.get(collection) else {
+        return 0;
+    };
+    match coll.get_doc(key) {
+        Some(d) => d.meta.version,
+        None => coll.tombstones.get(key).map_or(coll.version_floor, |t| {
+            t.last_version.max(coll.version_floor)
+        }),
+    }
+}
+
+/// A document as a commit wrote it.
+pub(crate) fn document_of(
+    key: &str,
+    lsn: u64,
+    commit_ts: u64,
+    d: &crate::log::record::WrittenDoc,
+) -> Document {
+    Document {
+        key: key.into(),
+        value: d.value.clone(),
+        meta: DocMeta {
+            version: d.version,
+            schema_version: d.schema_version,
+            created_at: d.created_at,
+            updated_at: commit_ts,
+            lsn,
+            expires_at: d.expires_at,
+            sha256: d.sha256,
+        },
+    }
+}
