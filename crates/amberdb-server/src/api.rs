@@ -513,6 +513,12 @@ pub struct StatusResponse {
     pub recovery: RecoveryBody,
     /// The history window: where it starts and how much log it holds.
     pub history: HistoryWindowBody,
+    /// Documents expired (invisible to reads) but not yet deleted by the TTL reaper.
+    #[serde(default)]
+    pub ttl_expired_pending: u64,
+    /// Documents the TTL reaper deleted since the server opened the database.
+    #[serde(default)]
+    pub ttl_reaped: u64,
 }
 
 /// The history window (`history.retention`, `history.max_bytes`) in `/v1/admin/status`.
@@ -524,12 +530,6 @@ pub struct HistoryWindowBody {
     pub retained_from_time: Option<String>,
     /// Bytes of log on disk.
     pub retained_bytes: u64,
-    /// Documents expired (invisible to reads) but not yet deleted by the TTL reaper.
-    #[serde(default)]
-    pub ttl_expired_pending: u64,
-    /// Documents the TTL reaper deleted since the server opened the database.
-    #[serde(default)]
-    pub ttl_reaped: u64,
 }
 
 /// What recovery did when the server opened its database (`Db::recovery_report()`), in

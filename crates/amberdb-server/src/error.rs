@@ -119,8 +119,6 @@ impl From<amberdb::Error> for ApiError {
                 ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "transaction_too_large", msg)
                     .details(serde_json::json!({"size": size, "ops": ops, "limit": limit}))
             }
-            E::HistoryLost { retained_from_lsn } => ApiError::new(StatusCode::GONE, "history_lost", msg)
-                .details(serde_json::json!({"retained_from_lsn": retained_from_lsn})),
             E::Closed => ApiError::shutting_down(),
             E::InvalidArgument(_) => ApiError::bad_request("invalid_argument", msg),
             E::HistoryLost { retained_from_lsn } => {

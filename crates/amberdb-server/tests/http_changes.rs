@@ -165,7 +165,7 @@ fn a_since_older_than_the_retained_log_is_410_history_lost_before_the_stream_sta
         |_| {},
         |o| {
             o.segment_size = 1024;
-            o.log_retention = Duration::ZERO;
+            o.history_retention = Duration::ZERO;
         },
     );
     let pad = "x".repeat(200);

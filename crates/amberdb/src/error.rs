@@ -177,10 +177,12 @@ pub enum Error {
         /// Why it stops there.
         reason: String,
     },
-    /// A history or as-of read reaches before the history window (`Options::history_retention`,
-    /// `Options::history_max_bytes`): the log it needs is no longer kept.
+    /// A history, as-of, revert or undo target, or a change-feed cursor, reaches before the
+    /// history window (`Options::history_retention`, `Options::history_max_bytes`): the log it
+    /// needs is no longer kept. A feed resyncs from a snapshot and resumes at an LSN at or
+    /// after `retained_from_lsn - 1`.
     #[error(
-        "that point is older than the history window, which starts at LSN {retained_from_lsn}"
+        "that point is older than the history window, which starts at LSN {retained_from_lsn}: resync from a snapshot or a backup"
     )]
     HistoryLost {
         /// The oldest LSN the window still answers for.
@@ -220,14 +222,6 @@ pub enum Error {
         origin: String,
         /// What is wrong with it and how to make a good one.
         reason: String,
-    },
-    /// The requested point is older than the retained log (the history window): the commits
-    /// after it are no longer all on disk. Resync from a snapshot, then resume from an LSN at
-    /// or after `retained_from_lsn - 1`.
-    #[error("history before LSN {retained_from_lsn} is no longer retained; resync from a snapshot and resume at LSN {retained_from_lsn} or later")]
-    HistoryLost {
-        /// The oldest LSN whose commit the log still holds.
-        retained_from_lsn: u64,
     },
     /// An operating-system I/O error, with what the engine was doing.
     #[error("{context}: {source}")]

@@ -30,7 +30,7 @@ fn opts_at(clock: &ManualClock) -> Options {
         // Many small segments, kept (the window is a day), so replays cross segment
         // boundaries and checkpoints do not remove history.
         segment_size: 512,
-        log_retention: Duration::from_secs(86_400),
+        history_retention: Duration::from_secs(86_400),
         checkpoint_interval: None,
         ..Options::default()
     }
@@ -357,7 +357,7 @@ fn many_segments(db: &Db, n: usize) {
 fn a_cursor_older_than_the_retained_log_is_history_lost_with_the_lsn_to_resume_from() {
     let dir = tempfile::tempdir().unwrap();
     let o = Options {
-        log_retention: Duration::ZERO,
+        history_retention: Duration::ZERO,
         ..opts()
     };
     let db = Db::open_with(dir.path(), o).unwrap();
@@ -392,7 +392,7 @@ fn a_cursor_older_than_the_retained_log_is_history_lost_with_the_lsn_to_resume_f
 fn a_segment_removed_under_a_slow_reader_is_history_lost_never_a_silent_gap() {
     let dir = tempfile::tempdir().unwrap();
     let o = Options {
-        log_retention: Duration::ZERO,
+        history_retention: Duration::ZERO,
         ..opts()
     };
     let db = Db::open_with(dir.path(), o).unwrap();

@@ -605,3 +605,37 @@ proptest::proptest! {
         run_model(&steps);
     }
 }
+
+/// As-of reads see expiry too: at a point (an LSN or a time) at or after a document's
+/// `expires_at` it counts as missing, before it is there, whether or not it was reaped since.
+#[test]
+fn as_of_reads_leave_out_documents_expired_at_the_point() {
+    use amberdb::history::At;
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(T0);
+    let db = open(dir.path(), &clock);
+    let a = put_ttl(&db, "a", json!(1), 10); // expires at T0 + 10 s
+    clock.advance(Duration::from_secs(5));
+    let b = db.put("c", "b", json!(2)).unwrap(); // T0 + 5 s
+    clock.advance(Duration::from_secs(10));
+    let c = db.put("c", "x", json!(3)).unwrap(); // T0 + 15 s
+    let at_lsn = |lsn| db.get_at("c", "a", At::Lsn(lsn)).unwrap().is_some();
+    assert!(at_lsn(a.lsn) && at_lsn(b.lsn), "live before its expiry");
+    assert!(!at_lsn(c.lsn), "expired at the later commit");
+    let at_time = |t| db.get_at("c", "a", At::Time(t)).unwrap().is_some();
+    assert!(at_time(T0 + 10 * SEC - 1));
+    assert!(!at_time(T0 + 10 * SEC), "expired exactly at its expires_at");
+    let keys = |at| {
+        let (_, page) = db.list_at("c", &ListOptions::default(), at).unwrap();
+        page.docs
+            .iter()
+            .map(|d| d.key.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(keys(At::Lsn(b.lsn)), ["a", "b"]);
+    assert_eq!(keys(At::Lsn(c.lsn)), ["b", "x"]);
+    // Reaped since: the point before its expiry still shows it.
+    db.reap_expired().unwrap();
+    assert!(at_lsn(b.lsn));
+    assert!(!at_lsn(c.lsn));
+}

@@ -10,8 +10,8 @@ pub mod documents;
 pub mod events;
 pub mod history;
 pub mod probes;
-pub mod spec;
 pub mod revert;
+pub mod spec;
 pub mod txn;
 pub mod write;
 

@@ -362,7 +362,20 @@ impl Db {
         if lsn < window && lsn < view.lsn() {
             return Err(lost(window));
         }
-        doc_at(self, &view, collection, key, lsn, window)
+        let now = self.point_time(&view, at, lsn, window)?;
+        Ok(doc_at(self, &view, collection, key, lsn, window)?.filter(|d| d.meta.is_live_at(now)))
+    }
+
+    /// The time of the point `at` (resolved to `lsn`): the time asked for, or the commit
+    /// time of the commit named. A document whose expiry is at or before it was already
+    /// invisible then (TTL), so as-of reads leave it out.
+    fn point_time(&self, view: &ReadView, at: At, lsn: u64, window: u64) -> Result<u64> {
+        Ok(match at {
+            At::Time(t) => t,
+            At::Lsn(_) if lsn == 0 => 0,
+            At::Lsn(_) if lsn == view.lsn() => view.state.commit_ts,
+            At::Lsn(_) => self.read_commit(lsn, window)?.commit_ts,
+        })
     }
 
     /// One page of `collection` as it was right after commit `at`, like [`Db::list`]:
@@ -376,6 +389,7 @@ impl Db {
         if lsn < window && lsn < view.lsn() {
             return Err(lost(window));
         }
+        let now = self.point_time(&view, at, lsn, window)?;
         let mut page = Page {
             docs: vec![],
             next: None,
@@ -419,7 +433,9 @@ impl Db {
             if !key.starts_with(prefix) || opts.end_before.as_deref().is_some_and(|e| &*key >= e) {
                 break;
             }
-            let Some(doc) = doc_at(self, &view, collection, &key, lsn, window)? else {
+            let Some(doc) = doc_at(self, &view, collection, &key, lsn, window)?
+                .filter(|d| d.meta.is_live_at(now))
+            else {
                 continue;
             };
             if page.docs.len() == limit {
