@@ -123,6 +123,8 @@ fn openapi_document_describes_every_route() {
         ("/openapi.json", &["get"]),
         ("/v1/changes", &["get"]),
         ("/v1/admin/events", &["get"]),
+        ("/v1/log", &["get"]),
+        ("/v1/collections/{collection}/docs/{key}/history", &["get"]),
     ] {
         for m in methods {
             assert!(
@@ -133,7 +135,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        18,
+        23,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];
