@@ -81,6 +81,8 @@ fn tombstone_retention_and_group_access_set_in_the_config_reach_the_engine() {
         &set,
         &[
             ("engine.tombstone_retention_s", "0"),
+            // Tombstones live at least as long as the history window (72 h by default).
+            ("history.retention", "0"),
             ("engine.group_access", "true"),
         ],
     );

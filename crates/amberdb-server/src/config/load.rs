@@ -88,6 +88,7 @@ fn read_table(
                         "limits",
                         "durability",
                         "engine",
+                        "history",
                         "backup",
                         "recovery",
                         "shutdown",

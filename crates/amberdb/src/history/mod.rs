@@ -362,8 +362,14 @@ impl Db {
         if lsn < window && lsn < view.lsn() {
             return Err(lost(window));
         }
-        let now = self.point_time(&view, at, lsn, window)?;
-        Ok(doc_at(self, &view, collection, key, lsn, window)?.filter(|d| d.meta.is_live_at(now)))
+        match doc_at(self, &view, collection, key, lsn, window)? {
+            // Only a document with an expiry needs the point's time.
+            Some(d) if d.meta.expires_at.is_some() => {
+                let now = self.point_time(&view, at, lsn, window)?;
+                Ok(Some(d).filter(|d| d.meta.is_live_at(now)))
+            }
+            other => Ok(other),
+        }
     }
 
     /// The time of the point `at` (resolved to `lsn`): the time asked for, or the commit
@@ -389,7 +395,8 @@ impl Db {
         if lsn < window && lsn < view.lsn() {
             return Err(lost(window));
         }
-        let now = self.point_time(&view, at, lsn, window)?;
+        // The point's time, read once when a document with an expiry needs it.
+        let mut now: Option<u64> = None;
         let mut page = Page {
             docs: vec![],
             next: None,
@@ -433,11 +440,18 @@ impl Db {
             if !key.starts_with(prefix) || opts.end_before.as_deref().is_some_and(|e| &*key >= e) {
                 break;
             }
-            let Some(doc) = doc_at(self, &view, collection, &key, lsn, window)?
-                .filter(|d| d.meta.is_live_at(now))
-            else {
+            let Some(doc) = doc_at(self, &view, collection, &key, lsn, window)? else {
                 continue;
             };
+            if doc.meta.expires_at.is_some() {
+                let t = match now {
+                    Some(t) => t,
+                    None => *now.insert(self.point_time(&view, at, lsn, window)?),
+                };
+                if !doc.meta.is_live_at(t) {
+                    continue;
+                }
+            }
             if page.docs.len() == limit {
                 page.next = page.docs.last().map(|d: &Document| d.key.to_string());
                 break;

@@ -175,15 +175,14 @@ pub(crate) fn decode_idx(
     Some(out)
 }
 
-/// Writes an `.idx` file: temp file and rename, without fsync and outside the engine's I/O
-/// layer (and its fault injection): the index is derived data whose loss or failure costs a
-/// rebuild, never a commit, so a failure here is logged and otherwise ignored.
+/// Writes an `.idx` file atomically, with the engine's file modes but never its injected
+/// faults: the index is derived data whose loss or failure costs a rebuild, never a commit,
+/// so a failure here is logged and otherwise ignored.
 pub(crate) fn write_idx_best_effort(path: &std::path::Path, bytes: &[u8]) {
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("idx");
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
+    // Through the io layer for the engine's file modes (0600, or 0640 with group access),
+    // but never with the database's injected faults: a derived file that fails to be
+    // written fails nothing.
+    if let Err(e) = crate::io::write_atomic(path, bytes, &crate::io::Faults::none()) {
         tracing::warn!(path = %path.display(), error = %e, "could not write segment index");
     }
 }
