@@ -365,7 +365,7 @@ pub fn set_group_access(group_access: bool) {
     GROUP_ACCESS.store(group_access, Ordering::Relaxed);
 }
 
-fn file_mode() -> u32 {
+pub(crate) fn file_mode() -> u32 {
     if GROUP_ACCESS.load(Ordering::Relaxed) {
         0o640
     } else {

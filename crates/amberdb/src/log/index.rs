@@ -175,14 +175,28 @@ pub(crate) fn decode_idx(
     Some(out)
 }
 
-/// Writes an `.idx` file atomically, with the engine's file modes but never its injected
-/// faults: the index is derived data whose loss or failure costs a rebuild, never a commit,
-/// so a failure here is logged and otherwise ignored.
+/// Writes an `.idx` file: temp file and rename, without fsync and outside the engine's I/O
+/// layer and its fault injection (so an injected fault never fires on a derived file and is
+/// never mistaken for a lost commit), but with the engine's file mode (0600, or 0640 with
+/// group access). The index is derived data whose loss costs a rebuild, never a commit, so
+/// a failure here is logged and otherwise ignored.
 pub(crate) fn write_idx_best_effort(path: &std::path::Path, bytes: &[u8]) {
-    // Through the io layer for the engine's file modes (0600, or 0640 with group access),
-    // but never with the database's injected faults: a derived file that fails to be
-    // written fails nothing.
-    if let Err(e) = crate::io::write_atomic(path, bytes, &crate::io::Faults::none()) {
+    use std::io::Write;
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("idx");
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(crate::io::file_mode());
+    }
+    let result = options
+        .open(&tmp)
+        .and_then(|mut f| f.write_all(bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
         tracing::warn!(path = %path.display(), error = %e, "could not write segment index");
     }
 }
