@@ -123,31 +123,8 @@ impl Principal {
 
 /// Matches `name` against a glob of `*` and `?`.
 pub fn glob_match(glob: &str, name: &str) -> bool {
-    let (g, n) = (glob.as_bytes(), name.as_bytes());
-    let (mut gi, mut ni) = (0, 0);
-    let mut star: Option<(usize, usize)> = None;
-    while ni < n.len() {
-        match g.get(gi) {
-            Some(b'*') => {
-                star = Some((gi, ni));
-                gi += 1;
-            }
-            Some(&c) if c == b'?' || Some(&c) == n.get(ni) => {
-                gi += 1;
-                ni += 1;
-            }
-            _ => match star {
-                Some((sg, sn)) => {
-                    gi = sg + 1;
-                    ni = sn + 1;
-                    star = Some((sg, sn + 1));
-                }
-                None => return false,
-            },
-        }
-    }
-    g.get(gi..)
-        .is_some_and(|rest| rest.iter().all(|&c| c == b'*'))
+    // One matcher for scopes and change-feed filters.
+    amberdb::feed::glob_match(glob, name)
 }
 
 /// SHA-256 of a token string.
