@@ -13,6 +13,12 @@ use amberdb_bench::child::{run_child, CHILD_ARG};
 use amberdb_bench::{run, Config, Scale, WORKLOADS};
 use clap::Parser;
 
+/// Every engine in the run (AmberDB, SQLite, redb, fjall) allocates through jemalloc, the
+/// allocator the `amberdb` binary uses, so no peer is measured on a different allocator.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser, Debug)]
 #[command(
     name = "amberdb-bench",

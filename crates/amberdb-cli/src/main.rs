@@ -11,6 +11,12 @@ use clap::{Parser, Subcommand};
 
 use exit::CliError;
 
+/// jemalloc instead of the system allocator: glibc malloc slowed a bulk load 2.6x on a heap of
+/// millions of small, long-lived allocations (`docs/BENCHMARKS.md`, "Bulk load").
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// AmberDB: a durable, versioned document store for game and app state.
 ///
 /// Every command that takes --data works directly on a data directory (the directory is

@@ -208,7 +208,7 @@ pub(crate) fn recover(
                 continue;
             }
         };
-        let decoded = checkpoint::decode_with(&bytes, keys);
+        let decoded = checkpoint::decode_for_open(&bytes, keys);
         let foreign = decoded
             .ids
             .and_then(|ids| Some((ids, identity.refuses(ids, decoded.state.lsn)?)));

@@ -2,10 +2,11 @@
 //!
 //! Every engine stores the same thing: a JSON value under (collection, key). Writers hand over
 //! an owned `serde_json::Value` (what an application holds); AmberDB canonicalizes and hashes
-//! it, SQLite and redb serialize it with `serde_json::to_vec`, all inside the timed region.
+//! it, SQLite, redb and fjall serialize it with `serde_json::to_vec`, all inside the timed region.
 //! Readers return the stored value's length so the compiler cannot skip the read.
 
 mod amber;
+mod fjall;
 mod redb;
 mod sqlite;
 
@@ -24,11 +25,18 @@ pub enum EngineKind {
     Sqlite,
     /// redb.
     Redb,
+    /// fjall, an LSM tree.
+    Fjall,
 }
 
 impl EngineKind {
     /// Every engine, AmberDB first (it is the ratios' numerator).
-    pub const ALL: [EngineKind; 3] = [EngineKind::AmberDb, EngineKind::Sqlite, EngineKind::Redb];
+    pub const ALL: [EngineKind; 4] = [
+        EngineKind::AmberDb,
+        EngineKind::Sqlite,
+        EngineKind::Redb,
+        EngineKind::Fjall,
+    ];
 
     /// Display name.
     pub fn name(self) -> &'static str {
@@ -36,6 +44,7 @@ impl EngineKind {
             EngineKind::AmberDb => "AmberDB",
             EngineKind::Sqlite => "SQLite",
             EngineKind::Redb => "redb",
+            EngineKind::Fjall => "fjall",
         }
     }
 
@@ -45,6 +54,7 @@ impl EngineKind {
             EngineKind::AmberDb => "amberdb",
             EngineKind::Sqlite => "sqlite",
             EngineKind::Redb => "redb",
+            EngineKind::Fjall => "fjall",
         }
     }
 
@@ -57,7 +67,8 @@ impl EngineKind {
 /// Whether acknowledged commits must survive power loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
-    /// Acknowledged after fsync: AmberDB `Sync`, SQLite `synchronous=FULL`, redb `Immediate`.
+    /// Acknowledged after fsync: AmberDB `Sync`, SQLite `synchronous=FULL`, redb `Immediate`,
+    /// fjall `PersistMode::SyncData`.
     Durable,
     /// Acknowledged after the OS write: AmberDB `Buffered`, SQLite `synchronous=NORMAL`, redb
     /// `Durability::None` with an `Immediate` commit in [`Store::sync`].
@@ -99,6 +110,7 @@ pub fn open(kind: EngineKind, dir: &Path, mode: Mode) -> Result<Box<dyn Store>> 
         EngineKind::AmberDb => Box::new(amber::AmberStore::open(dir, mode)?),
         EngineKind::Sqlite => Box::new(sqlite::SqliteStore::open(dir, mode)?),
         EngineKind::Redb => Box::new(redb::RedbStore::open(dir, mode)?),
+        EngineKind::Fjall => Box::new(fjall::FjallStore::open(dir, mode)?),
     })
 }
 
@@ -114,6 +126,9 @@ pub fn config_notes(mode: Mode) -> Vec<String> {
                 .into(),
             "redb: `Durability::Immediate`, one table keyed by (collection, key), 1 GiB cache."
                 .into(),
+            "fjall: one keyspace keyed by collection \\0 key, 1 GiB cache; each commit a write \
+             batch with `PersistMode::SyncData` (fdatasync of the journal)."
+                .into(),
         ],
         Mode::Buffered => vec![
             "AmberDB: `Buffered { max_delay: 100 ms }` (ack after write(2), fsync at most \
@@ -122,6 +137,9 @@ pub fn config_notes(mode: Mode) -> Vec<String> {
             "SQLite: WAL, `synchronous=NORMAL` (no fsync per commit; fsync at WAL checkpoints)."
                 .into(),
             "redb: `Durability::None` per commit, then one `Durability::Immediate` commit.".into(),
+            "fjall: each commit a write batch with `PersistMode::Buffer`, then one \
+             `persist(SyncData)`."
+                .into(),
         ],
     }
 }

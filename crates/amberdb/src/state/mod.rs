@@ -44,12 +44,14 @@ pub(crate) struct Tombstone {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub(crate) struct Collection {
     /// Documents in key order, for listing and checkpoints. Change through `insert_doc` and
-    /// `remove_doc` only, so `by_key` stays in step.
-    pub docs: OrdMap<Arc<str>, Document>,
+    /// `remove_doc` only, so `by_key` stays in step. Each document is held once, as an
+    /// `Arc` shared with `by_key`: an inline `Document` made every ordered-map entry ~120
+    /// bytes and every path copy clone two reference counts per entry.
+    pub docs: OrdMap<Arc<str>, Arc<Document>>,
     /// The same documents hashed by key, for point reads and transaction preparation: a
     /// lookup in the ordered map chases a pointer per key comparison (~7 us at a million
     /// documents, `docs/BENCHMARKS.md`), a hash lookup touches a few nodes.
-    /// Values are shared `Arc`s: an inline `Document` in every slot of the hash trie's
+    /// Values are the `Arc`s of `docs`: an inline `Document` in every slot of the hash trie's
     /// full-width nodes cost ~1.3 KB per document, a pointer ~450 bytes.
     by_key: imbl::HashMap<Arc<str>, Arc<Document>>,
     /// Deleted keys. Change through `State::insert_tombstone`, `State::apply` and pruning
@@ -73,7 +75,8 @@ impl Collection {
         if let Some(at) = doc.meta.expires_at {
             self.expiring.insert((at, key.clone()));
         }
-        self.by_key.insert(key.clone(), Arc::new(doc.clone()));
+        let doc = Arc::new(doc);
+        self.by_key.insert(key.clone(), doc.clone());
         self.docs.insert(key, doc);
     }
 

@@ -145,7 +145,7 @@ impl ReadView {
                 next = docs.last().map(|d: &Document| d.key.to_string());
                 break;
             }
-            docs.push(doc.clone());
+            docs.push(Document::clone(doc));
         }
         Page { docs, next }
     }
@@ -157,6 +157,6 @@ impl ReadView {
         self.state
             .collections
             .iter()
-            .flat_map(|(name, c)| c.docs.values().map(move |d| (&**name, d)))
+            .flat_map(|(name, c)| c.docs.values().map(move |d| (&**name, &**d)))
     }
 }
