@@ -1,7 +1,7 @@
-//! Side-by-side benchmarks of AmberDB against SQLite and redb.
+//! Side-by-side benchmarks of AmberDB against SQLite, redb and fjall.
 //!
-//! One run measures every workload on every engine, interleaved (AmberDB, SQLite, redb,
-//! AmberDB, SQLite, redb, ...) over several repetitions so that drift in the machine's state
+//! One run measures every workload on every engine, interleaved (AmberDB, SQLite, redb, fjall,
+//! AmberDB, SQLite, redb, fjall, ...) over several repetitions so that drift in the machine's state
 //! (page cache, other load, disk firmware) lands on every engine alike, and reports the median,
 //! the range and the ratio of AmberDB to each other engine. The workloads are those of the
 //! benchmark issue; `docs/BENCHMARKS.md` has the results and the method.

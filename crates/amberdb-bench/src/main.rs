@@ -1,4 +1,4 @@
-//! `amberdb-bench`: AmberDB against SQLite and redb on the same workloads, in one run.
+//! `amberdb-bench`: AmberDB against SQLite, redb and fjall on the same workloads, in one run.
 //!
 //! ```text
 //! cargo run --release -p amberdb-bench -- [--quick] [--only WORKLOAD] [--json FILE]
@@ -22,7 +22,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 #[derive(Parser, Debug)]
 #[command(
     name = "amberdb-bench",
-    about = "Side-by-side benchmarks of AmberDB, SQLite and redb",
+    about = "Side-by-side benchmarks of AmberDB, SQLite, redb and fjall",
     after_help = "Workloads: 1 durable-1, 2 durable-16, 3 buffered-1, 4 bulk-load, \
                   5 point-reads, 6 scans, 7 reopen, 8 footprint."
 )]

@@ -212,8 +212,8 @@ pub(super) fn reopen(ctx: &mut Ctx<'_>) -> Result<WorkloadReport> {
             s.crash_batches * s.batch / 1024,
             s.heavy_reps
         ),
-        "AmberDB loads its newest checkpoint (decompress, verify SHA-256, rebuild the in-memory \
-         maps) and replays the log after it; SQLite and redb map their file and read lazily \
+        "AmberDB loads its newest checkpoint (decompress, check the block CRCs and the body \
+         SHA-256, rebuild the in-memory maps; per-document hashes are left to `verify`) and replays the log after it; SQLite and redb map their file and read lazily \
          (redb repairs its allocator state after an unclean shutdown)."
             .into(),
     ];
