@@ -605,7 +605,7 @@ impl crate::crypto::rotate::RotationHost for Db {
     fn with_files_held(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
         // Checkpoint lock first, then the archive's: nothing takes them the other way round.
         let _ckpt = self.inner.ckpt_lock.lock().map_err(|_| Error::Closed)?;
-        let _archive = self.inner.backups.archive_lock();
+        let _archive = self.archive_lock();
         f()
     }
     fn sealed(&self) -> Vec<SealedSegment> {

@@ -67,7 +67,7 @@ fn answers(db: &Db) -> Answers {
         .iter()
         .map(|v| (v.lsn, v.version, v.op.to_string()))
         .collect();
-    let as_of = (0..=db.view().lsn())
+    let as_of = (1..=db.view().lsn())
         .map(|lsn| {
             db.get_at("c", "k1", At::Lsn(lsn))
                 .unwrap()

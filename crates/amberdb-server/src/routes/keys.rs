@@ -88,7 +88,7 @@ impl utoipa::IntoResponses for KeysErrors {
     post,
     path = "/v1/admin/keys/rotate",
     tag = "admin",
-    request_body(content = Option<RotateKeysRequest>, description = "Optional: the key id expected to seal"),
+    request_body(content = RotateKeysRequest, description = "Optional (an empty body is accepted): the key id expected to seal"),
     responses((status = 202, description = "The rotation started", body = RotateKeysResponse), KeysErrors),
     security(("bearer" = []))
 )]
