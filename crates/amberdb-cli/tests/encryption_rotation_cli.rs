@@ -121,11 +121,7 @@ fn check_new_key_only(dir: &Path, want: &State, ctx: &str) {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let db = Db::open_with(
-        dir.join("data"),
-        Options::default().encryption(ring(&[2])),
-    )
-    .unwrap();
+    let db = Db::open_with(dir.join("data"), Options::default().encryption(ring(&[2]))).unwrap();
     assert_eq!(&state_of(&db), want, "{ctx}");
     db.close().unwrap();
 }
@@ -139,18 +135,37 @@ fn key_rotate_re_seals_the_directory_and_stats_and_key_status_list_only_the_new_
     assert_eq!(in_use(&before), vec![key(1).id().to_string()]);
     let report = ok(
         &[
-            "key", "rotate", "--data", "data", "--new-key", "k2", "--key-file", "k1", "--json",
+            "key",
+            "rotate",
+            "--data",
+            "data",
+            "--new-key",
+            "k2",
+            "--key-file",
+            "k1",
+            "--json",
         ],
         d,
     );
     assert_eq!(report["key_id"], key(2).id().to_string());
-    assert!(report["segments_rewritten"].as_u64().unwrap() >= 5, "{report}");
+    assert!(
+        report["segments_rewritten"].as_u64().unwrap() >= 5,
+        "{report}"
+    );
     assert_eq!(in_use(&report), vec![key(2).id().to_string()]);
     check_new_key_only(d, &want, "after rotate");
     // Running it again (same files) has nothing left to do.
     let again = ok(
         &[
-            "key", "rotate", "--data", "data", "--new-key", "k2", "--key-file", "k1", "--json",
+            "key",
+            "rotate",
+            "--data",
+            "data",
+            "--new-key",
+            "k2",
+            "--key-file",
+            "k1",
+            "--json",
         ],
         d,
     );
@@ -189,7 +204,15 @@ fn a_key_rotation_killed_with_sigkill_at_any_moment_finishes_when_run_again() {
     std::fs::create_dir_all(&base).unwrap();
     let want = setup(&base, 1500);
     let args = [
-        "key", "rotate", "--data", "data", "--new-key", "k2", "--key-file", "k1", "--json",
+        "key",
+        "rotate",
+        "--data",
+        "data",
+        "--new-key",
+        "k2",
+        "--key-file",
+        "k1",
+        "--json",
     ];
     // How long a whole rotation takes here, so the kills spread over it.
     let timed = tmp.path().join("timed");
@@ -216,8 +239,11 @@ fn a_key_rotation_killed_with_sigkill_at_any_moment_finishes_when_run_again() {
         child.wait().unwrap();
         let ctx = format!("round {round} (seed {seed}), killed after {delay:?}");
         // Nothing lost, with the keyring the rotation ran with.
-        let db = Db::open_with(dir.join("data"), Options::default().encryption(ring(&[2, 1])))
-            .unwrap_or_else(|e| panic!("{ctx}: {e}"));
+        let db = Db::open_with(
+            dir.join("data"),
+            Options::default().encryption(ring(&[2, 1])),
+        )
+        .unwrap_or_else(|e| panic!("{ctx}: {e}"));
         assert_eq!(state_of(&db), want, "{ctx}");
         let still_old = db.key_ids_in_use().unwrap().len() > 1;
         db.close().unwrap();
@@ -230,5 +256,8 @@ fn a_key_rotation_killed_with_sigkill_at_any_moment_finishes_when_run_again() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
     eprintln!("{rounds} kills, {mid_rotation} left old-key files behind (rotation took {full:?})");
-    assert!(mid_rotation > 0, "no kill landed during the rewrite (seed {seed})");
+    assert!(
+        mid_rotation > 0,
+        "no kill landed during the rewrite (seed {seed})"
+    );
 }

@@ -80,8 +80,12 @@ fn answers(db: &Db) -> Answers {
 fn workload(data: &Path, keys: Option<Keyring>) -> (Answers, Answers) {
     let db = Db::open_with(data, opts(keys.clone())).unwrap();
     for i in 0..60u32 {
-        db.put("c", &format!("k{}", i % 4), json!({ "i": i, "pad": "r".repeat(90) }))
-            .unwrap();
+        db.put(
+            "c",
+            &format!("k{}", i % 4),
+            json!({ "i": i, "pad": "r".repeat(90) }),
+        )
+        .unwrap();
         if i % 17 == 0 {
             db.delete("c", "k1").unwrap();
         }
@@ -114,7 +118,10 @@ fn the_change_feed_history_and_as_of_reads_over_encrypted_segments_match_unencry
                 .is_some_and(|x| x == "log")
         })
         .count();
-    assert!(segments >= 3, "the readers crossed several segments ({segments})");
+    assert!(
+        segments >= 3,
+        "the readers crossed several segments ({segments})"
+    );
 }
 
 #[test]

@@ -58,8 +58,12 @@ fn state_of(db: &Db) -> State {
 fn workload(data: &Path, repo: Option<&BackupRepo>) -> (State, u64, State) {
     let db = Db::open_with(data, opts(ring(&[1]))).unwrap();
     for i in 0..40 {
-        db.put("c", &format!("k{}", i % 9), json!({ "i": i, "pad": "p".repeat(120) }))
-            .unwrap();
+        db.put(
+            "c",
+            &format!("k{}", i % 9),
+            json!({ "i": i, "pad": "p".repeat(120) }),
+        )
+        .unwrap();
     }
     db.checkpoint().unwrap();
     if let Some(r) = repo {
@@ -68,8 +72,12 @@ fn workload(data: &Path, repo: Option<&BackupRepo>) -> (State, u64, State) {
     let mid_lsn = db.view().lsn();
     let mid = state_of(&db);
     for i in 40..80 {
-        db.put("d", &format!("k{}", i % 5), json!({ "i": i, "pad": "q".repeat(120) }))
-            .unwrap();
+        db.put(
+            "d",
+            &format!("k{}", i % 5),
+            json!({ "i": i, "pad": "q".repeat(120) }),
+        )
+        .unwrap();
         if i % 10 == 0 {
             db.delete("c", &format!("k{}", i % 9)).unwrap();
         }
@@ -103,9 +111,7 @@ fn check_rotated(data: &Path, end: &State, mid_lsn: u64, mid: &State) {
         assert_eq!(&doc.json().unwrap(), v, "{c}/{k} at LSN {mid_lsn}");
     }
     // History: every version of c/k0 back to its first.
-    let h = db
-        .history("c", "k0", HistoryOptions::default())
-        .unwrap();
+    let h = db.history("c", "k0", HistoryOptions::default()).unwrap();
     assert!(h.versions.len() >= 5, "{:?}", h.versions);
     assert_eq!(h.versions.last().unwrap().version, 1);
     // The change feed from the first commit.
@@ -142,7 +148,10 @@ fn after_rotation_the_old_key_can_be_removed_and_everything_opens_verifies_and_r
     assert_eq!(status.files_done, status.files_total);
     // A second run finds nothing left to do.
     let again = db.rotate_keys(&NoProgress).unwrap();
-    assert_eq!((again.segments_rewritten, again.checkpoints_rewritten), (0, 0));
+    assert_eq!(
+        (again.segments_rewritten, again.checkpoints_rewritten),
+        (0, 0)
+    );
     db.close().unwrap();
     check_rotated(&data, &end, mid_lsn, &mid);
 }
@@ -292,10 +301,13 @@ fn a_rotation_interrupted_at_every_file_operation_finishes_when_run_again() {
             },
         )
         .unwrap();
-        let guard = install(data.clone(), Arc::new(CrashAt {
-            after,
-            seen: AtomicUsize::new(0),
-        }));
+        let guard = install(
+            data.clone(),
+            Arc::new(CrashAt {
+                after,
+                seen: AtomicUsize::new(0),
+            }),
+        );
         assert!(db.rotate_keys(&NoProgress).is_err(), "crash at {after}");
         // Whatever shutdown tries fails too (the injector is still in place).
         let _ = db.close();
@@ -351,13 +363,22 @@ fn encrypting_a_plaintext_directory_in_place_and_decrypting_it_again_keep_every_
     let mid_lsn = 20;
     let mid = state_of_at(&db, mid_lsn);
     db.close().unwrap();
-    assert!(!files_with_marker(&data).is_empty(), "the scan finds plaintext");
+    assert!(
+        !files_with_marker(&data).is_empty(),
+        "the scan finds plaintext"
+    );
 
     let r = amberdb::crypto::encrypt_dir(&data, ring(&[1]), &NoProgress).unwrap();
     assert_eq!(r.key_ids_in_use, vec![id(1)]);
     assert!(r.segments_rewritten >= 3, "{r:?}");
     assert_eq!(files_with_marker(&data), Vec::<PathBuf>::new());
-    match Db::open_with(&data, Options { encryption: None, ..plain.clone() }) {
+    match Db::open_with(
+        &data,
+        Options {
+            encryption: None,
+            ..plain.clone()
+        },
+    ) {
         Err(Error::KeyMissing { key_id, .. }) => assert_eq!(format!("{key_id:08x}"), id(1)),
         other => panic!("{:?}", other.map(|_| ())),
     }
@@ -383,7 +404,14 @@ fn encrypting_a_plaintext_directory_in_place_and_decrypting_it_again_keep_every_
 
 fn state_of_at(db: &Db, lsn: u64) -> State {
     let (_, page) = db
-        .list_at("c", &amberdb::ListOptions { limit: 100, ..Default::default() }, At::Lsn(lsn))
+        .list_at(
+            "c",
+            &amberdb::ListOptions {
+                limit: 100,
+                ..Default::default()
+            },
+            At::Lsn(lsn),
+        )
         .unwrap();
     page.docs
         .iter()

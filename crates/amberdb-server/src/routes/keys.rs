@@ -77,7 +77,13 @@ pub struct RotateKeysResponse {
 pub struct KeysErrors;
 impl utoipa::IntoResponses for KeysErrors {
     fn responses() -> BTreeMap<String, RefOr<Response>> {
-        super::error_responses(&[super::E400, super::E401, super::E403, super::E409, super::E503])
+        super::error_responses(&[
+            super::E400,
+            super::E401,
+            super::E403,
+            super::E409,
+            super::E503,
+        ])
     }
 }
 
@@ -123,12 +129,7 @@ pub async fn rotate(
             ),
         ));
     }
-    if state
-        .db
-        .stats()
-        .key_rotation
-        .is_some_and(|r| r.running)
-    {
+    if state.db.stats().key_rotation.is_some_and(|r| r.running) {
         return Err(conflict(
             "rotation_running",
             "a key rotation is already running; follow it in GET /v1/admin/status".into(),

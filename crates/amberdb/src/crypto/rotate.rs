@@ -35,7 +35,7 @@ use crate::backup::Progress;
 use crate::error::{Damage, Error, IoContext, Result};
 use crate::io::{self, sync_dir, Faults};
 use crate::log::sealed::{file_id, reseal_frames};
-use crate::log::segment::{seal_file_name, SegmentHeader, Seal};
+use crate::log::segment::{seal_file_name, Seal, SegmentHeader};
 use crate::log::SealedSegment;
 
 /// Suffix of a re-sealed segment waiting to replace its segment (`.<segment>.rekey`).
@@ -208,9 +208,7 @@ fn rotate_locked(
         match crate::log::segment::read_header(&s.path) {
             Some(h) if h.key_id == target => {}
             // Frames of log formats 1 to 3 cannot be re-framed in format 4: left to retention.
-            Some(h) if h.format_version < 4 => {
-                report.left_as_is.push(s.path.display().to_string())
-            }
+            Some(h) if h.format_version < 4 => report.left_as_is.push(s.path.display().to_string()),
             Some(_) => stale_segs.push(s),
             None => {}
         }
@@ -399,7 +397,9 @@ pub(crate) fn reseal_segment(
         salt: super::FileId::new_salt()?,
         ..header
     };
-    let new_cipher = to.map(|k| k.file_cipher(&file_id(&new_header))).transpose()?;
+    let new_cipher = to
+        .map(|k| k.file_cipher(&file_id(&new_header)))
+        .transpose()?;
     let header_len = header.encoded_len();
     let mut out = new_header.encode();
     out.extend(reseal_frames(
@@ -468,9 +468,8 @@ pub(crate) fn finish_interrupted(data: &Path, faults: &Faults) -> Result<Vec<Pat
             .ok()
             .and_then(|b| Seal::decode(&b).ok());
         let matches = seal.is_some_and(|s| {
-            io::read(&path, faults).is_ok_and(|b| {
-                b.len() as u64 == s.length && crate::codec::sha256(&b) == s.sha256
-            })
+            io::read(&path, faults)
+                .is_ok_and(|b| b.len() as u64 == s.length && crate::codec::sha256(&b) == s.sha256)
         });
         let segment = log.join(&segment_name);
         if matches {
@@ -481,8 +480,7 @@ pub(crate) fn finish_interrupted(data: &Path, faults: &Faults) -> Result<Vec<Pat
             tracing::info!(segment = %segment.display(), "completed an interrupted re-seal");
             finished.push(segment);
         } else {
-            io::remove_file(&path, faults)
-                .context(|| format!("removing {}", path.display()))?;
+            io::remove_file(&path, faults).context(|| format!("removing {}", path.display()))?;
         }
         changed = true;
     }
