@@ -519,6 +519,14 @@ pub struct StatusResponse {
     /// Documents the TTL reaper deleted since the server opened the database.
     #[serde(default)]
     pub ttl_reaped: u64,
+    /// Encryption key ids (8 hex digits) the data directory's log segments and checkpoints
+    /// are sealed with; a key not listed is no longer needed by the data directory.
+    #[serde(default)]
+    pub key_ids_in_use: Vec<String>,
+    /// The running or last key rotation since the server started (`POST
+    /// /v1/admin/keys/rotate`), or null.
+    #[serde(default)]
+    pub key_rotation: Option<crate::routes::keys::KeyRotationBody>,
 }
 
 /// The history window (`history.retention`, `history.max_bytes`) in `/v1/admin/status`.

@@ -58,6 +58,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/admin/status", get(routes::admin::status))
         .route("/v1/admin/checkpoint", post(routes::admin::checkpoint))
         .route("/v1/admin/verify", post(routes::admin::verify))
+        .route("/v1/admin/keys/rotate", post(routes::keys::rotate))
         .route(
             "/v1/admin/backups",
             get(routes::backups::list).post(routes::backups::create),

@@ -34,6 +34,7 @@ use crate::routes;
         routes::admin::status,
         routes::admin::checkpoint,
         routes::admin::verify,
+        routes::keys::rotate,
         routes::backups::list,
         routes::backups::create,
         routes::backups::verify,

@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     reader: Arc<crate::log::reader::LogReader>,
     /// TTL reaper counters (`ttl.rs`).
     reaper: crate::ttl::ReaperStats,
+    /// Key rotation: one at a time, and its status (`crypto::rotate`).
+    rotation: crate::crypto::rotate::RotationBook,
 }
 
 #[derive(Debug, Default)]
@@ -121,6 +123,12 @@ pub struct Stats {
     pub ttl_expired_pending: u64,
     /// Documents the TTL reaper deleted since open.
     pub ttl_reaped: u64,
+    /// Encryption key ids (8 hex digits) the data directory's log segments and checkpoints
+    /// are sealed with, sorted: a key not listed can be destroyed (backups aside: `amberdb
+    /// backup verify` lists a repository's). Empty when unencrypted.
+    pub key_ids_in_use: Vec<String>,
+    /// The running or last key rotation since open (`Db::rotate_keys`), if any.
+    pub key_rotation: Option<crate::crypto::RotationStatus>,
 }
 
 impl Db {
@@ -153,6 +161,9 @@ impl Db {
         }
         let started = Instant::now();
         let retention = crate::state::tombstone_retention_us(&opts);
+        // A key rotation a crash interrupted is completed (or undone) first: until then a
+        // segment may not match its seal (`crypto::rotate`).
+        crate::crypto::rotate::finish_interrupted(&dir, &opts.faults)?;
         // A missing or wrong key is refused before recovery looks at any file, so it never
         // reads as damage and automatic recovery never quarantines because of it.
         crate::crypto::check_dir_keys(&dir, opts.encryption.as_ref())?;
@@ -250,6 +261,7 @@ impl Db {
             backups: BackupBook::new(slots),
             reader,
             reaper: crate::ttl::ReaperStats::default(),
+            rotation: Default::default(),
         });
         let db = Db { inner };
         let weak = Arc::downgrade(&db.inner);
@@ -540,7 +552,30 @@ impl Db {
             history: self.history_window().unwrap_or_default(),
             ttl_expired_pending: view.expired_pending(),
             ttl_reaped: self.inner.reaper.reaped.load(Ordering::Relaxed),
+            key_ids_in_use: self.key_ids_in_use().unwrap_or_default(),
+            key_rotation: self.inner.rotation.status(),
         }
+    }
+
+    /// The encryption key ids (8 hex digits, sorted) the data directory's log segments and
+    /// checkpoints are sealed with; empty when unencrypted.
+    pub fn key_ids_in_use(&self) -> Result<Vec<String>> {
+        Ok(crate::crypto::key_ids_in_dir(&self.inner.dir)?
+            .into_iter()
+            .map(|(id, _)| id.to_string())
+            .collect())
+    }
+
+    /// Retires every key but the keyring's first: a fresh checkpoint, then every checkpoint
+    /// and sealed log segment still sealed with another key is re-sealed with the first
+    /// (durably, crash-safe: `crypto::rotate`), reporting progress. Afterwards
+    /// [`Db::key_ids_in_use`] lists only the first key. Run it again to finish one that was
+    /// interrupted. Backups are not touched (they keep the key they were written with).
+    pub fn rotate_keys(
+        &self,
+        progress: &dyn crate::backup::Progress,
+    ) -> Result<crate::crypto::RotationReport> {
+        crate::crypto::rotate::rotate_keys(self, progress, false)
     }
 
     /// Closes the database: finishes queued commits, syncs, writes a checkpoint (unless
@@ -548,6 +583,51 @@ impl Db {
     /// of this handle get `Error::Closed` afterwards.
     pub fn close(self) -> Result<()> {
         self.inner.shutdown()
+    }
+}
+
+impl crate::crypto::rotate::RotationHost for Db {
+    fn data_dir(&self) -> &Path {
+        &self.inner.dir
+    }
+    fn keyring(&self) -> Option<&crate::crypto::Keyring> {
+        self.inner.opts.encryption.as_ref()
+    }
+    fn faults(&self) -> &crate::io::Faults {
+        &self.inner.opts.faults
+    }
+    fn rotation_book(&self) -> &crate::crypto::rotate::RotationBook {
+        &self.inner.rotation
+    }
+    fn fresh_checkpoint(&self) -> Result<()> {
+        self.checkpoint().map(|_| ())
+    }
+    fn with_files_held(&self, f: &mut dyn FnMut() -> Result<()>) -> Result<()> {
+        // Checkpoint lock first, then the archive's: nothing takes them the other way round.
+        let _ckpt = self.inner.ckpt_lock.lock().map_err(|_| Error::Closed)?;
+        let _archive = self.archive_lock();
+        f()
+    }
+    fn sealed(&self) -> Vec<SealedSegment> {
+        let mut s = self.sealed_segments();
+        s.sort_by_key(|s| s.seal.first_lsn);
+        s
+    }
+    fn replace_seal(&self, first_lsn: u64, seal: crate::log::segment::Seal) {
+        if let Ok(mut sealed) = self.inner.sealed.lock() {
+            for s in sealed.iter_mut().filter(|s| s.seal.first_lsn == first_lsn) {
+                s.seal = seal;
+            }
+        }
+    }
+    fn identity_ids(&self) -> crate::identity::FileIds {
+        self.inner.identity.ids()
+    }
+    fn compression_level(&self) -> i32 {
+        self.inner.opts.checkpoint_compression_level
+    }
+    fn emit(&self, details: serde_json::Value) {
+        self.inner.shared.emit(EventKind::KeyRotation, details);
     }
 }
 

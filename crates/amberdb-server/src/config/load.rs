@@ -221,6 +221,25 @@ fn build(
         }
         (None, None) => None,
     };
+    // Key rotation: the old key only reads (the keyring's first key seals).
+    let encryption = match (encryption, opt_path("encryption.old_key_file")?) {
+        (ring, None) => ring,
+        (None, Some(_)) => {
+            return Err(ConfigError::new(
+                "encryption.old_key_file",
+                &get("encryption.old_key_file")?.1.clone(),
+                "needs encryption.key_file (or AMBERDB_ENCRYPTION_KEY): the new key that seals",
+            ))
+        }
+        (Some(ring), Some(path)) => {
+            let origin = get("encryption.old_key_file")?.1.clone();
+            let bad = |e: amberdb::Error| {
+                ConfigError::new("encryption.old_key_file", &origin, e.to_string())
+            };
+            let old = amberdb::crypto::Key::from_file(&path).map_err(bad)?;
+            Some(amberdb::crypto::Keyring::new(vec![ring.primary().clone(), old]).map_err(bad)?)
+        }
+    };
     let insecure_no_auth = boolean("insecure_no_auth")?;
     let checkpoint_s = int("engine.checkpoint_interval_s")?;
     let backup_repo = opt_path("backup.repo")?;

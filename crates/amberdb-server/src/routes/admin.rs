@@ -65,6 +65,8 @@ pub async fn status(
         },
         ttl_expired_pending: s.ttl_expired_pending,
         ttl_reaped: s.ttl_reaped,
+        key_ids_in_use: s.key_ids_in_use,
+        key_rotation: s.key_rotation.map(Into::into),
     }))
 }
 

@@ -39,7 +39,7 @@ pub struct EventBody {
     pub id: u64,
     /// `storage_initialized`, `backup_created`, `backup_failed`, `backup_cleaned`,
     /// `backup_restored`, `data_validated`, `checkpoint`, `poisoned`, `schedule_failed`,
-    /// `error_occurred`.
+    /// `error_occurred`, `key_rotation`.
     pub kind: String,
     /// When, RFC 3339 UTC.
     pub at: String,

@@ -9,6 +9,7 @@ pub mod collections;
 pub mod documents;
 pub mod events;
 pub mod history;
+pub mod keys;
 pub mod probes;
 pub mod revert;
 pub mod spec;

@@ -425,7 +425,13 @@ impl BackupRepo {
         }
         for meta_name in &names {
             if let Some(existing) = self.existing(meta_name)? {
-                if existing.plain_sha256 != plain_sha {
+                // A segment re-sealed by a key rotation has new bytes for the same commits:
+                // the archive keeps the copy it has, under the key id it was written with.
+                let resealed = existing.plain_sha256 != plain_sha
+                    && self.read_segment(&existing).is_ok_and(|archived| {
+                        crate::crypto::rotate::same_segment_resealed(&archived, &bytes)
+                    });
+                if existing.plain_sha256 != plain_sha && !resealed {
                     return Err(self.err(format!(
                         "{meta_name} holds different commits for LSNs {}..={} than {}: this repository belongs to another database or timeline; back up to a new repository",
                         seg.seal.first_lsn, seg.seal.last_lsn, seg.path.display()

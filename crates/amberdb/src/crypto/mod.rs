@@ -75,6 +75,7 @@
 
 mod dir;
 mod key;
+pub(crate) mod rotate;
 mod seal;
 
 #[cfg(test)]
@@ -82,6 +83,7 @@ mod tests;
 
 pub use dir::{check_dir_keys, key_ids_in_dir};
 pub use key::{Key, KeyId, Keyring, ENCRYPTION_KEY_ENV, KEY_LEN};
+pub use rotate::{decrypt_dir, encrypt_dir, RotationReport, RotationStatus};
 pub use seal::{
     Envelope, FileCipher, FileId, FileKind, UnitId, ENVELOPE_HEADER_LEN, ENVELOPE_OVERHEAD,
     ENVELOPE_VERSION, TAG_LEN,

@@ -35,6 +35,8 @@ pub enum EventKind {
     ScheduleFailed,
     /// Background work failed (a checkpoint, archiving); details say what and why.
     ErrorOccurred,
+    /// A key rotation started, finished (details are its report) or failed.
+    KeyRotation,
 }
 
 impl EventKind {
@@ -51,6 +53,7 @@ impl EventKind {
             EventKind::Poisoned => "poisoned",
             EventKind::ScheduleFailed => "schedule_failed",
             EventKind::ErrorOccurred => "error_occurred",
+            EventKind::KeyRotation => "key_rotation",
         }
     }
 }
