@@ -231,7 +231,9 @@ impl Server {
             }
         };
         // The current generation's database (a live restore may have replaced the first).
-        let db = swap.current().map_or_else(|| state.db.clone(), |s| s.db.clone());
+        let db = swap
+            .current()
+            .map_or_else(|| state.db.clone(), |s| s.db.clone());
         swap.clear();
         drop(state);
         drop(swap);

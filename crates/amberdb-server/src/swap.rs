@@ -160,8 +160,8 @@ fn restoring(phase: u8) -> Response {
              swapped in (reads are served by the current database)",
         )
     };
-    let mut resp = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "restoring", message)
-        .into_response();
+    let mut resp =
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "restoring", message).into_response();
     resp.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from(wait));
     resp
@@ -293,7 +293,9 @@ pub(crate) async fn restore_from_repo(
     guard.swapping();
     let Some(mut opts) = swap.options() else {
         let _ = std::fs::remove_dir_all(&into);
-        return Err(ApiError::internal("the server's engine options are unknown"));
+        return Err(ApiError::internal(
+            "the server's engine options are unknown",
+        ));
     };
     opts.create_if_missing = false;
     let old = state.db.clone();

@@ -33,8 +33,7 @@ fn post(s: &TestServer, path: &str, body: serde_json::Value) -> common::Resp {
 }
 
 #[test]
-fn during_a_restore_reads_see_the_old_database_writes_get_503_and_streams_end_with_history_lost()
-{
+fn during_a_restore_reads_see_the_old_database_writes_get_503_and_streams_end_with_history_lost() {
     let dir = tempfile::tempdir().unwrap();
     let repo = dir.path().join("repo");
     let s = TestServer::start_with(
@@ -56,10 +55,7 @@ fn during_a_restore_reads_see_the_old_database_writes_get_503_and_streams_end_wi
     let backup_id = b.json()["id"].as_str().unwrap().to_owned();
     let backup_lsn = b.json()["lsn"].as_u64().unwrap();
     for i in 0..40 {
-        s.put_json(
-            &format!("/v1/collections/c/docs/k{i}"),
-            r#"{"v": "later"}"#,
-        );
+        s.put_json(&format!("/v1/collections/c/docs/k{i}"), r#"{"v": "later"}"#);
     }
     assert_eq!(s.req("POST", "/v1/admin/checkpoint", &[], None).status, 200);
     let mut stream = SseStream::open(s.addr, "/v1/changes?since=now", &[]);
@@ -91,14 +87,24 @@ fn during_a_restore_reads_see_the_old_database_writes_get_503_and_streams_end_wi
     assert_eq!((g.status, g.json()["v"].clone()), (200, json!("later")));
     // Writes: 503 restoring, with Retry-After.
     let w = s.put_json("/v1/collections/c/docs/k0", r#"{"v": "lost?"}"#);
-    assert_eq!((w.status, w.code()), (503, "restoring".to_string()), "{}", w.body);
+    assert_eq!(
+        (w.status, w.code()),
+        (503, "restoring".to_string()),
+        "{}",
+        w.body
+    );
     assert!(w.header("retry-after").unwrap().parse::<u64>().unwrap() > 0);
     let t = post(
         &s,
         "/v1/txn",
         json!({"ops": [{"op": "delete", "collection": "c", "key": "k1"}]}),
     );
-    assert_eq!((t.status, t.code()), (503, "restoring".to_string()), "{}", t.body);
+    assert_eq!(
+        (t.status, t.code()),
+        (503, "restoring".to_string()),
+        "{}",
+        t.body
+    );
     // One restore at a time.
     let again = post(&s, "/v1/admin/restore", json!({ "backup_id": backup_id }));
     assert_eq!(
@@ -113,7 +119,10 @@ fn during_a_restore_reads_see_the_old_database_writes_get_503_and_streams_end_wi
     amberdb_server::set_before_swap_hook(None);
     assert_eq!(status, 200, "{body}");
     let r: serde_json::Value = serde_json::from_str(&body).unwrap();
-    assert_eq!((r["mode"].clone(), r["backup_id"].clone()), (json!("swap"), json!(backup_id)));
+    assert_eq!(
+        (r["mode"].clone(), r["backup_id"].clone()),
+        (json!("swap"), json!(backup_id))
+    );
     // The write refused during the restore is not anywhere; the restored state is served.
     let g = s.get("/v1/collections/c/docs/k0");
     assert_eq!((g.status, g.json()["v"].clone()), (200, json!(0)));

@@ -345,7 +345,10 @@ fn a_restore_outside_the_window_is_restored_from_the_repository_and_swapped_in()
         json!({"to_lsn": backup_lsn, "dry_run": true}),
     );
     assert_eq!(dry.status, 200, "{}", dry.body);
-    assert_eq!((dry.json()["mode"].clone(), dry.json()["dry_run"].clone()), (json!("swap"), json!(true)));
+    assert_eq!(
+        (dry.json()["mode"].clone(), dry.json()["dry_run"].clone()),
+        (json!("swap"), json!(true))
+    );
     assert_eq!(s.get("/v1/collections/after/docs/a0").status, 200);
 
     let r = post(&s, "/v1/admin/restore", json!({"to_lsn": backup_lsn}));

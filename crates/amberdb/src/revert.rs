@@ -330,13 +330,7 @@ fn run_before_commit_hook() {
 /// order. Candidates are the documents and tombstones whose last change is after the target,
 /// and the stored documents that expired after its time (nothing else can differ), so the
 /// log is read only for documents that changed.
-fn revert_plan(
-    db: &Db,
-    view: &ReadView,
-    scope: &Scope,
-    at: At,
-    target: u64,
-) -> Result<Vec<Plan>> {
+fn revert_plan(db: &Db, view: &ReadView, scope: &Scope, at: At, target: u64) -> Result<Vec<Plan>> {
     let limit = crate::limits::MAX_REVERT_DOCS;
     let state = &view.state;
     let mut reader = past::Reader::new(db);

@@ -75,7 +75,10 @@ fn a_crash_after_any_step_of_the_swap_leaves_the_old_or_the_restored_database_in
         // The other database is complete beside it (the old one once exchanged).
         let other_gold = if step == SwapStep::Synced { 1 } else { 2 };
         assert_eq!(value(&other), json!({"gold": other_gold}), "{step:?}");
-        assert_eq!(replaced(tmp.path()).len(), usize::from(step == SwapStep::Kept));
+        assert_eq!(
+            replaced(tmp.path()).len(),
+            usize::from(step == SwapStep::Kept)
+        );
         assert_eq!(step == SwapStep::Kept, !restored.exists());
     }
 }

@@ -11,8 +11,8 @@
 use std::cell::Cell;
 use std::rc::Rc;
 
-use amberdb::revert::{set_before_commit_hook, At};
 use amberdb::history::HistoryOptions;
+use amberdb::revert::{set_before_commit_hook, At};
 use amberdb::{Db, Error, RevertOptions, Scope, Transaction, UndoOptions};
 use serde_json::json;
 
@@ -47,7 +47,9 @@ fn a_write_landing_between_a_reverts_plan_and_commit_is_accounted_for_not_overwr
             d.put("players", "p1", json!({"gold": 5})).unwrap(); // v3, LSN 3
         }
     })));
-    let r = db.revert(&p1(), At::Lsn(1), RevertOptions::default()).unwrap();
+    let r = db
+        .revert(&p1(), At::Lsn(1), RevertOptions::default())
+        .unwrap();
     set_before_commit_hook(None);
     // Planned twice: the first commit failed on the write, the second planned from it.
     assert_eq!(calls.get(), 2);
@@ -73,7 +75,8 @@ fn a_revert_whose_retry_meets_another_write_is_refused_and_writes_nothing() {
     let n2 = n.clone();
     set_before_commit_hook(Some(Box::new(move || {
         n2.set(n2.get() + 1);
-        d.put("players", "p1", json!({"gold": 100 + n2.get()})).unwrap();
+        d.put("players", "p1", json!({"gold": 100 + n2.get()}))
+            .unwrap();
     })));
     let r = db.revert(&p1(), At::Lsn(1), RevertOptions::default());
     set_before_commit_hook(None);

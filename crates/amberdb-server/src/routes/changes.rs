@@ -540,7 +540,11 @@ fn replaced_event(state: &crate::state::AppState) -> Option<Event> {
                     resync, then resume from details.resync_from_lsn",
         "details": {"reason": "restored", "resync_from_lsn": lsn},
     }});
-    Some(Event::default().event("history_lost").data(data.to_string()))
+    Some(
+        Event::default()
+            .event("history_lost")
+            .data(data.to_string()),
+    )
 }
 
 /// Errors of `GET /v1/changes`.

@@ -993,12 +993,9 @@ pub fn swap_in_until(data: &Path, restored: &Path, last: SwapStep) -> Result<Pat
         )));
     }
     sync_dir(restored, &faults).context(|| format!("syncing {}", restored.display()))?;
-    let stamp = crate::document::format_micros(crate::document::now_micros())
-        .replace([':', '.'], "");
-    let name = data
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("data");
+    let stamp =
+        crate::document::format_micros(crate::document::now_micros()).replace([':', '.'], "");
+    let name = data.file_name().and_then(|n| n.to_str()).unwrap_or("data");
     let kept = parent.join(format!("{name}.replaced-{stamp}"));
     if last == SwapStep::Synced {
         return Ok(kept);
