@@ -38,6 +38,9 @@ pub mod openapi;
 mod routes;
 mod server;
 mod state;
+mod swap;
+#[doc(hidden)]
+pub use swap::set_before_swap_hook;
 
 pub use config::{Config, ConfigError};
 pub use server::{shutdown_signal, Server, StartError};

@@ -5,7 +5,6 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use crate::app::router;
 use crate::conn::ConnAcceptor;
 use crate::state::AppState;
 
@@ -124,6 +123,8 @@ impl Server {
         let sink = events.clone();
         opts.on_event = Some(amberdb::feed::events::EventHook::new(move |e| sink.push(e)));
         customize(&mut opts);
+        let swap = Arc::new(crate::swap::DbSwap::default());
+        swap.set_options(opts.clone());
         let db = tokio::task::spawn_blocking(move || amberdb::Db::open_with(&dir, opts))
             .await
             .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?
@@ -141,6 +142,7 @@ impl Server {
         Ok(Server {
             state: Arc::new(AppState {
                 events,
+                swap,
                 ..AppState::new(db, config)
             }),
             listener,
@@ -178,7 +180,10 @@ impl Server {
             tls,
         } = self;
         let handle = axum_server::Handle::new();
-        let app = router(state.clone()).into_make_service();
+        // Requests reach the current database generation (a live restore swaps it).
+        let swap = state.swap.clone();
+        swap.publish(state.clone());
+        let app = crate::swap::service(swap.clone()).into_make_service();
         let grace = state.config.shutdown_grace;
         {
             let handle = handle.clone();
@@ -187,6 +192,7 @@ impl Server {
                 shutdown.await;
                 tracing::info!("shutting down: no new connections, draining in-flight requests");
                 state.shutting_down.store(true, Ordering::Release);
+                state.swap.shut_down();
                 handle.graceful_shutdown(Some(grace));
             });
         }
@@ -224,8 +230,13 @@ impl Server {
                 server.serve(app).await
             }
         };
-        let db = state.db.clone();
+        // The current generation's database (a live restore may have replaced the first).
+        let db = swap
+            .current()
+            .map_or_else(|| state.db.clone(), |s| s.db.clone());
+        swap.clear();
         drop(state);
+        drop(swap);
         let closed = tokio::task::spawn_blocking(move || db.close())
             .await
             .map_err(|e| StartError::Serve(std::io::Error::other(e.to_string())))?;

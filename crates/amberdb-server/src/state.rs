@@ -1,6 +1,7 @@
 //! What every handler shares: the open database, the configuration, metrics, the token table
-//! and the request-concurrency limit. Built once by `Server::bind`; routes and middleware
-//! read it, nothing here knows about the router.
+//! and the request-concurrency limit. Built by `Server::bind`, and again for the restored
+//! database by a live restore (one `AppState` per database generation, `swap::DbSwap` says
+//! which is current); routes and middleware read it, nothing here knows about the router.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,6 +35,11 @@ pub struct AppState {
     pub(crate) feed: crate::routes::changes::FeedHub,
     /// System events from the engine, for `GET /v1/admin/events`.
     pub events: Arc<crate::routes::events::EventLog>,
+    /// The current generation and the phase of a live restore, shared by every generation.
+    pub(crate) swap: Arc<crate::swap::DbSwap>,
+    /// Set when a live restore replaced this generation's database: the LSN the restored
+    /// database starts from (the old one's change streams end with `history_lost`).
+    pub(crate) replaced: std::sync::OnceLock<u64>,
 }
 
 impl AppState {
@@ -64,12 +70,14 @@ impl AppState {
             limit,
             feed: Default::default(),
             events: Default::default(),
+            swap: Default::default(),
+            replaced: Default::default(),
         }
     }
 
     /// True once a graceful shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
-        self.shutting_down.load(Ordering::Acquire)
+        self.shutting_down.load(Ordering::Acquire) || self.swap.is_shutting_down()
     }
 }
 

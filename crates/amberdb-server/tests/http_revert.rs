@@ -284,18 +284,101 @@ fn targets_older_than_the_retained_log_answer_410_history_lost() {
         "{}",
         u.body
     );
-    // A live restore outside the window says what to do instead.
+    // A restore outside the window needs the backup repository to restore from.
     let x = post(&s, "/v1/admin/restore", json!({"to_lsn": 1}));
     assert_eq!(
         (x.status, x.code()),
-        (409, "restore_requires_offline".to_string()),
+        (404, "backup_repo_not_configured".to_string()),
         "{}",
         x.body
     );
-    assert!(x.json()["error"]["message"]
-        .as_str()
+    assert_eq!(s.get("/v1/collections/c/docs/k99").status, 200);
+}
+
+fn events_of(s: &TestServer, kind: &str) -> Vec<serde_json::Value> {
+    s.get("/v1/admin/events").json()["events"]
+        .as_array()
         .unwrap()
-        .contains("amberdb restore"));
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_restore_outside_the_window_is_restored_from_the_repository_and_swapped_in() {
+    let repo = tempfile::tempdir().unwrap();
+    let repo_path = repo.path().join("repo");
+    let (s, dir) = start_on(
+        &ManualClock::new(T0),
+        move |c| {
+            c.backup_repo = Some(repo_path);
+            c.segment_size = 4096;
+        },
+        Duration::ZERO,
+    );
+    for i in 0..60 {
+        s.put_json(
+            &format!("/v1/collections/c/docs/k{i}"),
+            &format!(r#"{{"v": {i}, "pad": "{}"}}"#, "x".repeat(100)),
+        );
+    }
+    let b = s.req("POST", "/v1/admin/backups", &[], None);
+    assert_eq!(b.status, 201, "{}", b.body);
+    let backup_lsn = b.json()["lsn"].as_u64().unwrap();
+    s.put_json("/v1/collections/c/docs/k0", r#"{"v": "changed"}"#);
+    for i in 0..40 {
+        s.put_json(
+            &format!("/v1/collections/after/docs/a{i}"),
+            &format!(r#"{{"pad": "{}"}}"#, "y".repeat(100)),
+        );
+    }
+    let c = s.req("POST", "/v1/admin/checkpoint", &[], None);
+    assert_eq!(c.status, 200, "{}", c.body);
+    // The backup's LSN is before the retained log now: only the repository has it.
+    let h = s.get("/v1/collections/c/docs/k0?as_of_lsn=1");
+    assert_eq!(h.status, 410, "{}", h.body);
+
+    let dry = post(
+        &s,
+        "/v1/admin/restore",
+        json!({"to_lsn": backup_lsn, "dry_run": true}),
+    );
+    assert_eq!(dry.status, 200, "{}", dry.body);
+    assert_eq!(
+        (dry.json()["mode"].clone(), dry.json()["dry_run"].clone()),
+        (json!("swap"), json!(true))
+    );
+    assert_eq!(s.get("/v1/collections/after/docs/a0").status, 200);
+
+    let r = post(&s, "/v1/admin/restore", json!({"to_lsn": backup_lsn}));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["mode"], "swap");
+    assert_eq!(j["reason"], "restore");
+    assert_eq!(j["target_lsn"], backup_lsn);
+    assert_eq!(j["restore"]["lsn"], backup_lsn);
+    assert_eq!(j["restore"]["verified"], true);
+    let kept = std::path::PathBuf::from(j["replaced_kept_at"].as_str().unwrap());
+    assert!(kept.is_dir());
+    // The server serves the restored database: the state of the backup, writable.
+    assert_eq!(s.get("/v1/collections/c/docs/k0").json()["v"], 0);
+    assert_eq!(s.get("/v1/collections/after/docs/a0").status, 404);
+    let w = s.put_json("/v1/collections/c/docs/new", "{}");
+    assert_eq!((w.status, lsn_of(&w)), (201, backup_lsn + 1), "{}", w.body);
+    let restored = events_of(&s, "backup_restored");
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert_eq!(restored[0]["details"]["mode"], "swap");
+    assert_eq!(restored[0]["details"]["report"]["lsn"], backup_lsn);
+    s.stop().unwrap();
+    // The replaced database is kept, complete, beside the data directory.
+    let old = amberdb::Db::open(&kept).unwrap();
+    assert!(old.get("after", "a0").is_some());
+    assert!(old.get("c", "new").is_none());
+    old.close().unwrap();
+    let now = amberdb::Db::open(dir.path().join("data")).unwrap();
+    assert!(now.get("c", "new").is_some());
+    now.close().unwrap();
 }
 
 #[test]
@@ -317,7 +400,13 @@ fn admin_restore_to_an_lsn_or_a_backup_is_one_restore_transaction() {
     let r = post(&s, "/v1/admin/restore", json!({"to_lsn": target}));
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["reason"], "restore");
+    assert_eq!(r.json()["mode"], "live");
     assert_eq!(r.json()["changed"].as_array().unwrap().len(), 2);
+    // A live restore is a system event too.
+    let restored = events_of(&s, "backup_restored");
+    assert_eq!(restored.len(), 1, "{restored:?}");
+    assert_eq!(restored[0]["details"]["mode"], "live");
+    assert_eq!(restored[0]["details"]["target_lsn"], target);
     assert_eq!(s.get("/v1/collections/a/docs/1").json(), json!(1));
     assert_eq!(s.get("/v1/collections/c/docs/1").status, 404);
     // Change again, then restore by backup id.

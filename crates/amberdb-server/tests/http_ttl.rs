@@ -288,3 +288,64 @@ fn the_openapi_document_describes_the_ttl_headers_and_the_spec_endpoint() {
         "{txn}"
     );
 }
+
+/// `[ttl] reap_interval` and `reap_batch` in the server config reach the engine: with a
+/// batch of 2, five expired documents go in three reaper commits of at most two deletes,
+/// run by the background reaper (polled, never slept for); `reap_interval = 0` runs none.
+#[test]
+fn reaper_interval_and_batch_from_the_config_reach_the_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let load = |extra: &[(&str, &str)]| {
+        let mut flags = vec![
+            ("listen".to_string(), "127.0.0.1:0".to_string()),
+            ("data".to_string(), dir.path().display().to_string()),
+        ];
+        flags.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        amberdb_server::Config::load(None, vec![], &flags).unwrap()
+    };
+    let off = load(&[("ttl.reap_interval", "0")]);
+    assert_eq!(off.engine_options().ttl_reap_interval, None);
+    let defaults = load(&[]).engine_options();
+    assert_eq!(
+        (defaults.ttl_reap_interval, defaults.ttl_reap_batch),
+        (Some(Duration::from_secs(1)), 1000)
+    );
+
+    let config = load(&[("ttl.reap_interval", "1"), ("ttl.reap_batch", "2")]);
+    let clock = ManualClock::new(T0);
+    let c = clock.clone();
+    let s = TestServer::start_with(
+        dir.path(),
+        move |cfg| *cfg = config,
+        move |o| o.clock = Arc::new(c),
+    );
+    for i in 0..5 {
+        let r = s.req(
+            "PUT",
+            &format!("/v1/collections/peers/docs/p{i}"),
+            &[JSON, ("amber-ttl", "1")],
+            Some(b"{}"),
+        );
+        assert_eq!(r.status, 201, "{}", r.body);
+    }
+    clock.advance(Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let status = s.get("/v1/admin/status").json();
+        if status["ttl_reaped"] == 5 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = s.get("/v1/log?from_lsn=1").json();
+    let reaps: Vec<usize> = log["commits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["reason"] == "ttl")
+        .map(|c| c["ops"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(reaps, vec![2, 2, 1], "{log}");
+    s.stop().unwrap();
+}

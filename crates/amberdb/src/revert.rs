@@ -15,7 +15,7 @@ use crate::document::{DocMeta, Document};
 use crate::error::{Conflict, ConflictReason, Error, Result};
 use crate::log::record::CommitReason;
 use crate::state::ReadView;
-use crate::txn::{CommitMeta, Transaction};
+use crate::txn::{CommitMeta, Expiry, Transaction};
 
 pub(crate) mod past;
 
@@ -139,8 +139,22 @@ impl Db {
 
     /// Makes the whole live database equal to its state at `at` (inside the history window)
     /// as one transaction logged with reason `restore`.
+    /// Emits a `backup_restored` system event (`Options::on_event`) unless it is a dry run:
+    /// `{"mode": "live", "target_lsn", "commit_lsn", "changed"}` (a count).
     pub fn restore_live(&self, at: At, opts: RevertOptions) -> Result<RevertReport> {
-        self.revert_with(&Scope::All, at, opts, CommitReason::Restore)
+        let report = self.revert_with(&Scope::All, at, opts, CommitReason::Restore)?;
+        if !report.dry_run {
+            self.shared_state().emit(
+                crate::feed::events::EventKind::BackupRestored,
+                serde_json::json!({
+                    "mode": "live",
+                    "target_lsn": report.target_lsn,
+                    "commit_lsn": report.commit_lsn,
+                    "changed": report.changed.len(),
+                }),
+            );
+        }
+        Ok(report)
     }
 
     fn revert_with(
@@ -160,8 +174,8 @@ impl Db {
         loop {
             let view = self.view();
             let target = past::resolve(self, &view, at)?;
-            let plans = revert_plan(self, &view, scope, target)?;
-            match self.write_plans(plans, target, opts.dry_run, reason) {
+            let plans = revert_plan(self, &view, scope, at, target)?;
+            match self.write_plans(&view, plans, target, opts.dry_run, reason) {
                 Err(Error::Conflict(_)) if attempt == 0 => attempt += 1,
                 r => return r,
             }
@@ -178,7 +192,7 @@ impl Db {
         loop {
             let view = self.view();
             let plans = undo_plan(self, &view, lsn, opts.force)?;
-            match self.write_plans(plans, lsn, opts.dry_run, CommitReason::Undo) {
+            match self.write_plans(&view, plans, lsn, opts.dry_run, CommitReason::Undo) {
                 Err(Error::Conflict(_)) if attempt == 0 => attempt += 1,
                 r => return r,
             }
@@ -205,11 +219,13 @@ impl Db {
     /// Commits (or, for a dry run, only reports) the writes of `plans` in one transaction.
     fn write_plans(
         &self,
+        view: &ReadView,
         plans: Vec<Plan>,
         target_lsn: u64,
         dry_run: bool,
         reason: CommitReason,
     ) -> Result<RevertReport> {
+        let now = view.now;
         let mut txn = Transaction::new();
         let mut changed = Vec::with_capacity(plans.len());
         for p in &plans {
@@ -221,9 +237,16 @@ impl Db {
                 }
                 (cur, Some(t)) => {
                     let value: serde_json::Value = t.json()?;
-                    txn.put(&p.collection, &p.key, value)
+                    let w = txn
+                        .put(&p.collection, &p.key, value)
                         .if_version(before)
                         .schema_version(t.meta.schema_version.max(1));
+                    // Never the collection's default TTL counted from now.
+                    match restored_expiry(t, now) {
+                        Expiry::At(at) => w.expires_at(at),
+                        Expiry::Ttl(ttl) => w.ttl(ttl),
+                        Expiry::Never | Expiry::Unset => w.never_expires(),
+                    };
                     match cur {
                         Some(_) => (Action::Restored, before + 1),
                         None => (Action::Recreated, p.last_version + 1),
@@ -247,7 +270,24 @@ impl Db {
                 changed,
             });
         }
-        let committed = self.commit_with(&txn, CommitMeta { reason, target_lsn })?;
+        // The soonest expiry given back: planned at the view's now, it may have passed by
+        // the commit's time (the commit then refuses it as already expired).
+        let soonest = plans
+            .iter()
+            .filter_map(|p| p.target.as_ref().and_then(|t| t.meta.expires_at))
+            .filter(|at| *at > now)
+            .min();
+        run_before_commit_hook();
+        let committed = match self.commit_with(&txn, CommitMeta { reason, target_lsn }) {
+            // Planned again from a fresh view, which sees that document expired (the retry
+            // of a conflict).
+            Err(Error::InvalidArgument(_))
+                if soonest.is_some_and(|at| at <= self.commit_clock_now()) =>
+            {
+                return Err(Error::Conflict(vec![]));
+            }
+            r => r?,
+        };
         for (c, r) in changed.iter_mut().zip(&committed.results) {
             c.version_after = r.version;
         }
@@ -260,12 +300,48 @@ impl Db {
     }
 }
 
+thread_local! {
+    static BEFORE_COMMIT: std::cell::RefCell<Option<Box<dyn FnMut()>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Sets (or clears) a hook that every revert, undo and live restore on this thread calls
+/// after planning its writes and before committing them: tests land a concurrent write there
+/// to prove it is never overwritten. Not for production use.
+#[doc(hidden)]
+pub fn set_before_commit_hook(hook: Option<Box<dyn FnMut()>>) {
+    BEFORE_COMMIT.with(|h| *h.borrow_mut() = hook);
+}
+
+fn run_before_commit_hook() {
+    // Taken out while it runs, so it may itself revert (and not recurse).
+    if let Some(mut hook) = BEFORE_COMMIT.with(|h| h.borrow_mut().take()) {
+        hook();
+        BEFORE_COMMIT.with(|h| {
+            let mut slot = h.borrow_mut();
+            if slot.is_none() {
+                *slot = Some(hook);
+            }
+        });
+    }
+}
+
 /// The documents of `scope` that differ from their state at `target`, in (collection, key)
-/// order. Candidates are the documents and tombstones whose last change is after the target
-/// (nothing else can differ), so the log is read only for documents that changed.
-fn revert_plan(db: &Db, view: &ReadView, scope: &Scope, target: u64) -> Result<Vec<Plan>> {
+/// order. Candidates are the documents and tombstones whose last change is after the target,
+/// and the stored documents that expired after its time (nothing else can differ), so the
+/// log is read only for documents that changed.
+fn revert_plan(db: &Db, view: &ReadView, scope: &Scope, at: At, target: u64) -> Result<Vec<Plan>> {
     let limit = crate::limits::MAX_REVERT_DOCS;
     let state = &view.state;
+    let mut reader = past::Reader::new(db);
+    // The time of the point: a version that had expired by then was already gone at the
+    // target (as `Db::get_at` sees it).
+    let point = match at {
+        At::Time(t) => t.min(view.now),
+        At::Lsn(_) if target == 0 => 0,
+        At::Lsn(_) if target == view.lsn() => view.state.commit_ts,
+        At::Lsn(_) => reader.commit_ts(target)?,
+    };
     let mut candidates: Vec<(String, String)> = vec![];
     let mut push = |c: &str, k: &str| -> Result<()> {
         if candidates.len() >= limit {
@@ -287,6 +363,25 @@ fn revert_plan(db: &Db, view: &ReadView, scope: &Scope, target: u64) -> Result<V
             Scope::Prefix { prefix, .. } => key.starts_with(prefix.as_str()),
             Scope::Collection { .. } | Scope::All => true,
         };
+        // Stored documents that expired after the point (not reaped yet) differ from their
+        // state at the target even when unchanged since: they were live then.
+        if let Scope::Key { key, .. } = scope {
+            let expired_since = coll.get_doc(key).is_some_and(|d| {
+                d.expired_at(view.now) && d.meta.expires_at.is_some_and(|e| e > point)
+            });
+            if expired_since {
+                push(name, key)?;
+            }
+        } else {
+            for (_, k) in coll
+                .expired_at(view.now)
+                .skip_while(|(exp, _)| *exp <= point)
+            {
+                if in_scope(k) {
+                    push(name, k)?;
+                }
+            }
+        }
         match scope {
             Scope::Key { key, .. } => {
                 let changed = coll.get_doc(key).map(|d| d.meta.lsn > target);
@@ -327,11 +422,12 @@ fn revert_plan(db: &Db, view: &ReadView, scope: &Scope, target: u64) -> Result<V
     }
     candidates.sort();
     candidates.dedup();
-    let mut reader = past::Reader::new(db);
     let mut plans = Vec::with_capacity(candidates.len());
     for (c, k) in candidates {
-        let current = state.get(&c, &k).cloned();
-        let then = reader.doc_at(view, &c, &k, target)?;
+        let current = view.get(&c, &k);
+        let then = reader
+            .doc_at(view, &c, &k, target)?
+            .filter(|d| d.meta.is_live_at(point));
         if same(current.as_ref(), then.as_ref()) {
             continue;
         }
@@ -368,12 +464,13 @@ fn undo_plan(db: &Db, view: &ReadView, lsn: u64, force: bool) -> Result<Vec<Plan
     let mut conflicts = vec![];
     let mut plans = vec![];
     for (i, op) in record.ops.iter().enumerate() {
-        let current = state.get(&op.collection, &op.key).cloned();
-        let last_change = match &current {
+        let current = view.get(&op.collection, &op.key);
+        let coll = state.collections.get(&op.collection);
+        // The last logged change of the key: its stored document's write (also when that
+        // has expired since: the reaper has not logged its end yet) or its delete.
+        let last_change = match coll.and_then(|c| c.get_doc(&op.key)) {
             Some(d) => d.meta.lsn,
-            None => state
-                .collections
-                .get(&op.collection)
+            None => coll
                 .and_then(|c| c.tombstones.get(&op.key))
                 .map_or(0, |t| t.lsn),
         };
@@ -388,10 +485,13 @@ fn undo_plan(db: &Db, view: &ReadView, lsn: u64, force: bool) -> Result<Vec<Plan
             });
             continue;
         }
+        // Just before the commit: a version that had expired by its time was already gone.
         let before = if op.prev_lsn == 0 {
             None
         } else {
-            reader.written_by(op.prev_lsn, &op.collection, &op.key)?
+            reader
+                .written_by(op.prev_lsn, &op.collection, &op.key)?
+                .filter(|d| d.meta.is_live_at(record.commit_ts))
         };
         if same(current.as_ref(), before.as_ref()) {
             continue;
@@ -411,14 +511,32 @@ fn undo_plan(db: &Db, view: &ReadView, lsn: u64, force: bool) -> Result<Vec<Plan
     Ok(plans)
 }
 
-/// Equal for a revert: both absent, or the same value bytes and schema version.
+/// Equal for a revert: both absent, or the same value bytes, schema version and expiry.
 fn same(a: Option<&Document>, b: Option<&Document>) -> bool {
     match (a, b) {
         (None, None) => true,
         (Some(a), Some(b)) => {
-            a.meta.sha256 == b.meta.sha256 && a.meta.schema_version == b.meta.schema_version
+            a.meta.sha256 == b.meta.sha256
+                && a.meta.schema_version == b.meta.schema_version
+                && a.meta.expires_at == b.meta.expires_at
         }
         _ => false,
+    }
+}
+
+/// The expiry a revert or undo gives back to `then`, a version live at its target, when
+/// writing at `now`: the `expires_at` it had, exactly, while that is still ahead; once it has
+/// passed (the document expired since, and the reaper may have deleted it), the TTL its write
+/// gave it (`expires_at - updated_at`), counted again from the revert's commit. So a reverted
+/// document is live again, as at the target, and still expires by itself: a revert never
+/// writes an already expired document, nor makes an expiring one live forever.
+fn restored_expiry(then: &Document, now: u64) -> Expiry {
+    match then.meta.expires_at {
+        None => Expiry::Never,
+        Some(at) if at > now => Expiry::At(at),
+        Some(at) => Expiry::Ttl(std::time::Duration::from_micros(
+            at.saturating_sub(then.meta.updated_at).max(1),
+        )),
     }
 }
 

@@ -5,6 +5,12 @@
 //! when the model says a document it touched changed since, and otherwise restore exactly
 //! the state before that commit. Reverts and undos are commits too, so later steps revert and
 //! undo them. Every such commit must carry its reason and target in the log.
+//!
+//! Writes may carry a TTL and the clock moves on, so documents expire during a run and
+//! reaper passes log their end: the model keeps what is stored with each document's expiry,
+//! and a revert or undo must give a document back the expiry it had at the target, or, when
+//! that has passed since, its TTL again from the revert's commit (a version already expired
+//! at the target was gone then and stays gone).
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
 mod support;
@@ -24,15 +30,46 @@ use proptest::prelude::*;
 use serde_json::json;
 
 type Id = (String, String);
-/// Value and schema version of every live document.
-type Model = BTreeMap<Id, (serde_json::Value, u32)>;
+/// Value, schema version, expiry (`expires_at`) and time of the last write (`updated_at`),
+/// in microseconds, of every stored document (expired ones too, until a write or the reaper
+/// removes them).
+type Model = BTreeMap<Id, Entry>;
+type Entry = (serde_json::Value, u32, Option<u64>, u64);
+
+/// TTLs a generated put may carry, in milliseconds (0: none); the clock moves 1 s per step.
+const TTLS_MS: [u64; 4] = [0, 1_500, 4_000, 20_000];
+
+/// The documents of `m` visible at `now`.
+fn visible(m: &Model, now: u64) -> Model {
+    m.iter()
+        .filter(|(_, (_, _, exp, _))| exp.is_none_or(|e| e > now))
+        .map(|(i, v)| (i.clone(), v.clone()))
+        .collect()
+}
+
+/// The documents of `m` visible at `point`, as a revert or undo at `now` writes them back:
+/// the expiry each had while it is still ahead, else its TTL again from `now`.
+fn given_back(m: &Model, point: u64, now: u64) -> Model {
+    visible(m, point)
+        .into_iter()
+        .map(|(id, (v, schema, exp, written))| {
+            let exp = exp.map(|e| if e > now { e } else { now + (e - written) });
+            (id, (v, schema, exp, now))
+        })
+        .collect()
+}
+
+/// The part of an entry a revert compares (not when it was written).
+fn content(e: &Entry) -> (&serde_json::Value, u32, Option<u64>) {
+    (&e.0, e.1, e.2)
+}
 
 const COLS: [&str; 2] = ["players", "parties"];
 const KEYS: [&str; 5] = ["a0", "a1", "a10", "b0", "b1"];
 
-/// One write of a generated transaction: collection, key, and `Some((value, schema))` for a
-/// put or `None` for a delete.
-type GenWrite = (u8, u8, Option<(u16, u32)>);
+/// One write of a generated transaction: collection, key, and `Some((value, schema, ttl))`
+/// for a put (`ttl` indexes `TTLS_MS`) or `None` for a delete.
+type GenWrite = (u8, u8, Option<(u16, u32, u8)>);
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -52,13 +89,15 @@ enum Step {
     },
     Checkpoint,
     Reopen,
+    /// One reaper pass (the background reaper is off, so passes land only here).
+    Reap,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     let write = (
         0u8..2,
         0u8..5,
-        prop::option::weighted(0.75, (0u16..8, 1u32..3)),
+        prop::option::weighted(0.75, (0u16..8, 1u32..3, 0u8..4)),
     );
     prop_oneof![
         8 => prop::collection::vec(write, 1..4).prop_map(Step::Txn),
@@ -68,6 +107,7 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|(pick, force, dry_run)| Step::Undo { pick, force, dry_run }),
         1 => Just(Step::Checkpoint),
         1 => Just(Step::Reopen),
+        1 => Just(Step::Reap),
     ]
 }
 
@@ -79,17 +119,24 @@ fn opts(clock: &ManualClock) -> Options {
         history_retention: Duration::from_secs(365 * 86_400),
         checkpoint_on_close: true,
         clock: Arc::new(clock.clone()),
+        ttl_reap_interval: None,
         ..Options::default()
     }
 }
 
+/// What the database stores, expired documents included.
 fn db_state(db: &Db) -> Model {
     db.view()
         .iter_all()
         .map(|(c, d)| {
             (
                 (c.to_string(), d.key.to_string()),
-                (d.json().unwrap(), d.meta.schema_version),
+                (
+                    d.json().unwrap(),
+                    d.meta.schema_version,
+                    d.meta.expires_at,
+                    d.meta.updated_at,
+                ),
             )
         })
         .collect()
@@ -145,11 +192,24 @@ impl History {
     }
 }
 
-/// The documents whose state differs between two models.
+/// The stored state after a revert or undo wrote `changed` to their state in `expected`
+/// (a document absent there was deleted).
+fn apply(stored: &Model, expected: &Model, changed: &BTreeSet<Id>) -> Model {
+    let mut next = stored.clone();
+    for id in changed {
+        match expected.get(id) {
+            Some(v) => next.insert(id.clone(), v.clone()),
+            None => next.remove(id),
+        };
+    }
+    next
+}
+
+/// The documents whose state differs between two models (compare visible ones).
 fn diff(a: &Model, b: &Model) -> BTreeSet<Id> {
     a.keys()
         .chain(b.keys())
-        .filter(|id| a.get(*id) != b.get(*id))
+        .filter(|id| a.get(*id).map(content) != b.get(*id).map(content))
         .cloned()
         .collect()
 }
@@ -167,34 +227,52 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
     };
     for s in steps {
         clock.advance(Duration::from_millis(1000));
+        let now = clock.now_micros();
         match s {
             Step::Txn(writes) => {
                 let mut tx = Transaction::new();
                 let before = h.now().clone();
                 let mut next = before.clone();
                 let mut touched = BTreeSet::new();
+                let live = |m: &Model, id: &Id| {
+                    m.get(id)
+                        .is_some_and(|(_, _, exp, _)| exp.is_none_or(|e| e > now))
+                };
                 for (c, k, w) in writes {
                     let id = (COLS[*c as usize].to_string(), KEYS[*k as usize].to_string());
                     match w {
-                        Some((v, schema)) => {
+                        Some((v, schema, ttl)) => {
                             let value = json!({"v": v});
-                            tx.put(&id.0, &id.1, value.clone()).schema_version(*schema);
-                            next.insert(id.clone(), (value, *schema));
+                            let write = tx.put(&id.0, &id.1, value.clone()).schema_version(*schema);
+                            let ms = TTLS_MS[*ttl as usize];
+                            if ms > 0 {
+                                write.ttl(Duration::from_millis(ms));
+                            }
+                            let exp = (ms > 0).then(|| now + ms * 1000);
+                            next.insert(id.clone(), (value, *schema, exp, now));
                             touched.insert(id);
                         }
                         None => {
                             tx.delete(&id.0, &id.1);
-                            if next.remove(&id).is_some() {
+                            // A delete of an expired document is a no-op: it is missing.
+                            if live(&next, &id) {
+                                next.remove(&id);
                                 touched.insert(id);
                             }
                         }
                     }
                 }
-                touched.retain(|id| next.contains_key(id) || before.contains_key(id));
+                // Logged: what is live before or after, and an expired document that a
+                // write in this transaction replaced and a later one deleted.
+                touched.retain(|id| {
+                    live(&next, id) || live(&before, id) || next.get(id) != before.get(id)
+                });
                 let done = db.commit(&tx).unwrap();
                 if touched.is_empty() {
                     prop_assert_eq!(done.lsn, h.lsn());
                 } else {
+                    // The expiries above were counted from this commit's time.
+                    prop_assert_eq!(done.commit_ts, now);
                     h.push(done.lsn, done.commit_ts, next, touched);
                 }
             }
@@ -232,8 +310,15 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                     .revert(&scope, at, RevertOptions { dry_run: *dry_run })
                     .unwrap();
                 prop_assert_eq!(report.target_lsn, target);
-                let then = &h.states[target as usize];
-                let mut expected = h.now().clone();
+                // Each document of the scope as it was at the target (gone if expired by
+                // the point's time), given back its expiry.
+                let point = match at {
+                    At::Time(t) => t,
+                    At::Lsn(_) => h.times[target as usize],
+                };
+                let cur = visible(h.now(), now);
+                let then = given_back(&h.states[target as usize], point, now);
+                let mut expected = cur.clone();
                 expected.retain(|id, _| !in_scope(&scope, id));
                 expected.extend(
                     then.iter()
@@ -247,14 +332,14 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                     .collect();
                 prop_assert_eq!(
                     &changed,
-                    &diff(h.now(), &expected),
+                    &diff(&cur, &expected),
                     "changed list of {:?} to {}",
                     scope,
                     target
                 );
                 for c in &report.changed {
                     let id = (c.collection.clone(), c.key.clone());
-                    let action = match (h.now().contains_key(&id), expected.contains_key(&id)) {
+                    let action = match (cur.contains_key(&id), expected.contains_key(&id)) {
                         (true, true) => Action::Restored,
                         (true, false) => Action::Deleted,
                         _ => Action::Recreated,
@@ -269,7 +354,9 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                     let rec = commit_record(&db, lsn);
                     prop_assert_eq!(rec.reason, CommitReason::Revert);
                     prop_assert_eq!(rec.target_lsn, target);
-                    h.push(lsn, rec.commit_ts, expected, changed);
+                    prop_assert_eq!(rec.commit_ts, now);
+                    let stored = apply(h.now(), &expected, &changed);
+                    h.push(lsn, rec.commit_ts, stored, changed);
                 }
             }
             Step::Undo {
@@ -308,8 +395,12 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                     prop_assert_eq!(db.view().lsn(), h.lsn());
                 } else {
                     let report = result.unwrap();
-                    let before = &h.states[lsn as usize - 1];
-                    let mut expected = h.now().clone();
+                    // The state just before the commit (gone if expired by its time),
+                    // given back its expiry.
+                    let before =
+                        given_back(&h.states[lsn as usize - 1], h.times[lsn as usize], now);
+                    let cur = visible(h.now(), now);
+                    let mut expected = cur.clone();
                     for id in &touched {
                         match before.get(id) {
                             Some(v) => expected.insert(id.clone(), v.clone()),
@@ -321,14 +412,16 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
                         .iter()
                         .map(|c| (c.collection.clone(), c.key.clone()))
                         .collect();
-                    prop_assert_eq!(&changed, &diff(h.now(), &expected));
+                    prop_assert_eq!(&changed, &diff(&cur, &expected));
                     match report.commit_lsn {
                         Some(commit) => {
                             prop_assert!(!dry_run);
                             let rec = commit_record(&db, commit);
                             prop_assert_eq!(rec.reason, CommitReason::Undo);
                             prop_assert_eq!(rec.target_lsn, lsn);
-                            h.push(commit, rec.commit_ts, expected, changed);
+                            prop_assert_eq!(rec.commit_ts, now);
+                            let stored = apply(h.now(), &expected, &changed);
+                            h.push(commit, rec.commit_ts, stored, changed);
                         }
                         None => prop_assert!(*dry_run || changed.is_empty()),
                     }
@@ -340,6 +433,25 @@ fn run(steps: &[Step]) -> Result<(), TestCaseError> {
             Step::Reopen => {
                 db.close().unwrap();
                 db = Db::open_with(&data, opts(&clock)).unwrap();
+            }
+            Step::Reap => {
+                let expired: BTreeSet<Id> = h
+                    .now()
+                    .iter()
+                    .filter(|(_, (_, _, exp, _))| exp.is_some_and(|e| e <= now))
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                let report = db.reap_expired().unwrap();
+                prop_assert_eq!(report.reaped, expired.len() as u64);
+                match report.lsn {
+                    Some(lsn) => {
+                        let rec = commit_record(&db, lsn);
+                        prop_assert_eq!(rec.reason, CommitReason::Ttl);
+                        let stored = visible(h.now(), now);
+                        h.push(lsn, rec.commit_ts, stored, expired);
+                    }
+                    None => prop_assert!(expired.is_empty()),
+                }
             }
         }
         prop_assert_eq!(&db_state(&db), h.now());

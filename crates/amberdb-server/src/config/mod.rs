@@ -124,6 +124,10 @@ pub struct Config {
     pub history_retention: Duration,
     /// The history window's size bound (`history.max_bytes`).
     pub history_max_bytes: u64,
+    /// How often the TTL reaper runs (`ttl.reap_interval`; `None`: no background reaper).
+    pub ttl_reap_interval: Option<Duration>,
+    /// Most documents one reaper pass deletes (`ttl.reap_batch`).
+    pub ttl_reap_batch: usize,
     /// Created files and directories get group read access (0640/0750).
     pub group_access: bool,
     /// How long a graceful shutdown waits for in-flight requests.
@@ -187,6 +191,8 @@ impl Config {
             tombstone_retention: self.tombstone_retention,
             history_retention: self.history_retention,
             history_max_bytes: self.history_max_bytes,
+            ttl_reap_interval: self.ttl_reap_interval,
+            ttl_reap_batch: self.ttl_reap_batch,
             group_access: self.group_access,
             encryption: self.encryption.clone(),
             ..amberdb::Options::default()

@@ -484,6 +484,11 @@ fn sse(
                         );
                     }
                 }
+                Err(_) if st.r.state.replaced.get().is_some() => {
+                    st.queue.extend(replaced_event(&st.r.state));
+                    st.done = true;
+                    continue;
+                }
                 Err(e) => {
                     // The stream has started: the error becomes its last event.
                     let err = ApiError::from(e);
@@ -514,12 +519,32 @@ fn sse(
             }
             let step = (st.next_beat - now).min(SHUTDOWN_POLL);
             if let Ok(Err(_)) = tokio::time::timeout(step, st.r.rx.changed()).await {
-                // The bridge stopped: the database closed.
+                // The bridge stopped: the database closed (or a live restore replaced it).
+                st.queue.extend(replaced_event(&st.r.state));
                 st.done = true;
             }
         }
     });
     Sse::new(stream)
+}
+
+/// The last event of a stream whose database a live restore replaced: `event: history_lost`
+/// with the LSN the restored database starts from. The commits this stream delivered after
+/// it are not in the restored history: resync (re-read what you mirror), then follow the
+/// new database from `resync_from_lsn`.
+fn replaced_event(state: &crate::state::AppState) -> Option<Event> {
+    let lsn = state.replaced.get()?;
+    let data = serde_json::json!({"error": {
+        "code": "history_lost",
+        "message": "the database was replaced by a restore from the backup repository; \
+                    resync, then resume from details.resync_from_lsn",
+        "details": {"reason": "restored", "resync_from_lsn": lsn},
+    }});
+    Some(
+        Event::default()
+            .event("history_lost")
+            .data(data.to_string()),
+    )
 }
 
 /// Errors of `GET /v1/changes`.

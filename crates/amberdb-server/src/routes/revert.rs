@@ -5,10 +5,9 @@
 //! The engine does the work (`amberdb::revert`): each request is one logged transaction whose
 //! commit says `revert`, `undo` or `restore` and the LSN it refers to. These handlers parse the
 //! target, check scopes (write on the affected collections; admin for the whole database),
-//! and shape the report. A restore to a point outside the history window would need a restore
-//! from the backup repository into a new directory and a swap of the open database; the
-//! server holds one `Db` for its lifetime, so that is refused with `restore_requires_offline`
-//! and the command that does it offline.
+//! and shape the report. A restore to a point outside the history window (or a backup of
+//! another timeline) is restored from the backup repository into a new directory and swapped
+//! in for the served database (`swap::restore_from_repo`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -110,8 +109,20 @@ pub struct RevertResponse {
     /// The backup restored from, for a restore by `backup_id`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_id: Option<String>,
-    /// Every document changed, in (collection, key) order.
+    /// Every document changed, in (collection, key) order (empty for a restore from the
+    /// backup repository, which replaces the whole database).
     pub changed: Vec<ChangedDoc>,
+    /// How a restore was done: `live` (one logged transaction inside the history window) or
+    /// `swap` (restored from the backup repository into a new directory and swapped in).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// For a `swap` restore: the restore report (a dry run: the restore plan).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub restore: Option<serde_json::Value>,
+    /// For a `swap` restore: where the replaced database directory is kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaced_kept_at: Option<String>,
 }
 
 impl RevertResponse {
@@ -122,6 +133,9 @@ impl RevertResponse {
             commit_lsn: r.commit_lsn,
             dry_run: r.dry_run,
             backup_id: None,
+            mode: None,
+            restore: None,
+            replaced_kept_at: None,
             changed: r
                 .changed
                 .into_iter()
@@ -148,7 +162,7 @@ const E400: (u16, &str) = (
 );
 const E409: (u16, &str) = (
     409,
-    "A document was written concurrently (revert) or since the undone commit (undo): details.conflicts names each with the version expected and found (code conflict); or a restore needs the offline path (code restore_requires_offline).",
+    "A document was written concurrently (revert) or since the undone commit (undo): details.conflicts names each with the version expected and found (code conflict); or another restore is running (code restore_in_progress).",
 );
 const E410: (u16, &str) = (
     410,
@@ -322,9 +336,9 @@ pub async fn undo(
 
 /// Make the live database equal to an earlier state (admin scope): a time or LSN inside the
 /// history window, or a backup of the configured repository whose LSN is inside it, as one
-/// logged transaction with reason `restore`. A target outside the window (or a backup of
-/// another database or timeline) answers 409 `restore_requires_offline`: restore it into a
-/// new directory with `amberdb restore` and restart the server on it.
+/// logged transaction with reason `restore` (`mode: live`). A target outside the window (or a
+/// backup of another timeline) is restored from the repository into a new directory and
+/// swapped in (`mode: swap`): writes answer 503 `restoring` meanwhile.
 #[utoipa::path(
     post,
     path = "/v1/admin/restore",
@@ -346,7 +360,15 @@ pub async fn restore(
         dry_run: req.dry_run,
     };
     let (at, backup_id) = match (req.backup_id, req.to_time.as_deref(), req.to_lsn) {
-        (Some(id), None, None) => (backup_lsn(&state, &id).await?, Some(id)),
+        (Some(id), None, None) => match backup_lsn(&state, &id).await? {
+            Some(at) => (at, Some(id)),
+            None => {
+                let target = amberdb::RestoreTarget::Backup(id.clone());
+                let mut resp = swap_restore(&state, target, req.dry_run).await?;
+                resp.backup_id = Some(id);
+                return Ok(Json(resp));
+            }
+        },
         (None, t, n) => (target(t, n)?, None),
         _ => {
             return Err(ApiError::bad_request(
@@ -361,28 +383,49 @@ pub async fn restore(
         .unwrap_or(Err(amberdb::Error::Closed))
     {
         Ok(r) => r,
-        Err(amberdb::Error::HistoryLost { retained_from_lsn }) => {
-            return Err(offline(
-                format!(
-                    "the target is older than the retained history (from LSN {retained_from_lsn}); \
-                     a live swap from the backup repository is not supported: run \
-                     `amberdb restore --repo <repo> --to-time|--to-lsn|--backup ... --into <new dir>` \
-                     and restart the server on the new directory"
-                ),
-                Some(retained_from_lsn),
-            ))
+        Err(amberdb::Error::HistoryLost { .. }) => {
+            let target = match (&backup_id, at) {
+                (Some(id), _) => amberdb::RestoreTarget::Backup(id.clone()),
+                (None, amberdb::revert::At::Lsn(n)) => amberdb::RestoreTarget::Lsn(n),
+                (None, amberdb::revert::At::Time(t)) => amberdb::RestoreTarget::Time(t),
+            };
+            let mut resp = swap_restore(&state, target, opts.dry_run).await?;
+            resp.backup_id = backup_id;
+            return Ok(Json(resp));
         }
         Err(e) => return Err(e.into()),
     };
     let mut resp = RevertResponse::new("restore", report);
     resp.backup_id = backup_id;
+    resp.mode = Some("live".into());
     Ok(Json(resp))
+}
+
+/// A restore outside the history window: from the backup repository into a new directory,
+/// swapped in (`swap::restore_from_repo`).
+async fn swap_restore(
+    state: &Shared,
+    target: amberdb::RestoreTarget,
+    dry_run: bool,
+) -> Result<RevertResponse, ApiError> {
+    let done = crate::swap::restore_from_repo(state, target, dry_run).await?;
+    Ok(RevertResponse {
+        reason: "restore".into(),
+        target_lsn: done.lsn,
+        commit_lsn: None,
+        dry_run,
+        backup_id: None,
+        changed: vec![],
+        mode: Some("swap".into()),
+        restore: Some(done.report),
+        replaced_kept_at: done.kept.map(|p| p.display().to_string()),
+    })
 }
 
 /// The LSN a backup of the configured repository holds, if the live database can reach it
 /// by a restore-reason transaction: same database, same timeline at that LSN, not newer
-/// than the live state.
-async fn backup_lsn(state: &Shared, id: &str) -> Result<amberdb::revert::At, ApiError> {
+/// than the live state. `None`: it cannot (restore it from the repository and swap it in).
+async fn backup_lsn(state: &Shared, id: &str) -> Result<Option<amberdb::revert::At>, ApiError> {
     let Some(repo_path) = state.config.backup_repo.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -420,25 +463,9 @@ async fn backup_lsn(state: &Shared, id: &str) -> Result<amberdb::revert::At, Api
         && identity.timeline_at(m.lsn) == m.timeline
         && m.lsn <= db.view().lsn();
     if !same_history {
-        return Err(offline(
-            format!(
-                "backup {id} is not a point of this database's current history (another \
-                 database or timeline, or newer than the live state); a live swap is not \
-                 supported: run `amberdb restore --repo <repo> --backup {id} --into <new dir>` \
-                 and restart the server on the new directory"
-            ),
-            None,
-        ));
+        return Ok(None);
     }
-    Ok(amberdb::revert::At::Lsn(m.lsn))
-}
-
-fn offline(message: String, retained_from_lsn: Option<u64>) -> ApiError {
-    let e = ApiError::new(StatusCode::CONFLICT, "restore_requires_offline", message);
-    match retained_from_lsn {
-        Some(n) => e.details(serde_json::json!({ "retained_from_lsn": n })),
-        None => e,
-    }
+    Ok(Some(amberdb::revert::At::Lsn(m.lsn)))
 }
 
 fn refuse_while_shutting_down(state: &Shared) -> Result<(), ApiError> {

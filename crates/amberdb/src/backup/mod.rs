@@ -38,6 +38,7 @@ pub use restore::{
     plan_restore, restore, restore_with, RestorePlan, RestoreReport, RestoreTarget, SkippedBackup,
     RESTORE_MARKER,
 };
+pub use restore::{swap_in, swap_in_until, SwapStep};
 pub use retention::{PruneEntry, PrunePlan, RetentionPolicy};
 pub(crate) use schedule::{archive_loop, schedule_loop};
 pub use schedule::{BackupSchedule, BackupStatus};

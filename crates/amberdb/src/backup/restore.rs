@@ -936,3 +936,101 @@ pub fn restore_with(
     }
     Ok(report)
 }
+
+/// The steps of [`swap_in`], in order; [`swap_in_until`] stops after one of them (what a
+/// crash there would leave, for tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SwapStep {
+    /// The restored directory was checked complete and synced.
+    Synced,
+    /// The two directories were exchanged in one `renameat2(RENAME_EXCHANGE)` and the parent
+    /// synced: `data` is the restored database, `restored` the old one.
+    Exchanged,
+    /// The old database was renamed to its kept name and the parent synced.
+    Kept,
+}
+
+/// Puts the complete restored database directory `restored` in place of the database
+/// directory `data` (closed: its lock released), keeping the old one beside it, and returns
+/// where it is kept (`<data>.replaced-<time>`). Both must be in the same parent directory.
+///
+/// The rename protocol, so that a crash or power cut at any point leaves either the old or the
+/// restored database fully in place at `data`, and openable:
+/// 1. `restored` must be complete (no [`RESTORE_MARKER`]: `restore` assembles in a temporary
+///    directory and renames it into place) and is synced;
+/// 2. `data` and `restored` are exchanged atomically by the kernel (`renameat2` with
+///    `RENAME_EXCHANGE`, Linux), then the parent is synced: before it, `data` is the old
+///    database; after it, the restored one; there is no moment without one;
+/// 3. the old database, now at `restored`, is renamed to `<data>.replaced-<time>` and the
+///    parent synced. A crash between 2 and 3 leaves the old database under the restored
+///    directory's name: inert, never opened by the server, removable by the operator.
+///
+/// On a filesystem or OS without an atomic exchange this refuses (`Error::InvalidArgument`)
+/// before changing anything.
+pub fn swap_in(data: &Path, restored: &Path) -> Result<PathBuf> {
+    swap_in_until(data, restored, SwapStep::Kept)
+}
+
+/// [`swap_in`], stopping after `last` (a crash there; tests).
+#[doc(hidden)]
+pub fn swap_in_until(data: &Path, restored: &Path, last: SwapStep) -> Result<PathBuf> {
+    let faults = Faults::none();
+    let parent = match (data.parent(), restored.parent()) {
+        (Some(a), Some(b)) if a == b => a.to_owned(),
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "{} and {} must be in the same directory to be exchanged",
+                restored.display(),
+                data.display()
+            )))
+        }
+    };
+    if !data.is_dir() || !restored.is_dir() || restored.join(RESTORE_MARKER).exists() {
+        return Err(Error::InvalidArgument(format!(
+            "{} is not a complete restored database, or {} is not a directory",
+            restored.display(),
+            data.display()
+        )));
+    }
+    sync_dir(restored, &faults).context(|| format!("syncing {}", restored.display()))?;
+    let stamp =
+        crate::document::format_micros(crate::document::now_micros()).replace([':', '.'], "");
+    let name = data.file_name().and_then(|n| n.to_str()).unwrap_or("data");
+    let kept = parent.join(format!("{name}.replaced-{stamp}"));
+    if last == SwapStep::Synced {
+        return Ok(kept);
+    }
+    exchange(restored, data)?;
+    sync_dir(&parent, &faults).context(|| format!("syncing {}", parent.display()))?;
+    if last == SwapStep::Exchanged {
+        return Ok(kept);
+    }
+    io::rename(restored, &kept, &faults)
+        .context(|| format!("moving {} to {}", restored.display(), kept.display()))?;
+    sync_dir(&parent, &faults).context(|| format!("syncing {}", parent.display()))?;
+    Ok(kept)
+}
+
+/// Exchanges two directory entries atomically.
+#[cfg(target_os = "linux")]
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "cannot exchange {} and {} atomically ({e}); nothing was changed: restore offline \
+             with `amberdb restore --into NEW` and restart on NEW",
+            a.display(),
+            b.display()
+        ))
+    })
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange(a: &Path, b: &Path) -> Result<()> {
+    Err(Error::InvalidArgument(format!(
+        "this OS has no atomic directory exchange for {} and {}; nothing was changed: restore \
+         offline with `amberdb restore --into NEW` and restart on NEW",
+        a.display(),
+        b.display()
+    )))
+}

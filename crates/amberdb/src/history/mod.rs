@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::document::{validate_collection, validate_key, DocMeta, Document};
 use crate::error::{Damage, Error, Result};
-use crate::log::reader::ReadError;
+use crate::log::reader::{CommitCache, ReadError};
 use crate::log::record::{CommitReason, CommitRecord, LoggedOp};
 use crate::state::{ListOptions, Page, ReadView, State};
 use crate::Db;
@@ -157,6 +157,28 @@ fn find_op<'r>(rec: &'r CommitRecord, collection: &str, key: &str) -> Option<&'r
         .find(|o| &*o.collection == collection && &*o.key == key)
 }
 
+/// A point read's failure as the engine's error: before the window is `HistoryLost`.
+pub(crate) fn read_error(e: ReadError, window: u64) -> Error {
+    match e {
+        ReadError::NotRetained => lost(window),
+        ReadError::Io(detail) => Error::Damaged(Damage {
+            file: crate::recovery::LOG_DIR.into(),
+            offset: 0,
+            detail,
+            hint: "Run `amberdb verify` for a full report".into(),
+        }),
+    }
+}
+
+/// The commit `lsn` through one operation's cache of decoded commits.
+pub(crate) fn cached_commit(
+    cache: &mut CommitCache<'_>,
+    lsn: u64,
+    window: u64,
+) -> Result<Arc<CommitRecord>> {
+    cache.get(lsn).map_err(|e| read_error(e, window))
+}
+
 /// The newest LSN of `collection`/`key` in `state`: its live version's or its tombstone's.
 fn head_lsn(state: &State, collection: &str, key: &str) -> Option<u64> {
     let coll = state.collections.get(collection)?;
@@ -167,16 +189,9 @@ fn head_lsn(state: &State, collection: &str, key: &str) -> Option<u64> {
 
 impl Db {
     fn read_commit(&self, lsn: u64, window: u64) -> Result<CommitRecord> {
-        match self.log_reader().read(lsn) {
-            Ok(rec) => Ok(rec),
-            Err(ReadError::NotRetained) => Err(lost(window)),
-            Err(ReadError::Io(detail)) => Err(Error::Damaged(Damage {
-                file: crate::recovery::LOG_DIR.into(),
-                offset: 0,
-                detail,
-                hint: "Run `amberdb verify` for a full report".into(),
-            })),
-        }
+        self.log_reader()
+            .read(lsn)
+            .map_err(|e| read_error(e, window))
     }
 
     /// Diagnostics of the log's point reader since open: (frames decoded by history and
@@ -362,7 +377,8 @@ impl Db {
         if lsn < window && lsn < view.lsn() {
             return Err(lost(window));
         }
-        match doc_at(self, &view, collection, key, lsn, window)? {
+        let mut cache = CommitCache::new(self.log_reader());
+        match doc_at(&mut cache, &view, collection, key, lsn, window)? {
             // Only a document with an expiry needs the point's time.
             Some(d) if d.meta.expires_at.is_some() => {
                 let now = self.point_time(&view, at, lsn, window)?;
@@ -397,6 +413,8 @@ impl Db {
         }
         // The point's time, read once when a document with an expiry needs it.
         let mut now: Option<u64> = None;
+        // Documents changed by the same commits since the point decode each commit once.
+        let mut cache = CommitCache::new(self.log_reader());
         let mut page = Page {
             docs: vec![],
             next: None,
@@ -440,7 +458,7 @@ impl Db {
             if !key.starts_with(prefix) || opts.end_before.as_deref().is_some_and(|e| &*key >= e) {
                 break;
             }
-            let Some(doc) = doc_at(self, &view, collection, &key, lsn, window)? else {
+            let Some(doc) = doc_at(&mut cache, &view, collection, &key, lsn, window)? else {
                 continue;
             };
             if doc.meta.expires_at.is_some() {
@@ -463,10 +481,11 @@ impl Db {
 }
 
 /// `collection`/`key` as it was right after commit `lsn` in `view`'s history: the live
-/// version when it is not newer than `lsn`, else the chain walked back. The caller checks
-/// `lsn` against the window (`window` is its start, for the error).
+/// version when it is not newer than `lsn`, else the chain walked back through `cache` (the
+/// operation's decoded commits; history, as-of reads and revert share this one walk). The
+/// caller checks `lsn` against the window (`window` is its start, for the error).
 pub(crate) fn doc_at(
-    db: &Db,
+    cache: &mut CommitCache<'_>,
     view: &ReadView,
     collection: &str,
     key: &str,
@@ -486,7 +505,7 @@ pub(crate) fn doc_at(
     }
     let mut cur = head_lsn(state, collection, key).unwrap_or(0);
     while cur > lsn {
-        let rec = db.read_commit(cur, window)?;
+        let rec = cached_commit(cache, cur, window)?;
         let op =
             find_op(&rec, collection, key).ok_or_else(|| chain_broken(cur, collection, key))?;
         cur = op.prev_lsn;
@@ -494,7 +513,7 @@ pub(crate) fn doc_at(
     if cur == 0 {
         return Ok(None);
     }
-    let rec = db.read_commit(cur, window)?;
+    let rec = cached_commit(cache, cur, window)?;
     let op = find_op(&rec, collection, key).ok_or_else(|| chain_broken(cur, collection, key))?;
     Ok(op.doc.as_ref().map(|d| Document {
         key: op.key.clone(),

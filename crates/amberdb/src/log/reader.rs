@@ -6,6 +6,10 @@
 //! offset of a frame at most [`STRIDE`](super::index::STRIDE) - 1 frames before the one
 //! wanted, so a read decodes at most that many frames. No committer lock is taken: the active
 //! segment is read only up to the bytes and LSN the writer had written when the read began.
+//!
+//! A point read decodes a whole commit. One operation that reads many documents of the same
+//! commits (an as-of listing, a revert of many documents written by a few large commits)
+//! reads through a [`CommitCache`]: each commit decoded once per operation, within a bound.
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
@@ -19,6 +23,48 @@ use super::sealed::FrameDecoder;
 use super::segment::{read_header, SegmentHeader};
 use super::SealedList;
 use crate::io::Faults;
+
+/// Bytes of decoded commits one [`CommitCache`] keeps (their payload sizes): past it, the
+/// cache starts over. A revert of 10,000 documents written by 1,000-document commits took
+/// 10.5 s decoding each commit once per document (docs/BENCHMARKS.md).
+pub(crate) const COMMIT_CACHE_BYTES: usize = 64 << 20;
+
+/// Decoded commits by LSN for one operation (a history page, an as-of read or listing, a
+/// revert, undo or restore), bounded by [`COMMIT_CACHE_BYTES`]. Never shared between
+/// operations: each sees the log as it is when it reads.
+pub(crate) struct CommitCache<'r> {
+    reader: &'r LogReader,
+    map: HashMap<u64, Arc<CommitRecord>>,
+    bytes: usize,
+    limit: usize,
+}
+
+impl<'r> CommitCache<'r> {
+    pub(crate) fn new(reader: &'r LogReader) -> Self {
+        CommitCache {
+            reader,
+            map: HashMap::new(),
+            bytes: 0,
+            limit: COMMIT_CACHE_BYTES,
+        }
+    }
+
+    /// The commit with LSN `lsn`, decoded at most once while the cache has room.
+    pub(crate) fn get(&mut self, lsn: u64) -> Result<Arc<CommitRecord>, ReadError> {
+        if let Some(rec) = self.map.get(&lsn) {
+            return Ok(rec.clone());
+        }
+        let rec = Arc::new(self.reader.read(lsn)?);
+        let size = rec.payload_len();
+        if self.bytes + size > self.limit {
+            self.map.clear();
+            self.bytes = 0;
+        }
+        self.bytes += size;
+        self.map.insert(lsn, rec.clone());
+        Ok(rec)
+    }
+}
 
 /// Why a point read failed.
 #[derive(Debug)]
