@@ -521,6 +521,19 @@ impl Db {
                 });
             }
         }
+        for sha in crate::blob::referenced(&view.state) {
+            let path = self.inner.blobs.path_of(&sha);
+            if !path.is_file() {
+                report.problems.push(Problem {
+                    file: path,
+                    offset: None,
+                    detail: format!(
+                        "blob {} is named by a document but its file is missing",
+                        hex::encode(sha)
+                    ),
+                });
+            }
+        }
         self.inner.shared.emit(EventKind::DataValidated, &report);
         Ok(report)
     }

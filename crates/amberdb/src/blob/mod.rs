@@ -16,11 +16,14 @@
 //! inside the retained log names it.
 
 mod gc;
+mod repo;
 mod store;
 
 pub use gc::BlobGcReport;
+pub use repo::BlobEntry;
+pub(crate) use repo::{copy_to_repo, prune_repo, referenced, restore_into, verify_repo};
 pub use store::{blob_rel_path, BLOB_DIR};
-pub(crate) use store::{copy_verified, hash_file, list_blob_files, BlobStore};
+pub(crate) use store::{hash_file, list_blob_files, BlobStore};
 
 use std::io::{Read, Seek, SeekFrom};
 

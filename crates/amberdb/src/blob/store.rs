@@ -128,64 +128,6 @@ pub(crate) fn hash_file(path: &Path, faults: &Faults) -> std::io::Result<([u8; 3
     Ok((h.finalize().into(), len))
 }
 
-/// Copies the file `from` to `to` content-addressed: into a temp file beside `to`, fsynced,
-/// renamed, directory fsynced, checking that the bytes hash to `sha256` on the way (a damaged
-/// source is refused, never copied). Used by backups and restores.
-pub(crate) fn copy_verified(
-    from: &Path,
-    to: &Path,
-    sha256: &[u8; 32],
-    faults: &Faults,
-) -> Result<u64> {
-    let dir = io::parent_dir(to);
-    io::create_dir_all(dir, faults).context(|| format!("creating {}", dir.display()))?;
-    let name = to.file_name().and_then(|n| n.to_str()).unwrap_or("blob");
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let result = (|| {
-        let mut src =
-            io::open_read(from, faults).context(|| format!("reading {}", from.display()))?;
-        let mut out = io::create(&tmp, faults).context(|| format!("creating {}", tmp.display()))?;
-        let mut h = Sha256::new();
-        let mut buf = vec![0u8; CHUNK];
-        let mut len = 0u64;
-        loop {
-            let n = src
-                .read(&mut buf)
-                .context(|| format!("reading {}", from.display()))?;
-            if n == 0 {
-                break;
-            }
-            let chunk = buf.get(..n).unwrap_or_default();
-            h.update(chunk);
-            out.write_all(chunk)
-                .context(|| format!("writing {}", tmp.display()))?;
-            len += n as u64;
-        }
-        let got: [u8; 32] = h.finalize().into();
-        if &got != sha256 {
-            return Err(Error::Damaged(crate::error::Damage {
-                file: from.to_owned(),
-                offset: 0,
-                detail: format!(
-                    "blob file hashes to {}, not to its name {}",
-                    hex::encode(got),
-                    hex::encode(sha256)
-                ),
-                hint: "run `amberdb verify`; restore the blob from a backup".into(),
-            }));
-        }
-        out.sync_all()
-            .context(|| format!("syncing {}", tmp.display()))?;
-        io::rename(&tmp, to, faults).context(|| format!("renaming {}", tmp.display()))?;
-        io::sync_dir(dir, faults).context(|| format!("syncing {}", dir.display()))?;
-        Ok(len)
-    })();
-    if result.is_err() {
-        let _ = io::remove_file(&tmp, faults);
-    }
-    result
-}
-
 /// A finished upload: its content hash and size (and its temp file until it is moved).
 pub(crate) struct Upload {
     pub sha256: [u8; 32],
