@@ -125,6 +125,12 @@ fn openapi_document_describes_every_route() {
         ("/v1/admin/events", &["get"]),
         ("/v1/log", &["get"]),
         ("/v1/collections/{collection}/docs/{key}/history", &["get"]),
+        ("/v1/collections/{collection}/blobs", &["get"]),
+        (
+            "/v1/collections/{collection}/blobs/{key}",
+            &["get", "put", "delete"],
+        ),
+        ("/v1/collections/{collection}/blobs/{key}/staged", &["post"]),
     ] {
         for m in methods {
             assert!(
@@ -135,7 +141,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        23,
+        26,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];

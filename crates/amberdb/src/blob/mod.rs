@@ -403,7 +403,7 @@ impl Db {
     ) -> Result<Committed> {
         let store = self.blob_store();
         let mut pinned = vec![];
-        let result = (|| {
+        let mut result = (|| {
             let ops = crate::state::encode_transaction_with(
                 txn,
                 self.options().max_doc_bytes,
@@ -412,7 +412,13 @@ impl Db {
             let durability = txn.durability.unwrap_or(self.options().durability);
             self.commit_encoded(ops, durability, meta)
         })();
-        if result.is_ok() {
+        if let Ok(c) = &mut result {
+            // Results name the blob's collection, not its metadata collection.
+            for r in &mut c.results {
+                if let Some(user) = user_collection(&r.collection) {
+                    r.collection = user.to_owned();
+                }
+            }
             for id in staging_ids(txn) {
                 if let Err(e) = store.unstage(id) {
                     // The blob is committed; an unremoved record only expires later.
