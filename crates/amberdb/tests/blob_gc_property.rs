@@ -37,7 +37,9 @@ fn step() -> impl Strategy<Value = Step> {
 }
 
 fn content(c: u8) -> Vec<u8> {
-    (0..(1000 + c as usize * 3001)).map(|i| (i as u8) ^ c.wrapping_mul(37)).collect()
+    (0..(1000 + c as usize * 3001))
+        .map(|i| (i as u8) ^ c.wrapping_mul(37))
+        .collect()
 }
 
 fn read(db: &Db, k: &str) -> Option<Vec<u8>> {
@@ -52,7 +54,9 @@ fn read(db: &Db, k: &str) -> Option<Vec<u8>> {
 
 /// Content hashes of every blob write still in the data directory's log.
 fn retained_writes(db: &Db) -> Vec<String> {
-    let filter = Filter::all().collection(metadata_collection("b")).with_values(true);
+    let filter = Filter::all()
+        .collection(metadata_collection("b"))
+        .with_values(true);
     let mut sub = match db.subscribe(0, filter.clone()) {
         Err(Error::HistoryLost { retained_from_lsn }) => {
             db.subscribe(retained_from_lsn - 1, filter).unwrap()
@@ -121,19 +125,25 @@ fn run(steps: Vec<Step>) {
             assert_eq!(read(&db, k).as_ref(), Some(want), "after {s:?}: {k}");
         }
         for sha in retained_writes(&db) {
-            let path = data
-                .join("blobs")
-                .join(&sha[..2])
-                .join(&sha);
-            assert!(path.is_file(), "after {s:?}: a blob write in the log lost its file {sha}");
+            let path = data.join("blobs").join(&sha[..2]).join(&sha);
+            assert!(
+                path.is_file(),
+                "after {s:?}: a blob write in the log lost its file {sha}"
+            );
         }
     }
     let kept: Vec<String> = repo.list().unwrap().into_iter().map(|m| m.id).collect();
     for id in kept {
         let want = &at_backup[&id];
         let out = dir.path().join(format!("restore-{id}"));
-        restore(&repo, &RestoreTarget::Backup(id.clone()), false, &out, &NoProgress)
-            .unwrap_or_else(|e| panic!("kept backup {id} does not restore: {e}"));
+        restore(
+            &repo,
+            &RestoreTarget::Backup(id.clone()),
+            false,
+            &out,
+            &NoProgress,
+        )
+        .unwrap_or_else(|e| panic!("kept backup {id} does not restore: {e}"));
         let r = Db::open(&out).unwrap();
         let (list, _) = r.list_blobs("b", &amberdb::ListOptions::default()).unwrap();
         assert_eq!(list.len(), want.len(), "backup {id}");
