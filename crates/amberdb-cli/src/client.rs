@@ -84,6 +84,95 @@ impl Client {
         Ok(Reply { status, body })
     }
 
+    /// Sends a request whose body streams from `body` (blob uploads); the answer is read
+    /// whole (it is JSON).
+    pub fn send_reader(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        body: &mut dyn std::io::Read,
+    ) -> Result<Reply, CliError> {
+        let url = format!("{}{}", self.base, path);
+        let mut b = ureq::http::Request::builder().method(method).uri(&url);
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            b = b.header(*k, v.as_str());
+        }
+        let req = b
+            .body(ureq::SendBody::from_reader(body))
+            .map_err(|e| CliError::usage(format!("bad request for {url}: {e}")))?;
+        let mut resp = self.agent.run(req).map_err(|e| {
+            CliError::new(ERROR, format!("cannot reach {url}: {e}"))
+                .hint("is `amberdb serve` running there? check --url / AMBERDB_URL")
+        })?;
+        let status = resp.status().as_u16();
+        let body = resp
+            .body_mut()
+            .with_config()
+            .limit(1 << 24)
+            .read_to_string()
+            .map_err(|e| CliError::new(ERROR, format!("reading the answer from {url}: {e}")))?;
+        Ok(Reply { status, body })
+    }
+
+    /// GETs `path` and streams a 200 answer's body into `out` (blob downloads), reporting
+    /// progress by its `Content-Length`; any other answer is an error as in [`Client::call`].
+    pub fn download(
+        &self,
+        path: &str,
+        out: &mut dyn std::io::Write,
+        progress: &dyn amberdb::backup::Progress,
+    ) -> Result<u64, CliError> {
+        let url = format!("{}{}", self.base, path);
+        let mut b = ureq::http::Request::builder().method("GET").uri(&url);
+        if let Some(t) = &self.token {
+            b = b.header("authorization", format!("Bearer {t}"));
+        }
+        let req = b
+            .body(())
+            .map_err(|e| CliError::usage(format!("bad request for {url}: {e}")))?;
+        let mut resp = self.agent.run(req).map_err(|e| {
+            CliError::new(ERROR, format!("cannot reach {url}: {e}"))
+                .hint("is `amberdb serve` running there? check --url / AMBERDB_URL")
+        })?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            let body = resp
+                .body_mut()
+                .with_config()
+                .limit(1 << 24)
+                .read_to_string()
+                .unwrap_or_default();
+            check(Reply { status, body })?;
+            return Ok(0);
+        }
+        let total = resp
+            .headers()
+            .get("content-length")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        progress.begin(&format!("downloading {path}"), total);
+        let mut reader = resp.body_mut().with_config().limit(u64::MAX).reader();
+        let mut buf = vec![0u8; 64 << 10];
+        let mut n = 0u64;
+        loop {
+            let k = std::io::Read::read(&mut reader, &mut buf)
+                .map_err(|e| CliError::new(ERROR, format!("reading {url}: {e}")))?;
+            if k == 0 {
+                break;
+            }
+            out.write_all(buf.get(..k).unwrap_or_default())
+                .map_err(|e| CliError::new(ERROR, format!("writing the blob: {e}")))?;
+            progress.advance(k as u64);
+            n += k as u64;
+        }
+        progress.end();
+        Ok(n)
+    }
+
     /// Sends and turns any non-2xx answer into a CLI error.
     pub fn call(
         &self,

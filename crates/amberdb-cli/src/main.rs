@@ -71,6 +71,9 @@ enum Command {
     /// Backups: create, list, verify, prune, detach.
     #[command(subcommand)]
     Backup(commands::backup::Backup),
+    /// Binary blobs: put, get, rm, ls.
+    #[command(subcommand)]
+    Blob(commands::blob::Blob),
     /// Restore a backup, a point in time or an LSN into a new directory.
     Restore(commands::restore::Args),
     /// List commits with time, LSN and what they touched (to pick a restore point).
@@ -122,6 +125,7 @@ fn main() {
         Command::Bench(b) => commands::bench::run(b),
         Command::Backup(b) => commands::backup::run(b),
         Command::Restore(a) => commands::restore::run(a),
+        Command::Blob(b) => commands::blob::run(b),
         Command::Log(a) => commands::log::run(a),
         Command::Key(k) => commands::key::run(k),
         Command::Revert(a) => commands::revert::run(a),

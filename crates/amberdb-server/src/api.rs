@@ -151,6 +151,33 @@ pub enum TxnOp {
         /// Required version.
         version: u64,
     },
+    /// Make the blob staged under `staging_id` (`POST .../blobs/{key}/staged`) the blob's new
+    /// version, atomically with the other operations.
+    BlobRef {
+        /// Collection.
+        #[schema(pattern = r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")]
+        collection: String,
+        /// Blob key.
+        #[schema(min_length = 1, max_length = 1024)]
+        key: String,
+        /// The staging id the upload returned.
+        staging_id: String,
+        /// Required current version of the blob (0 = must not exist).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_version: Option<u64>,
+    },
+    /// Delete a blob.
+    BlobDelete {
+        /// Collection.
+        #[schema(pattern = r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")]
+        collection: String,
+        /// Blob key.
+        #[schema(min_length = 1, max_length = 1024)]
+        key: String,
+        /// Required current version of the blob.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        if_version: Option<u64>,
+    },
 }
 
 impl TxnOp {
@@ -162,7 +189,9 @@ impl TxnOp {
             | TxnOp::Replace { collection, .. }
             | TxnOp::Patch { collection, .. }
             | TxnOp::Delete { collection, .. }
-            | TxnOp::Check { collection, .. } => collection,
+            | TxnOp::Check { collection, .. }
+            | TxnOp::BlobRef { collection, .. }
+            | TxnOp::BlobDelete { collection, .. } => collection,
         }
     }
 
@@ -264,6 +293,29 @@ impl TxnRequest {
                     version,
                 } => {
                     tx.check(collection, key, *version);
+                    continue;
+                }
+                TxnOp::BlobRef {
+                    collection,
+                    key,
+                    staging_id,
+                    if_version,
+                } => {
+                    tx.blob_ref(collection, key, staging_id);
+                    if let Some(amberdb::Op::Blob(w)) = tx.ops.last_mut() {
+                        w.if_version = *if_version;
+                    }
+                    continue;
+                }
+                TxnOp::BlobDelete {
+                    collection,
+                    key,
+                    if_version,
+                } => {
+                    tx.delete_blob(collection, key);
+                    if let Some(amberdb::Op::Blob(w)) = tx.ops.last_mut() {
+                        w.if_version = *if_version;
+                    }
                     continue;
                 }
             };

@@ -72,8 +72,28 @@ pub fn router(state: Shared) -> Router {
             limit_and_deadline,
         ));
 
+    // Blobs: streamed bodies outside the request deadline and `limits.body_bytes`
+    // (`limits.blob_bytes` bounds them, counted while streaming).
+    let blobs = Router::new()
+        .route(
+            "/v1/collections/{collection}/blobs",
+            get(routes::blobs::list_blobs),
+        )
+        .route(
+            "/v1/collections/{collection}/blobs/{key}",
+            get(routes::blobs::get_blob)
+                .put(routes::blobs::put_blob)
+                .delete(routes::blobs::delete_blob),
+        )
+        .route(
+            "/v1/collections/{collection}/blobs/{key}/staged",
+            axum::routing::post(routes::blobs::stage_blob),
+        )
+        .layer(DefaultBodyLimit::disable());
+
     Router::new()
         .merge(api)
+        .merge(blobs)
         // Streams: outside the request deadline and the concurrency limit (bounded apart).
         .route("/v1/changes", get(routes::changes::changes))
         .route("/v1/admin/events", get(routes::events::events))
@@ -151,8 +171,14 @@ async fn body_policy(State(state): State<Shared>, req: Request, next: Next) -> R
         .and_then(|v| v.trim().parse::<u64>().ok());
     let has_body =
         declared.is_some_and(|n| n > 0) || req.headers().contains_key(header::TRANSFER_ENCODING);
+    // Blob uploads are bounded by `limits.blob_bytes` in their handler instead.
+    let blob_upload = req.uri().path().contains("/blobs/")
+        && matches!(
+            *req.method(),
+            axum::http::Method::PUT | axum::http::Method::POST
+        );
     let mut resp = match declared {
-        Some(n) if n > state.config.body_limit as u64 => ApiError::new(
+        Some(n) if n > state.config.body_limit as u64 && !blob_upload => ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!(

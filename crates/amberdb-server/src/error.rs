@@ -128,6 +128,9 @@ impl From<amberdb::Error> for ApiError {
             // A failure that did not poison (e.g. out of file descriptors while opening a new
             // log segment): nothing was written, the database stays writable, retry.
             E::Io { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "io_error", msg),
+            E::BlobTooLarge { limit, .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "blob_too_large", msg)
+                .details(serde_json::json!({"limit": limit})),
+            E::DigestMismatch { .. } => ApiError::bad_request("digest_mismatch", msg),
             _ => ApiError::internal(msg),
         }
     }

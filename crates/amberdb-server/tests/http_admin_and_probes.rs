@@ -126,6 +126,12 @@ fn openapi_document_describes_every_route() {
         ("/v1/admin/events", &["get"]),
         ("/v1/log", &["get"]),
         ("/v1/collections/{collection}/docs/{key}/history", &["get"]),
+        ("/v1/collections/{collection}/blobs", &["get"]),
+        (
+            "/v1/collections/{collection}/blobs/{key}",
+            &["get", "put", "delete"],
+        ),
+        ("/v1/collections/{collection}/blobs/{key}/staged", &["post"]),
     ] {
         for m in methods {
             assert!(
@@ -136,7 +142,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        24,
+        27,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];

@@ -59,6 +59,8 @@ pub(crate) struct Inner {
     reaper: crate::ttl::ReaperStats,
     /// Key rotation: one at a time, and its status (`crypto::rotate`).
     rotation: crate::crypto::rotate::RotationBook,
+    /// Blob files, uploads and staging records (`blob/`).
+    blobs: crate::blob::BlobStore,
 }
 
 #[derive(Debug, Default)]
@@ -188,6 +190,7 @@ impl Db {
             ms = started.elapsed().as_millis() as u64,
             "opened database"
         );
+        let blobs = crate::blob::BlobStore::open(&dir, opts.faults.clone())?;
         let sealed: SealedList = Arc::new(Mutex::new(rec.sealed));
         let log = CommitLog::open(
             &dir.join(LOG_DIR),
@@ -262,6 +265,7 @@ impl Db {
             reader,
             reaper: crate::ttl::ReaperStats::default(),
             rotation: Default::default(),
+            blobs,
         });
         let db = Db { inner };
         let weak = Arc::downgrade(&db.inner);
@@ -350,6 +354,16 @@ impl Db {
         }
     }
 
+    pub(crate) fn blob_store(&self) -> &crate::blob::BlobStore {
+        &self.inner.blobs
+    }
+
+    /// Runs `f` while no checkpoint or log cleanup runs (no segment is removed meanwhile).
+    pub(crate) fn without_log_cleanup<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        let _guard = self.inner.ckpt_lock.lock().map_err(|_| Error::Closed)?;
+        Ok(f())
+    }
+
     pub(crate) fn backup_book(&self) -> &BackupBook {
         &self.inner.backups
     }
@@ -388,6 +402,13 @@ impl Db {
     pub(crate) fn commit_with(&self, txn: &Transaction, meta: CommitMeta) -> Result<Committed> {
         if let Some(e) = self.inner.shared.poisoned_error() {
             return Err(e);
+        }
+        if txn
+            .ops
+            .iter()
+            .any(|op| matches!(op, crate::txn::Op::Blob(_)))
+        {
+            return self.commit_with_blobs(txn, meta);
         }
         let ops = encode_transaction(txn, self.inner.opts.max_doc_bytes)?;
         let durability = txn.durability.unwrap_or(self.inner.opts.durability);
@@ -508,6 +529,19 @@ impl Db {
                     detail: format!(
                         "document {coll}/{} in memory does not match its SHA-256",
                         doc.key
+                    ),
+                });
+            }
+        }
+        for sha in crate::blob::referenced(&view.state) {
+            let path = self.inner.blobs.path_of(&sha);
+            if !path.is_file() {
+                report.problems.push(Problem {
+                    file: path,
+                    offset: None,
+                    detail: format!(
+                        "blob {} is named by a document but its file is missing",
+                        hex::encode(sha)
                     ),
                 });
             }
@@ -935,6 +969,13 @@ fn checkpoint_loop(inner: std::sync::Weak<Inner>) {
 /// Refuses options that would let a writer produce what no decoder accepts.
 fn check_limits(opts: &Options) -> Result<()> {
     use crate::limits::{MAX_DOC_BYTES, MAX_PAYLOAD_LEN};
+    if opts.max_blob_bytes > crate::limits::MAX_BLOB_BYTES {
+        return Err(Error::InvalidArgument(format!(
+            "max_blob_bytes {} is over the engine's limit of {} bytes",
+            opts.max_blob_bytes,
+            crate::limits::MAX_BLOB_BYTES
+        )));
+    }
     if opts.max_doc_bytes > MAX_DOC_BYTES {
         return Err(Error::InvalidArgument(format!(
             "max_doc_bytes {} is over the engine's limit of {MAX_DOC_BYTES} bytes",

@@ -223,6 +223,24 @@ pub enum Error {
         /// What is wrong with it and how to make a good one.
         reason: String,
     },
+    /// A blob upload streamed more than `Options::max_blob_bytes`; nothing was stored.
+    #[error("blob {collection}/{key} is over the limit of {limit} bytes")]
+    BlobTooLarge {
+        /// The collection.
+        collection: String,
+        /// The blob's key.
+        key: String,
+        /// The configured limit.
+        limit: u64,
+    },
+    /// An upload's bytes do not hash to the SHA-256 the client declared; nothing was stored.
+    #[error("the upload's SHA-256 is {actual}, not the declared {expected}")]
+    DigestMismatch {
+        /// What the client declared (hex).
+        expected: String,
+        /// What the bytes hash to (hex).
+        actual: String,
+    },
     /// An operating-system I/O error, with what the engine was doing.
     #[error("{context}: {source}")]
     Io {

@@ -26,7 +26,7 @@ pub use powercut::{CutReport, PowerCut};
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -573,6 +573,13 @@ impl Read for ReadFile {
         run(&self.faults, IoOp::Read { path: &self.path }, || {
             file.read(buf)
         })
+    }
+}
+
+/// Moves the read position (range reads of blobs); no file-system operation of its own.
+impl Seek for ReadFile {
+    fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+        self.file.seek(pos)
     }
 }
 

@@ -39,6 +39,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used, clippy::indexing_slicing))]
 
 pub mod backup;
+pub mod blob;
 pub mod checkpoint;
 pub mod clock;
 mod codec;
@@ -68,6 +69,9 @@ mod txn;
 mod verify;
 
 pub use backup::{BackupManifest, BackupRepo, RestoreTarget, RetentionPolicy};
+pub use blob::{
+    BlobGcReport, BlobInfo, BlobReader, BlobUpload, BlobWrite, BlobWriteKind, StagedBlob,
+};
 pub use db::{buffered, CheckpointInfo, Db, Stats};
 pub use document::{
     canonical_json, format_micros, validate_collection, validate_key, DocMeta, Document,

@@ -68,6 +68,20 @@ pub const MAX_PATCH_OPS: usize = 1000;
 /// commit: 100 years. Larger values are refused before anything is logged, so no expiry
 /// computation can overflow and no typo makes a document immortal by accident.
 pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+// ---- Blobs ----
+
+/// `Options::max_blob_bytes` by default (the server's `limits.blob_bytes`): 1 GiB. Counted
+/// while an upload streams, so a larger one is refused after at most this many bytes were
+/// written to its temp file (which is removed).
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1 << 30;
+
+/// Largest value `Options::max_blob_bytes` may take: 64 GiB.
+pub const MAX_BLOB_BYTES: u64 = 64 << 30;
+
+/// A blob staged and not named by a commit within this time is removed by blob garbage
+/// collection (its staging id stops working).
+pub const BLOB_STAGING_TTL: std::time::Duration = std::time::Duration::from_secs(3600);
+
 // ---- Revert, undo and live restore ----
 
 /// Most documents one revert, undo or live restore may consider (documents changed since its

@@ -97,6 +97,9 @@ pub struct Options {
     /// Most documents one reaper pass deletes (one transaction); with the interval, the
     /// reaper's rate limit. Default: 1000.
     pub ttl_reap_batch: usize,
+    /// Largest blob an upload may stream, in bytes (default 1 GiB,
+    /// `limits::DEFAULT_MAX_BLOB_BYTES`; at most `limits::MAX_BLOB_BYTES`).
+    pub max_blob_bytes: u64,
 }
 
 impl Options {
@@ -157,6 +160,7 @@ impl Default for Options {
             on_event: None,
             ttl_reap_interval: Some(Duration::from_secs(1)),
             ttl_reap_batch: 1000,
+            max_blob_bytes: crate::limits::DEFAULT_MAX_BLOB_BYTES,
         }
     }
 }

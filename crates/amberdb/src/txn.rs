@@ -144,6 +144,8 @@ pub enum Op {
         /// Required version.
         version: u64,
     },
+    /// A write to a blob (`crate::blob`): naming a staged blob, or deleting one.
+    Blob(crate::blob::BlobWrite),
 }
 
 /// An ordered list of operations applied all-or-nothing.
@@ -223,6 +225,29 @@ impl Transaction {
             key: key.to_owned(),
             version,
         });
+        self
+    }
+
+    /// Makes the blob staged under `staging_id` (`Db::stage_blob`) the new version of the
+    /// blob `collection/key` when this transaction commits.
+    pub fn blob_ref(&mut self, collection: &str, key: &str, staging_id: &str) -> &mut Self {
+        self.ops.push(Op::Blob(crate::blob::BlobWrite {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            kind: crate::blob::BlobWriteKind::Ref(staging_id.to_owned()),
+            if_version: None,
+        }));
+        self
+    }
+
+    /// Deletes the blob `collection/key`.
+    pub fn delete_blob(&mut self, collection: &str, key: &str) -> &mut Self {
+        self.ops.push(Op::Blob(crate::blob::BlobWrite {
+            collection: collection.to_owned(),
+            key: key.to_owned(),
+            kind: crate::blob::BlobWriteKind::Delete,
+            if_version: None,
+        }));
         self
     }
 

@@ -43,6 +43,8 @@ pub struct VerifyReport {
     pub checkpoints: u64,
     /// Documents whose SHA-256 was checked (log records and checkpoint entries).
     pub documents_checked: u64,
+    /// Blob files whose SHA-256 was checked against their names (`DATA/blobs/`).
+    pub blobs_checked: u64,
     /// A torn tail at the end of the last segment: normal after a crash, not damage. The next
     /// open cuts it.
     pub torn_tail: Option<TornTail>,
@@ -383,6 +385,24 @@ pub fn verify_dir_with(data: &Path, keys: Option<&crate::crypto::Keyring>) -> Re
                     detail: format!("header says LSN {}, file name says {lsn}", h.lsn),
                 });
             }
+        }
+    }
+    // Every blob file hashes to its name.
+    let blob_root = data.join(crate::blob::BLOB_DIR);
+    for (sha, path) in crate::blob::list_blob_files(&blob_root, &crate::io::Faults::none())? {
+        report.blobs_checked += 1;
+        match crate::blob::hash_file(&path, &crate::io::Faults::none()) {
+            Ok((got, _)) if got == sha => {}
+            Ok((got, _)) => report.problems.push(Problem {
+                file: path,
+                offset: None,
+                detail: format!("blob file hashes to {}, not to its name", hex::encode(got)),
+            }),
+            Err(e) => report.problems.push(Problem {
+                file: path,
+                offset: None,
+                detail: format!("blob file unreadable: {e}"),
+            }),
         }
     }
     // Replay from the oldest checkpoint (or from LSN 1) must be possible.

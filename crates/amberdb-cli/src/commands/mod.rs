@@ -2,6 +2,7 @@
 
 pub mod backup;
 pub mod bench;
+pub mod blob;
 pub mod checkpoint;
 pub mod delete;
 pub mod get;

@@ -294,6 +294,7 @@ fn build(
         tls,
         body_limit: int("limits.body_bytes")? as usize,
         max_doc_bytes: int("limits.max_doc_bytes")? as usize,
+        blob_limit: int("limits.blob_bytes")?,
         request_timeout: Duration::from_millis(int("limits.request_timeout_ms")?),
         header_read_timeout: Duration::from_millis(int("limits.header_read_timeout_ms")?),
         max_connections: int("limits.max_connections")? as usize,

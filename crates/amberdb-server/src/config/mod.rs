@@ -100,6 +100,8 @@ pub struct Config {
     pub body_limit: usize,
     /// Largest document value in bytes.
     pub max_doc_bytes: usize,
+    /// Largest blob upload in bytes (`limits.blob_bytes`).
+    pub blob_limit: u64,
     /// Deadline for one request.
     pub request_timeout: Duration,
     /// Time a connection has to deliver a request header (also the idle keep-alive timeout).
@@ -170,6 +172,7 @@ impl Config {
                 DefaultDurability::Buffered => amberdb::buffered(self.buffered_max_delay),
             },
             max_doc_bytes: self.max_doc_bytes,
+            max_blob_bytes: self.blob_limit,
             segment_size: self.segment_size,
             checkpoint_log_bytes: self.checkpoint_log_bytes,
             checkpoint_interval: self.checkpoint_interval,

@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod backups;
+pub mod blobs;
 pub mod changes;
 pub mod collections;
 pub mod documents;

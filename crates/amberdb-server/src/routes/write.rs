@@ -287,7 +287,7 @@ pub fn precondition_failed(
 
 /// Turns `If-Match` / `If-None-Match` into the version the write must find, checking them
 /// against the current version first so that an obvious mismatch never reaches the committer.
-fn required_version(
+pub fn required_version(
     headers: &HeaderMap,
     collection: &str,
     key: &str,

@@ -175,6 +175,9 @@ impl Db {
                 "{snapshot_name} vanished while the backup was written (removed by a prune that did not see the backup's lock?)"
             )));
         }
+        // Blob files after the snapshot and the archive: every blob the snapshot names must
+        // be in the repository before its manifest is.
+        let blobs = crate::blob::copy_to_repo(self, repo, Some(&view.state))?;
         let manifest = BackupManifest {
             format_version: super::MANIFEST_FORMAT_VERSION,
             id: id.to_owned(),
@@ -200,6 +203,7 @@ impl Db {
                 stored_size,
                 stored_sha256,
             }],
+            blobs,
         };
         let bytes =
             serde_json::to_vec_pretty(&manifest).map_err(|e| Error::InvalidValue(e.to_string()))?;
@@ -246,6 +250,8 @@ impl Db {
         let mut sealed = self.sealed_segments();
         sealed.sort_by_key(|s| s.seal.first_lsn);
         let level = self.options().backup_compression_level;
+        // Blob files before the segments that name them (each was synced before its commit).
+        crate::blob::copy_to_repo(self, repo, None)?;
         for seg in &sealed {
             if seg.seal.last_lsn <= through {
                 continue;

@@ -145,6 +145,11 @@ pub struct BackupManifest {
     pub timeline: Option<crate::identity::TimelineId>,
     /// Every file of the backup.
     pub files: Vec<FileEntry>,
+    /// Blob files (`blobs/<ab>/<sha256>` in the repository, shared by every backup that
+    /// lists them) the backup holds: every blob its snapshot names, and every other blob file
+    /// the data directory had (for the archived log after it). Absent before blobs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blobs: Vec<crate::blob::BlobEntry>,
 }
 
 impl BackupManifest {

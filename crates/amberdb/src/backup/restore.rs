@@ -885,6 +885,7 @@ pub fn restore_with(
         )
         .context(|| format!("writing checkpoint in {}", tmp.display()))?;
         progress.end();
+        crate::blob::restore_into(repo, &state, &tmp, &faults)?;
         identity.save(&tmp, &faults)?;
         sync_dir(&tmp, &faults).context(|| format!("syncing {}", tmp.display()))?;
         io::remove_file(&tmp.join(RESTORE_MARKER), &faults)

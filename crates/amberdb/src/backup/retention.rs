@@ -232,7 +232,13 @@ impl super::BackupRepo {
                 }
             }
         }
+        let kept: Vec<BackupManifest> = backups
+            .into_iter()
+            .filter(|b| plan.keep.iter().any(|k| k.id == b.id))
+            .collect();
+        let blobs_removed = crate::blob::prune_repo(self, &kept, &self.archived_segments()?)?;
         tracing::info!(
+            blobs_removed,
             incomplete_removed = plan.remove_incomplete.len(),
             kept = plan.keep.len(),
             removed = plan.remove.len(),
@@ -314,6 +320,7 @@ mod tests {
             database_id: None,
             timeline: None,
             files: vec![],
+            blobs: vec![],
         }
     }
 

@@ -21,7 +21,9 @@ use crate::log::record::CommitRecord;
 mod prepare;
 mod view;
 
-pub(crate) use prepare::{encode_transaction, EncodedKind, EncodedOp, EncodedValue};
+pub(crate) use prepare::{
+    encode_transaction, encode_transaction_with, EncodedKind, EncodedOp, EncodedValue,
+};
 pub(crate) use view::is_system_collection;
 pub use view::{CollectionInfo, ListOptions, Page, ReadView};
 

@@ -64,9 +64,27 @@ pub(crate) fn encode_transaction(
     txn: &Transaction,
     max_doc_bytes: usize,
 ) -> Result<Vec<EncodedOp>> {
+    encode_transaction_with(txn, max_doc_bytes, &mut |_| {
+        Err(Error::InvalidArgument(
+            "blob operations are committed through Db::commit".into(),
+        ))
+    })
+}
+
+/// [`encode_transaction`], with blob writes encoded by `blob` (`crate::blob::encode_write`,
+/// which resolves staging ids against the data directory's blob store).
+pub(crate) fn encode_transaction_with(
+    txn: &Transaction,
+    max_doc_bytes: usize,
+    blob: &mut dyn FnMut(&crate::blob::BlobWrite) -> Result<EncodedOp>,
+) -> Result<Vec<EncodedOp>> {
     let mut out = Vec::with_capacity(txn.ops.len());
     for op in &txn.ops {
         let (collection, key) = match op {
+            Op::Blob(w) => {
+                out.push(blob(w)?);
+                continue;
+            }
             Op::Write(w) => (&w.collection, &w.key),
             Op::Check {
                 collection, key, ..
@@ -109,6 +127,7 @@ pub(crate) fn encode_transaction(
                 (kind, w.if_version, w.schema_version, w.expiry)
             }
             Op::Check { version, .. } => (EncodedKind::Check(*version), None, None, Expiry::Unset),
+            Op::Blob(_) => unreachable!("blob ops were encoded above"),
         };
         if schema_version == Some(0) {
             return Err(Error::InvalidValue(
