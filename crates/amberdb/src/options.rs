@@ -97,6 +97,10 @@ pub struct Options {
     /// Most documents one reaper pass deletes (one transaction); with the interval, the
     /// reaper's rate limit. Default: 1000.
     pub ttl_reap_batch: usize,
+    /// Bytes after which a stream's next append starts a new stream file (default 64 MiB).
+    /// Retention removes whole files, so this is also how much trimmed data a stream may keep
+    /// on disk until its file is full.
+    pub stream_segment_bytes: u64,
 }
 
 impl Options {
@@ -157,6 +161,7 @@ impl Default for Options {
             on_event: None,
             ttl_reap_interval: Some(Duration::from_secs(1)),
             ttl_reap_batch: 1000,
+            stream_segment_bytes: crate::stream::files::DEFAULT_STREAM_SEGMENT_BYTES,
         }
     }
 }

@@ -58,6 +58,9 @@ const ENTRY_COLLECTION: u8 = 5;
 const ENTRY_TOMBSTONE: u8 = 6;
 /// Format 3: the database and timeline the checkpoint belongs to; the second entry.
 const ENTRY_IDENTITY: u8 = 7;
+/// Format 5: a stream's sequence range, the bytes of its files the checkpoint covers, and its
+/// retention (values are in the stream files, `stream/files.rs`).
+const ENTRY_STREAM: u8 = 8;
 
 const COMPRESSION_NONE: u32 = 0;
 const COMPRESSION_ZSTD: u32 = 1;
@@ -372,7 +375,12 @@ pub(crate) fn encode_sealed<W: std::io::Write>(
             .collections
             .values()
             .map(|c| 1 + c.docs.len() as u64 + c.tombstones.len() as u64)
-            .sum::<u64>();
+            .sum::<u64>()
+        + if version >= 5 {
+            state.streams.len() as u64
+        } else {
+            0
+        };
     let compression = if level > 0 {
         COMPRESSION_ZSTD
     } else {
@@ -448,6 +456,21 @@ pub(crate) fn encode_sealed<W: std::io::Write>(
                 b.put_u64(t.lsn);
                 b.put_u64(t.deleted_at);
                 b.put_u64(t.last_version);
+            })?;
+        }
+    }
+    if version >= 5 {
+        for (name, st) in state.streams.iter() {
+            w.entry(|b| {
+                b.put_u8(ENTRY_STREAM);
+                put_str16(b, name);
+                b.put_u64(st.created_lsn);
+                b.put_u64(st.first_seq);
+                b.put_u64(st.next_seq);
+                b.put_u64(st.first_pos);
+                b.put_u64(st.end_pos);
+                b.put_u64(st.retention.max_entries.unwrap_or(0));
+                b.put_u64(st.retention.max_age_s.unwrap_or(0));
             })?;
         }
     }
@@ -1019,6 +1042,36 @@ fn decode_entries(raw: &[u8], header: &CheckpointHeader, data_at: usize, out: &m
                     last_version,
                 };
                 out.state.insert_tombstone(&coll.into(), &key.into(), t);
+            }
+            Some(ENTRY_STREAM) if header.format_version >= 5 => {
+                let parsed = (|| {
+                    let name = r.str16()?;
+                    let fields = [r.u64()?, r.u64()?, r.u64()?, r.u64()?, r.u64()?];
+                    Some((name, fields, r.u64()?, r.u64()?))
+                })();
+                let Some((name, [created_lsn, first_seq, next_seq, first_pos, end_pos], max_n, max_age)) =
+                    parsed.filter(|(_, f, _, _)| {
+                        f[1] >= 1 && f[1] <= f[2] && f[3] <= f[4] && f[0] >= 1
+                    })
+                else {
+                    out.problems.push(bad("stream"));
+                    return n;
+                };
+                out.state.streams.insert(
+                    name.into(),
+                    crate::stream::StreamState {
+                        created_lsn,
+                        first_seq,
+                        next_seq,
+                        first_pos,
+                        end_pos,
+                        retention: crate::stream::Retention {
+                            max_entries: Some(max_n).filter(|&v| v != 0),
+                            max_age_s: Some(max_age).filter(|&v| v != 0),
+                        },
+                        index: imbl::Vector::new(),
+                    },
+                );
             }
             _ => {
                 out.problems.push(bad("unknown"));
