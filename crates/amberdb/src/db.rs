@@ -398,7 +398,11 @@ impl Db {
         if let Some(e) = self.inner.shared.poisoned_error() {
             return Err(e);
         }
-        if txn.ops.iter().any(|op| matches!(op, crate::txn::Op::Append { .. })) {
+        if txn
+            .ops
+            .iter()
+            .any(|op| matches!(op, crate::txn::Op::Append { .. }))
+        {
             self.streams_allowed()?;
         }
         let ops = encode_transaction(txn, self.inner.opts.max_doc_bytes)?;

@@ -306,15 +306,19 @@ pub(crate) fn recover(
         let bytes = read_segment(path, data)?;
         let mut stream_error = None;
         let r = replayer
-            .segment(&bytes, *first, None, false, &mut |rec| {
-                match streams.write_record(rec) {
+            .segment(
+                &bytes,
+                *first,
+                None,
+                false,
+                &mut |rec| match streams.write_record(rec) {
                     Ok(()) => true,
                     Err(e) => {
                         stream_error = Some(e);
                         false
                     }
-                }
-            })
+                },
+            )
             .map_err(|e| damaged(path, 0, e, data))?;
         if let Some(e) = stream_error {
             return Err(e);

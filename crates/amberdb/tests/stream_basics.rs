@@ -10,9 +10,7 @@ mod support;
 use std::time::Duration;
 
 use amberdb::clock::ManualClock;
-use amberdb::{
-    ConflictReason, Db, Error, Options, Retention, StreamFrom, Transaction,
-};
+use amberdb::{ConflictReason, Db, Error, Options, Retention, StreamFrom, Transaction};
 use serde_json::{json, Value};
 
 const START: u64 = 1_800_000_000_000_000;
@@ -64,12 +62,19 @@ fn appends_get_gap_free_seqs_and_survive_reopen_checkpoint_and_crash() {
     assert_eq!(page.entries[0].commit_ts, a.commit_ts);
     assert_eq!(page.entries[3].commit_ts, b.commit_ts);
     let info = db.stream("chat").unwrap();
-    assert_eq!((info.entries, info.first_seq, info.last_seq), (4, Some(1), 4));
+    assert_eq!(
+        (info.entries, info.first_seq, info.last_seq),
+        (4, Some(1), 4)
+    );
 
     // Many small appends roll files (256-byte segments); a checkpoint in the middle.
     for i in 5..=60 {
-        db.append("chat", &[json!({"i": i, "pad": "x".repeat(i as usize)})], None)
-            .unwrap();
+        db.append(
+            "chat",
+            &[json!({"i": i, "pad": "x".repeat(i as usize)})],
+            None,
+        )
+        .unwrap();
         if i == 30 {
             db.checkpoint().unwrap();
         }
@@ -82,7 +87,10 @@ fn appends_get_gap_free_seqs_and_survive_reopen_checkpoint_and_crash() {
     support::copy_dir(dir.path(), crashed.path());
     let c = Db::open_with(crashed.path(), opts(&clock)).unwrap();
     assert_eq!(values(&c, "chat"), before, "after a crash");
-    assert_eq!(c.append("chat", &[json!("after")], None).unwrap().first_seq, 61);
+    assert_eq!(
+        c.append("chat", &[json!("after")], None).unwrap().first_seq,
+        61
+    );
     c.close().unwrap();
 
     db.close().unwrap();
@@ -154,7 +162,10 @@ fn retention_trims_from_the_head_by_count_and_by_age_in_logged_commits() {
             },
         )
         .unwrap();
-    assert_eq!((info.first_seq, info.last_seq, info.entries), (Some(7), 10, 4));
+    assert_eq!(
+        (info.first_seq, info.last_seq, info.entries),
+        (Some(7), 10, 4)
+    );
     db.append("events", &[json!(11), json!(12)], None).unwrap();
     let got: Vec<u64> = values(&db, "events").iter().map(|v| v.0).collect();
     assert_eq!(got, [9, 10, 11, 12]);
@@ -176,7 +187,11 @@ fn retention_trims_from_the_head_by_count_and_by_age_in_logged_commits() {
     assert_eq!(db.apply_stream_retention().unwrap(), 1);
     let got: Vec<u64> = values(&db, "events").iter().map(|v| v.0).collect();
     assert_eq!(got, [13], "entries older than 60 s are gone");
-    assert_eq!(db.apply_stream_retention().unwrap(), 0, "nothing more is due");
+    assert_eq!(
+        db.apply_stream_retention().unwrap(),
+        0,
+        "nothing more is due"
+    );
     // Trims are logged: a reopen without a checkpoint replays them.
     db.close().unwrap();
     let db = Db::open_with(dir.path(), opts(&clock)).unwrap();
@@ -193,13 +208,23 @@ fn reads_by_time_start_at_the_first_entry_committed_at_or_after_it() {
     let mut stamps = vec![];
     for i in 0..5 {
         clock.advance(Duration::from_secs(10));
-        stamps.push(db.append("t", &[json!(i), json!(i)], None).unwrap().commit_ts);
+        stamps.push(
+            db.append("t", &[json!(i), json!(i)], None)
+                .unwrap()
+                .commit_ts,
+        );
     }
-    let page = db.read_stream("t", StreamFrom::Time(stamps[2]), 100).unwrap();
+    let page = db
+        .read_stream("t", StreamFrom::Time(stamps[2]), 100)
+        .unwrap();
     assert_eq!(page.entries[0].seq, 5);
-    let page = db.read_stream("t", StreamFrom::Time(stamps[2] + 1), 100).unwrap();
+    let page = db
+        .read_stream("t", StreamFrom::Time(stamps[2] + 1), 100)
+        .unwrap();
     assert_eq!(page.entries[0].seq, 7);
-    let page = db.read_stream("t", StreamFrom::Time(stamps[4] + 1), 100).unwrap();
+    let page = db
+        .read_stream("t", StreamFrom::Time(stamps[4] + 1), 100)
+        .unwrap();
     assert!(page.entries.is_empty());
     assert_eq!(page.next_seq, 11);
     db.close().unwrap();
@@ -211,21 +236,33 @@ fn a_deleted_stream_starts_again_at_one_and_its_files_go_after_two_checkpoints()
     let clock = ManualClock::new(START);
     let db = Db::open_with(dir.path(), opts(&clock)).unwrap();
     for i in 0..20 {
-        db.append("s", &[json!({"i": i, "pad": "p".repeat(40)})], None).unwrap();
+        db.append("s", &[json!({"i": i, "pad": "p".repeat(40)})], None)
+            .unwrap();
     }
     db.checkpoint().unwrap();
     assert!(db.delete_stream("s").unwrap());
-    assert!(!db.delete_stream("s").unwrap(), "a second delete finds nothing");
+    assert!(
+        !db.delete_stream("s").unwrap(),
+        "a second delete finds nothing"
+    );
     assert!(db.stream("s").is_none());
     let a = db.append("s", &[json!("new")], Some(0)).unwrap();
     assert_eq!(a.first_seq, 1);
     let streams_dir = dir.path().join("streams");
     let dirs = || std::fs::read_dir(&streams_dir).unwrap().count();
-    assert_eq!(dirs(), 2, "the old stream's files are still needed by a checkpoint");
+    assert_eq!(
+        dirs(),
+        2,
+        "the old stream's files are still needed by a checkpoint"
+    );
     db.checkpoint().unwrap();
     db.append("s", &[json!("more")], None).unwrap();
     db.checkpoint().unwrap();
-    assert_eq!(dirs(), 1, "no kept checkpoint needs the deleted stream's files");
+    assert_eq!(
+        dirs(),
+        1,
+        "no kept checkpoint needs the deleted stream's files"
+    );
     assert_eq!(values(&db, "s"), [(1, json!("new")), (2, json!("more"))]);
     db.close().unwrap();
     let db = Db::open_with(dir.path(), opts(&clock)).unwrap();
@@ -239,10 +276,15 @@ fn trimmed_stream_files_are_removed_once_no_kept_checkpoint_needs_them() {
     let clock = ManualClock::new(START);
     let db = Db::open_with(dir.path(), opts(&clock)).unwrap();
     for i in 0..100 {
-        db.append("s", &[json!({"i": i, "pad": "p".repeat(40)})], None).unwrap();
+        db.append("s", &[json!({"i": i, "pad": "p".repeat(40)})], None)
+            .unwrap();
     }
     let files = || {
-        let d = std::fs::read_dir(dir.path().join("streams")).unwrap().next().unwrap().unwrap();
+        let d = std::fs::read_dir(dir.path().join("streams"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap();
         std::fs::read_dir(d.path()).unwrap().count()
     };
     let before = files();
@@ -272,7 +314,10 @@ fn a_transaction_appends_and_writes_a_document_atomically() {
     tx.append("chat.c1", vec![json!({"line": "hello"})], Some(0));
     tx.put("conv", "c1", json!({"unread": 1})).if_version(1);
     let c = db.commit(&tx).unwrap();
-    assert_eq!(c.results[0].version, 1, "an append's result names its last seq");
+    assert_eq!(
+        c.results[0].version, 1,
+        "an append's result names its last seq"
+    );
     assert_eq!(db.stream("chat.c1").unwrap().last_seq, 1);
     // A failed precondition on the document appends nothing.
     let mut tx = Transaction::new();

@@ -453,7 +453,11 @@ impl CommitRecord {
     pub fn encoded_len_in(&self, format_version: u32) -> usize {
         let v4 = format_version >= 4;
         let streams = if format_version >= 5 {
-            4 + self.streams.iter().map(StreamOp::encoded_len).sum::<usize>()
+            4 + self
+                .streams
+                .iter()
+                .map(StreamOp::encoded_len)
+                .sum::<usize>()
         } else {
             0
         };

@@ -280,7 +280,8 @@ impl StreamFiles {
                     .range(base + 1..)
                     .next()
                     .map_or(s.end_pos, |(b, _)| *b);
-                let bytes = io::read(path, faults).context(|| format!("reading {}", path.display()))?;
+                let bytes =
+                    io::read(path, faults).context(|| format!("reading {}", path.display()))?;
                 check_header(&bytes, s.created_lsn, base).map_err(|e| damaged(path, 0, e))?;
                 while pos < end {
                     let at = STREAM_HEADER_LEN + (pos - base);
@@ -411,7 +412,8 @@ impl StreamFiles {
             .is_none_or(|(base, _)| inc.end_pos - base >= self.segment_bytes);
         if roll {
             let path = inc.dir.join(segment_name(inc.end_pos));
-            let mut f = io::create(&path, faults).context(|| format!("creating {}", path.display()))?;
+            let mut f =
+                io::create(&path, faults).context(|| format!("creating {}", path.display()))?;
             f.write_all(&encode_header(lsn, inc.end_pos))
                 .context(|| format!("writing {}", path.display()))?;
             inc.segments.insert(inc.end_pos, path);
@@ -425,7 +427,8 @@ impl StreamFiles {
         for (i, v) in values.iter().enumerate() {
             encode_entry(&mut buf, first_seq + i as u64, ts, v);
         }
-        let mut f = io::open_append(&path, faults).context(|| format!("opening {}", path.display()))?;
+        let mut f =
+            io::open_append(&path, faults).context(|| format!("opening {}", path.display()))?;
         f.write_all(&buf)
             .context(|| format!("appending to {}", path.display()))?;
         inc.end_pos += buf.len() as u64;
