@@ -124,31 +124,33 @@ impl Db {
     }
 
     /// Applies every stream's age retention now (appends apply it too): one logged commit
-    /// that trims each stream with a `max_age_s` whose oldest entries are past it. Returns the
-    /// streams trimmed.
+    /// that trims each stream with a `max_age_s` whose oldest entries are past it at the
+    /// commit's time (nothing is logged when none is). Returns the streams trimmed.
     pub fn apply_stream_retention(&self) -> Result<u64> {
-        let view = self.view();
-        let cutoff_of = |age: u64| view.now.saturating_sub(age.saturating_mul(1_000_000));
-        let due: Vec<Arc<str>> = view
+        let before = self.view();
+        let aged: Vec<Arc<str>> = before
             .state
             .streams
             .iter()
-            .filter(|(_, s)| {
-                s.retention
-                    .max_age_s
-                    .is_some_and(|age| s.index.front().is_some_and(|e| e.ts < cutoff_of(age)))
-            })
+            .filter(|(_, s)| s.retention.max_age_s.is_some() && s.len() > 0)
             .map(|(n, _)| n.clone())
             .collect();
-        if due.is_empty() {
+        if aged.is_empty() {
             return Ok(0);
         }
-        let ops = due
+        let ops = aged
             .iter()
             .map(|n| EncodedOp::stream(n, EncodedKind::StreamRetain))
             .collect();
         self.stream_commit(ops)?;
-        Ok(due.len() as u64)
+        let after = self.view();
+        Ok(aged
+            .iter()
+            .filter(|n| {
+                let first = |v: &crate::state::ReadView| v.state.streams.get(*n).map(|s| s.first_seq);
+                first(&before) != first(&after)
+            })
+            .count() as u64)
     }
 
     /// Deletes `stream` as a whole in a logged commit; returns whether it existed. A later
