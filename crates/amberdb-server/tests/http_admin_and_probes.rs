@@ -109,6 +109,10 @@ fn openapi_document_describes_every_route() {
             &["get", "put", "patch", "delete"],
         ),
         ("/v1/txn", &["post"]),
+        ("/v1/streams", &["get"]),
+        ("/v1/streams/{stream}", &["get", "delete"]),
+        ("/v1/streams/{stream}/append", &["post"]),
+        ("/v1/streams/{stream}/retention", &["get", "put"]),
         ("/v1/revert", &["post"]),
         ("/v1/undo", &["post"]),
         ("/v1/admin/restore", &["post"]),
@@ -135,7 +139,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        23,
+        27,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];

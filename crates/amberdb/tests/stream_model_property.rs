@@ -85,7 +85,9 @@ fn read_all(db: &Db, stream: &str, rng: &mut StdRng) -> Vec<(u64, u64, Value)> {
     let mut from = 1;
     loop {
         let limit = rng.random_range(1..20);
-        let page = db.read_stream(stream, StreamFrom::Seq(from), limit).unwrap();
+        let page = db
+            .read_stream(stream, StreamFrom::Seq(from), limit)
+            .unwrap();
         if page.entries.is_empty() {
             return out;
         }
@@ -105,14 +107,35 @@ fn check(db: &Db, model: &Model, rng: &mut StdRng, what: &str) {
     for info in &infos {
         let m = &model[&info.name];
         let entries: Vec<_> = m.entries.iter().cloned().collect();
-        assert_eq!(read_all(db, &info.name, rng), entries, "{what}: {}", info.name);
-        assert_eq!(info.last_seq, m.next_seq - 1, "{what}: {} last_seq", info.name);
-        assert_eq!(info.entries, m.entries.len() as u64, "{what}: {}", info.name);
+        assert_eq!(
+            read_all(db, &info.name, rng),
+            entries,
+            "{what}: {}",
+            info.name
+        );
+        assert_eq!(
+            info.last_seq,
+            m.next_seq - 1,
+            "{what}: {} last_seq",
+            info.name
+        );
+        assert_eq!(
+            info.entries,
+            m.entries.len() as u64,
+            "{what}: {}",
+            info.name
+        );
         assert_eq!(info.first_seq, m.entries.front().map(|e| e.0), "{what}");
-        assert_eq!(info.retention, m.retention, "{what}: {} retention", info.name);
+        assert_eq!(
+            info.retention, m.retention,
+            "{what}: {} retention",
+            info.name
+        );
         // A read by time starts at the first entry at or after it.
         if let Some(e) = m.entries.get(m.entries.len() / 2) {
-            let page = db.read_stream(&info.name, StreamFrom::Time(e.1), 1).unwrap();
+            let page = db
+                .read_stream(&info.name, StreamFrom::Time(e.1), 1)
+                .unwrap();
             let first = m.entries.iter().find(|x| x.1 >= e.1).unwrap();
             assert_eq!(page.entries[0].seq, first.0, "{what}: read by time");
         }
@@ -149,7 +172,10 @@ fn model_case(seed: u64) {
                 };
                 match db.append(name, &vals, expected) {
                     Ok(a) => {
-                        assert!(expected.is_none_or(|e| e == last), "{what}: stale append won");
+                        assert!(
+                            expected.is_none_or(|e| e == last),
+                            "{what}: stale append won"
+                        );
                         let m = model.entry(name.into()).or_insert_with(ModelStream::new);
                         assert_eq!(a.first_seq, m.next_seq, "{what}");
                         for v in vals {
@@ -191,7 +217,9 @@ fn model_case(seed: u64) {
                 m.retain(db.view().commit_ts());
             }
             55..60 => {
-                let Some(m) = model.get_mut(name) else { continue };
+                let Some(m) = model.get_mut(name) else {
+                    continue;
+                };
                 let to = rng.random_range(0..m.next_seq + 2);
                 let before = db.view().lsn();
                 db.trim_stream(name, to).unwrap();
@@ -260,7 +288,9 @@ fn snapshot(db: &Db) -> Snapshot {
             let mut out = vec![];
             let mut from = 1;
             loop {
-                let page = db.read_stream(&i.name, StreamFrom::Seq(from), 1000).unwrap();
+                let page = db
+                    .read_stream(&i.name, StreamFrom::Seq(from), 1000)
+                    .unwrap();
                 if page.entries.is_empty() {
                     break;
                 }
@@ -304,7 +334,12 @@ fn powercut_workload(root: &Path, seed: u64, pc: &PowerCut) -> (Vec<Snapshot>, u
                     m.1.push((m.0, v));
                     m.0 += 1;
                 }
-                states.push(model.iter().map(|(k, v)| (k.clone(), v.1.clone())).collect());
+                states.push(
+                    model
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.1.clone()))
+                        .collect(),
+                );
                 match db.commit(&tx) {
                     Ok(c) => {
                         assert_eq!(c.lsn as usize, states.len() - 1);
@@ -316,13 +351,20 @@ fn powercut_workload(root: &Path, seed: u64, pc: &PowerCut) -> (Vec<Snapshot>, u
                 }
             }
             60..68 => {
-                let Some(m) = model.get_mut(name) else { continue };
+                let Some(m) = model.get_mut(name) else {
+                    continue;
+                };
                 let to = m.1.get(m.1.len() / 2).map_or(0, |e| e.0);
                 if to <= m.1.first().map_or(u64::MAX, |e| e.0) {
                     continue;
                 }
                 m.1.retain(|e| e.0 >= to);
-                states.push(model.iter().map(|(k, v)| (k.clone(), v.1.clone())).collect());
+                states.push(
+                    model
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.1.clone()))
+                        .collect(),
+                );
                 if db.trim_stream(name, to).is_err() {
                     break;
                 }
@@ -332,7 +374,12 @@ fn powercut_workload(root: &Path, seed: u64, pc: &PowerCut) -> (Vec<Snapshot>, u
                 if model.remove(name).is_none() {
                     continue;
                 }
-                states.push(model.iter().map(|(k, v)| (k.clone(), v.1.clone())).collect());
+                states.push(
+                    model
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.1.clone()))
+                        .collect(),
+                );
                 if db.delete_stream(name).is_err() {
                     break;
                 }
@@ -382,7 +429,11 @@ fn powercut_case(seed: u64) {
         pc.cut_now();
         r
     };
-    assert!(pc.model_errors().is_empty(), "seed {seed}: {:?}", pc.model_errors());
+    assert!(
+        pc.model_errors().is_empty(),
+        "seed {seed}: {:?}",
+        pc.model_errors()
+    );
     for m in 0..3 {
         let out = tmp.path().join(format!("cut{m}"));
         let report = pc.materialize(&out, seed * 7 + m).unwrap();
@@ -403,10 +454,16 @@ fn powercut_case(seed: u64) {
             "{case}: LSN {lsn}, durable {durable}, attempted {}",
             states.len() - 1
         );
-        assert_eq!(snapshot(&db), states[lsn as usize], "{case}: streams at LSN {lsn}");
+        assert_eq!(
+            snapshot(&db),
+            states[lsn as usize],
+            "{case}: streams at LSN {lsn}"
+        );
         // The reopened database keeps appending after what it holds.
         for s in db.streams() {
-            let a = db.append(&s.name, &[json!("after")], Some(s.last_seq)).unwrap();
+            let a = db
+                .append(&s.name, &[json!("after")], Some(s.last_seq))
+                .unwrap();
             assert_eq!(a.first_seq, s.last_seq + 1, "{case}");
         }
         assert!(db.verify().unwrap().is_clean(), "{case}");

@@ -12,6 +12,7 @@ pub mod history;
 pub mod probes;
 pub mod revert;
 pub mod spec;
+pub mod streams;
 pub mod txn;
 pub mod write;
 

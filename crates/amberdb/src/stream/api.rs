@@ -147,7 +147,8 @@ impl Db {
         Ok(aged
             .iter()
             .filter(|n| {
-                let first = |v: &crate::state::ReadView| v.state.streams.get(*n).map(|s| s.first_seq);
+                let first =
+                    |v: &crate::state::ReadView| v.state.streams.get(*n).map(|s| s.first_seq);
                 first(&before) != first(&after)
             })
             .count() as u64)
