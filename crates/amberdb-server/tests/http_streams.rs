@@ -153,7 +153,11 @@ fn the_txn_op_append_commits_with_a_document_write() {
         s.get("/v1/streams/chat.c1").json()["entries"][0]["value"]["line"],
         "hello"
     );
-    // The same again: the stale expected_seq fails the whole transaction.
+    // A stale expected_seq fails the whole transaction: the document keeps its value.
+    let body = json!({"ops": [
+        {"op": "append", "stream": "chat.c1", "values": [{"line": "again"}], "expected_seq": 0},
+        {"op": "put", "collection": "conv", "key": "c1", "value": {"unread": 2}}
+    ]});
     let r = s.req(
         "POST",
         "/v1/txn",
@@ -162,9 +166,10 @@ fn the_txn_op_append_commits_with_a_document_write() {
     );
     assert_eq!(r.status, 409, "{}", r.body);
     assert_eq!(
-        s.get("/v1/collections/conv/docs/c1").json()["meta"]["version"],
-        1
+        s.get("/v1/collections/conv/docs/c1").json(),
+        json!({"unread": 1})
     );
+    assert_eq!(s.get("/v1/streams/chat.c1").json()["last_seq"], 1);
 }
 
 #[test]
