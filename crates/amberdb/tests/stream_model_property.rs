@@ -35,7 +35,7 @@ struct ModelStream {
 }
 
 impl ModelStream {
-    fn new() -> Self {
+    fn fresh() -> Self {
         ModelStream {
             next_seq: 1,
             ..ModelStream::default()
@@ -176,7 +176,7 @@ fn model_case(seed: u64) {
                             expected.is_none_or(|e| e == last),
                             "{what}: stale append won"
                         );
-                        let m = model.entry(name.into()).or_insert_with(ModelStream::new);
+                        let m = model.entry(name.into()).or_insert_with(ModelStream::fresh);
                         assert_eq!(a.first_seq, m.next_seq, "{what}");
                         for v in vals {
                             m.entries.push_back((m.next_seq, a.commit_ts, v));
@@ -198,7 +198,7 @@ fn model_case(seed: u64) {
                 tx.append(name, vals.clone(), None);
                 tx.put("meta", name, json!({"step": step}));
                 let c = db.commit(&tx).unwrap();
-                let m = model.entry(name.into()).or_insert_with(ModelStream::new);
+                let m = model.entry(name.into()).or_insert_with(ModelStream::fresh);
                 for v in vals {
                     m.entries.push_back((m.next_seq, c.commit_ts, v));
                     m.next_seq += 1;
@@ -212,7 +212,7 @@ fn model_case(seed: u64) {
                     max_age_s: rng.random_bool(0.4).then(|| rng.random_range(1..30)),
                 };
                 db.set_stream_retention(name, r).unwrap();
-                let m = model.entry(name.into()).or_insert_with(ModelStream::new);
+                let m = model.entry(name.into()).or_insert_with(ModelStream::fresh);
                 m.retention = r;
                 m.retain(db.view().commit_ts());
             }
