@@ -140,6 +140,21 @@ pub enum TxnOp {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         if_version: Option<u64>,
     },
+    /// Append entries to a stream (the stream's name takes the place of the collection in
+    /// token scopes). With `expected_seq`, the transaction fails (409) unless the stream's last
+    /// sequence number is that (0: none yet). Its result's `version` is the stream's last
+    /// sequence number after the append.
+    Append {
+        /// Stream.
+        #[schema(pattern = r"^[a-z0-9_][a-z0-9_.\-]{0,63}$")]
+        stream: String,
+        /// The entries (at least one, at most 10000).
+        #[schema(value_type = Vec<Object>)]
+        values: Vec<Value>,
+        /// Required last sequence number of the stream.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        expected_seq: Option<u64>,
+    },
     /// Require a document to be at `version` (0 = must not exist); writes nothing.
     Check {
         /// Collection.
@@ -192,6 +207,7 @@ impl TxnOp {
             | TxnOp::Check { collection, .. }
             | TxnOp::BlobRef { collection, .. }
             | TxnOp::BlobDelete { collection, .. } => collection,
+            TxnOp::Append { stream, .. } => stream,
         }
     }
 
@@ -316,6 +332,14 @@ impl TxnRequest {
                     if let Some(amberdb::Op::Blob(w)) = tx.ops.last_mut() {
                         w.if_version = *if_version;
                     }
+                    continue;
+                }
+                TxnOp::Append {
+                    stream,
+                    values,
+                    expected_seq,
+                } => {
+                    tx.append(stream, values.clone(), *expected_seq);
                     continue;
                 }
             };

@@ -51,6 +51,16 @@ pub fn router(state: Shared) -> Router {
             get(routes::history::history),
         )
         .route("/v1/log", get(routes::history::log))
+        .route("/v1/streams", get(routes::streams::list))
+        .route(
+            "/v1/streams/{stream}",
+            get(routes::streams::read).delete(routes::streams::delete),
+        )
+        .route("/v1/streams/{stream}/append", post(routes::streams::append))
+        .route(
+            "/v1/streams/{stream}/retention",
+            get(routes::streams::get_retention).put(routes::streams::put_retention),
+        )
         .route("/v1/txn", post(routes::txn::commit))
         .route("/v1/revert", post(routes::revert::revert))
         .route("/v1/undo", post(routes::revert::undo))

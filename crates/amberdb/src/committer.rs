@@ -18,6 +18,7 @@ use crate::document::now_micros;
 use crate::engine_state::Shared;
 use crate::error::{Error, Result};
 use crate::limits::MAX_PAYLOAD_LEN;
+use crate::log::record::CommitRecord;
 use crate::log::CommitLog;
 use crate::state::{EncodedOp, State};
 use crate::txn::{CommitMeta, Committed, Durability};
@@ -59,6 +60,9 @@ pub(crate) struct Committer {
     pub sync_deadline: Option<Instant>,
     /// How long a log sync has been taking (a moving average).
     pub fsync_estimate: Duration,
+    /// Stream files: each commit's appends are written there after its log write, before
+    /// it is published (`stream/files.rs`).
+    pub streams: Arc<crate::stream::files::StreamFiles>,
 }
 
 impl Committer {
@@ -156,6 +160,7 @@ impl Committer {
         let mut need_sync = false;
         let mut max_delay: Option<Duration> = None;
         let first_lsn = self.next_lsn;
+        let mut stream_records: Vec<CommitRecord> = vec![];
         for msg in batch {
             match msg {
                 Msg::Commit {
@@ -173,7 +178,7 @@ impl Committer {
                         Err(_) => now_micros().max(self.last_ts + 1),
                     };
                     match state.prepare(&ops, self.next_lsn, ts, self.max_doc_bytes, meta) {
-                        Ok(p) if p.record.ops.is_empty() => {
+                        Ok(p) if p.record.ops.is_empty() && p.record.streams.is_empty() => {
                             // A check-only transaction writes nothing, but what it checked
                             // may be a buffered commit not yet durable: a `Sync` one is
                             // acknowledged only after a sync covering it.
@@ -208,6 +213,12 @@ impl Committer {
                                 continue;
                             }
                             state.apply(&p.record);
+                            if !p.record.streams.is_empty() {
+                                stream_records.push(CommitRecord {
+                                    ops: vec![],
+                                    ..p.record.clone()
+                                });
+                            }
                             self.next_lsn += 1;
                             self.last_ts = ts;
                             match durability {
@@ -275,6 +286,16 @@ impl Committer {
                 c.batches.fetch_add(1, Ordering::Relaxed);
                 c.log_bytes_written
                     .fetch_add(frames.len() as u64, Ordering::Relaxed);
+                // Readers of the view about to be published read these entries from the
+                // stream files. The log holds them already: a failure here leaves the
+                // commits in the log (open writes the files again), so it is a failure
+                // whose frames may be on disk.
+                for rec in &stream_records {
+                    if let Err(e) = self.streams.write_record(rec) {
+                        failure = Some((format!("writing stream files failed: {e}"), true));
+                        break;
+                    }
+                }
             }
             if let Some((cause, _)) = &failure {
                 self.shared.poison(cause.clone());

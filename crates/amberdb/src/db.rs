@@ -61,6 +61,8 @@ pub(crate) struct Inner {
     rotation: crate::crypto::rotate::RotationBook,
     /// Blob files, uploads and staging records (`blob/`).
     blobs: crate::blob::BlobStore,
+    /// Stream files (`stream/files.rs`), shared with the committer.
+    streams: Arc<crate::stream::files::StreamFiles>,
 }
 
 #[derive(Debug, Default)]
@@ -192,6 +194,7 @@ impl Db {
         );
         let blobs = crate::blob::BlobStore::open(&dir, opts.faults.clone())?;
         let sealed: SealedList = Arc::new(Mutex::new(rec.sealed));
+        let streams = Arc::new(rec.streams.with_segment_bytes(opts.stream_segment_bytes));
         let log = CommitLog::open(
             &dir.join(LOG_DIR),
             rec.active,
@@ -235,6 +238,7 @@ impl Db {
             durable_lsn: lsn,
             sync_deadline: None,
             fsync_estimate: Duration::ZERO,
+            streams: streams.clone(),
         };
         let guard = shared.clone();
         let committer = std::thread::Builder::new()
@@ -266,6 +270,7 @@ impl Db {
             reaper: crate::ttl::ReaperStats::default(),
             rotation: Default::default(),
             blobs,
+            streams,
         });
         let db = Db { inner };
         let weak = Arc::downgrade(&db.inner);
@@ -320,6 +325,22 @@ impl Db {
 
     pub(crate) fn shared_state(&self) -> &Arc<Shared> {
         &self.inner.shared
+    }
+
+    pub(crate) fn stream_files(&self) -> &crate::stream::files::StreamFiles {
+        &self.inner.streams
+    }
+
+    /// Streams are refused under encryption at rest until their files are sealed too
+    /// (issue 13): their values would otherwise reach the disk in plaintext.
+    pub(crate) fn streams_allowed(&self) -> Result<()> {
+        if self.inner.opts.encryption.is_some() {
+            return Err(Error::InvalidArgument(
+                "streams are not available with encryption at rest yet: their files are not sealed"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     pub(crate) fn options(&self) -> &Options {
@@ -402,6 +423,13 @@ impl Db {
     pub(crate) fn commit_with(&self, txn: &Transaction, meta: CommitMeta) -> Result<Committed> {
         if let Some(e) = self.inner.shared.poisoned_error() {
             return Err(e);
+        }
+        if txn
+            .ops
+            .iter()
+            .any(|op| matches!(op, crate::txn::Op::Append { .. }))
+        {
+            self.streams_allowed()?;
         }
         if txn
             .ops
@@ -771,6 +799,13 @@ impl Inner {
             let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
             (path, bytes, false)
         } else {
+            // The checkpoint records each stream's watermark: the bytes below it must be
+            // durable first. A failed fsync is never retried (it may have dropped pages).
+            if let Err(e) = self.streams.sync() {
+                let cause = format!("syncing stream files before a checkpoint failed: {e}");
+                self.shared.poison(cause.clone());
+                return Err(Error::Poisoned { cause });
+            }
             let (path, bytes) = checkpoint::write(
                 &ckpt_dir,
                 &state,
@@ -794,6 +829,7 @@ impl Inner {
             s.bytes_since = s.bytes_since.saturating_sub(bytes_before);
         }
         let segments_removed = self.remove_unneeded()?;
+        self.streams.collect(&state)?;
         let info = CheckpointInfo {
             path,
             lsn: state.lsn,

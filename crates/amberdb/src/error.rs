@@ -18,6 +18,9 @@ pub enum ConflictReason {
     AlreadyExists,
     /// `replace` or `patch` found no document.
     Missing,
+    /// An append's `expected_seq` is not the stream's last sequence number (`collection` is
+    /// the stream, `key` is empty, versions are sequence numbers).
+    StreamSeqMismatch,
 }
 
 /// One failed precondition: which document, what was expected and what was found.
@@ -45,6 +48,13 @@ impl fmt::Display for Conflict {
             ConflictReason::VersionMismatch => "version mismatch",
             ConflictReason::AlreadyExists => "document already exists",
             ConflictReason::Missing => "document does not exist",
+            ConflictReason::StreamSeqMismatch => {
+                return write!(
+                    f,
+                    "op {}: stream {}: expected_seq {} but the stream's last sequence number is {}",
+                    self.op_index, self.collection, self.expected, self.actual
+                );
+            }
         };
         write!(
             f,

@@ -583,6 +583,15 @@ impl Seek for ReadFile {
     }
 }
 
+impl ReadFile {
+    /// Moves the read position to `offset` from the start (positioned reads of stream files;
+    /// the reads that follow pass the fault injector).
+    pub(crate) fn seek_to(&mut self, offset: u64) -> io::Result<()> {
+        use std::io::Seek;
+        self.file.seek(io::SeekFrom::Start(offset)).map(|_| ())
+    }
+}
+
 /// Opens a file for streaming reads.
 pub(crate) fn open_read(path: &Path, faults: &Faults) -> io::Result<ReadFile> {
     let file = run(faults, IoOp::Read { path }, || File::open(path))?;

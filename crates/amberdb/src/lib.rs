@@ -64,6 +64,7 @@ mod recovery;
 pub mod revert;
 pub mod spec;
 mod state;
+mod stream;
 mod ttl;
 mod txn;
 mod verify;
@@ -86,6 +87,7 @@ pub use recovery::{
 };
 pub use revert::{Action, Changed, RevertOptions, RevertReport, Scope, UndoOptions};
 pub use state::{CollectionInfo, ListOptions, Page, ReadView};
+pub use stream::{Appended, Retention, StreamEntry, StreamFrom, StreamInfo, StreamPage};
 pub use ttl::ReapReport;
 pub use txn::{Committed, Durability, Expiry, Op, OpResult, Patch, Transaction, Write, WriteKind};
 pub use verify::{verify_dir, verify_dir_with, Problem, VerifyReport};

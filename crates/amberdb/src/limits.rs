@@ -88,3 +88,26 @@ pub const BLOB_STAGING_TTL: std::time::Duration = std::time::Duration::from_secs
 /// target); a larger one is refused before any old version is read. Narrow the scope or
 /// restore a backup into a new directory instead.
 pub const MAX_REVERT_DOCS: usize = 100_000;
+
+// ---- Streams (issue 13) ----
+//
+// Stream names follow the collection rules (`document::validate_collection`). Every bound
+// below is checked before anything is logged or read; the stream file decoder refuses an
+// entry over `MAX_STREAM_ENTRY_BYTES` as damage, so no writer may produce one.
+
+/// Largest canonical JSON value of one stream entry.
+pub const MAX_STREAM_ENTRY_BYTES: usize = 1 << 20;
+
+/// Most entries one append (or one transaction's appends to one stream) may add.
+pub const MAX_APPEND_ENTRIES: usize = 10_000;
+
+/// Most entries one stream read returns.
+pub const MAX_STREAM_READ_ENTRIES: usize = 10_000;
+
+/// Most value bytes one stream read returns (at least one entry is always returned).
+pub const MAX_STREAM_READ_BYTES: usize = 16 << 20;
+
+/// Largest `max_age_s` a stream's retention may have (the same 100 years as [`MAX_TTL`]).
+pub const MAX_STREAM_AGE_S: u64 = MAX_TTL.as_secs();
+
+const _: () = assert!(MAX_STREAM_ENTRY_BYTES <= MAX_STREAM_READ_BYTES);

@@ -100,6 +100,10 @@ pub struct Options {
     /// Largest blob an upload may stream, in bytes (default 1 GiB,
     /// `limits::DEFAULT_MAX_BLOB_BYTES`; at most `limits::MAX_BLOB_BYTES`).
     pub max_blob_bytes: u64,
+    /// Bytes after which a stream's next append starts a new stream file (default 64 MiB).
+    /// Retention removes whole files, so this is also how much trimmed data a stream may keep
+    /// on disk until its file is full.
+    pub stream_segment_bytes: u64,
 }
 
 impl Options {
@@ -161,6 +165,7 @@ impl Default for Options {
             ttl_reap_interval: Some(Duration::from_secs(1)),
             ttl_reap_batch: 1000,
             max_blob_bytes: crate::limits::DEFAULT_MAX_BLOB_BYTES,
+            stream_segment_bytes: crate::stream::files::DEFAULT_STREAM_SEGMENT_BYTES,
         }
     }
 }

@@ -118,6 +118,8 @@ pub(crate) struct Recovered {
     pub active: Option<ActiveSegment>,
     pub sealed: Vec<SealedSegment>,
     pub report: RecoveryReport,
+    /// The stream files, cut to the checkpoint and written again by replay.
+    pub streams: crate::stream::files::StreamFiles,
 }
 
 fn damaged(file: &Path, offset: u64, detail: impl Into<String>, dir: &Path) -> Error {
@@ -291,13 +293,36 @@ pub(crate) fn recover(
             return Err(damaged(&file, offset, why, data));
         }
     }
+    // Stream files are cut back to the checkpoint's watermarks; replay writes the rest again.
+    let streams = crate::stream::files::StreamFiles::open(
+        data,
+        faults,
+        crate::stream::files::DEFAULT_STREAM_SEGMENT_BYTES,
+        &mut state,
+    )?;
     let mut replayer = Replayer::new(&mut state, Some(&identity)).with_keys(keys);
     for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {
         let is_last = i + 1 == count;
         let bytes = read_segment(path, data)?;
+        let mut stream_error = None;
         let r = replayer
-            .segment(&bytes, *first, None, false, &mut |_| true)
+            .segment(
+                &bytes,
+                *first,
+                None,
+                false,
+                &mut |rec| match streams.write_record(rec) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        stream_error = Some(e);
+                        false
+                    }
+                },
+            )
             .map_err(|e| damaged(path, 0, e, data))?;
+        if let Some(e) = stream_error {
+            return Err(e);
+        }
         report.commits_replayed += r.applied;
         // Commit time of the segment's last frame, replayed or not (seals and retention use it).
         let last_ts = r.last_ts;
@@ -433,6 +458,7 @@ pub(crate) fn recover(
         active,
         sealed,
         report,
+        streams,
     })
 }
 

@@ -146,6 +146,18 @@ pub enum Op {
     },
     /// A write to a blob (`crate::blob`): naming a staged blob, or deleting one.
     Blob(crate::blob::BlobWrite),
+    /// Appends entries to a stream (issue 13): each gets the next sequence number and the
+    /// commit's time. With `expected_seq`, the transaction fails (a conflict with reason
+    /// `StreamSeqMismatch`) unless the stream's last sequence number is that (0: no entries
+    /// were ever appended), so a retrying client appends exactly once.
+    Append {
+        /// The stream (named like a collection).
+        stream: String,
+        /// The entries, in order (at most `limits::MAX_APPEND_ENTRIES`).
+        values: Vec<serde_json::Value>,
+        /// Required last sequence number of the stream.
+        expected_seq: Option<u64>,
+    },
 }
 
 /// An ordered list of operations applied all-or-nothing.
@@ -248,6 +260,21 @@ impl Transaction {
             kind: crate::blob::BlobWriteKind::Delete,
             if_version: None,
         }));
+        self
+    }
+
+    /// Appends `values` to `stream` (see [`Op::Append`]).
+    pub fn append(
+        &mut self,
+        stream: &str,
+        values: Vec<serde_json::Value>,
+        expected_seq: Option<u64>,
+    ) -> &mut Self {
+        self.ops.push(Op::Append {
+            stream: stream.to_owned(),
+            values,
+            expected_seq,
+        });
         self
     }
 

@@ -314,6 +314,21 @@ fn regenerate_seed_corpora() {
         db.put("players", &format!("p{i}"), json!({"i": i}))
             .unwrap();
     }
+    // Log format 5: a commit with stream ops (an append; retention adds a trim).
+    db.set_stream_retention(
+        "chat.log",
+        amberdb::Retention {
+            max_entries: Some(2),
+            max_age_s: None,
+        },
+    )
+    .unwrap();
+    db.append(
+        "chat.log",
+        &[json!("hi"), json!({"n": 1}), json!([2])],
+        None,
+    )
+    .unwrap();
     db.close().unwrap();
     let log_dir = tmp.path().join(LOG_DIR);
     let segments = list_segments(&log_dir).unwrap();
@@ -344,6 +359,11 @@ fn regenerate_seed_corpora() {
     }
     write(
         "commit_frame",
+        "valid-stream-append-and-trim.bin",
+        frames.last().unwrap(),
+    );
+    write(
+        "commit_frame",
         "valid-two-frames.bin",
         &[frames[5].clone(), frames[6].clone()].concat(),
     );
@@ -369,7 +389,9 @@ fn regenerate_seed_corpora() {
     let mut vlen = frames[0].clone();
     let value_len =
         amberdb::canonical_json(&json!({"hp": 20, "inventory": ["sword", "shield"]})).len();
-    let at = vlen.len() - value_len - 4; // the value length field, just before the value
+    // The value length field, just before the value (log format 5: the payload ends with the
+    // stream op count, 0 here).
+    let at = vlen.len() - 4 - value_len - 4;
     vlen[at..at + 4].copy_from_slice(&0xffff_fff0u32.to_le_bytes());
     checks::fix_frames(&mut vlen);
     write(

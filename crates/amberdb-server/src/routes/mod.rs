@@ -14,6 +14,7 @@ pub mod keys;
 pub mod probes;
 pub mod revert;
 pub mod spec;
+pub mod streams;
 pub mod txn;
 pub mod write;
 

@@ -169,6 +169,148 @@ pub struct LoggedOp {
     pub doc: Option<WrittenDoc>,
 }
 
+/// One change to a stream (log format 5): stream ops follow the document ops of a commit.
+/// Byte layout: `docs/FORMAT.md`, "Stream ops".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StreamOp {
+    /// Entries appended with sequence numbers `first_seq`, `first_seq + 1`, ... and the
+    /// commit's time; the first append to a missing stream creates it (seq 1).
+    Append {
+        /// The stream.
+        stream: Arc<str>,
+        /// Sequence number of the first value.
+        first_seq: u64,
+        /// Canonical JSON of each entry, in order.
+        values: Vec<Arc<[u8]>>,
+    },
+    /// Every entry before `first_seq` is removed (retention, or an explicit trim).
+    Trim {
+        /// The stream.
+        stream: Arc<str>,
+        /// The first sequence number kept.
+        first_seq: u64,
+    },
+    /// The stream is deleted as a whole; a later append starts a new stream at seq 1.
+    Delete {
+        /// The stream.
+        stream: Arc<str>,
+    },
+    /// The stream's retention is set (creating the stream, empty, when missing).
+    Configure {
+        /// The stream.
+        stream: Arc<str>,
+        /// Most entries kept (`None`: no limit).
+        max_entries: Option<u64>,
+        /// Oldest entry kept, in seconds of commit time (`None`: no limit).
+        max_age_s: Option<u64>,
+    },
+}
+
+const STREAM_APPEND: u8 = 1;
+const STREAM_TRIM: u8 = 2;
+const STREAM_DELETE: u8 = 3;
+const STREAM_CONFIGURE: u8 = 4;
+
+impl StreamOp {
+    /// The stream the op changes.
+    pub fn stream(&self) -> &Arc<str> {
+        match self {
+            StreamOp::Append { stream, .. }
+            | StreamOp::Trim { stream, .. }
+            | StreamOp::Delete { stream }
+            | StreamOp::Configure { stream, .. } => stream,
+        }
+    }
+
+    fn encoded_len(&self) -> usize {
+        1 + 2
+            + self.stream().len()
+            + match self {
+                StreamOp::Append { values, .. } => {
+                    8 + 4 + values.iter().map(|v| 4 + v.len()).sum::<usize>()
+                }
+                StreamOp::Trim { .. } => 8,
+                StreamOp::Delete { .. } => 0,
+                StreamOp::Configure { .. } => 16,
+            }
+    }
+
+    fn encode_into(&self, buf: &mut Vec<u8>) {
+        let code = match self {
+            StreamOp::Append { .. } => STREAM_APPEND,
+            StreamOp::Trim { .. } => STREAM_TRIM,
+            StreamOp::Delete { .. } => STREAM_DELETE,
+            StreamOp::Configure { .. } => STREAM_CONFIGURE,
+        };
+        buf.put_u8(code);
+        put_str16(buf, self.stream());
+        match self {
+            StreamOp::Append {
+                first_seq, values, ..
+            } => {
+                buf.put_u64(*first_seq);
+                // Bounded by the payload limit, checked before encoding.
+                buf.put_u32(u32::try_from(values.len()).unwrap_or(u32::MAX));
+                for v in values {
+                    buf.put_u32(u32::try_from(v.len()).unwrap_or(u32::MAX));
+                    buf.extend_from_slice(v);
+                }
+            }
+            StreamOp::Trim { first_seq, .. } => buf.put_u64(*first_seq),
+            StreamOp::Delete { .. } => {}
+            StreamOp::Configure {
+                max_entries,
+                max_age_s,
+                ..
+            } => {
+                buf.put_u64(max_entries.unwrap_or(0));
+                buf.put_u64(max_age_s.unwrap_or(0));
+            }
+        }
+    }
+
+    fn decode(r: &mut Reader<'_>, payload_len: usize) -> Result<StreamOp, FrameError> {
+        let malformed = FrameError::Malformed;
+        let code = r.u8().ok_or(malformed("stream op kind"))?;
+        let stream: Arc<str> = r.str16().ok_or(malformed("stream name"))?.into();
+        Ok(match code {
+            STREAM_APPEND => {
+                let first_seq = r.u64().ok_or(malformed("stream first seq"))?;
+                let count = r.u32().ok_or(malformed("stream entry count"))? as usize;
+                // Each entry takes at least 4 bytes; refuse counts the payload cannot hold.
+                if count > payload_len / 4 || first_seq == 0 {
+                    return Err(malformed("stream entry count exceeds payload"));
+                }
+                let mut values = Vec::with_capacity(count);
+                for _ in 0..count {
+                    let len = r.u32().ok_or(malformed("stream entry length"))? as usize;
+                    values.push(r.bytes(len).ok_or(malformed("stream entry"))?.into());
+                }
+                StreamOp::Append {
+                    stream,
+                    first_seq,
+                    values,
+                }
+            }
+            STREAM_TRIM => StreamOp::Trim {
+                stream,
+                first_seq: r.u64().ok_or(malformed("stream trim seq"))?,
+            },
+            STREAM_DELETE => StreamOp::Delete { stream },
+            STREAM_CONFIGURE => {
+                let max_entries = r.u64().ok_or(malformed("stream max entries"))?;
+                let max_age_s = r.u64().ok_or(malformed("stream max age"))?;
+                StreamOp::Configure {
+                    stream,
+                    max_entries: Some(max_entries).filter(|&n| n != 0),
+                    max_age_s: Some(max_age_s).filter(|&n| n != 0),
+                }
+            }
+            _ => return Err(malformed("unknown stream op kind")),
+        })
+    }
+}
+
 /// A decoded commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CommitRecord {
@@ -182,6 +324,8 @@ pub struct CommitRecord {
     pub target_lsn: u64,
     /// Documents written, in transaction order.
     pub ops: Vec<LoggedOp>,
+    /// Stream changes (log format 5; empty in older frames).
+    pub streams: Vec<StreamOp>,
 }
 
 /// Why bytes did not decode as a frame.
@@ -287,6 +431,10 @@ impl CommitRecord {
                 buf.extend_from_slice(&doc.value);
             }
         }
+        buf.put_u32(width(self.streams.len())?);
+        for op in &self.streams {
+            op.encode_into(buf);
+        }
         debug_assert_eq!(buf.len() - start, FRAME_HEADER_LEN + payload_len as usize);
         let crc = crc32c::crc32c(buf.get(start + 8..).unwrap_or_default());
         if let Some(h) = buf.get_mut(start + 4..start + 8) {
@@ -300,10 +448,19 @@ impl CommitRecord {
         self.encoded_len_in(LOG_FORMAT_VERSION)
     }
 
-    /// Size this commit's frame has in log format `format_version` (1 to 4): what a frame
+    /// Size this commit's frame has in log format `format_version` (1 to 5): what a frame
     /// decoded from a segment of that format occupies.
     pub fn encoded_len_in(&self, format_version: u32) -> usize {
         let v4 = format_version >= 4;
+        let streams = if format_version >= 5 {
+            4 + self
+                .streams
+                .iter()
+                .map(StreamOp::encoded_len)
+                .sum::<usize>()
+        } else {
+            0
+        };
         let header = if format_version < 2 {
             FRAME_HEADER_LEN_V1
         } else {
@@ -327,6 +484,7 @@ impl CommitRecord {
                             .map_or(0, |d| 8 + 4 + 8 + expiry + 32 + 4 + d.value.len())
                 })
                 .sum::<usize>()
+            + streams
     }
 }
 
@@ -336,7 +494,7 @@ pub fn decode_frame(buf: &[u8]) -> Result<(CommitRecord, usize), FrameError> {
     decode_frame_in(buf, LOG_FORMAT_VERSION).map(|f| (f.record, f.len))
 }
 
-/// Decodes one frame of log format `format_version` (1 to 4) at the start of `buf`.
+/// Decodes one frame of log format `format_version` (1 to 5) at the start of `buf`.
 pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameError> {
     let header_len = if format_version < 2 {
         FRAME_HEADER_LEN_V1
@@ -434,6 +592,19 @@ pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameEr
             doc,
         });
     }
+    // Log format 5 added stream ops after the document ops.
+    let mut streams = vec![];
+    if format_version >= 5 {
+        let count = r.u32().ok_or(malformed("stream op count"))? as usize;
+        // Each stream op takes at least 3 bytes.
+        if count > len / 3 {
+            return Err(malformed("stream op count exceeds payload"));
+        }
+        streams.reserve(count);
+        for _ in 0..count {
+            streams.push(StreamOp::decode(&mut r, len)?);
+        }
+    }
     if r.position() != total {
         return Err(malformed("payload length does not match its contents"));
     }
@@ -444,6 +615,7 @@ pub fn decode_frame_in(buf: &[u8], format_version: u32) -> Result<Frame, FrameEr
             reason,
             target_lsn,
             ops,
+            streams,
         },
         len: total,
         durable_lsn,
@@ -481,6 +653,25 @@ mod tests {
                     prev_lsn: 9,
                     op: OpKind::Delete,
                     doc: None,
+                },
+            ],
+            streams: vec![
+                StreamOp::Configure {
+                    stream: "chat".into(),
+                    max_entries: Some(100),
+                    max_age_s: None,
+                },
+                StreamOp::Append {
+                    stream: "chat".into(),
+                    first_seq: 7,
+                    values: vec![Arc::from(&b"\"hi\""[..]), Arc::from(&b"{}"[..])],
+                },
+                StreamOp::Trim {
+                    stream: "chat".into(),
+                    first_seq: 3,
+                },
+                StreamOp::Delete {
+                    stream: "old".into(),
                 },
             ],
         }
@@ -576,6 +767,7 @@ mod tests {
             reason: CommitReason::Write,
             target_lsn: 0,
             ops: vec![op; 15],
+            streams: vec![],
         };
         assert!(rec.payload_len() <= MAX_PAYLOAD_LEN);
         rec.ops.push(rec.ops[0].clone());

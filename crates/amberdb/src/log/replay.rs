@@ -290,6 +290,7 @@ mod tests {
                         value,
                     }),
                 }],
+                streams: vec![],
             }
             .encode_into(&mut b, lsn - 1)
             .expect("encodes");

@@ -144,6 +144,7 @@ impl FrameDecoder {
                     reason: Default::default(),
                     target_lsn: 0,
                     ops: vec![],
+                    streams: vec![],
                 },
                 len: total,
                 durable_lsn: Some(durable_lsn),

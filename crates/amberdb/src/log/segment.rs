@@ -21,8 +21,9 @@ pub const SEAL_MAGIC: [u8; 8] = *b"AMBRSEAL";
 /// segment header; version 4 added each commit's reason and target LSN, each op's kind and
 /// each written document's expiry to the frame payload, and (issue 12) a random per-file salt
 /// to the segment header (72 bytes) and a non-zero key id: the frames' payloads are then
-/// sealed (`log::sealed`). Versions 1 to 3 stay readable.
-pub const LOG_FORMAT_VERSION: u32 = 4;
+/// sealed (`log::sealed`); version 5 (issue 13) adds stream ops (append, trim, delete,
+/// configure) after the document ops of each payload. Versions 1 to 4 stay readable.
+pub const LOG_FORMAT_VERSION: u32 = 5;
 /// Size of the segment header of log formats 1 and 2.
 pub const SEGMENT_HEADER_LEN: usize = 32;
 /// Size of the segment header of log format 3 (with database and timeline ids).

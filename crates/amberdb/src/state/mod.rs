@@ -22,7 +22,8 @@ mod prepare;
 mod view;
 
 pub(crate) use prepare::{
-    encode_transaction, encode_transaction_with, EncodedKind, EncodedOp, EncodedValue,
+    encode_append, encode_transaction, encode_transaction_with, EncodedKind, EncodedOp,
+    EncodedValue,
 };
 pub(crate) use view::is_system_collection;
 pub use view::{CollectionInfo, ListOptions, Page, ReadView};
@@ -132,6 +133,9 @@ pub(crate) struct State {
     /// is applied. Part of the state (and of checkpoints), so a replay prunes exactly where
     /// the live database did.
     pub tombstone_retention_us: u64,
+    /// Streams by name (`stream/`): sequence ranges, retention and a small index per entry;
+    /// values live in the stream files, never here.
+    pub streams: OrdMap<Arc<str>, crate::stream::StreamState>,
 }
 
 impl Default for State {
@@ -142,6 +146,7 @@ impl Default for State {
             collections: OrdMap::new(),
             tombstone_queue: OrdSet::new(),
             tombstone_retention_us: duration_us(DEFAULT_TOMBSTONE_RETENTION),
+            streams: OrdMap::new(),
         }
     }
 }
@@ -247,6 +252,7 @@ impl State {
                 }
             }
         }
+        crate::stream::apply(&mut self.streams, rec);
         self.lsn = rec.lsn;
         self.commit_ts = rec.commit_ts;
         self.prune_tombstones(rec.commit_ts.saturating_sub(self.tombstone_retention_us));

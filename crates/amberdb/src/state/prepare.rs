@@ -44,6 +44,69 @@ pub(crate) enum EncodedKind {
     /// version and has expired at the commit's time; otherwise (refreshed, rewritten, already
     /// gone) a no-op, never a conflict, so a concurrent write always wins over the reaper.
     Reap(u64),
+    /// Stream ops (issue 13): `collection` is the stream, `key` is empty.
+    /// Appends encoded entries (canonical JSON), optionally only at `expected_seq`.
+    Append {
+        values: Vec<Arc<[u8]>>,
+        expected_seq: Option<u64>,
+    },
+    /// Removes every entry before this sequence number.
+    StreamTrim(u64),
+    /// Applies the stream's retention at the commit's time.
+    StreamRetain,
+    /// Sets the stream's retention.
+    StreamConfigure(crate::stream::Retention),
+    /// Deletes the stream.
+    StreamDelete,
+}
+
+impl EncodedOp {
+    /// A stream op on `stream` (already validated by the caller).
+    pub(crate) fn stream(stream: &str, kind: EncodedKind) -> EncodedOp {
+        EncodedOp {
+            collection: stream.into(),
+            key: "".into(),
+            kind,
+            if_version: None,
+            schema_version: None,
+            expiry: Expiry::Unset,
+        }
+    }
+}
+
+/// Validates and encodes the entries of an append, in the caller's thread.
+pub(crate) fn encode_append(stream: &str, values: &[serde_json::Value]) -> Result<Vec<Arc<[u8]>>> {
+    validate_collection(stream)?;
+    if values.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "an append to stream {stream} needs at least one entry"
+        )));
+    }
+    if values.len() > crate::limits::MAX_APPEND_ENTRIES {
+        return Err(Error::InvalidArgument(format!(
+            "an append may add at most {} entries, {} were given",
+            crate::limits::MAX_APPEND_ENTRIES,
+            values.len()
+        )));
+    }
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let key = format!("#{i}");
+            crate::patch::check_depth(stream, &key, v)?;
+            let bytes = crate::document::canonical_json(v);
+            if bytes.len() > crate::limits::MAX_STREAM_ENTRY_BYTES {
+                return Err(Error::TooLarge {
+                    collection: stream.to_owned(),
+                    key,
+                    size: bytes.len(),
+                    limit: crate::limits::MAX_STREAM_ENTRY_BYTES,
+                });
+            }
+            Ok(Arc::from(bytes))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone)]
@@ -89,6 +152,19 @@ pub(crate) fn encode_transaction_with(
             Op::Check {
                 collection, key, ..
             } => (collection, key),
+            Op::Append {
+                stream,
+                values,
+                expected_seq,
+            } => {
+                let values = encode_append(stream, values)?;
+                let kind = EncodedKind::Append {
+                    values,
+                    expected_seq: *expected_seq,
+                };
+                out.push(EncodedOp::stream(stream, kind));
+                continue;
+            }
         };
         validate_collection(collection)?;
         validate_key(key)?;
@@ -128,6 +204,7 @@ pub(crate) fn encode_transaction_with(
             }
             Op::Check { version, .. } => (EncodedKind::Check(*version), None, None, Expiry::Unset),
             Op::Blob(_) => unreachable!("blob ops were encoded above"),
+            Op::Append { .. } => continue, // encoded above
         };
         if schema_version == Some(0) {
             return Err(Error::InvalidValue(
@@ -305,7 +382,12 @@ impl State {
         let mut conflicts = vec![];
         // Each collection's default TTL, read from its spec once per transaction.
         let mut default_ttls: BTreeMap<Arc<str>, Option<std::time::Duration>> = BTreeMap::new();
+        let mut streams = crate::stream::StreamTxn::default();
         for (i, op) in ops.iter().enumerate() {
+            if let Some(r) = self.prepare_stream_op(&mut streams, op, i, &mut conflicts) {
+                results.push(r);
+                continue;
+            }
             let id = (op.collection.clone(), op.key.clone());
             let cur = scratch
                 .entry(id.clone())
@@ -370,7 +452,12 @@ impl State {
                     continue;
                 }
                 // Handled above; never reaches here.
-                EncodedKind::Reap(_) => continue,
+                EncodedKind::Reap(_)
+                | EncodedKind::Append { .. }
+                | EncodedKind::StreamTrim(_)
+                | EncodedKind::StreamRetain
+                | EncodedKind::StreamConfigure(_)
+                | EncodedKind::StreamDelete => continue,
                 EncodedKind::Put(v) => v.clone(),
                 EncodedKind::Create(v) => {
                     if cur.value.is_some() {
@@ -459,6 +546,7 @@ impl State {
         if !conflicts.is_empty() {
             return Err(Error::Conflict(conflicts));
         }
+        let stream_ops = streams.finish(&self.streams, ts)?;
         let ops = order
             .into_iter()
             .filter_map(|id| {
@@ -495,9 +583,50 @@ impl State {
                 reason: meta.reason,
                 target_lsn: meta.target_lsn,
                 ops,
+                streams: stream_ops,
             },
             results,
         })
+    }
+
+    /// Evaluates a stream op of a transaction; `None` for document ops. A failed
+    /// `expected_seq` is collected as a conflict like a failed `if_version`.
+    fn prepare_stream_op(
+        &self,
+        streams: &mut crate::stream::StreamTxn,
+        op: &EncodedOp,
+        i: usize,
+        conflicts: &mut Vec<Conflict>,
+    ) -> Option<OpResult> {
+        let s = &op.collection;
+        let (last_seq, written) = match &op.kind {
+            EncodedKind::Append {
+                values,
+                expected_seq,
+            } => match streams.append(&self.streams, s, values, *expected_seq, i) {
+                Ok(last) => (last, !values.is_empty()),
+                Err(c) => {
+                    conflicts.push(c);
+                    (0, false)
+                }
+            },
+            EncodedKind::StreamTrim(seq) => {
+                streams.trim(&self.streams, s, *seq);
+                (0, true)
+            }
+            EncodedKind::StreamRetain => {
+                streams.retain(&self.streams, s);
+                (0, true)
+            }
+            EncodedKind::StreamConfigure(r) => {
+                streams.configure(&self.streams, s, *r);
+                (0, true)
+            }
+            EncodedKind::StreamDelete => (0, streams.delete(&self.streams, s)),
+            _ => return None,
+        };
+        // For appends `version` is the stream's last sequence number after the op.
+        Some(result(op, last_seq, written, 0, None))
     }
 }
 
