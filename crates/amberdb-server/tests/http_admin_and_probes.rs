@@ -146,7 +146,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        27,
+        31,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];
