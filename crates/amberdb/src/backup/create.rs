@@ -64,6 +64,13 @@ impl Db {
         // View first, then sync: the sync covers every published commit, so the snapshot
         // never holds a commit that a power loss could still take back.
         let view = self.view();
+        // Streams' values live in stream files that backups do not copy yet: a backup of a
+        // database with streams would not restore. Refuse it loudly instead of writing one.
+        if let Some(name) = view.state.streams.keys().next() {
+            return Err(Error::InvalidArgument(format!(
+                "backups do not cover streams yet, and this database has stream {name:?}: delete its streams (or keep them in another database) to take backups; see docs/OPERATIONS.md \"Streams\""
+            )));
+        }
         // The backup's time is read between the view and the roll: every commit stamped at
         // or before it was processed by the committer before the roll, so it is in the view
         // or in the segment the roll seals (archived below). That makes the backup proof
