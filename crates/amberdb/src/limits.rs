@@ -74,3 +74,26 @@ pub const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(100 * 36
 /// target); a larger one is refused before any old version is read. Narrow the scope or
 /// restore a backup into a new directory instead.
 pub const MAX_REVERT_DOCS: usize = 100_000;
+
+// ---- Collection specs, schemas and migrations (the schema engineer's block) ----
+
+/// Largest collection spec (its canonical JSON, schemas and migrations included). Refused
+/// before the spec is compiled or logged.
+pub const MAX_SPEC_BYTES: usize = 1 << 20;
+
+/// Highest schema version a spec may define (versions run contiguously from 1).
+pub const MAX_SCHEMA_VERSION: u32 = 1000;
+
+/// Most steps in one migration's `up` or `down` (a `map` step's inner step counts as one).
+pub const MAX_MIGRATION_STEPS: usize = 1000;
+
+/// Longest `jq` filter of a migration step, in bytes.
+pub const MAX_JQ_FILTER_BYTES: usize = 16 << 10;
+
+/// Longest wall-clock time one `jq` step may run on one document before the migration of
+/// that document fails.
+pub const MAX_JQ_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Most schema validation errors reported for one document (the rest are counted, not
+/// listed).
+pub const MAX_SCHEMA_ERRORS: usize = 50;

@@ -97,6 +97,9 @@ pub struct Options {
     /// Most documents one reaper pass deletes (one transaction); with the interval, the
     /// reaper's rate limit. Default: 1000.
     pub ttl_reap_batch: usize,
+    /// Rust functions that migration specs may call as steps (`{"op": "native", "name"}`),
+    /// for embedded use; see [`crate::schema::NativeSteps`]. Default: none.
+    pub native_steps: crate::schema::NativeSteps,
 }
 
 impl Options {
@@ -157,6 +160,7 @@ impl Default for Options {
             on_event: None,
             ttl_reap_interval: Some(Duration::from_secs(1)),
             ttl_reap_batch: 1000,
+            native_steps: Default::default(),
         }
     }
 }
