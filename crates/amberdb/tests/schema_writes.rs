@@ -280,3 +280,67 @@ fn a_native_step_registered_by_an_embedded_user_runs_in_the_chain() {
     );
     db.close().unwrap();
 }
+
+#[test]
+fn a_jq_step_upgrades_an_old_write_and_a_failing_one_names_the_document() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let s: CollectionSpec = serde_json::from_value(json!({
+        "schema_version": 2, "versions": {"1": {}, "2": {}},
+        "migrations": [{"from": 1, "to": 2, "up": [
+            {"op": "jq", "filter": ".hp = (.hp * 10) | .name |= ascii_upcase"}]}]}))
+    .unwrap();
+    db.set_spec("c", &s).unwrap();
+    let mut tx = Transaction::new();
+    tx.put("c", "k", json!({"hp": 4, "name": "ann"}))
+        .schema_version(1);
+    db.commit(&tx).unwrap();
+    assert_eq!(
+        serde_json::from_slice::<Value>(&db.get("c", "k").unwrap().value).unwrap(),
+        json!({"hp": 40, "name": "ANN"})
+    );
+    let mut tx = Transaction::new();
+    tx.put("c", "bad", json!({"hp": "x", "name": "bo"}))
+        .schema_version(1);
+    let err = db.commit(&tx).unwrap_err();
+    assert!(
+        matches!(err, Error::MigrationFailed { ref key, .. } if key == "bad"),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("jq error"), "{err}");
+    db.close().unwrap();
+}
+
+#[test]
+fn a_reader_at_an_older_version_without_a_down_gets_no_down_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let s: CollectionSpec = serde_json::from_value(json!({
+        "schema_version": 3, "versions": {"1": {}, "2": {}, "3": {}},
+        "migrations": [
+            {"from": 1, "to": 2, "up": [{"op": "rename", "path": "/n", "to": "name"}],
+             "down": [{"op": "rename", "path": "/name", "to": "n"}]},
+            {"from": 2, "to": 3, "up": [{"op": "set_default", "path": "/xp", "value": 0}]}]}))
+    .unwrap();
+    db.set_spec("c", &s).unwrap();
+    db.put("c", "k", json!({"name": "ann", "xp": 5})).unwrap();
+    let three = db.get_as("c", "k", None).unwrap().unwrap();
+    assert_eq!(three.doc.meta.schema_version, 3);
+    match db.get_as("c", "k", Some(1)).unwrap_err() {
+        Error::NoDownMigration {
+            missing_from,
+            missing_to,
+            ..
+        } => assert_eq!((missing_from, missing_to), (2, 3)),
+        e => panic!("{e:?}"),
+    }
+    assert!(db.get_as("c", "k", Some(4)).is_err());
+    // An old client cannot edit what it cannot see.
+    let mut tx = Transaction::new();
+    tx.put("c", "k", json!({"n": "bo"})).schema_version(1);
+    assert!(matches!(
+        db.commit(&tx).unwrap_err(),
+        Error::NoDownMigration { .. }
+    ));
+    db.close().unwrap();
+}

@@ -149,7 +149,7 @@ pub(crate) fn convert(
 ) -> Result<Value, ChainError> {
     for (m, up) in plan(spec, from, to)? {
         let (steps, direction) = if up {
-            (&m.up[..], "up")
+            (m.up.as_slice(), "up")
         } else {
             (m.down.as_deref().unwrap_or_default(), "down")
         };

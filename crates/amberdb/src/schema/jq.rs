@@ -109,9 +109,11 @@ fn words(filter: &str) -> Vec<&str> {
 }
 
 fn recurse_has_args(filter: &str) -> bool {
-    filter
-        .match_indices("recurse")
-        .any(|(i, w)| filter[i + w.len()..].trim_start().starts_with('('))
+    filter.match_indices("recurse").any(|(i, w)| {
+        filter
+            .get(i + w.len()..)
+            .is_some_and(|rest| rest.trim_start().starts_with('('))
+    })
 }
 
 /// Compiles `filter` and, with a document, runs it to exactly one output.

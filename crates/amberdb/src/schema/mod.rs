@@ -1,12 +1,13 @@
 //! Schemas and migrations: the declarative steps ([`steps`]), the sandboxed jq step
 //! ([`jq`]), compiled specs and their cache ([`validate`]), up and down chains ([`chain`]),
-//! the rule for old clients' writes ([`carry`]) and reads at a version ([`Reader`]). The spec document itself is
+//! the rule for old clients' writes ([`carry`]) and reads at a version ([`Reader`]), and batch migrations (`Db::migrate`). The spec document itself is
 //! [`crate::spec`]'s; the committer calls in here to validate and upgrade writes.
 //! See docs/SCHEMAS.md.
 
 pub(crate) mod carry;
 pub(crate) mod chain;
 mod jq;
+mod migrate;
 mod read;
 mod steps;
 mod validate;
@@ -16,6 +17,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use migrate::{
+    AppliedMigration, MigrateOptions, MigrationFailure, MigrationReport, MAX_DRY_RUN_SAMPLES,
+    MIGRATIONS_COLLECTION,
+};
 pub use read::{Reader, VersionedDoc};
 pub(crate) use steps::Runner;
 pub use steps::Step;

@@ -202,10 +202,10 @@ fn put(doc: &mut Value, path: &str, value: Value, only_if_absent: bool) -> Resul
         }
         Value::Array(a) => {
             let len = a.len();
-            match last.parse::<usize>() {
-                Ok(i) if i < len => {
+            match last.parse::<usize>().ok().and_then(|i| a.get_mut(i)) {
+                Some(slot) => {
                     if !only_if_absent {
-                        a[i] = value;
+                        *slot = value;
                     }
                     Ok(())
                 }
@@ -316,9 +316,11 @@ impl Step {
                 if parent.is_empty() {
                     return Err(format!("{path}: a top-level field cannot be hoisted"));
                 }
-                let grand = &parent[..parent.len() - 1];
+                let mut grand = parent;
+                grand.pop();
+                grand.push(name);
                 match take(doc, path)? {
-                    Some(v) => put(doc, &join(&[grand, &[name]].concat()), v, false),
+                    Some(v) => put(doc, &join(&grand), v, false),
                     None => Ok(()),
                 }
             }
@@ -326,8 +328,10 @@ impl Step {
                 let (parent, name) = split(path)?;
                 match take(doc, path)? {
                     Some(v) => {
-                        let dest = join(&[&parent[..], &[into.clone(), name]].concat());
-                        put(doc, &dest, v, false)
+                        let mut dest = parent;
+                        dest.push(into.clone());
+                        dest.push(name);
+                        put(doc, &join(&dest), v, false)
                     }
                     None => Ok(()),
                 }
