@@ -29,7 +29,11 @@ fn spec_sha(db: &Db, collection: &str) -> String {
 }
 
 /// (spec version, every document's (key, stored version, value)).
-fn state_at(repo: &BackupRepo, target: RestoreTarget, into: &std::path::Path) -> (Option<u32>, Vec<(String, u32, Value)>) {
+fn state_at(
+    repo: &BackupRepo,
+    target: RestoreTarget,
+    into: &std::path::Path,
+) -> (Option<u32>, Vec<(String, u32, Value)>) {
     restore(repo, &target, false, into, &NoProgress).unwrap();
     let db = Db::open(into).unwrap();
     let page = db.list("p", &amberdb::ListOptions::default());
@@ -57,7 +61,8 @@ fn pitr_to_before_and_after_a_migration_restores_data_and_spec_consistently() {
     let db = Db::open(&data).unwrap();
     db.set_spec("p", &spec(1)).unwrap();
     for i in 0..20 {
-        db.put("p", &format!("k{i:02}"), json!({"health": i})).unwrap();
+        db.put("p", &format!("k{i:02}"), json!({"health": i}))
+            .unwrap();
     }
     let manifest = db.backup(&repo).unwrap();
     assert_eq!(
@@ -66,7 +71,13 @@ fn pitr_to_before_and_after_a_migration_restores_data_and_spec_consistently() {
         "the manifest lists the spec's checksum"
     );
     let r = db
-        .migrate("p", MigrateOptions { to: 2, dry_run: false })
+        .migrate(
+            "p",
+            MigrateOptions {
+                to: 2,
+                dry_run: false,
+            },
+        )
         .unwrap();
     let m = r.lsn.unwrap();
     let after = db.backup(&repo).unwrap();
@@ -79,12 +90,13 @@ fn pitr_to_before_and_after_a_migration_restores_data_and_spec_consistently() {
     assert_eq!(docs.len(), 20);
     assert!(docs
         .iter()
-        .all(|(k, v, d)| *v == 1 && d["health"].as_u64().map(|h| format!("k{h:02}")) == Some(k.clone())));
+        .all(|(k, v, d)| *v == 1
+            && d["health"].as_u64().map(|h| format!("k{h:02}")) == Some(k.clone())));
 
     let (s, docs) = state_at(&repo, RestoreTarget::Lsn(m), &tmp.path().join("after"));
     assert_eq!(s, Some(2));
     assert_eq!(docs.len(), 20);
-    assert!(docs
-        .iter()
-        .all(|(k, v, d)| *v == 2 && d["hp"].as_u64().map(|h| format!("k{h:02}")) == Some(k.clone())));
+    assert!(docs.iter().all(
+        |(k, v, d)| *v == 2 && d["hp"].as_u64().map(|h| format!("k{h:02}")) == Some(k.clone())
+    ));
 }
