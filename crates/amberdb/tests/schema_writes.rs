@@ -249,7 +249,8 @@ fn a_failing_step_fails_the_write_naming_the_migration_and_step() {
         json!({"class": 2})
     );
     let mut tx = Transaction::new();
-    tx.put("c", "k", json!({"class": "bard"})).schema_version(1);
+    tx.put("c", "k2", json!({"class": "bard"}))
+        .schema_version(1);
     let msg = db.commit(&tx).unwrap_err().to_string();
     assert!(msg.contains("migration 1 -> 2 up step 0"), "{msg}");
     assert!(msg.contains("not in the conversion table"), "{msg}");

@@ -1,10 +1,11 @@
 //! The `jq` migration step, run by `jaq` (a pure-Rust jq) in a sandbox.
 //!
-//! What the sandbox guarantees: no I/O (module loading is off, and only jaq's value
-//! functions are linked: no `input`, `env`, `$ENV`, `now`, `debug`, `stderr`, `halt`), a
-//! filter no longer than `limits::MAX_JQ_FILTER_BYTES`, no `def` (so no recursion of its
-//! own) and none of jq's unbounded generators (`range`, `repeat`, `recurse` with arguments,
-//! `while`, `until`, `combinations`), exactly one output no larger than the document limit, and a wall-clock
+//! What the sandbox guarantees: no I/O (module loading is off, there is no input stream
+//! and no global variable, and a filter naming `input`, `env`, `$ENV`, `now`, `debug`,
+//! `stderr` or `halt` anywhere in its text is refused); a filter no longer than
+//! `limits::MAX_JQ_FILTER_BYTES`; no `def` (so no recursion of its own) and none of jq's
+//! unbounded generators (`range`, `repeat`, `recurse` with arguments, `while`, `until`,
+//! `combinations`); exactly one output no larger than the document limit; and a wall-clock
 //! bound (`limits::MAX_JQ_TIME`) after which the document's migration fails. The filter runs
 //! on a helper thread so the caller can stop waiting; safe Rust cannot preempt that thread,
 //! so a filter that the static checks let through and that runs long keeps its thread busy
@@ -37,6 +38,8 @@ const DENIED: &[&str] = &[
     "while",
     "until",
     "combinations",
+    "debug_empty",
+    "stderr_empty",
 ];
 
 /// Checks the static rules and that the filter compiles.
@@ -61,36 +64,14 @@ pub(crate) fn check(filter: &str) -> Result<(), String> {
     compile_and_run(filter, None).map(|_| ())
 }
 
-/// Identifier-like words of a filter (with a leading `$` for variables), outside strings.
+/// Identifier-like words of a filter (with a leading `$` for variables), everywhere in its
+/// text: inside strings too (string interpolation `\(...)` is code) and comments, so no
+/// quoting hides a forbidden name (a forbidden word inside a plain string is refused too).
 fn words(filter: &str) -> Vec<&str> {
     let mut out = vec![];
     let bytes = filter.as_bytes();
     let mut i = 0;
-    let mut in_str = false;
     while let Some(&c) = bytes.get(i) {
-        if in_str {
-            if c == b'\\' {
-                i += 2;
-                continue;
-            }
-            if c == b'"' {
-                in_str = false;
-            }
-            i += 1;
-            continue;
-        }
-        if c == b'"' {
-            in_str = true;
-            i += 1;
-            continue;
-        }
-        if c == b'#' {
-            // A comment runs to the end of the line.
-            while bytes.get(i).is_some_and(|&c| c != b'\n') {
-                i += 1;
-            }
-            continue;
-        }
         if c.is_ascii_alphabetic() || c == b'_' || c == b'$' {
             let start = i;
             i += 1;
@@ -125,10 +106,11 @@ fn compile_and_run(filter: &str, doc: Option<Value>) -> Result<Option<Value>, St
     let defs = jaq_core::defs()
         .chain(jaq_std::defs())
         .chain(jaq_json::defs());
+    // All of jaq's functions are linked (its definitions need them); the word check in
+    // `check` keeps a filter from calling the ones with effects.
     let funs = jaq_core::funs()
-        .chain(jaq_std::base_funs())
-        .chain(jaq_json::funs())
-        .filter(|(name, _, _)| !DENIED.contains(name));
+        .chain(jaq_std::funs())
+        .chain(jaq_json::funs());
     let loader = Loader::new(defs);
     let arena = Arena::default();
     let modules = loader
