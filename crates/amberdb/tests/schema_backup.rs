@@ -88,15 +88,12 @@ fn pitr_to_before_and_after_a_migration_restores_data_and_spec_consistently() {
     let (s, docs) = state_at(&repo, RestoreTarget::Lsn(m - 1), &tmp.path().join("before"));
     assert_eq!(s, Some(1));
     assert_eq!(docs.len(), 20);
-    assert!(docs
-        .iter()
-        .all(|(k, v, d)| *v == 1
-            && d["health"].as_u64().map(|h| format!("k{h:02}")) == Some(k.clone())));
+    assert!(docs.iter().all(|(k, v, d)| *v == 1
+        && d["health"].as_u64().map(|h| format!("k{h:02}")).as_deref() == Some(k.as_str())));
 
     let (s, docs) = state_at(&repo, RestoreTarget::Lsn(m), &tmp.path().join("after"));
     assert_eq!(s, Some(2));
     assert_eq!(docs.len(), 20);
-    assert!(docs.iter().all(
-        |(k, v, d)| *v == 2 && d["hp"].as_u64().map(|h| format!("k{h:02}")) == Some(k.clone())
-    ));
+    assert!(docs.iter().all(|(k, v, d)| *v == 2
+        && d["hp"].as_u64().map(|h| format!("k{h:02}")).as_deref() == Some(k.as_str())));
 }
