@@ -301,7 +301,7 @@ fn a_jq_step_upgrades_an_old_write_and_a_failing_one_names_the_document() {
         json!({"hp": 40, "name": "ANN"})
     );
     let mut tx = Transaction::new();
-    tx.put("c", "bad", json!({"hp": "x", "name": "bo"}))
+    tx.put("c", "bad", json!({"hp": 1, "name": 5}))
         .schema_version(1);
     let err = db.commit(&tx).unwrap_err();
     assert!(
