@@ -47,6 +47,8 @@ pub(crate) struct Committer {
     pub log: CommitLog,
     pub shared: Arc<Shared>,
     pub max_doc_bytes: usize,
+    /// Rust migration steps of this process (`Options::native_steps`).
+    pub native_steps: crate::schema::NativeSteps,
     /// Largest commit record payload accepted (at most `limits::MAX_PAYLOAD_LEN`).
     pub max_txn_bytes: usize,
     pub max_batch: usize,
@@ -177,7 +179,14 @@ impl Committer {
                         Ok(mut clock) => clock.commit_ts(self.last_ts),
                         Err(_) => now_micros().max(self.last_ts + 1),
                     };
-                    match state.prepare(&ops, self.next_lsn, ts, self.max_doc_bytes, meta) {
+                    match state.prepare_with(
+                        &ops,
+                        self.next_lsn,
+                        ts,
+                        self.max_doc_bytes,
+                        meta,
+                        &self.native_steps,
+                    ) {
                         Ok(p) if p.record.ops.is_empty() && p.record.streams.is_empty() => {
                             // A check-only transaction writes nothing, but what it checked
                             // may be a buffered commit not yet durable: a `Sync` one is

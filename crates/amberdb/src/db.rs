@@ -230,6 +230,7 @@ impl Db {
             log,
             shared: shared.clone(),
             max_doc_bytes: opts.max_doc_bytes,
+            native_steps: opts.native_steps.clone(),
             max_txn_bytes: opts.max_txn_bytes,
             max_batch: opts.max_batch.max(1),
             next_lsn: lsn + 1,
@@ -511,8 +512,56 @@ impl Db {
         collection: &str,
         spec: &crate::spec::CollectionSpec,
     ) -> Result<Committed> {
-        let op = crate::spec::write_op(collection, spec)?;
+        self.set_spec_with(collection, spec, crate::spec::SetSpecOptions::default())
+    }
+
+    /// [`Db::set_spec`] with options (`force` to change a migration that has been applied).
+    /// The spec is validated first and refused with the exact reason; a concurrent spec
+    /// change of the same collection makes this one conflict rather than be lost.
+    pub fn set_spec_with(
+        &self,
+        collection: &str,
+        spec: &crate::spec::CollectionSpec,
+        opts: crate::spec::SetSpecOptions,
+    ) -> Result<Committed> {
+        crate::document::validate_collection(collection)?;
+        let natives = &self.inner.opts.native_steps;
+        crate::schema::CompiledSpec::compile_with(spec, &|n| natives.contains(n))?;
+        let state = self.view().state;
+        let current = crate::spec::read(&state, collection);
+        let version = crate::spec::stored(&state, collection).map_or(0, |d| d.meta.version);
+        let op = crate::spec::write_op(collection, spec, &current, version, opts)?;
         self.commit_encoded(vec![op], self.inner.opts.durability, CommitMeta::default())
+    }
+
+    /// A reader presenting documents of `collection` at schema version `want` (`None`: the
+    /// collection's current version), under the spec in `view`. Documents stored at another
+    /// version are migrated on read (not persisted); a version the spec does not define is
+    /// refused, and a document with no down path fails with `Error::NoDownMigration`.
+    pub fn schema_reader(
+        &self,
+        view: &ReadView,
+        collection: &str,
+        want: Option<u32>,
+    ) -> Result<crate::schema::Reader> {
+        crate::document::validate_collection(collection)?;
+        let spec = crate::schema::compiled(&view.state, collection)?;
+        crate::schema::Reader::new(collection, spec, self.inner.opts.native_steps.clone(), want)
+    }
+
+    /// One document from the latest view at schema version `want` (`None`: the current
+    /// one), migrated on read; see [`Db::schema_reader`].
+    pub fn get_as(
+        &self,
+        collection: &str,
+        key: &str,
+        want: Option<u32>,
+    ) -> Result<Option<crate::schema::VersionedDoc>> {
+        let view = self.view();
+        let reader = self.schema_reader(&view, collection, want)?;
+        view.get(collection, key)
+            .map(|d| reader.present(d))
+            .transpose()
     }
 
     pub(crate) fn reaper_stats(&self) -> &crate::ttl::ReaperStats {

@@ -251,6 +251,50 @@ pub enum Error {
         /// What the bytes hash to (hex).
         actual: String,
     },
+    /// A document does not satisfy the JSON Schema of the version it would be stored at.
+    #[error("{collection}/{key} does not match the schema of version {schema_version} ({total} error{}): {}", if *total == 1 { "" } else { "s" }, errors.iter().map(|e| format!("{}: {}", if e.instance_path.is_empty() { "/" } else { &e.instance_path }, e.message)).collect::<Vec<_>>().join("; "))]
+    SchemaValidation {
+        /// The collection.
+        collection: String,
+        /// The document's key.
+        key: String,
+        /// The version whose schema it fails.
+        schema_version: u32,
+        /// The errors (at most `limits::MAX_SCHEMA_ERRORS`).
+        errors: Vec<crate::schema::SchemaError>,
+        /// How many errors there are in all.
+        total: usize,
+    },
+    /// A reader or writer asked for an older version, and a migration on the way down has
+    /// no `down`.
+    #[error("{collection}: no down migration from version {from} to {to}: migration {missing_from} -> {missing_to} has no down")]
+    NoDownMigration {
+        /// The collection.
+        collection: String,
+        /// The version the document is at.
+        from: u32,
+        /// The version asked for.
+        to: u32,
+        /// The migration without a `down`: its `from`.
+        missing_from: u32,
+        /// Its `to`.
+        missing_to: u32,
+    },
+    /// Migrating a document between versions failed (a step failed, or an old client's
+    /// change cannot be carried to the current version).
+    #[error("migrating {collection}/{key} from version {from} to {to} failed: {message}")]
+    MigrationFailed {
+        /// The collection.
+        collection: String,
+        /// The document's key.
+        key: String,
+        /// The version it started at.
+        from: u32,
+        /// The version it was going to.
+        to: u32,
+        /// What failed (the migration, direction and step).
+        message: String,
+    },
     /// An operating-system I/O error, with what the engine was doing.
     #[error("{context}: {source}")]
     Io {

@@ -62,6 +62,7 @@ mod patch;
 mod poison;
 mod recovery;
 pub mod revert;
+pub mod schema;
 pub mod spec;
 mod state;
 mod stream;

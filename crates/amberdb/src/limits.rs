@@ -111,3 +111,26 @@ pub const MAX_STREAM_READ_BYTES: usize = 16 << 20;
 pub const MAX_STREAM_AGE_S: u64 = MAX_TTL.as_secs();
 
 const _: () = assert!(MAX_STREAM_ENTRY_BYTES <= MAX_STREAM_READ_BYTES);
+
+// ---- Collection specs, schemas and migrations (the schema engineer's block) ----
+
+/// Largest collection spec (its canonical JSON, schemas and migrations included). Refused
+/// before the spec is compiled or logged.
+pub const MAX_SPEC_BYTES: usize = 1 << 20;
+
+/// Highest schema version a spec may define (versions run contiguously from 1).
+pub const MAX_SCHEMA_VERSION: u32 = 1000;
+
+/// Most steps in one migration's `up` or `down` (a `map` step's inner step counts as one).
+pub const MAX_MIGRATION_STEPS: usize = 1000;
+
+/// Longest `jq` filter of a migration step, in bytes.
+pub const MAX_JQ_FILTER_BYTES: usize = 16 << 10;
+
+/// Longest wall-clock time one `jq` step may run on one document before the migration of
+/// that document fails.
+pub const MAX_JQ_TIME: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Most schema validation errors reported for one document (the rest are counted, not
+/// listed).
+pub const MAX_SCHEMA_ERRORS: usize = 50;

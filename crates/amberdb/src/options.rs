@@ -104,6 +104,9 @@ pub struct Options {
     /// Retention removes whole files, so this is also how much trimmed data a stream may keep
     /// on disk until its file is full.
     pub stream_segment_bytes: u64,
+    /// Rust functions that migration specs may call as steps (`{"op": "native", "name"}`),
+    /// for embedded use; see [`crate::schema::NativeSteps`]. Default: none.
+    pub native_steps: crate::schema::NativeSteps,
 }
 
 impl Options {
@@ -166,6 +169,7 @@ impl Default for Options {
             ttl_reap_batch: 1000,
             max_blob_bytes: crate::limits::DEFAULT_MAX_BLOB_BYTES,
             stream_segment_bytes: crate::stream::files::DEFAULT_STREAM_SEGMENT_BYTES,
+            native_steps: Default::default(),
         }
     }
 }

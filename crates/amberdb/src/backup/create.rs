@@ -177,6 +177,18 @@ impl Db {
                 .unwrap_or_default();
             schema_versions.insert(c.name, versions.into_iter().collect());
         }
+        let spec_checksums: BTreeMap<String, String> = view
+            .state
+            .collections
+            .get(crate::spec::SPEC_COLLECTION)
+            .map(|specs| {
+                specs
+                    .docs
+                    .iter()
+                    .map(|(c, d)| (c.to_string(), hex::encode(d.meta.sha256)))
+                    .collect()
+            })
+            .unwrap_or_default();
         if !repo.storage().exists(&snapshot_name) {
             return Err(repo.err(format!(
                 "{snapshot_name} vanished while the backup was written (removed by a prune that did not see the backup's lock?)"
@@ -196,6 +208,7 @@ impl Db {
             commit_time: format_micros(view.commit_ts()),
             documents,
             schema_versions,
+            spec_checksums,
             engine_version: env!("CARGO_PKG_VERSION").to_owned(),
             compression: "zstd".into(),
             compression_level: level,

@@ -123,6 +123,10 @@ pub struct BackupManifest {
     pub documents: BTreeMap<String, u64>,
     /// Schema versions present per collection.
     pub schema_versions: BTreeMap<String, Vec<u32>>,
+    /// SHA-256 (hex) of each collection's stored spec document (`.spec`), for collections
+    /// that have one; absent in manifests written before specs had schemas.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub spec_checksums: BTreeMap<String, String>,
     /// Version of the engine that wrote it.
     pub engine_version: String,
     /// Compression of stored files (`zstd`).

@@ -312,6 +312,7 @@ mod tests {
             commit_time: String::new(),
             documents: Default::default(),
             schema_versions: Default::default(),
+            spec_checksums: Default::default(),
             engine_version: String::new(),
             compression: "zstd".into(),
             compression_level: 3,

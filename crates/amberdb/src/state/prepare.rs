@@ -368,6 +368,7 @@ impl State {
     /// `meta`'s reason and target. Operations see the effects of earlier operations of the
     /// same transaction. Every failed precondition is collected; any failure means nothing is
     /// applied.
+    #[cfg(test)]
     pub(crate) fn prepare(
         &self,
         ops: &[EncodedOp],
@@ -376,6 +377,28 @@ impl State {
         max_doc_bytes: usize,
         meta: CommitMeta,
     ) -> Result<Prepared> {
+        let natives = crate::schema::NativeSteps::default();
+        self.prepare_with(ops, lsn, ts, max_doc_bytes, meta, &natives)
+    }
+
+    /// [`State::prepare`] with this process's native migration steps. In a schema-managed
+    /// collection (its spec has a `schema_version`), an ordinary write (reason `write`) is
+    /// upgraded from the version it declares to the current one (an old client's change is
+    /// carried onto the stored document, `schema::carry`), validated against the current
+    /// version's JSON Schema, and stored at the current version. Reverts, restores and batch
+    /// migrations store exactly what they are given.
+    pub(crate) fn prepare_with(
+        &self,
+        ops: &[EncodedOp],
+        lsn: u64,
+        ts: u64,
+        max_doc_bytes: usize,
+        meta: CommitMeta,
+        natives: &crate::schema::NativeSteps,
+    ) -> Result<Prepared> {
+        // Each collection's compiled spec, looked up once per transaction (ordinary writes).
+        let mut specs: BTreeMap<Arc<str>, Option<Arc<crate::schema::CompiledSpec>>> =
+            BTreeMap::new();
         let mut scratch: BTreeMap<(Arc<str>, Arc<str>), Current> = BTreeMap::new();
         let mut order: Vec<(Arc<str>, Arc<str>)> = vec![];
         let mut results = Vec::with_capacity(ops.len());
@@ -423,6 +446,19 @@ impl State {
                     continue;
                 }
             }
+            let managed = if meta.reason == crate::log::record::CommitReason::Write
+                && !crate::state::is_system_collection(&op.collection)
+            {
+                match specs.entry(op.collection.clone()) {
+                    std::collections::btree_map::Entry::Occupied(e) => e.get().clone(),
+                    std::collections::btree_map::Entry::Vacant(e) => {
+                        let c = crate::schema::compiled(self, &op.collection)?;
+                        e.insert(c.current.is_some().then_some(c)).clone()
+                    }
+                }
+            } else {
+                None
+            };
             let new_value = match &op.kind {
                 EncodedKind::Check(_) => {
                     let schema = if cur.value.is_some() {
@@ -478,34 +514,46 @@ impl State {
                         conflicts.push(conflict(1, ConflictReason::Missing));
                         continue;
                     };
-                    let mut doc: serde_json::Value = serde_json::from_slice(&existing.bytes)
-                        .map_err(|e| {
-                            Error::InvalidValue(format!("stored value does not parse: {e}"))
-                        })?;
-                    match p {
-                        Patch::Merge(m) => json_patch::merge(&mut doc, m),
-                        // Bounded: refused as soon as it grows past the size or depth limit.
-                        Patch::Json(ops) => crate::patch::apply_json_patch(
-                            &mut doc,
-                            ops,
-                            &op.collection,
-                            &op.key,
-                            existing.bytes.len(),
-                            max_doc_bytes,
-                        )?,
+                    if managed.is_some() {
+                        // Applied to the client's view of the document below.
+                        existing.clone()
+                    } else {
+                        let mut doc: serde_json::Value = serde_json::from_slice(&existing.bytes)
+                            .map_err(|e| {
+                                Error::InvalidValue(format!("stored value does not parse: {e}"))
+                            })?;
+                        match p {
+                            Patch::Merge(m) => json_patch::merge(&mut doc, m),
+                            // Bounded: refused as soon as it grows past the size or depth limit.
+                            Patch::Json(ops) => crate::patch::apply_json_patch(
+                                &mut doc,
+                                ops,
+                                &op.collection,
+                                &op.key,
+                                existing.bytes.len(),
+                                max_doc_bytes,
+                            )?,
+                        }
+                        crate::patch::check_depth(&op.collection, &op.key, &doc)?;
+                        let v = EncodedValue::new(&doc);
+                        if v.bytes.len() > max_doc_bytes {
+                            return Err(Error::TooLarge {
+                                collection: op.collection.to_string(),
+                                key: op.key.to_string(),
+                                size: v.bytes.len(),
+                                limit: max_doc_bytes,
+                            });
+                        }
+                        v
                     }
-                    crate::patch::check_depth(&op.collection, &op.key, &doc)?;
-                    let v = EncodedValue::new(&doc);
-                    if v.bytes.len() > max_doc_bytes {
-                        return Err(Error::TooLarge {
-                            collection: op.collection.to_string(),
-                            key: op.key.to_string(),
-                            size: v.bytes.len(),
-                            limit: max_doc_bytes,
-                        });
-                    }
-                    v
                 }
+            };
+            let (new_value, managed_version) = match &managed {
+                Some(spec) => {
+                    let (v, version) = managed_write(spec, natives, op, cur, max_doc_bytes)?;
+                    (v, Some(version))
+                }
+                None => (new_value, None),
             };
             let is_patch = matches!(op.kind, EncodedKind::Patch(_));
             cur.op = match op.kind {
@@ -524,10 +572,11 @@ impl State {
             }
             // A patch edits the stored value, so it keeps its schema version unless the
             // writer declares one; a whole new value without a declaration is version 1.
-            cur.schema_version = match op.schema_version {
-                Some(v) => v,
-                None if is_patch => cur.schema_version.max(1),
-                None => 1,
+            cur.schema_version = match (managed_version, op.schema_version) {
+                (Some(v), _) => v,
+                (None, Some(v)) => v,
+                (None, None) if is_patch => cur.schema_version.max(1),
+                (None, None) => 1,
             };
             cur.value = Some(new_value);
             cur.version += 1;
@@ -628,6 +677,70 @@ impl State {
         // For appends `version` is the stream's last sequence number after the op.
         Some(result(op, last_seq, written, 0, None))
     }
+}
+
+/// The value and schema version an ordinary write stores in a schema-managed collection:
+/// the client's value (or its patch applied to its view of the document) carried from the
+/// version it declares to the current one, then validated there.
+fn managed_write(
+    spec: &crate::schema::CompiledSpec,
+    natives: &crate::schema::NativeSteps,
+    op: &EncodedOp,
+    cur: &Current,
+    max_doc_bytes: usize,
+) -> Result<(EncodedValue, u32)> {
+    let current = spec.current.unwrap_or(1);
+    let declared = op.schema_version.unwrap_or(current);
+    if declared > current {
+        return Err(Error::InvalidValue(format!(
+            "schema_version {declared} is above collection {}'s current version {current}: \
+             migrate the collection first",
+            op.collection
+        )));
+    }
+    let parse = |bytes: &[u8]| -> Result<serde_json::Value> {
+        serde_json::from_slice(bytes)
+            .map_err(|e| Error::InvalidValue(format!("stored value does not parse: {e}")))
+    };
+    let stored = match &cur.value {
+        Some(v) => Some((parse(&v.bytes)?, cur.schema_version.max(1))),
+        None => None,
+    };
+    let (c, k) = (&*op.collection, &*op.key);
+    let after = match &op.kind {
+        EncodedKind::Put(v) | EncodedKind::Create(v) | EncodedKind::Replace(v) => parse(&v.bytes)?,
+        EncodedKind::Patch(p) => {
+            let Some((doc, s)) = &stored else {
+                return Err(Error::InvalidValue(
+                    "a patch needs a stored document".into(),
+                ));
+            };
+            let mut view = crate::schema::carry::view(spec, natives, c, k, doc, *s, declared)?;
+            let len = crate::document::canonical_json(&view).len();
+            match p {
+                Patch::Merge(m) => json_patch::merge(&mut view, m),
+                Patch::Json(ops) => {
+                    crate::patch::apply_json_patch(&mut view, ops, c, k, len, max_doc_bytes)?
+                }
+            }
+            view
+        }
+        _ => return Err(Error::InvalidValue("not a write".into())),
+    };
+    let stored_ref = stored.as_ref().map(|(v, s)| (v, *s));
+    let doc = crate::schema::carry::carry(spec, natives, c, k, stored_ref, declared, after)?;
+    crate::patch::check_depth(c, k, &doc)?;
+    spec.check(c, k, current, &doc)?;
+    let v = EncodedValue::new(&doc);
+    if v.bytes.len() > max_doc_bytes {
+        return Err(Error::TooLarge {
+            collection: c.to_string(),
+            key: k.to_string(),
+            size: v.bytes.len(),
+            limit: max_doc_bytes,
+        });
+    }
+    Ok((v, current))
 }
 
 fn result(

@@ -1,0 +1,244 @@
+//! Batch migration: exact dry-run counts, all-or-nothing real runs in one commit with reason
+//! `migration`, the applied-migration record, and a clear refusal when the rewrite does not
+//! fit one commit.
+#![allow(clippy::unwrap_used)]
+
+use amberdb::schema::MigrateOptions;
+use amberdb::spec::CollectionSpec;
+use amberdb::{Db, Transaction};
+use serde_json::{json, Value};
+
+fn spec(current: u32, up: Value, down: Option<Value>) -> CollectionSpec {
+    let mut m = json!({"from": 1, "to": 2, "up": up});
+    if let Some(d) = down {
+        m["down"] = d;
+    }
+    serde_json::from_value(json!({
+        "schema_version": current,
+        "versions": {"1": {}, "2": {"schema": {"type": "object", "required": ["hp"]}}},
+        "migrations": [m]}))
+    .unwrap()
+}
+
+fn value(d: &amberdb::Document) -> Value {
+    serde_json::from_slice(&d.value).unwrap()
+}
+
+#[test]
+fn a_dry_run_reports_exact_counts_sizes_and_round_trip_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    // up: health -> hp; down renames back but also drops `extra`, so documents with an
+    // `extra` field fail the round trip.
+    let up = json!([{"op": "rename", "path": "/health", "to": "hp"}]);
+    let down = json!([{"op": "rename", "path": "/hp", "to": "health"},
+                      {"op": "remove", "path": "/extra"}]);
+    db.set_spec("p", &spec(1, up.clone(), Some(down.clone())))
+        .unwrap();
+    let mut before = 0;
+    for i in 0..30 {
+        let v = if i % 10 == 0 {
+            json!({"health": i, "extra": true})
+        } else if i % 10 == 1 {
+            json!({"name": "no health"})
+        } else {
+            json!({"health": i})
+        };
+        before += amberdb::canonical_json(&v).len() as u64;
+        db.put("p", &format!("k{i:02}"), v).unwrap();
+    }
+    let lsn = db.view().lsn();
+    let r = db
+        .migrate(
+            "p",
+            MigrateOptions {
+                to: 2,
+                dry_run: true,
+            },
+        )
+        .unwrap();
+    assert_eq!(r.documents, 30);
+    assert_eq!(r.by_stored_version, [(1, 30)].into_iter().collect());
+    // Three lack `health`, so they fail the v2 schema (`required: ["hp"]`).
+    assert_eq!(r.failure_count, 3);
+    let mut keys: Vec<&str> = r.failures.iter().map(|f| f.key.as_str()).collect();
+    keys.sort();
+    assert_eq!(keys, ["k01", "k11", "k21"]);
+    assert!(
+        r.failures[0]
+            .error
+            .contains("\"hp\" is a required property"),
+        "{:?}",
+        r.failures[0]
+    );
+    assert_eq!(r.would_change, 27);
+    assert_eq!(r.bytes_before, before);
+    // "health" -> "hp" saves 4 bytes on each of the 27 migrating documents; the failing
+    // ones are not counted after.
+    let failing = 3 * amberdb::canonical_json(&json!({"name": "no health"})).len() as u64;
+    assert_eq!(r.bytes_after, before - 27 * 4 - failing);
+    assert!(r.round_trip_checked);
+    assert_eq!(r.round_trip_failure_count, 3);
+    assert_eq!(r.round_trip_failures, ["k00", "k10", "k20"]);
+    assert_eq!(r.lsn, None);
+    assert_eq!(db.view().lsn(), lsn, "a dry run writes nothing");
+    db.close().unwrap();
+}
+
+#[test]
+fn a_jq_step_failing_on_3_of_10000_documents_fails_the_real_run_with_nothing_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    db.set_spec(
+        "p",
+        &spec(1, json!([{"op": "jq", "filter": ".hp = (.hp + 1)"}]), None),
+    )
+    .unwrap();
+    let mut tx = Transaction::new();
+    for i in 0..10_000 {
+        let hp = if [17, 4711, 9999].contains(&i) {
+            json!("broken")
+        } else {
+            json!(i)
+        };
+        tx.put("p", &format!("k{i:05}"), json!({"hp": hp}));
+    }
+    db.commit(&tx).unwrap();
+    let lsn = db.view().lsn();
+    let r = db
+        .migrate(
+            "p",
+            MigrateOptions {
+                to: 2,
+                dry_run: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(r.failure_count, 3);
+    let keys: Vec<&str> = r.failures.iter().map(|f| f.key.as_str()).collect();
+    assert_eq!(keys, ["k00017", "k04711", "k09999"]);
+    assert!(r.failures.iter().all(|f| f.error.contains("jq error")));
+    assert_eq!(r.lsn, None);
+    assert_eq!(db.view().lsn(), lsn, "nothing was written");
+    assert_eq!(db.spec("p").unwrap().schema_version, Some(1));
+    assert_eq!(db.get("p", "k00000").unwrap().meta.schema_version, 1);
+    assert!(db.migrations("p").unwrap().is_empty());
+    db.close().unwrap();
+}
+
+#[test]
+fn a_real_run_rewrites_every_document_and_the_spec_in_one_migration_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(dir.path()).unwrap();
+    let up = json!([{"op": "rename", "path": "/health", "to": "hp"}]);
+    let down = json!([{"op": "rename", "path": "/hp", "to": "health"}]);
+    db.set_spec("p", &spec(1, up.clone(), Some(down.clone())))
+        .unwrap();
+    for i in 0..100 {
+        db.put("p", &format!("k{i:03}"), json!({"health": i}))
+            .unwrap();
+    }
+    let created = db.get("p", "k007").unwrap().meta;
+    // What a lazy read at version 2 shows before the migration...
+    db.set_spec("p", &spec(2, up.clone(), Some(down.clone())))
+        .unwrap();
+    let lazy = db.get_as("p", "k007", None).unwrap().unwrap();
+    db.set_spec("p", &spec(1, up.clone(), Some(down.clone())))
+        .unwrap();
+    let before = db.view().lsn();
+    let r = db
+        .migrate(
+            "p",
+            MigrateOptions {
+                to: 2,
+                dry_run: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        (r.documents, r.would_change, r.failure_count),
+        (100, 100, 0)
+    );
+    let lsn = r.lsn.unwrap();
+    assert_eq!(lsn, before + 1, "one commit");
+    assert_eq!(db.spec("p").unwrap().schema_version, Some(2));
+    let view = db.view();
+    let page = view.list("p", &amberdb::ListOptions::default());
+    assert_eq!(page.docs.len(), 100);
+    for d in &page.docs {
+        assert_eq!(d.meta.schema_version, 2);
+        assert_eq!(d.meta.lsn, lsn);
+    }
+    // ...equals the batch-migrated stored document; created_at and the version counter go on.
+    let stored = db.get("p", "k007").unwrap();
+    assert_eq!(value(&stored), value(&lazy.doc));
+    assert_eq!(stored.meta.created_at, created.created_at);
+    assert_eq!(stored.meta.version, created.version + 1);
+    let applied = db.migrations("p").unwrap();
+    assert_eq!(applied.len(), 1);
+    assert_eq!(
+        (applied[0].from, applied[0].to, applied[0].lsn),
+        (1, 2, lsn)
+    );
+    assert_eq!(applied[0].rewritten, 100);
+    assert_eq!(
+        applied[0].checksums,
+        vec![db.spec("p").unwrap().migrations[0]
+            .checksum
+            .clone()
+            .unwrap()]
+    );
+    // The commit says why it was made.
+    let h = db
+        .history("p", "k007", amberdb::history::HistoryOptions::default())
+        .unwrap();
+    assert_eq!(h.versions[0].lsn, lsn);
+    assert_eq!(h.versions[0].op, "migration");
+    // Rolling back is a migration down.
+    let r = db
+        .migrate(
+            "p",
+            MigrateOptions {
+                to: 1,
+                dry_run: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(r.would_change, 100);
+    assert_eq!(value(&db.get("p", "k007").unwrap()), json!({"health": 7}));
+    assert_eq!(db.spec("p").unwrap().schema_version, Some(1));
+    assert_eq!(db.migrations("p").unwrap().len(), 2);
+    db.close().unwrap();
+}
+
+#[test]
+fn a_migration_that_does_not_fit_one_commit_is_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = amberdb::Options {
+        max_txn_bytes: 64 << 10,
+        ..Default::default()
+    };
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    db.set_spec(
+        "p",
+        &spec(1, json!([{"op": "set", "path": "/hp", "value": 1}]), None),
+    )
+    .unwrap();
+    for i in 0..100 {
+        db.put("p", &format!("k{i:03}"), json!({"pad": "x".repeat(1000)}))
+            .unwrap();
+    }
+    let lsn = db.view().lsn();
+    let err = db
+        .migrate(
+            "p",
+            MigrateOptions {
+                to: 2,
+                dry_run: false,
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("one atomic commit"), "{err}");
+    assert_eq!(db.view().lsn(), lsn);
+    db.close().unwrap();
+}
