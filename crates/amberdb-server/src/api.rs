@@ -491,11 +491,31 @@ pub struct Envelope {
 }
 
 /// `GET|PUT /v1/collections/{c}/spec`: what a collection says about its documents (stored in
-/// the database, so the log, backups and point-in-time restore carry it). The schema work
-/// extends it with schema versions, JSON Schemas and migrations.
+/// the database, so the log, backups and point-in-time restore carry it): its schema
+/// versions, JSON Schemas and migrations (`docs/SCHEMAS.md`) and its default TTL. A `PUT`
+/// replaces the fields it names; `schema_version`, `versions` and `migrations` left out keep
+/// what is stored, so a client that only sets the TTL never drops a collection's schemas.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SpecBody {
+    /// The version documents are stored and returned at (versions run from 1); absent for a
+    /// collection without schemas.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub schema_version: Option<u32>,
+    /// Per version (`"1"`, `"2"`, ...): `{"schema": <JSON Schema, draft 2020-12>}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub versions: Option<serde_json::Map<String, Value>>,
+    /// Migrations `{"from", "to", "up": [steps], "down": [steps]?}`; the server adds each
+    /// one's `checksum`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub migrations: Option<Vec<Value>>,
+    /// Forced changes of applied migrations (kept by the server; ignored in a `PUT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub forced: Option<Vec<Value>>,
     /// Writes that set no expiry of their own expire this many seconds after their commit
     /// (1 to 100 years); null for no default TTL.
     #[serde(default)]

@@ -131,6 +131,20 @@ impl From<amberdb::Error> for ApiError {
             E::BlobTooLarge { limit, .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "blob_too_large", msg)
                 .details(serde_json::json!({"limit": limit})),
             E::DigestMismatch { .. } => ApiError::bad_request("digest_mismatch", msg),
+            E::SchemaValidation { collection, key, schema_version, errors, total } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "schema_validation_failed", msg).details(serde_json::json!({
+                    "collection": collection, "key": key, "schema_version": schema_version, "errors": errors, "total": total
+                }))
+            }
+            E::NoDownMigration { collection, from, to, missing_from, missing_to } => {
+                ApiError::new(StatusCode::NOT_ACCEPTABLE, "no_down_migration", msg).details(serde_json::json!({
+                    "collection": collection, "from": from, "to": to, "missing": {"from": missing_from, "to": missing_to}
+                }))
+            }
+            E::MigrationFailed { collection, key, from, to, .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "migration_failed", msg)
+                    .details(serde_json::json!({"collection": collection, "key": key, "from": from, "to": to}))
+            }
             _ => ApiError::internal(msg),
         }
     }

@@ -376,7 +376,10 @@ fn a_backup_of_a_database_with_streams_is_refused_and_writes_nothing() {
         Err(Error::InvalidArgument(m)) => assert!(m.contains("streams"), "{m}"),
         other => panic!("a backup with a stream must be refused, got {other:?}"),
     }
-    assert!(repo.list().unwrap().is_empty(), "a refused backup leaves nothing");
+    assert!(
+        repo.list().unwrap().is_empty(),
+        "a refused backup leaves nothing"
+    );
     db.delete_stream("chat").unwrap();
     db.backup(&repo).unwrap();
     assert_eq!(repo.list().unwrap().len(), 1);
