@@ -52,7 +52,7 @@ fn to_body(spec: &amberdb::spec::CollectionSpec) -> ApiResult<SpecBody> {
             )
         });
     }
-    serde_json::from_value(v).map_err(|e| crate::error::ApiError::internal(e.to_string()).into())
+    serde_json::from_value(v).map_err(|e| crate::error::ApiError::internal(e.to_string()))
 }
 
 /// `spec` with the fields `req` names replaced (`forced` is the server's own).

@@ -264,7 +264,12 @@ impl Step {
             Step::Rename { path, to } => {
                 let (parent, _) = parent_and_name(path)?;
                 match take(doc, path)? {
-                    Some(v) => put(doc, &format!("{parent}{}", join(&[to.clone()])), v, false),
+                    Some(v) => put(
+                        doc,
+                        &format!("{parent}{}", join(std::slice::from_ref(to))),
+                        v,
+                        false,
+                    ),
                     None => Ok(()),
                 }
             }
