@@ -2,7 +2,8 @@
 //!
 //! What the sandbox guarantees: no I/O (module loading is off, there is no input stream
 //! and no global variable, and a filter naming `input`, `env`, `$ENV`, `now`, `debug`,
-//! `stderr` or `halt` anywhere in its text is refused); a filter no longer than
+//! `stderr` or `halt` anywhere in its code is refused: string contents are data, their
+//! `\(...)` interpolations and comments are code); a filter no longer than
 //! `limits::MAX_JQ_FILTER_BYTES`; no `def` (so no recursion of its own) and none of jq's
 //! unbounded generators (`range`, `repeat`, `recurse` with arguments, `while`, `until`,
 //! `combinations`); exactly one output no larger than the document limit; and a wall-clock
@@ -64,25 +65,59 @@ pub(crate) fn check(filter: &str) -> Result<(), String> {
     compile_and_run(filter, None).map(|_| ())
 }
 
-/// Identifier-like words of a filter (with a leading `$` for variables), everywhere in its
-/// text: inside strings too (string interpolation `\(...)` is code) and comments, so no
-/// quoting hides a forbidden name (a forbidden word inside a plain string is refused too).
+/// Identifier-like words of a filter's code (with a leading `$` for variables). The
+/// contents of string literals are data and are skipped, except their interpolations
+/// (`"\(...)"`), which are code and are scanned like the rest (nested strings included).
+/// Comments are scanned too: no comment syntax hides a forbidden name.
 fn words(filter: &str) -> Vec<&str> {
+    /// Where the scanner is: in code (with the open parentheses of this level), or
+    /// inside a string literal.
+    enum At {
+        Code(usize),
+        Str,
+    }
     let mut out = vec![];
     let bytes = filter.as_bytes();
+    let mut stack = vec![At::Code(0)];
     let mut i = 0;
     while let Some(&c) = bytes.get(i) {
-        if c.is_ascii_alphabetic() || c == b'_' || c == b'$' {
-            let start = i;
-            i += 1;
-            while bytes
-                .get(i)
-                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
-            {
-                i += 1;
-            }
-            out.extend(filter.get(start..i));
-            continue;
+        match stack.last_mut() {
+            Some(At::Str) => match c {
+                b'\\' if bytes.get(i + 1) == Some(&b'(') => {
+                    stack.push(At::Code(0));
+                    i += 2;
+                    continue;
+                }
+                b'\\' => i += 1,
+                b'"' => {
+                    stack.pop();
+                }
+                _ => {}
+            },
+            Some(At::Code(depth)) => match c {
+                b'"' => stack.push(At::Str),
+                b'(' => *depth += 1,
+                b')' if *depth > 0 => *depth -= 1,
+                // The `)` that closes an interpolation goes back into its string; at the
+                // top level an unmatched `)` is left for the parser to refuse.
+                b')' if stack.len() > 1 => {
+                    stack.pop();
+                }
+                _ if c.is_ascii_alphabetic() || c == b'_' || c == b'$' => {
+                    let start = i;
+                    i += 1;
+                    while bytes
+                        .get(i)
+                        .is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'_')
+                    {
+                        i += 1;
+                    }
+                    out.extend(filter.get(start..i));
+                    continue;
+                }
+                _ => {}
+            },
+            None => break,
         }
         i += 1;
     }
@@ -185,6 +220,17 @@ mod tests {
             check(r#"."range""#).is_ok(),
             "a word inside a string is data"
         );
+        assert!(
+            check(r#""\(env)""#).unwrap_err().contains("env"),
+            "an interpolation is code"
+        );
+        assert!(
+            check(r#""a \"b\" \(.x | "\(input)")""#)
+                .unwrap_err()
+                .contains("input"),
+            "escaped quotes and nested interpolations are followed"
+        );
+        assert!(check(r#""\\(env)""#).is_ok(), "an escaped backslash is data");
         assert!(run(".[]", serde_json::json!([1, 2]))
             .unwrap_err()
             .contains("more than one"));
