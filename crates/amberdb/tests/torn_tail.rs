@@ -97,8 +97,20 @@ fn check_every_offset(s: &Setup, name: &str, damage: impl Fn(&Path, u64)) {
         let copy = tempfile::tempdir().unwrap();
         copy_dir(s.dir.path(), copy.path());
         let segment = copy.path().join(LOG_DIR).join(seg_name);
+        let original = fs::read(&segment).unwrap();
         damage(&segment, cut);
         let ctx = format!("{name} at offset {cut} (last frame {start}..{end})");
+        if fs::read(&segment).unwrap() == original {
+            // The damage wrote what was already there (zeroes over a frame's trailing zero
+            // count of stream ops, log format 5): no damage, so the commit must survive whole.
+            let report = verify_dir(copy.path()).unwrap();
+            assert!(report.is_clean() && report.torn_tail.is_none(), "{ctx}");
+            let db = Db::open_with(copy.path(), opts(1 << 20)).unwrap();
+            assert_eq!(db.recovery_report().lsn, s.lsn_before + 1, "{ctx}");
+            assert_eq!(db.recovery_report().torn_tail, None, "{ctx}");
+            db.close().unwrap();
+            continue;
+        }
 
         let report = verify_dir(copy.path()).unwrap();
         assert!(
