@@ -468,8 +468,13 @@ pub struct Envelope {
     pub value: Value,
     /// 1 on create, +1 on every write.
     pub version: u64,
-    /// Schema version of the value.
+    /// Schema version of the value as returned (the version asked for with
+    /// `Amber-Accept-Schema` / `?schema_version=`, else the collection's current one).
     pub schema_version: u32,
+    /// Schema version the value is stored at (reads; a value stored at another version than
+    /// the one returned was migrated on read, not persisted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_schema_version: Option<u32>,
     /// Creation time, RFC 3339 UTC.
     pub created_at: String,
     /// Last write time, RFC 3339 UTC.

@@ -32,6 +32,14 @@ pub fn router(state: Shared) -> Router {
             get(routes::spec::get_spec).put(routes::spec::put_spec),
         )
         .route(
+            "/v1/collections/{collection}/migrate",
+            post(routes::migrate::migrate),
+        )
+        .route(
+            "/v1/collections/{collection}/migrations",
+            get(routes::migrate::migrations),
+        )
+        .route(
             "/v1/collections/{collection}/docs",
             get(routes::documents::list_docs).post(routes::revert::create_doc),
         )

@@ -112,6 +112,40 @@ pub fn schema_version(headers: &HeaderMap) -> Result<Option<u32>, ApiError> {
     }
 }
 
+/// The schema version a reader asks for: `Amber-Accept-Schema: N` (request; the response's
+/// `Amber-Schema-Version` is the version returned).
+pub const ACCEPT_SCHEMA: HeaderName = HeaderName::from_static("amber-accept-schema");
+
+/// The schema version a read asks for, from `Amber-Accept-Schema` or `?schema_version=`
+/// (`None`: the collection's current version). Both given and different is refused.
+pub fn accept_schema(headers: &HeaderMap, query: Option<u32>) -> Result<Option<u32>, ApiError> {
+    let header = match headers.get(ACCEPT_SCHEMA) {
+        None => None,
+        Some(v) => match v.to_str().ok().and_then(|s| s.trim().parse::<u32>().ok()) {
+            Some(n) if n > 0 => Some(n),
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_header",
+                    "Amber-Accept-Schema must be a positive integer",
+                ))
+            }
+        },
+    };
+    if query == Some(0) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "schema_version must be a positive integer",
+        ));
+    }
+    match (header, query) {
+        (Some(h), Some(q)) if h != q => Err(ApiError::bad_request(
+            "invalid_query",
+            format!("Amber-Accept-Schema: {h} and ?schema_version={q} disagree"),
+        )),
+        (h, q) => Ok(h.or(q)),
+    }
+}
+
 /// The media type of the request body, lower-cased, without parameters; `None` when absent.
 pub fn content_type(headers: &HeaderMap) -> Option<String> {
     headers.get(header::CONTENT_TYPE).map(|v| {

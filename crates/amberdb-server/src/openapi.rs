@@ -18,6 +18,8 @@ use crate::routes;
         routes::collections::get_collection,
         routes::spec::get_spec,
         routes::spec::put_spec,
+        routes::migrate::migrate,
+        routes::migrate::migrations,
         routes::documents::get_doc,
         routes::documents::put_doc,
         routes::documents::patch_doc,

@@ -136,6 +136,8 @@ fn openapi_document_describes_every_route() {
             &["get", "put", "delete"],
         ),
         ("/v1/collections/{collection}/blobs/{key}/staged", &["post"]),
+        ("/v1/collections/{collection}/migrate", &["post"]),
+        ("/v1/collections/{collection}/migrations", &["get"]),
     ] {
         for m in methods {
             assert!(
@@ -146,7 +148,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        31,
+        33,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];

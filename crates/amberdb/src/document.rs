@@ -85,6 +85,16 @@ impl Document {
     /// copied in as they are (never parsed into a `Value`), so a read serves exactly what was
     /// stored whatever its depth.
     pub fn envelope_raw(&self, collection: &str) -> Box<serde_json::value::RawValue> {
+        self.envelope_with(collection, None)
+    }
+
+    /// The envelope, with `stored_schema_version` when the value is presented at another
+    /// schema version than it is stored at (see `schema::VersionedDoc`).
+    pub(crate) fn envelope_with(
+        &self,
+        collection: &str,
+        stored_schema_version: Option<u32>,
+    ) -> Box<serde_json::value::RawValue> {
         #[derive(Serialize)]
         struct Envelope<'a> {
             collection: &'a str,
@@ -92,6 +102,8 @@ impl Document {
             value: &'a serde_json::value::RawValue,
             version: u64,
             schema_version: u32,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            stored_schema_version: Option<u32>,
             created_at: String,
             updated_at: String,
             created_at_us: u64,
@@ -118,6 +130,7 @@ impl Document {
             value: raw,
             version: self.meta.version,
             schema_version: self.meta.schema_version,
+            stored_schema_version,
             created_at: format_micros(self.meta.created_at),
             updated_at: format_micros(self.meta.updated_at),
             created_at_us: self.meta.created_at,

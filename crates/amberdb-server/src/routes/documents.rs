@@ -15,7 +15,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::write::{self, meta_headers, precondition_failed, Method};
-use super::{path, query, require_read, PatchErrors, ReadErrors, WriteErrors};
+use super::{path, query, require_read, schema_read, PatchErrors, ReadErrors, WriteErrors};
 use crate::api::{ListResponse, WriteResult};
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult};
@@ -62,6 +62,10 @@ pub struct GetQuery {
     /// Read the document as it was right after the commit with this LSN.
     #[param(minimum = 0)]
     pub as_of_lsn: Option<u64>,
+    /// Return the document at this schema version (as `Amber-Accept-Schema`): migrated on
+    /// read through the spec's `up` or `down` steps; 406 when no `down` leads there.
+    #[param(minimum = 1)]
+    pub schema_version: Option<u32>,
 }
 
 /// Query of a listing.
@@ -82,6 +86,20 @@ pub struct ListQuery {
     /// List the collection as it was right after the commit with this LSN.
     #[param(minimum = 0)]
     pub as_of_lsn: Option<u64>,
+    /// Return the documents at this schema version (as `Amber-Accept-Schema`): migrated on
+    /// read through the spec's `up` or `down` steps; 406 when no `down` leads there.
+    #[param(minimum = 1)]
+    pub schema_version: Option<u32>,
+}
+
+/// Query of an export.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// Return the documents at this schema version (as `Amber-Accept-Schema`): migrated on
+    /// read through the spec's `up` or `down` steps; 406 when no `down` leads there.
+    #[param(minimum = 1)]
+    pub schema_version: Option<u32>,
 }
 
 fn validate(collection: &str, key: Option<&str>) -> Result<(), ApiError> {
@@ -99,12 +117,14 @@ fn validate(collection: &str, key: Option<&str>) -> Result<(), ApiError> {
     tag = "documents",
     params(DocPath, GetQuery,
         ("If-None-Match" = Option<String>, Header, description = "`*` or ETags; a match answers 304"),
-        ("If-Match" = Option<String>, Header, description = "ETags; a mismatch answers 412")),
+        ("If-Match" = Option<String>, Header, description = "ETags; a mismatch answers 412"),
+        ("Amber-Accept-Schema" = Option<u32>, Header, description = "Return the document at this schema version (as ?schema_version)")),
     responses(
         (status = 200, description = "The value (or, with meta=true, the envelope)", body = serde_json::Value,
             headers(("ETag" = String, description = "The version, quoted"), ("Amber-Version" = u64), ("Amber-Lsn" = u64), ("Amber-Schema-Version" = u32), ("Amber-Expires-At" = String, description = "When the document expires (RFC 3339); absent when it never does"), ("Amber-As-Of-Lsn" = u64, description = "With as_of or as_of_lsn: the LSN the point resolved to"))),
         (status = 304, description = "If-None-Match matched: not modified"),
         (status = 410, description = "as_of / as_of_lsn is older than the history window (code history_lost)", body = crate::error::ErrorBody),
+        (status = 406, description = "No down migration leads to the schema version asked for (code no_down_migration)", body = crate::error::ErrorBody),
         ReadErrors,
     ),
     security(("bearer" = []))
@@ -120,11 +140,13 @@ pub async fn get_doc(
     let q = query(q)?;
     validate(&collection, Some(&key))?;
     require_read(&who, &collection)?;
+    let view = state.db.view();
+    let reader = schema_read::reader(&state, &view, &collection, &headers, q.schema_version)?;
     if let Some(at) = super::history::as_of(q.as_of.as_deref(), q.as_of_lsn)? {
         let meta = q.meta == Some(true);
-        return super::history::get_doc_as_of(&state, collection, key, at, meta).await;
+        return super::history::get_doc_as_of(&state, collection, key, at, meta, reader).await;
     }
-    let doc = state.db.get(&collection, &key);
+    let doc = view.get(&collection, &key);
     let current = doc.as_ref().map_or(0, |d| d.meta.version);
     if let Some(cond) = headers::if_match(&headers)? {
         if !cond.matches(current) {
@@ -132,25 +154,36 @@ pub async fn get_doc(
         }
     }
     let doc = doc.ok_or_else(|| ApiError::doc_not_found(&collection, &key))?;
-    let mut resp = if headers::if_none_match(&headers)?.is_some_and(|c| c.matches(current)) {
-        StatusCode::NOT_MODIFIED.into_response()
-    } else if q.meta == Some(true) {
-        axum::Json(doc.envelope_raw(&collection)).into_response()
+    if headers::if_none_match(&headers)?.is_some_and(|c| c.matches(current)) {
+        let mut resp = StatusCode::NOT_MODIFIED.into_response();
+        meta_headers(resp.headers_mut(), doc.meta.version, doc.meta.lsn, None);
+        schema_read::vary(resp.headers_mut());
+        return Ok(resp);
+    }
+    let mut docs = schema_read::present(&reader, vec![doc]).await?;
+    let doc = docs
+        .pop()
+        .ok_or_else(|| ApiError::internal("presented no document"))?;
+    Ok(doc_response(&collection, &doc, q.meta == Some(true)))
+}
+
+/// The answer to a read of one document presented at a schema version: the value (or with
+/// `meta`, the envelope with `stored_schema_version`) and the metadata headers.
+pub fn doc_response(collection: &str, doc: &amberdb::schema::VersionedDoc, meta: bool) -> Response {
+    let mut resp = if meta {
+        axum::Json(doc.envelope_raw(collection)).into_response()
     } else {
         (
             [(header::CONTENT_TYPE, "application/json")],
-            Body::from(Bytes::copy_from_slice(&doc.value)),
+            Body::from(Bytes::copy_from_slice(&doc.doc.value)),
         )
             .into_response()
     };
-    meta_headers(
-        resp.headers_mut(),
-        doc.meta.version,
-        doc.meta.lsn,
-        Some(doc.meta.schema_version),
-    );
-    headers::set_expires_at(resp.headers_mut(), doc.meta.expires_at);
-    Ok(resp)
+    let m = &doc.doc.meta;
+    meta_headers(resp.headers_mut(), m.version, m.lsn, Some(m.schema_version));
+    headers::set_expires_at(resp.headers_mut(), m.expires_at);
+    schema_read::vary(resp.headers_mut());
+    resp
 }
 
 /// Create or replace one document. The body is the value.
@@ -273,7 +306,8 @@ pub async fn delete_doc(
     get,
     path = "/v1/collections/{collection}/docs",
     tag = "documents",
-    params(CollectionPath, ListQuery),
+    params(CollectionPath, ListQuery,
+        ("Amber-Accept-Schema" = Option<u32>, Header, description = "Return the documents at this schema version (as ?schema_version)")),
     responses((status = 200, description = "A page of envelopes and the next cursor (with as_of or as_of_lsn: also `as_of_lsn`, and the Amber-As-Of-Lsn header)", body = ListResponse), super::history::HistoryErrors),
     security(("bearer" = []))
 )]
@@ -282,13 +316,16 @@ pub async fn list_docs(
     Extension(who): Extension<Principal>,
     p: Result<Path<CollectionPath>, PathRejection>,
     q: Result<Query<ListQuery>, QueryRejection>,
+    h: HeaderMap,
 ) -> ApiResult<Response> {
     let CollectionPath { collection } = path(p)?;
     let q = query(q)?;
     validate(&collection, None)?;
     require_read(&who, &collection)?;
+    let view = state.db.view();
+    let reader = schema_read::reader(&state, &view, &collection, &h, q.schema_version)?;
     if let Some(at) = super::history::as_of(q.as_of.as_deref(), q.as_of_lsn)? {
-        return super::history::list_docs_as_of(&state, collection, q, at).await;
+        return super::history::list_docs_as_of(&state, collection, q, at, reader).await;
     }
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
@@ -303,23 +340,26 @@ pub async fn list_docs(
         end_before: q.end_before,
         limit,
     };
-    let page = state.db.list(&collection, &opts);
-    // Envelopes as raw JSON text: stored values are served as stored, never re-parsed.
+    let page = view.list(&collection, &opts);
+    // Envelopes as raw JSON text: values stored at the version asked for are served as
+    // stored, never re-parsed.
     #[derive(serde::Serialize)]
     struct Body {
         documents: Vec<Box<serde_json::value::RawValue>>,
         next: Option<String>,
     }
-    let documents = page
-        .docs
+    let documents = schema_read::present(&reader, page.docs)
+        .await?
         .iter()
         .map(|d| d.envelope_raw(&collection))
         .collect();
-    Ok(axum::Json(Body {
+    let mut resp = axum::Json(Body {
         documents,
         next: page.next,
     })
-    .into_response())
+    .into_response();
+    schema_read::vary(resp.headers_mut());
+    Ok(resp)
 }
 
 /// Stream every document of a collection as NDJSON (one envelope per line), from one
@@ -328,25 +368,36 @@ pub async fn list_docs(
     get,
     path = "/v1/collections/{collection}/export",
     tag = "documents",
-    params(CollectionPath),
-    responses((status = 200, description = "One envelope per line", content_type = "application/x-ndjson", body = String), ReadErrors),
+    params(CollectionPath, ExportQuery,
+        ("Amber-Accept-Schema" = Option<u32>, Header, description = "Return the documents at this schema version (as ?schema_version)")),
+    responses((status = 200, description = "One envelope per line", content_type = "application/x-ndjson", body = String),
+        (status = 406, description = "No down migration leads to the schema version asked for (code no_down_migration)", body = crate::error::ErrorBody),
+        ReadErrors),
     security(("bearer" = []))
 )]
 pub async fn export(
     State(state): State<Shared>,
     Extension(who): Extension<Principal>,
     p: Result<Path<CollectionPath>, PathRejection>,
+    q: Result<Query<ExportQuery>, QueryRejection>,
+    h: HeaderMap,
 ) -> ApiResult<Response> {
     let CollectionPath { collection } = path(p)?;
+    let q = query(q)?;
     validate(&collection, None)?;
     require_read(&who, &collection)?;
     let view = state.db.view();
+    let reader = schema_read::reader(&state, &view, &collection, &h, q.schema_version)?;
     let lsn = view.lsn();
     // Pages are cut from the same immutable view, so the export is a snapshot at `lsn` no
     // matter how long the client takes to read it; writers are never blocked.
+    // A document that cannot be presented at the version asked for (no down path) ends the
+    // stream with an error: the client sees a body cut short, never a partial export as a
+    // whole one.
     let stream = futures_util::stream::unfold(Some(None::<String>), move |cursor| {
         let view = view.clone();
         let collection = collection.clone();
+        let reader = reader.clone();
         async move {
             let start_after = cursor?;
             let page = view.list(
@@ -360,15 +411,16 @@ pub async fn export(
             if page.docs.is_empty() {
                 return None;
             }
-            let mut buf = Vec::with_capacity(page.docs.len() * 128);
-            for d in &page.docs {
+            let docs = match schema_read::present(&reader, page.docs).await {
+                Ok(docs) => docs,
+                Err(e) => return Some((Err(std::io::Error::other(e.message)), None)),
+            };
+            let mut buf = Vec::with_capacity(docs.len() * 128);
+            for d in &docs {
                 buf.extend_from_slice(d.envelope_raw(&collection).get().as_bytes());
                 buf.push(b'\n');
             }
-            Some((
-                Ok::<_, std::convert::Infallible>(Bytes::from(buf)),
-                page.next.map(Some),
-            ))
+            Some((Ok(Bytes::from(buf)), page.next.map(Some)))
         }
     });
     let mut resp = Body::from_stream(stream).into_response();
@@ -376,6 +428,7 @@ pub async fn export(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/x-ndjson"),
     );
+    schema_read::vary(resp.headers_mut());
     resp.headers_mut()
         .insert(headers::LSN, HeaderValue::from(lsn));
     Ok(resp)

@@ -4,23 +4,22 @@
 //! (`amberdb::history`); a point before it answers 410 `history_lost` with
 //! `details.retained_from_lsn`.
 
-use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderName, HeaderValue};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::documents::{CollectionPath, DocPath, ListQuery, DEFAULT_PAGE, MAX_PAGE};
-use super::write::meta_headers;
-use super::{error_responses, path, query, require_read, E401, E403, E503};
+use super::{error_responses, path, query, require_read, schema_read, E401, E403, E503};
 use crate::auth::Principal;
 use crate::blocking::blocking;
 use crate::error::{ApiError, ApiResult};
 use crate::state::Shared;
 use amberdb::history::{At, HistoryOptions, MAX_HISTORY_LIMIT};
+use amberdb::schema::Reader;
 
 /// Response header of an as-of read: the LSN the point resolved to.
 pub const AS_OF_LSN: HeaderName = HeaderName::from_static("amber-as-of-lsn");
@@ -39,6 +38,7 @@ impl utoipa::IntoResponses for HistoryErrors {
             E401,
             E403,
             (404, "The document did not exist at that point (code document_not_found)."),
+            (406, "A document cannot be returned at the schema version asked for: a migration on the way has no down step (code no_down_migration)."),
             (410, "The point is older than the history window (code history_lost; details.retained_from_lsn says where it starts)."),
             E503,
         ])
@@ -83,6 +83,10 @@ pub struct HistoryQuery {
     pub before_lsn: Option<u64>,
     /// Include each version's value (default true).
     pub values: Option<bool>,
+    /// Return each value at this schema version (as `Amber-Accept-Schema`), migrated on
+    /// read; 406 when no `down` leads there.
+    #[param(minimum = 1)]
+    pub schema_version: Option<u32>,
 }
 
 /// One version in a history.
@@ -101,8 +105,11 @@ pub struct VersionBody {
     pub op: String,
     /// True for a delete (no value, schema_version or sha256).
     pub deleted: bool,
-    /// Schema version of the value.
+    /// Schema version of the value as returned (the version asked for, or the collection's
+    /// current one).
     pub schema_version: Option<u32>,
+    /// Schema version the value is stored at (absent for deletes).
+    pub stored_schema_version: Option<u32>,
     /// SHA-256 of the value, hex.
     pub sha256: Option<String>,
     /// Expiry, RFC 3339.
@@ -128,7 +135,8 @@ pub struct HistoryResponse {
     get,
     path = "/v1/collections/{collection}/docs/{key}/history",
     tag = "history",
-    params(DocPath, HistoryQuery),
+    params(DocPath, HistoryQuery,
+        ("Amber-Accept-Schema" = Option<u32>, Header, description = "Return each value at this schema version (as ?schema_version)")),
     responses((status = 200, description = "A page of versions, newest first", body = HistoryResponse), HistoryErrors),
     security(("bearer" = []))
 )]
@@ -137,7 +145,8 @@ pub async fn history(
     Extension(who): Extension<Principal>,
     p: Result<Path<DocPath>, PathRejection>,
     q: Result<Query<HistoryQuery>, QueryRejection>,
-) -> ApiResult<Json<HistoryResponse>> {
+    h: HeaderMap,
+) -> ApiResult<Response> {
     let DocPath { collection, key } = path(p)?;
     let q = query(q)?;
     amberdb::validate_collection(&collection)?;
@@ -150,37 +159,56 @@ pub async fn history(
             format!("limit must be 1..={MAX_HISTORY_LIMIT}"),
         ));
     }
+    let reader = schema_read::reader(&state, &state.db.view(), &collection, &h, q.schema_version)?;
     let opts = HistoryOptions {
         before_lsn: q.before_lsn,
         limit,
         values: q.values.unwrap_or(true),
     };
     let db = state.db.clone();
-    let page = blocking(move || db.history(&collection, &key, opts)).await??;
-    let versions = page
-        .versions
-        .into_iter()
-        .map(|v| VersionBody {
-            version: v.version,
-            lsn: v.lsn,
-            time: amberdb::format_micros(v.commit_ts),
-            time_us: v.commit_ts,
-            op: v.op.to_owned(),
-            deleted: v.deleted,
-            schema_version: v.schema_version,
-            sha256: v.sha256.map(hex::encode),
-            expires_at: v.expires_at.map(amberdb::format_micros),
-            value: v.value.and_then(|b| {
-                serde_json::value::RawValue::from_string(String::from_utf8_lossy(&b).into_owned())
+    let body = blocking(move || -> amberdb::Result<HistoryResponse> {
+        let page = db.history(&collection, &key, opts)?;
+        let mut versions = Vec::with_capacity(page.versions.len());
+        for v in page.versions {
+            let stored = v.schema_version;
+            let (value, schema_version) = match (v.value, stored) {
+                (Some(b), Some(sv)) => {
+                    let (migrated, at) = schema_read::present_value(&reader, &key, &b, sv)?;
+                    (Some(migrated.unwrap_or_else(|| b.to_vec())), Some(at))
+                }
+                // Without values, say which version a read of each would return.
+                (None, Some(sv)) => (None, Some(reader.target().unwrap_or(sv))),
+                (b, None) => (b.map(|b| b.to_vec()), None),
+            };
+            versions.push(VersionBody {
+                version: v.version,
+                lsn: v.lsn,
+                time: amberdb::format_micros(v.commit_ts),
+                time_us: v.commit_ts,
+                op: v.op.to_owned(),
+                deleted: v.deleted,
+                schema_version,
+                stored_schema_version: stored,
+                sha256: v.sha256.map(hex::encode),
+                expires_at: v.expires_at.map(amberdb::format_micros),
+                value: value.and_then(|b| {
+                    serde_json::value::RawValue::from_string(
+                        String::from_utf8_lossy(&b).into_owned(),
+                    )
                     .ok()
-            }),
+                }),
+            });
+        }
+        Ok(HistoryResponse {
+            versions,
+            next: page.next,
+            retained_from_lsn: page.retained_from_lsn,
         })
-        .collect();
-    Ok(Json(HistoryResponse {
-        versions,
-        next: page.next,
-        retained_from_lsn: page.retained_from_lsn,
-    }))
+    })
+    .await??;
+    let mut resp = Json(body).into_response();
+    schema_read::vary(resp.headers_mut());
+    Ok(resp)
 }
 
 /// `GET .../docs/{key}?as_of=...|as_of_lsn=...`: the document as it was right after that
@@ -191,6 +219,7 @@ pub async fn get_doc_as_of(
     key: String,
     at: At,
     meta: bool,
+    reader: Reader,
 ) -> ApiResult<Response> {
     let db = state.db.clone();
     let (c, k) = (collection.clone(), key.clone());
@@ -200,21 +229,11 @@ pub async fn get_doc_as_of(
     })
     .await??;
     let doc = doc.ok_or_else(|| ApiError::doc_not_found(&collection, &key))?;
-    let mut resp = if meta {
-        Json(doc.envelope_raw(&collection)).into_response()
-    } else {
-        (
-            [(header::CONTENT_TYPE, "application/json")],
-            Body::from(Bytes::copy_from_slice(&doc.value)),
-        )
-            .into_response()
-    };
-    meta_headers(
-        resp.headers_mut(),
-        doc.meta.version,
-        doc.meta.lsn,
-        Some(doc.meta.schema_version),
-    );
+    let mut docs = schema_read::present(&reader, vec![doc]).await?;
+    let doc = docs
+        .pop()
+        .ok_or_else(|| ApiError::internal("presented no document"))?;
+    let mut resp = super::documents::doc_response(&collection, &doc, meta);
     resp.headers_mut().insert(AS_OF_LSN, HeaderValue::from(lsn));
     Ok(resp)
 }
@@ -226,6 +245,7 @@ pub async fn list_docs_as_of(
     collection: String,
     q: ListQuery,
     at: At,
+    reader: Reader,
 ) -> ApiResult<Response> {
     let limit = q.limit.unwrap_or(DEFAULT_PAGE);
     if limit == 0 || limit > MAX_PAGE {
@@ -249,8 +269,8 @@ pub async fn list_docs_as_of(
         next: Option<String>,
         as_of_lsn: u64,
     }
-    let documents = page
-        .docs
+    let documents = schema_read::present(&reader, page.docs)
+        .await?
         .iter()
         .map(|d| d.envelope_raw(&collection))
         .collect();
@@ -261,6 +281,7 @@ pub async fn list_docs_as_of(
     })
     .into_response();
     resp.headers_mut().insert(AS_OF_LSN, HeaderValue::from(lsn));
+    schema_read::vary(resp.headers_mut());
     Ok(resp)
 }
 

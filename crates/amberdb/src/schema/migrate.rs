@@ -91,8 +91,14 @@ pub struct AppliedMigration {
     pub documents: u64,
     /// Documents rewritten.
     pub rewritten: u64,
-    /// Checksums of the migrations on the path, in order.
+    /// Checksums of the migrations on the path, in order: every migration between the
+    /// lowest and the highest version involved (the spec's version before, the target, and
+    /// the stored version of every document rewritten).
     pub checksums: Vec<String>,
+    /// Live documents per stored schema version before the migration (absent in records
+    /// written before this field existed).
+    #[serde(default)]
+    pub by_stored_version: BTreeMap<u32, u64>,
 }
 
 impl crate::Db {
@@ -218,7 +224,14 @@ impl crate::Db {
         if opts.dry_run || report.failure_count > 0 {
             return Ok(report);
         }
-        let checksums = path_checksums(&spec, from.min(to), from.max(to));
+        let (lo, hi) = ops
+            .iter()
+            .filter_map(|op| docs.get(&op.key))
+            .map(|d| d.meta.schema_version.max(1))
+            .fold((from.min(to), from.max(to)), |(lo, hi), v| {
+                (lo.min(v), hi.max(v))
+            });
+        let checksums = path_checksums(&spec, lo, hi);
         let mut new_spec = spec.spec.clone();
         new_spec.schema_version = Some(to);
         let spec_version =
@@ -249,6 +262,7 @@ impl crate::Db {
             documents: report.documents,
             rewritten: report.would_change,
             checksums,
+            by_stored_version: report.by_stored_version.clone(),
         };
         let record =
             serde_json::to_value(&record).map_err(|e| Error::InvalidValue(e.to_string()))?;

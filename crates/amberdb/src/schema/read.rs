@@ -65,31 +65,48 @@ impl Reader {
     /// `doc` at the reader's version.
     pub fn present(&self, doc: Document) -> Result<VersionedDoc> {
         let stored = doc.meta.schema_version;
-        let Some(target) = self.target else {
-            return Ok(VersionedDoc {
-                doc,
-                stored_schema_version: stored,
-            });
-        };
-        let from = stored.max(1);
-        if from == target {
-            let mut doc = doc;
-            doc.meta.schema_version = target;
-            return Ok(VersionedDoc {
-                doc,
-                stored_schema_version: stored,
-            });
-        }
-        let value: serde_json::Value = serde_json::from_slice(&doc.value)
-            .map_err(|e| Error::InvalidValue(format!("stored value does not parse: {e}")))?;
-        let out = super::chain::convert(&self.spec, &self.natives, value, from, target)
-            .map_err(|e| e.into_error(&self.collection, &doc.key))?;
         let mut doc = doc;
-        doc.value = crate::document::canonical_json(&out).into();
-        doc.meta.schema_version = target;
+        if let Some((value, version)) = self.present_value(&doc.key, &doc.value, stored)? {
+            if let Some(value) = value {
+                doc.value = value.into();
+            }
+            doc.meta.schema_version = version;
+        }
         Ok(VersionedDoc {
             doc,
             stored_schema_version: stored,
         })
+    }
+
+    /// The stored value `value` of `key`, stored at schema version `stored`, at the reader's
+    /// version: `None` in an unmanaged collection (as stored), else the version returned and
+    /// the migrated canonical bytes (`None` when the value is returned as stored).
+    pub fn present_value(
+        &self,
+        key: &str,
+        value: &[u8],
+        stored: u32,
+    ) -> Result<Option<(Option<Vec<u8>>, u32)>> {
+        let Some(target) = self.target else {
+            return Ok(None);
+        };
+        let from = stored.max(1);
+        if from == target {
+            return Ok(Some((None, target)));
+        }
+        let parsed: serde_json::Value = serde_json::from_slice(value)
+            .map_err(|e| Error::InvalidValue(format!("stored value does not parse: {e}")))?;
+        let out = super::chain::convert(&self.spec, &self.natives, parsed, from, target)
+            .map_err(|e| e.into_error(&self.collection, key))?;
+        Ok(Some((Some(crate::document::canonical_json(&out)), target)))
+    }
+}
+
+impl VersionedDoc {
+    /// The JSON envelope of `?meta=true`: [`Document::envelope_raw`] plus
+    /// `stored_schema_version`.
+    pub fn envelope_raw(&self, collection: &str) -> Box<serde_json::value::RawValue> {
+        self.doc
+            .envelope_with(collection, Some(self.stored_schema_version))
     }
 }
