@@ -85,6 +85,13 @@ enum Command {
     Revert(commands::revert::Args),
     /// Undo one commit: its documents go back to their state just before it.
     Undo(commands::revert::UndoArgs),
+    /// A collection's spec (schema versions, JSON Schemas, migrations): get, or set from a
+    /// JSON or TOML file.
+    #[command(subcommand)]
+    Spec(commands::spec::SpecCommand),
+    /// Move every document of a collection to one schema version (one atomic commit), or
+    /// --dry-run to check.
+    Migrate(commands::migrate::Args),
 }
 
 fn main() {
@@ -130,6 +137,8 @@ fn main() {
         Command::Key(k) => commands::key::run(k),
         Command::Revert(a) => commands::revert::run(a),
         Command::Undo(a) => commands::revert::run_undo(a),
+        Command::Spec(c) => commands::spec::run(c),
+        Command::Migrate(a) => commands::migrate::run(a),
     };
     let code = match result {
         Ok(()) => 0,
