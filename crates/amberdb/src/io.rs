@@ -76,6 +76,14 @@ pub enum IoOp<'a> {
         /// New name.
         to: &'a Path,
     },
+    /// An atomic exchange of two names (`renameat2(RENAME_EXCHANGE)`): each now names what
+    /// the other named.
+    Exchange {
+        /// One name.
+        a: &'a Path,
+        /// The other.
+        b: &'a Path,
+    },
     /// Removal of a file.
     RemoveFile {
         /// The file.
@@ -126,6 +134,7 @@ impl IoOp<'_> {
             | IoOp::Read { path }
             | IoOp::ReadDir { path } => path,
             IoOp::Rename { from, .. } => from,
+            IoOp::Exchange { a, .. } => a,
         }
     }
 
@@ -135,7 +144,8 @@ impl IoOp<'_> {
     }
 
     /// A short name of the kind of operation: `create`, `open`, `write`, `fsync`, `dir-fsync`,
-    /// `rename`, `remove`, `remove-dir`, `create-dir`, `truncate`, `read`, `read-dir`.
+    /// `rename`, `exchange`, `remove`, `remove-dir`, `create-dir`, `truncate`, `read`,
+    /// `read-dir`.
     pub fn kind(&self) -> &'static str {
         match self {
             IoOp::Create { .. } => "create",
@@ -144,6 +154,7 @@ impl IoOp<'_> {
             IoOp::Sync { .. } => "fsync",
             IoOp::SyncDir { .. } => "dir-fsync",
             IoOp::Rename { .. } => "rename",
+            IoOp::Exchange { .. } => "exchange",
             IoOp::RemoveFile { .. } => "remove",
             IoOp::RemoveDir { .. } => "remove-dir",
             IoOp::CreateDir { .. } => "create-dir",
@@ -156,6 +167,7 @@ impl IoOp<'_> {
     fn touches(&self, root: &Path) -> bool {
         match self {
             IoOp::Rename { from, to } => from.starts_with(root) || to.starts_with(root),
+            IoOp::Exchange { a, b } => a.starts_with(root) || b.starts_with(root),
             op => op.path().starts_with(root),
         }
     }
@@ -174,6 +186,9 @@ impl fmt::Display for IoOp<'_> {
             IoOp::SyncDir { path } => write!(f, "fsync of directory {}", path.display()),
             IoOp::Rename { from, to } => {
                 write!(f, "rename of {} to {}", from.display(), to.display())
+            }
+            IoOp::Exchange { a, b } => {
+                write!(f, "exchange of {} and {}", a.display(), b.display())
             }
             IoOp::RemoveFile { path } => write!(f, "removal of {}", path.display()),
             IoOp::RemoveDir { path } => write!(f, "removal of directory {}", path.display()),
@@ -619,6 +634,26 @@ pub(crate) fn rename(from: &Path, to: &Path, faults: &Faults) -> io::Result<()> 
     run(faults, IoOp::Rename { from, to }, || {
         std::fs::rename(from, to)
     })
+}
+
+/// Exchanges two names atomically (both must exist). Durable once their directories are
+/// synced. Linux only (`renameat2(RENAME_EXCHANGE)`); elsewhere `Unsupported`.
+pub(crate) fn exchange(a: &Path, b: &Path, faults: &Faults) -> io::Result<()> {
+    run(faults, IoOp::Exchange { a, b }, || exchange_names(a, b))
+}
+
+#[cfg(target_os = "linux")]
+fn exchange_names(a: &Path, b: &Path) -> io::Result<()> {
+    use rustix::fs::{renameat_with, RenameFlags, CWD};
+    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(io::Error::from)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn exchange_names(_: &Path, _: &Path) -> io::Result<()> {
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this OS has no atomic exchange of two names",
+    ))
 }
 
 /// Removes a file. Durable once its directory is synced.

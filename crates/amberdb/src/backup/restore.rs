@@ -1001,7 +1001,7 @@ pub fn swap_in_until(data: &Path, restored: &Path, last: SwapStep) -> Result<Pat
     if last == SwapStep::Synced {
         return Ok(kept);
     }
-    exchange(restored, data)?;
+    exchange(restored, data, &faults)?;
     sync_dir(&parent, &faults).context(|| format!("syncing {}", parent.display()))?;
     if last == SwapStep::Exchanged {
         return Ok(kept);
@@ -1012,26 +1012,20 @@ pub fn swap_in_until(data: &Path, restored: &Path, last: SwapStep) -> Result<Pat
     Ok(kept)
 }
 
-/// Exchanges two directory entries atomically.
-#[cfg(target_os = "linux")]
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    use rustix::fs::{renameat_with, RenameFlags, CWD};
-    renameat_with(CWD, a, CWD, b, RenameFlags::EXCHANGE).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "cannot exchange {} and {} atomically ({e}); nothing was changed: restore offline \
-             with `amberdb restore --into NEW` and restart on NEW",
-            a.display(),
-            b.display()
-        ))
-    })
-}
-
-#[cfg(not(target_os = "linux"))]
-fn exchange(a: &Path, b: &Path) -> Result<()> {
-    Err(Error::InvalidArgument(format!(
-        "this OS has no atomic directory exchange for {} and {}; nothing was changed: restore \
-         offline with `amberdb restore --into NEW` and restart on NEW",
-        a.display(),
-        b.display()
-    )))
+/// Exchanges two directory entries atomically (through the io layer, so fault injection
+/// and the power-cut simulator see it).
+fn exchange(a: &Path, b: &Path, faults: &Faults) -> Result<()> {
+    match io::exchange(a, b, faults) {
+        Ok(()) => Ok(()),
+        // No atomic exchange on this OS or file system: refused before anything changed.
+        Err(e) if e.kind() == std::io::ErrorKind::Unsupported || e.raw_os_error() == Some(22) => {
+            Err(Error::InvalidArgument(format!(
+                "cannot exchange {} and {} atomically ({e}); nothing was changed: restore \
+                 offline with `amberdb restore --into NEW` and restart on NEW",
+                a.display(),
+                b.display()
+            )))
+        }
+        Err(e) => Err(e).context(|| format!("exchanging {} and {}", a.display(), b.display())),
+    }
 }

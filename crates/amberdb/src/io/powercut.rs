@@ -548,6 +548,37 @@ impl Model {
                 }
                 _ => self.error(&op, "rename of a path the model does not know"),
             },
+            IoOp::Exchange { a, b } => match (self.entry(a), self.entry(b)) {
+                (Some((adir, aname, Some(aino))), Some((bdir, bname, Some(bino)))) => {
+                    if adir == bdir && aname == bname {
+                        return;
+                    }
+                    // One journaled step: both names change together or not at all.
+                    self.change_names(vec![
+                        NameChange::Unlink {
+                            dir: adir,
+                            name: aname.clone(),
+                            ino: aino,
+                        },
+                        NameChange::Unlink {
+                            dir: bdir,
+                            name: bname.clone(),
+                            ino: bino,
+                        },
+                        NameChange::Link {
+                            dir: adir,
+                            name: aname,
+                            ino: bino,
+                        },
+                        NameChange::Link {
+                            dir: bdir,
+                            name: bname,
+                            ino: aino,
+                        },
+                    ]);
+                }
+                _ => self.error(&op, "exchange of a path the model does not know"),
+            },
             IoOp::RemoveFile { path } => match self.entry(path) {
                 Some((dir, name, Some(ino))) => {
                     self.change_names(vec![NameChange::Unlink { dir, name, ino }])
