@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use amberdb::schema::MigrateOptions;
 use amberdb::spec::CollectionSpec;
-use amberdb::{Db, Durability, Options, Transaction};
+use amberdb::{Db, Options, Transaction};
 use amberdb_bench::machine::peak_rss_kib;
 use clap::Parser;
 use serde_json::{json, Value};
@@ -100,7 +100,7 @@ fn main() {
     let db = Db::open_with(
         dir.path(),
         Options {
-            durability: Durability::Buffered,
+            durability: amberdb::buffered(Duration::from_millis(10)),
             ..Options::default()
         },
     )
