@@ -361,3 +361,74 @@ fn a_migration_that_fails_on_some_documents_is_422_and_writes_nothing() {
     );
     assert_eq!(r.status, 400, "a collection without versions: {}", r.body);
 }
+
+#[test]
+fn the_change_feed_presents_values_at_the_version_asked_for() {
+    let s = server_with_v1_documents();
+    let r = s.put_json(
+        "/v1/collections/players/docs/p3",
+        r#"{"name": "cy", "inventory": ["sword"]}"#,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let values = |q: &str| -> Vec<(String, Value, Value, Value)> {
+        let r = s.get(&format!("/v1/changes?since=0&values=true&{q}"));
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        r.json()["changes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|c| c["docs"].as_array().unwrap().clone())
+            .filter(|d| d["collection"] == "players")
+            .map(|d| {
+                (
+                    d["key"].as_str().unwrap().to_owned(),
+                    d["value"].clone(),
+                    d["schema_version"].clone(),
+                    d["stored_schema_version"].clone(),
+                )
+            })
+            .collect()
+    };
+    // As stored without the parameter.
+    let stored = values("collection=players");
+    assert_eq!(
+        stored,
+        vec![
+            ("p1".into(), json!({"name": "ann"}), json!(1), Value::Null),
+            ("p2".into(), json!({"name": "bob"}), json!(1), Value::Null),
+            (
+                "p3".into(),
+                json!({"name": "cy", "inventory": ["sword"]}),
+                json!(2),
+                Value::Null
+            ),
+        ]
+    );
+    assert_eq!(
+        values("collection=players&schema_version=1"),
+        vec![
+            ("p1".into(), json!({"name": "ann"}), json!(1), json!(1)),
+            ("p2".into(), json!({"name": "bob"}), json!(1), json!(1)),
+            ("p3".into(), json!({"name": "cy"}), json!(1), json!(2)),
+        ]
+    );
+    assert_eq!(
+        values("collection=players&schema_version=2")[0],
+        (
+            "p1".into(),
+            json!({"name": "ann", "inventory": []}),
+            json!(2),
+            json!(1)
+        )
+    );
+    for q in [
+        "schema_version=1",
+        "collection=play*&schema_version=1",
+        "collection=players&collection=other&schema_version=1",
+        "collection=players&schema_version=0",
+        "collection=players&schema_version=9",
+    ] {
+        let r = s.get(&format!("/v1/changes?since=0&{q}"));
+        assert_eq!(r.status, 400, "{q}: {}", r.body);
+    }
+}

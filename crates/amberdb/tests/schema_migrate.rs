@@ -242,3 +242,46 @@ fn a_migration_that_does_not_fit_one_commit_is_refused_before_anything_is_writte
     assert_eq!(db.view().lsn(), lsn);
     db.close().unwrap();
 }
+
+/// Regression: the fit check counted 4 KiB of overhead per document (the checkpoint-entry
+/// bound), so a million small documents (~230 MB of frame) were refused as over 1 GiB. Here
+/// 1,000 small documents fit a 256 KiB commit (about 100 KiB of frame) and must migrate;
+/// the old estimate (4 MB) refused them.
+#[test]
+fn many_small_documents_that_fit_one_commit_are_migrated_not_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = amberdb::Options {
+        max_txn_bytes: 256 << 10,
+        ..Default::default()
+    };
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    db.set_spec(
+        "p",
+        &spec(1, json!([{"op": "set", "path": "/hp", "value": 1}]), None),
+    )
+    .unwrap();
+    for chunk in (0..1000).collect::<Vec<_>>().chunks(100) {
+        let mut tx = Transaction::new();
+        for i in chunk {
+            tx.put("p", &format!("k{i:04}"), json!({"n": i}));
+        }
+        db.commit(&tx).unwrap();
+    }
+    let report = db
+        .migrate(
+            "p",
+            MigrateOptions {
+                to: 2,
+                dry_run: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(report.would_change, 1000);
+    assert!(report.lsn.is_some());
+    assert_eq!(
+        db.get("p", "k0999")
+            .map(|d| (value(&d), d.meta.schema_version)),
+        Some((json!({"n": 999, "hp": 1}), 2))
+    );
+    db.close().unwrap();
+}

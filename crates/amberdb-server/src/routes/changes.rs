@@ -141,10 +141,18 @@ pub struct ChangeDoc {
     pub expires_at: Option<String>,
     /// SHA-256 of the stored value, hex (null for a delete).
     pub sha256: Option<String>,
-    /// The value written, with `values=true` (absent otherwise and for deletes).
+    /// The value written, with `values=true` (absent otherwise and for deletes); with
+    /// `schema_version=N`, at that version.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<Object>)]
     pub value: Option<Box<RawValue>>,
+    /// With `schema_version=N`: the version the value is stored at (absent otherwise).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stored_schema_version: Option<u32>,
+    /// With `schema_version=N`: why this value could not be presented at N (the value is then
+    /// left out; the change itself is still delivered).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value_error: Option<String>,
 }
 
 /// One durable commit, as JSON.
@@ -181,6 +189,7 @@ struct Params {
     heartbeat: Duration,
     limit: usize,
     wait: Duration,
+    schema_version: Option<u32>,
 }
 
 fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> ApiResult<Params> {
@@ -195,6 +204,7 @@ fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> ApiResult<Params>
         heartbeat: Duration::from_millis(DEFAULT_HEARTBEAT_MS),
         limit: DEFAULT_LIMIT,
         wait: Duration::ZERO,
+        schema_version: None,
     };
     for (k, v) in pairs {
         match k.as_str() {
@@ -256,6 +266,10 @@ fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> ApiResult<Params>
                 }
                 p.wait = Duration::from_millis(ms);
             }
+            "schema_version" => match v.parse::<u32>() {
+                Ok(n) if n > 0 => p.schema_version = Some(n),
+                _ => return Err(bad(format!("schema_version={v:?}: a positive integer"))),
+            },
             other => return Err(bad(format!("unknown query parameter {other:?}"))),
         }
     }
@@ -296,6 +310,7 @@ pub(crate) fn wants_sse(headers: &HeaderMap) -> bool {
         ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "Stream only: heartbeat interval (default 15000)."),
         ("limit" = Option<u64>, Query, minimum = 1, maximum = 1000, description = "Long-poll only: most changes per answer (default 100)."),
         ("wait_ms" = Option<u64>, Query, minimum = 0, maximum = 30000, description = "Long-poll only: how long to wait for a first change (default 0)."),
+        ("schema_version" = Option<u32>, Query, minimum = 1, description = "With exactly one collection= (a name, not a glob): present each value at this schema version of that collection's current spec (values migrated on read; stored_schema_version says where each was stored)."),
     ),
     responses(
         (status = 200, description = "A long-poll answer; with Accept: text/event-stream an SSE stream (events change and high_water, id = LSN)", body = ChangesResponse),
@@ -311,6 +326,24 @@ pub async fn changes(
 ) -> ApiResult<Response> {
     let params = parse(query(q)?, &headers)?;
     authorize(&who, &params.filter)?;
+    let present = match params.schema_version {
+        None => None,
+        Some(n) => {
+            let [c] = params.filter.collections.as_slice() else {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "schema_version needs exactly one collection= filter",
+                ));
+            };
+            if c.contains(['*', '?']) {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "schema_version needs a collection name, not a glob",
+                ));
+            }
+            Some(state.db.schema_reader(&state.db.view(), c, Some(n))?)
+        }
+    };
     let permit = state.feed.permit()?;
     let rx = state.feed.watch(&state.db);
     let db = state.db.clone();
@@ -326,6 +359,7 @@ pub async fn changes(
         rx,
         who,
         state,
+        present,
         _permit: permit,
     };
     if wants_sse(&headers) {
@@ -373,6 +407,8 @@ struct Reader {
     rx: watch::Receiver<u64>,
     who: Principal,
     state: Shared,
+    /// With `schema_version=N`: presents values at N.
+    present: Option<amberdb::schema::Reader>,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -382,17 +418,22 @@ impl Reader {
         let Some(mut sub) = self.sub.take() else {
             return Err(amberdb::Error::Closed);
         };
+        let who = self.who.clone();
+        let present = self.present.clone();
+        // Presenting at a schema version may run migration steps: on the blocking pool too.
         let (sub, got) = tokio::task::spawn_blocking(move || {
-            let got = sub.next_batch(max, Duration::ZERO);
+            let got = sub.next_batch(max, Duration::ZERO).map(|changes| {
+                changes
+                    .into_iter()
+                    .filter_map(|c| body(c, &who, present.as_ref()))
+                    .collect::<Vec<_>>()
+            });
             (sub, got)
         })
         .await
         .map_err(|_| amberdb::Error::Closed)?;
         self.sub = Some(sub);
-        Ok(got?
-            .into_iter()
-            .filter_map(|c| body(c, &self.who))
-            .collect())
+        got
     }
 
     fn high_water(&self) -> u64 {
@@ -400,23 +441,56 @@ impl Reader {
     }
 }
 
-fn body(c: Change, who: &Principal) -> Option<ChangeBody> {
+fn body(
+    c: Change,
+    who: &Principal,
+    present: Option<&amberdb::schema::Reader>,
+) -> Option<ChangeBody> {
     let docs: Vec<ChangeDoc> = c
         .docs
         .into_iter()
         .filter(|d| who.can_read(&d.collection))
-        .map(|d| ChangeDoc {
-            collection: d.collection.to_string(),
-            key: d.key.to_string(),
-            op: d.op.as_str(),
-            version: d.version,
-            schema_version: d.schema_version,
-            expires_at: d.expires_at.map(amberdb::format_micros),
-            sha256: d.sha256.map(hex::encode),
-            value: d
-                .value
-                .and_then(|v| String::from_utf8(v.to_vec()).ok())
-                .and_then(|s| RawValue::from_string(s).ok()),
+        .map(|d| {
+            let mut doc = ChangeDoc {
+                collection: d.collection.to_string(),
+                key: d.key.to_string(),
+                op: d.op.as_str(),
+                version: d.version,
+                schema_version: d.schema_version,
+                expires_at: d.expires_at.map(amberdb::format_micros),
+                sha256: d.sha256.map(hex::encode),
+                value: None,
+                stored_schema_version: None,
+                value_error: None,
+            };
+            let mut value = d.value.map(|v| v.to_vec());
+            // Deletes (schema version 0) have nothing to present.
+            if let Some(reader) = present.filter(|_| d.schema_version > 0) {
+                doc.stored_schema_version = Some(d.schema_version);
+                let migrated = match &value {
+                    Some(v) => {
+                        super::schema_read::present_value(reader, &d.key, v, d.schema_version)
+                            .map(|(m, at)| (m, Some(at)))
+                    }
+                    None => Ok((None, reader.target())),
+                };
+                match migrated {
+                    Ok((m, at)) => {
+                        if let Some(m) = m {
+                            value = Some(m);
+                        }
+                        doc.schema_version = at.unwrap_or(d.schema_version);
+                    }
+                    Err(e) => {
+                        value = None;
+                        doc.value_error = Some(e.to_string());
+                    }
+                }
+            }
+            doc.value = value
+                .and_then(|v| String::from_utf8(v).ok())
+                .and_then(|s| RawValue::from_string(s).ok());
+            doc
         })
         .collect();
     (!docs.is_empty()).then(|| ChangeBody {
