@@ -230,7 +230,10 @@ mod tests {
                 .contains("input"),
             "escaped quotes and nested interpolations are followed"
         );
-        assert!(check(r#""\\(env)""#).is_ok(), "an escaped backslash is data");
+        assert!(
+            check(r#""\\(env)""#).is_ok(),
+            "an escaped backslash is data"
+        );
         assert!(run(".[]", serde_json::json!([1, 2]))
             .unwrap_err()
             .contains("more than one"));
