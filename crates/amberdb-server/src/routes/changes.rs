@@ -144,7 +144,7 @@ pub struct ChangeDoc {
     /// The value written, with `values=true` (absent otherwise and for deletes); with
     /// `schema_version=N`, at that version.
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Box<RawValue>>,
     /// With `schema_version=N`: the version the value is stored at (absent otherwise).
     #[serde(skip_serializing_if = "Option::is_none")]

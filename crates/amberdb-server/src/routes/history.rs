@@ -115,7 +115,7 @@ pub struct VersionBody {
     /// Expiry, RFC 3339.
     pub expires_at: Option<String>,
     /// The value (absent with values=false and for deletes).
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<serde_json::Value>)]
     pub value: Option<Box<serde_json::value::RawValue>>,
 }
 
