@@ -163,7 +163,10 @@ fn openapi_document_describes_every_route() {
     for schema in ["VersionBody", "ChangeDoc"] {
         let value = &doc["components"]["schemas"][schema]["properties"]["value"];
         assert!(value.is_object(), "{schema}.value missing");
-        assert!(value.get("type").is_none(), "{schema}.value is typed: {value}");
+        assert!(
+            value.get("type").is_none(),
+            "{schema}.value is typed: {value}"
+        );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
 }
