@@ -62,6 +62,20 @@ fn a_document_stored_at_an_older_version_is_read_at_the_current_one_and_says_so(
         r.headers
     );
 
+    // A 304 carries the headers the 200 would: the version a read returns.
+    let nm = get_with(
+        &s,
+        "/v1/collections/players/docs/p1",
+        &[("if-none-match", "\"1\"")],
+    );
+    assert_eq!(nm.status, 304);
+    assert_eq!(
+        nm.header("amber-schema-version"),
+        Some("2"),
+        "{:?}",
+        nm.headers
+    );
+
     let m = s.get("/v1/collections/players/docs/p1?meta=true").json();
     assert_eq!(m["schema_version"], 2, "{m}");
     assert_eq!(m["stored_schema_version"], 1, "{m}");

@@ -155,8 +155,16 @@ pub async fn get_doc(
     }
     let doc = doc.ok_or_else(|| ApiError::doc_not_found(&collection, &key))?;
     if headers::if_none_match(&headers)?.is_some_and(|c| c.matches(current)) {
+        // The headers a 200 would carry: the version a read would return it at, its expiry.
         let mut resp = StatusCode::NOT_MODIFIED.into_response();
-        meta_headers(resp.headers_mut(), doc.meta.version, doc.meta.lsn, None);
+        let returned = reader.target().unwrap_or(doc.meta.schema_version);
+        meta_headers(
+            resp.headers_mut(),
+            doc.meta.version,
+            doc.meta.lsn,
+            Some(returned),
+        );
+        headers::set_expires_at(resp.headers_mut(), doc.meta.expires_at);
         schema_read::vary(resp.headers_mut());
         return Ok(resp);
     }
