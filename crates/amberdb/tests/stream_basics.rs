@@ -384,3 +384,26 @@ fn a_backup_of_a_database_with_streams_is_refused_and_writes_nothing() {
     db.backup(&repo).unwrap();
     assert_eq!(repo.list().unwrap().len(), 1);
 }
+
+/// Regression (CI, schemathesis): a stream that was only configured never gets a directory;
+/// deleting it made the next checkpoint (and so `close`) fail removing a directory that was
+/// never there.
+#[test]
+fn a_configured_then_deleted_stream_that_never_had_an_entry_does_not_fail_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START);
+    let db = Db::open_with(dir.path(), opts(&clock)).unwrap();
+    db.set_stream_retention("empty", Retention::default())
+        .unwrap();
+    db.checkpoint().unwrap();
+    assert!(db.delete_stream("empty").unwrap());
+    db.append("other", &[json!(1)], None).unwrap();
+    db.checkpoint().unwrap();
+    db.append("other", &[json!(2)], None).unwrap();
+    db.checkpoint().unwrap();
+    db.close().unwrap();
+    let db = Db::open_with(dir.path(), opts(&clock)).unwrap();
+    assert!(db.stream("empty").is_none());
+    assert_eq!(values(&db, "other"), [(1, json!(1)), (2, json!(2))]);
+    db.close().unwrap();
+}

@@ -517,6 +517,11 @@ impl StreamFiles {
             removed += 1;
         }
         for d in &dirs {
+            // A stream that was only configured never had an entry, so never a directory.
+            if std::fs::symlink_metadata(d).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
+            {
+                continue;
+            }
             io::remove_dir_all(d, &self.faults).context(|| format!("removing {}", d.display()))?;
             removed += 1;
         }
