@@ -18,6 +18,11 @@ cargo test --workspace --release --no-run --quiet 2>/dev/null || cargo test --wo
 TMP=$(mktemp -d)
 SERVER_PID=""
 cleanup() {
+  local rc=$?
+  if [ "$rc" -ne 0 ] && [ -s "$TMP/log" ]; then
+    echo "schemathesis.sh failed (exit $rc); the server's log:" >&2
+    tail -50 "$TMP/log" >&2
+  fi
   if [ -n "$SERVER_PID" ] && kill -0 "$SERVER_PID" 2>/dev/null; then
     kill -TERM "$SERVER_PID" 2>/dev/null || true
     for _ in $(seq 50); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -61,6 +66,11 @@ echo "schemathesis against $URL"
 # The server must still be healthy and shut down cleanly after the barrage.
 curl -fsS "$URL/readyz" >/dev/null
 kill -TERM "$SERVER_PID"
-wait "$SERVER_PID"
+rc=0
+wait "$SERVER_PID" || rc=$?
 SERVER_PID=""
+if [ "$rc" -ne 0 ]; then
+  echo "the server exited $rc after SIGTERM (it must shut down cleanly)" >&2
+  exit "$rc"
+fi
 echo "schemathesis: passed, server shut down cleanly"
