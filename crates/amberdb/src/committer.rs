@@ -163,6 +163,8 @@ impl Committer {
         let mut max_delay: Option<Duration> = None;
         let first_lsn = self.next_lsn;
         let mut stream_records: Vec<CommitRecord> = vec![];
+        // What this batch frames, for the change feed's ring of recent commits.
+        let mut written: Vec<(Arc<CommitRecord>, usize)> = vec![];
         for msg in batch {
             match msg {
                 Msg::Commit {
@@ -215,6 +217,7 @@ impl Committer {
                                 refusals.push((reply, e));
                                 continue;
                             }
+                            let frame_start = frames.len();
                             if let Err(e) = p.record.encode_into(&mut frames, self.durable_lsn) {
                                 let (size, limit) = (e.payload_len, MAX_PAYLOAD_LEN);
                                 let e = Error::TransactionTooLarge { size, ops, limit };
@@ -245,6 +248,7 @@ impl Committer {
                                 },
                                 true,
                             ));
+                            written.push((Arc::new(p.record), frames.len() - frame_start));
                         }
                         Err(e) => refusals.push((reply, e)),
                     }
@@ -304,6 +308,10 @@ impl Committer {
                         failure = Some((format!("writing stream files failed: {e}"), true));
                         break;
                     }
+                }
+                if failure.is_none() {
+                    // Delivered only once the durable LSN passes them, as from the log.
+                    self.shared.recent.remember(std::mem::take(&mut written));
                 }
             }
             if let Some((cause, _)) = &failure {

@@ -221,6 +221,7 @@ impl Db {
             checkpoint_log_bytes: opts.checkpoint_log_bytes,
             clock: Mutex::new(CommitClock::new(opts.clock.clone(), rec.state.commit_ts)),
             feed: crate::feed::DurableWatch::new(lsn),
+            recent: crate::feed::recent::RecentCommits::default(),
             events: opts.on_event.clone(),
         });
         shared.counters.durable_lsn.store(lsn, Ordering::Release);

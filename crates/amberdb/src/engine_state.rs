@@ -19,6 +19,10 @@ pub(crate) struct Counters {
     pub batches: AtomicU64,
     pub log_bytes_written: AtomicU64,
     pub durable_lsn: AtomicU64,
+    /// Commits change-feed subscriptions took from the ring of recent commits.
+    pub feed_from_memory: AtomicU64,
+    /// Commits change-feed subscriptions read (and decoded) from the log files.
+    pub feed_from_log: AtomicU64,
 }
 
 /// What background checkpointing needs to know and be woken by.
@@ -40,6 +44,9 @@ pub(crate) struct Shared {
     pub clock: Mutex<CommitClock>,
     /// The durable LSN, published by the committer after every sync (the change feed).
     pub feed: crate::feed::DurableWatch,
+    /// The newest commits written, decoded (the change feed serves caught-up subscribers
+    /// from here).
+    pub recent: crate::feed::recent::RecentCommits,
     /// Where system events go (`Options::on_event`).
     pub events: Option<crate::feed::events::EventHook>,
 }

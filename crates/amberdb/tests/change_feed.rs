@@ -393,14 +393,21 @@ fn a_segment_removed_under_a_slow_reader_is_history_lost_never_a_silent_gap() {
     let dir = tempfile::tempdir().unwrap();
     let o = Options {
         history_retention: Duration::ZERO,
+        checkpoint_on_close: false,
         ..opts()
     };
-    let db = Db::open_with(dir.path(), o).unwrap();
+    let db = Db::open_with(dir.path(), o.clone()).unwrap();
     db.put("players", "first", json!(1)).unwrap();
+    many_segments(&db, 60);
+    // Reopened, so the commits it will read are not in the ring of recent commits (a reader
+    // the ring still covers never needs the log, see below): it must read the log.
+    db.close().unwrap();
+    let db = Db::open_with(dir.path(), o).unwrap();
     // Subscribed, but not reading yet.
     let mut sub = db.subscribe(0, Filter::all()).unwrap();
-    many_segments(&db, 60);
-    assert!(db.checkpoint().unwrap().segments_removed > 1);
+    many_segments(&db, 5);
+    let removed = db.checkpoint().unwrap().segments_removed;
+    assert!(removed > 1, "{removed} segments removed");
     let mut lsns = vec![];
     let err = loop {
         match sub.try_next() {
@@ -486,5 +493,124 @@ fn each_document_carries_the_op_kind_version_schema_version_and_commit_time() {
     assert_eq!(got[2].docs[0].schema_version, 1);
     assert_eq!(got[2].docs[0].expires_at, None);
     assert!(got[3].docs[0].deleted && got[3].docs[0].value.is_none());
+    db.close().unwrap();
+}
+
+/// Options for many commits: segments of a realistic size.
+fn bulk_opts() -> Options {
+    Options {
+        segment_size: 4 << 20,
+        ..opts()
+    }
+}
+
+/// Buffered commits (one sync at the end): many commits quickly.
+fn bulk(db: &Db, from: usize, n: usize) {
+    for i in from..from + n {
+        let mut t = Transaction::new();
+        if i % 7 == 3 {
+            t.delete("players", &format!("k{}", i % 50));
+        } else {
+            t.put("players", &format!("k{}", i % 50), json!({ "i": i }));
+        }
+        t.put("party", &format!("p{}", i % 3), json!([i, "x"]));
+        t.durability = Some(Durability::Buffered {
+            max_delay: Duration::from_secs(3600),
+        });
+        db.commit(&t).unwrap();
+    }
+    db.sync().unwrap();
+}
+
+fn drain(sub: &mut Subscription) -> Vec<Change> {
+    let mut out = vec![];
+    while let Some(c) = sub.try_next().unwrap() {
+        out.push(c);
+    }
+    out
+}
+
+#[test]
+fn caught_up_subscribers_follow_live_commits_from_memory_without_reading_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), bulk_opts()).unwrap();
+    bulk(&db, 0, 10);
+    let mut subs: Vec<Subscription> = (0..40)
+        .map(|_| db.subscribe(db.durable_lsn(), Filter::all()).unwrap())
+        .collect();
+    let mut idle: Vec<Subscription> = (0..40)
+        .map(|_| {
+            db.subscribe(db.durable_lsn(), Filter::all().collection("nobody"))
+                .unwrap()
+        })
+        .collect();
+    let before = db.feed_read_counters();
+    for round in 0..20 {
+        bulk(&db, 10 + round * 25, 25);
+        for s in &mut subs {
+            assert_eq!(drain(s).len(), 25);
+        }
+        for s in &mut idle {
+            assert!(drain(s).is_empty());
+            assert_eq!(s.high_water_lsn(), db.durable_lsn());
+        }
+    }
+    let after = db.feed_read_counters();
+    assert_eq!(after.1, before.1, "no subscriber read the log");
+    assert_eq!(
+        after.0 - before.0,
+        80 * 500,
+        "each took each commit from memory"
+    );
+    db.close().unwrap();
+}
+
+#[test]
+fn a_subscriber_that_falls_behind_the_ring_reads_the_log_then_rejoins_it_without_gap_or_duplicate()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), bulk_opts()).unwrap();
+    bulk(&db, 0, 10);
+    let f = Filter::all().with_values(true);
+    let mut sub = db.subscribe(0, f.clone()).unwrap();
+    let mut got = vec![sub.try_next().unwrap().unwrap()];
+    // Far more commits than the ring holds, while this subscriber reads nothing.
+    bulk(&db, 10, 9000);
+    let (_, log_before) = db.feed_read_counters();
+    got.extend(drain(&mut sub));
+    let (_, log_after) = db.feed_read_counters();
+    assert!(log_after > log_before, "it had to read the log");
+    let lsns: Vec<u64> = got.iter().map(|c| c.lsn).collect();
+    assert_eq!(lsns, (1..=9010).collect::<Vec<_>>(), "no gap, no duplicate");
+    // Caught up: live commits come from memory again.
+    bulk(&db, 9010, 20);
+    got.extend(drain(&mut sub));
+    assert_eq!(db.feed_read_counters().1, log_after, "back on the ring");
+    assert_eq!(got.len(), 9030);
+    db.close().unwrap();
+    // What it got from memory and from the log is exactly what the log holds: a fresh
+    // subscription after a reopen (empty ring) reads all of it from the log.
+    let db = Db::open_with(dir.path(), bulk_opts()).unwrap();
+    let mut from_log = db.subscribe(0, f).unwrap();
+    let all = drain(&mut from_log);
+    assert_eq!(db.feed_read_counters(), (0, 9030));
+    assert_eq!(all, got);
+    db.close().unwrap();
+}
+
+#[test]
+fn a_slow_reader_the_ring_still_covers_gets_every_commit_after_its_segments_are_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = Options {
+        history_retention: Duration::ZERO,
+        ..opts()
+    };
+    let db = Db::open_with(dir.path(), o).unwrap();
+    db.put("players", "first", json!(1)).unwrap();
+    let mut sub = db.subscribe(0, Filter::all()).unwrap();
+    many_segments(&db, 60);
+    assert!(db.checkpoint().unwrap().segments_removed > 1);
+    let lsns: Vec<u64> = drain(&mut sub).iter().map(|c| c.lsn).collect();
+    assert_eq!(lsns, (1..=61).collect::<Vec<_>>());
     db.close().unwrap();
 }

@@ -413,8 +413,22 @@ struct Reader {
 }
 
 impl Reader {
-    /// Reads what is durable now, on the blocking pool; only what the token may read.
+    /// Reads what is durable now; only what the token may read. A caught-up subscription
+    /// is served from the engine's memory right here; reading the log, or presenting values
+    /// at a schema version (which may run migration steps), goes to the blocking pool.
     async fn read(&mut self, max: usize) -> amberdb::Result<Vec<ChangeBody>> {
+        if self.present.is_none() {
+            let Some(sub) = self.sub.as_mut() else {
+                return Err(amberdb::Error::Closed);
+            };
+            if let Some(changes) = sub.next_batch_in_memory(max)? {
+                let who = &self.who;
+                return Ok(changes
+                    .into_iter()
+                    .filter_map(|c| body(c, who, None))
+                    .collect());
+            }
+        }
         let Some(mut sub) = self.sub.take() else {
             return Err(amberdb::Error::Closed);
         };

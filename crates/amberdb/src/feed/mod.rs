@@ -1,20 +1,25 @@
 //! The change feed: `Db::subscribe(from_lsn, filter)` delivers, in LSN order, every durable
 //! commit after `from_lsn` that touches a matching document.
 //!
-//! A subscription always reads the log files ([`reader`]) up to the durable LSN that the
-//! committer publishes after each sync ([`watch`]), and sleeps on that watch when it has
-//! caught up. Replaying old history and following live commits are therefore the same code
-//! path: there is no switch at which a commit could be skipped or delivered twice, a
-//! buffered commit is delivered only once its deferred sync has happened, and a slow
-//! consumer only reads older bytes of the log (the committer never waits for it).
+//! A subscription reads commits in LSN order up to the durable LSN that the committer
+//! publishes after each sync ([`watch`]), and sleeps on that watch when it has caught up. It
+//! takes each commit from the in-memory ring of the newest written commits ([`recent`]) when
+//! the ring holds it, else from the log files ([`reader`]); both hold the same records, and
+//! the one cursor (the next LSN) is the same for both, so there is no switch at which a
+//! commit could be skipped or delivered twice. A buffered commit is delivered only once its
+//! deferred sync has happened, and a slow consumer only reads older bytes of the log (the
+//! committer never waits for it). Following live commits costs a subscriber no log read, so
+//! many idle subscribers do not slow the committer down.
 
 pub mod events;
 pub(crate) mod reader;
+pub(crate) mod recent;
 pub(crate) mod watch;
 
 mod filter;
 
 use std::collections::VecDeque;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -121,6 +126,17 @@ impl Db {
         })
     }
 
+    /// How many commits change-feed subscriptions of this handle's database took from memory
+    /// (the ring of recent commits) and how many they read from the log files, since open:
+    /// `(from_memory, from_log)`. Subscribers that keep up add only to the first.
+    pub fn feed_read_counters(&self) -> (u64, u64) {
+        let c = &self.shared_state().counters;
+        (
+            c.feed_from_memory.load(Ordering::Relaxed),
+            c.feed_from_log.load(Ordering::Relaxed),
+        )
+    }
+
     /// The highest LSN on stable storage (what the change feed has delivered up to when it
     /// has caught up).
     pub fn durable_lsn(&self) -> u64 {
@@ -189,6 +205,27 @@ impl Subscription {
         Ok(out)
     }
 
+    /// Like `next_batch(max, Duration::ZERO)`, but only when that needs no log read: when
+    /// every commit it would look at is in memory (the subscription has caught up to the
+    /// newest commits). Never blocks on I/O, so an async task may call it; `Ok(None)` means
+    /// the log must be read: call `next_batch` where blocking is fine.
+    pub fn next_batch_in_memory(&mut self, max: usize) -> Result<Option<Vec<Change>>> {
+        if self.pending.is_empty() && !self.fill_from_recent() {
+            return Ok(None);
+        }
+        let mut out = Vec::new();
+        while out.len() < max {
+            if self.pending.is_empty() && !self.fill_from_recent() {
+                break;
+            }
+            match self.pending.pop_front() {
+                Some(c) => out.push(c),
+                None => break,
+            }
+        }
+        Ok(Some(out))
+    }
+
     fn wait_until(&mut self, deadline: Option<Instant>) -> Result<Option<Change>> {
         loop {
             if let Some(c) = self.try_next()? {
@@ -203,40 +240,91 @@ impl Subscription {
     }
 
     /// Reads durable commits until `READ_AHEAD` matching ones are pending or the durable LSN
-    /// is reached. Never holds a lock the committer takes while reading.
+    /// is reached: from the ring of recent commits when it holds them, else from the log,
+    /// up to where the ring begins (the next fill takes the rest from memory). Never holds a
+    /// lock the committer takes while reading the log.
     fn fill(&mut self) -> Result<()> {
-        let durable = self.shared.feed.durable();
-        let (filter, pending) = (&self.filter, &mut self.pending);
-        self.reader.read(durable, |rec| {
-            if let Some(c) = to_change(rec, filter) {
-                pending.push_back(c);
+        loop {
+            if self.fill_from_recent() {
+                return Ok(());
             }
-            pending.len() < READ_AHEAD
-        })
+            let next = self.reader.next_lsn();
+            let durable = self.shared.feed.durable();
+            let upto = match self.shared.recent.first_lsn() {
+                Some(first) if first > next => durable.min(first - 1),
+                _ => durable,
+            };
+            let (filter, pending) = (&self.filter, &mut self.pending);
+            let mut read = 0u64;
+            let r = self.reader.read(upto, |rec| {
+                read += 1;
+                if let Some(c) = to_change(&rec, filter) {
+                    pending.push_back(c);
+                }
+                pending.len() < READ_AHEAD
+            });
+            let c = &self.shared.counters;
+            c.feed_from_log.fetch_add(read, Ordering::Relaxed);
+            r?;
+            // Stopped where the ring begins with nothing matching yet: the rest is in memory
+            // (or, evicted meanwhile, in the log again). Never "nothing now" while a durable
+            // commit is left to look at.
+            if !self.pending.is_empty() || self.reader.next_lsn() > durable {
+                return Ok(());
+            }
+        }
+    }
+
+    /// [`Subscription::fill`] from the ring of recent commits only; false when the ring no
+    /// longer (or not yet) holds the next commit to read, so the log must be read. True when
+    /// there is nothing durable left to read.
+    fn fill_from_recent(&mut self) -> bool {
+        let durable = self.shared.feed.durable();
+        loop {
+            let from = self.reader.next_lsn();
+            let Some(commits) = self.shared.recent.range(from, durable, READ_AHEAD) else {
+                return false;
+            };
+            let Some(last) = commits.last().map(|c| c.lsn) else {
+                return true;
+            };
+            for rec in &commits {
+                if let Some(c) = to_change(rec, &self.filter) {
+                    self.pending.push_back(c);
+                }
+            }
+            let c = &self.shared.counters;
+            c.feed_from_memory
+                .fetch_add(commits.len() as u64, Ordering::Relaxed);
+            self.reader.skip_to(last + 1);
+            if !self.pending.is_empty() || last >= durable {
+                return true;
+            }
+        }
     }
 }
 
 /// The part of a commit that matches `filter`, or `None` when none of it does.
-fn to_change(rec: CommitRecord, filter: &Filter) -> Option<Change> {
+fn to_change(rec: &CommitRecord, filter: &Filter) -> Option<Change> {
     let docs: Vec<ChangedDoc> = rec
         .ops
-        .into_iter()
+        .iter()
         .filter(|op| filter.matches(&op.collection, &op.key))
-        .map(|op| match op.doc {
+        .map(|op| match &op.doc {
             Some(d) => ChangedDoc {
-                collection: op.collection,
-                key: op.key,
+                collection: op.collection.clone(),
+                key: op.key.clone(),
                 op: op.op,
                 deleted: false,
                 version: d.version,
                 schema_version: d.schema_version,
                 expires_at: d.expires_at,
                 sha256: Some(d.sha256),
-                value: filter.values.then_some(d.value),
+                value: filter.values.then(|| d.value.clone()),
             },
             None => ChangedDoc {
-                collection: op.collection,
-                key: op.key,
+                collection: op.collection.clone(),
+                key: op.key.clone(),
                 op: op.op,
                 deleted: true,
                 version: 0,

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use crate::crypto::Keyring;
 use crate::error::{Damage, Error, Result};
+use crate::log::index::peek_frame;
 use crate::log::record::{CommitRecord, FrameError};
 use crate::log::sealed::FrameDecoder;
 use crate::log::segment::{list_segments, SegmentHeader, SEGMENT_HEADER_LEN_V4};
@@ -27,6 +28,8 @@ struct OpenSegment {
     file: crate::io::ReadFile,
     /// Decodes (and, for an encrypted segment, opens) its frames.
     decoder: FrameDecoder,
+    /// Its log format version (how to step over a frame by its header alone).
+    format_version: u32,
     /// Bytes read from the file and not yet consumed, starting at `buf_offset` in the file.
     buf: Vec<u8>,
     /// Where in `buf` the next frame starts.
@@ -96,6 +99,13 @@ impl LogReader {
         self.next_lsn
     }
 
+    /// Moves the cursor forward to `lsn` (the commits before it were delivered from
+    /// memory). The open segment stays open; a later [`LogReader::read`] steps over the
+    /// frames before `lsn` by their headers, without decoding them.
+    pub(crate) fn skip_to(&mut self, lsn: u64) {
+        self.next_lsn = self.next_lsn.max(lsn);
+    }
+
     /// Reads commits with LSNs up to `durable`, in order, calling `on_commit` for each;
     /// stops early when it returns false. Returns when `durable` is reached.
     pub(crate) fn read(
@@ -111,6 +121,14 @@ impl LogReader {
                 continue;
             };
             let rest = seg.buf.get(seg.pos..).unwrap_or_default();
+            // A frame before the cursor was delivered already (from memory): step over it by
+            // its header. The frame at the cursor is decoded and checked in full below.
+            if let Some((len, lsn, _)) = peek_frame(rest, seg.format_version) {
+                if lsn < self.next_lsn && len <= rest.len() {
+                    seg.pos += len;
+                    continue;
+                }
+            }
             match seg.decoder.decode(rest, seg.buf_offset + seg.pos as u64) {
                 Ok(f) if f.record.lsn < self.next_lsn => seg.pos += f.len,
                 Ok(f) if f.record.lsn == self.next_lsn => {
@@ -186,6 +204,7 @@ impl LogReader {
                 path: path.clone(),
                 file,
                 decoder: FrameDecoder::plain(0),
+                format_version: 0,
                 buf: Vec::new(),
                 pos: 0,
                 buf_offset: 0,
@@ -207,6 +226,7 @@ impl LogReader {
                 return Err(damaged(&seg, detail));
             }
             seg.decoder = FrameDecoder::for_segment(&header, self.keys.as_ref())?;
+            seg.format_version = header.format_version;
             seg.pos = header.encoded_len();
             return Ok(seg);
         }
