@@ -614,3 +614,42 @@ fn a_slow_reader_the_ring_still_covers_gets_every_commit_after_its_segments_are_
     assert_eq!(lsns, (1..=61).collect::<Vec<_>>());
     db.close().unwrap();
 }
+
+#[test]
+fn collections_touched_names_what_recent_commits_wrote_and_none_once_they_left_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open_with(dir.path(), opts()).unwrap();
+    db.put("players", "a", json!(1)).unwrap();
+    db.put("party", "p", json!(1)).unwrap();
+    db.put("players", "b", json!(1)).unwrap();
+    let names = |v: Option<Vec<std::sync::Arc<str>>>| {
+        v.map(|v| {
+            let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            v.sort();
+            v
+        })
+    };
+    assert_eq!(
+        names(db.collections_touched(0, 3)),
+        Some(vec!["party".into(), "players".into()])
+    );
+    assert_eq!(
+        names(db.collections_touched(2, 3)),
+        Some(vec!["players".into()])
+    );
+    assert_eq!(names(db.collections_touched(3, 3)), Some(vec![]));
+    db.close().unwrap();
+    let db = Db::open_with(dir.path(), opts()).unwrap();
+    assert_eq!(
+        db.collections_touched(0, 3),
+        None,
+        "not in memory after a reopen"
+    );
+    db.put("chat.log", "x", json!(1)).unwrap();
+    assert_eq!(
+        names(db.collections_touched(3, 4)),
+        Some(vec!["chat.log".into()])
+    );
+    assert_eq!(db.collections_touched(2, 4), None);
+    db.close().unwrap();
+}

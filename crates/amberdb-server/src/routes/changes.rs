@@ -6,10 +6,14 @@
 //! commits the filter skipped). `since=<lsn>` or the `Last-Event-ID` header resumes. Without
 //! it the endpoint is a long-poll returning `{"changes": [...], "high_water_lsn": N}`.
 //!
-//! No blocking thread waits per client: one bridge thread per server turns the engine's
-//! durable-LSN watch into a `tokio::sync::watch`; each stream awaits it and reads the log on
-//! the blocking pool only when there is something to read. A token sees only the documents
-//! of collections it may read; a commit with none of them only advances the high water.
+//! No blocking thread waits per client: one bridge thread per server waits on the engine's
+//! durable LSN and, for each new durable commit, wakes only the streams whose filter may
+//! match a collection it wrote (all of them when the engine no longer holds those commits in
+//! memory). A woken stream takes new commits from the engine's memory right on its task, or
+//! reads the log on the blocking pool when it lags; a stream nothing concerns wakes only on
+//! its own timer (`SHUTDOWN_POLL`), which also moves its high water. So idle streams cost the
+//! commit path nothing per commit. A token sees only the documents of collections it may
+//! read; a commit with none of them only advances the high water.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -25,7 +29,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use utoipa::ToSchema;
 
 use super::{query, E401, E403, E503};
@@ -48,44 +52,65 @@ pub const MAX_WAIT_MS: u64 = 30_000;
 pub const MAX_COLLECTION_FILTERS: usize = 64;
 /// Changes read per visit to the blocking pool.
 const BATCH: usize = 256;
-/// How often an idle stream looks at the shutdown flag.
+/// How often an idle stream looks at the shutdown flag (and moves its high water).
 const SHUTDOWN_POLL: Duration = Duration::from_millis(250);
+/// How often, and how many times, a stream whose database closed looks for the live restore
+/// that replaced it before it ends with an error instead.
+const CLOSED_POLL: Duration = Duration::from_millis(50);
+const CLOSED_GRACE_POLLS: u32 = 200;
 
 /// The server's side of the engine's durable-LSN watch, and the stream limit.
 pub struct FeedHub {
-    tx: Arc<watch::Sender<u64>>,
-    /// Whether the bridge thread runs (it stops when no stream listens).
-    running: Arc<Mutex<bool>>,
+    hub: Arc<Mutex<Hub>>,
     streams: Arc<Semaphore>,
+}
+
+/// The streams the bridge wakes, and whether it runs (it stops when no stream listens).
+#[derive(Default)]
+struct Hub {
+    running: bool,
+    slots: Vec<std::sync::Weak<Slot>>,
+}
+
+/// One stream's (or long-poll's) registration with the bridge.
+struct Slot {
+    /// Which collections concern it.
+    filter: Filter,
+    /// Notified when a commit may concern it, and when the database closed (a permit is
+    /// kept if it is not waiting).
+    woken: tokio::sync::Notify,
 }
 
 impl Default for FeedHub {
     fn default() -> Self {
         FeedHub {
-            tx: Arc::new(watch::channel(0).0),
-            running: Arc::new(Mutex::new(false)),
+            hub: Arc::new(Mutex::new(Hub::default())),
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         }
     }
 }
 
 impl FeedHub {
-    /// A receiver that changes whenever the durable LSN moves; starts the bridge thread
-    /// when none runs.
-    fn watch(&self, db: &amberdb::Db) -> watch::Receiver<u64> {
-        let mut running = self.running.lock().unwrap_or_else(|p| p.into_inner());
-        let rx = self.tx.subscribe();
-        if !*running {
-            *running = true;
-            let (db, tx, flag) = (db.clone(), self.tx.clone(), self.running.clone());
+    /// Registers a stream with `filter`; starts the bridge thread when none runs.
+    fn register(&self, db: &amberdb::Db, filter: &Filter) -> Arc<Slot> {
+        let slot = Arc::new(Slot {
+            filter: filter.clone(),
+            woken: tokio::sync::Notify::new(),
+        });
+        let mut hub = self.hub.lock().unwrap_or_else(|p| p.into_inner());
+        hub.slots.retain(|s| s.strong_count() > 0);
+        hub.slots.push(Arc::downgrade(&slot));
+        if !hub.running {
+            hub.running = true;
+            let (db, h) = (db.clone(), self.hub.clone());
             let spawned = std::thread::Builder::new()
                 .name("amberdb-feed-bridge".into())
-                .spawn(move || bridge(db, tx, flag));
+                .spawn(move || bridge(db, h));
             if spawned.is_err() {
-                *running = false;
+                hub.running = false;
             }
         }
-        rx
+        slot
     }
 
     pub(crate) fn permit(&self) -> ApiResult<OwnedSemaphorePermit> {
@@ -100,26 +125,44 @@ impl FeedHub {
     }
 }
 
-/// Publishes the engine's durable LSN into `tx` until no receiver is left or the database
-/// closes. Holds its handle only while streams listen.
-fn bridge(db: amberdb::Db, tx: Arc<watch::Sender<u64>>, running: Arc<Mutex<bool>>) {
+/// Wakes the streams each new durable commit may concern, until none is registered or the
+/// database closes (then it wakes every stream, whose next read reports the close). Holds its
+/// handle only while streams listen.
+fn bridge(db: amberdb::Db, hub: Arc<Mutex<Hub>>) {
     let mut last = db.durable_lsn();
-    tx.send_replace(last);
     loop {
-        let closed = match db.wait_durable_past(last, Duration::from_secs(1)) {
-            Ok(d) => {
-                if d > last {
-                    last = d;
-                    tx.send_replace(d);
+        let waited = db.wait_durable_past(last, Duration::from_secs(1));
+        let mut h = hub.lock().unwrap_or_else(|p| p.into_inner());
+        h.slots.retain(|s| s.strong_count() > 0);
+        let slots: Vec<Arc<Slot>> = h.slots.iter().filter_map(|s| s.upgrade()).collect();
+        match waited {
+            Err(_) => {
+                h.running = false;
+                drop(h);
+                for s in &slots {
+                    s.woken.notify_one();
                 }
-                false
+                return;
             }
-            Err(_) => true,
-        };
-        let mut r = running.lock().unwrap_or_else(|p| p.into_inner());
-        if closed || tx.receiver_count() == 0 {
-            *r = false;
-            return;
+            Ok(_) if slots.is_empty() => {
+                h.running = false;
+                return;
+            }
+            Ok(d) if d > last => {
+                drop(h);
+                // `None`: the commits are no longer in memory, so any stream may care.
+                let touched = db.collections_touched(last, d);
+                for s in &slots {
+                    let concerned = touched
+                        .as_ref()
+                        .is_none_or(|t| t.iter().any(|c| s.filter.may_match_collection(c)));
+                    if concerned {
+                        s.woken.notify_one();
+                    }
+                }
+                last = d;
+            }
+            Ok(_) => {}
         }
     }
 }
@@ -345,7 +388,7 @@ pub async fn changes(
         }
     };
     let permit = state.feed.permit()?;
-    let rx = state.feed.watch(&state.db);
+    let slot = state.feed.register(&state.db, &params.filter);
     let db = state.db.clone();
     let (since, filter) = (params.since, params.filter.clone());
     let sub = tokio::task::spawn_blocking(move || {
@@ -356,7 +399,7 @@ pub async fn changes(
     .map_err(|e| ApiError::internal(format!("engine task failed: {e}")))??;
     let reader = Reader {
         sub: Some(sub),
-        rx,
+        slot,
         who,
         state,
         present,
@@ -404,7 +447,8 @@ fn can_read_any(who: &Principal) -> bool {
 /// A subscription with what a stream or long-poll needs around it.
 struct Reader {
     sub: Option<Subscription>,
-    rx: watch::Receiver<u64>,
+    /// Woken by the bridge when a commit may concern this reader.
+    slot: Arc<Slot>,
     who: Principal,
     state: Shared,
     /// With `schema_version=N`: presents values at N.
@@ -530,7 +574,7 @@ async fn long_poll(mut r: Reader, limit: usize, wait: Duration) -> ApiResult<Res
             return Ok(axum::Json(body).into_response());
         }
         let step = (deadline - now).min(SHUTDOWN_POLL);
-        let _ = tokio::time::timeout(step, r.rx.changed()).await;
+        let _ = tokio::time::timeout(step, r.slot.woken.notified()).await;
     }
 }
 
@@ -544,6 +588,8 @@ fn sse(
         next_beat: tokio::time::Instant,
         heartbeat: Duration,
         done: bool,
+        /// Reads that found the database closed so far.
+        closed_polls: u32,
     }
     let st = St {
         r: reader,
@@ -551,6 +597,7 @@ fn sse(
         next_beat: tokio::time::Instant::now() + heartbeat,
         heartbeat,
         done: false,
+        closed_polls: 0,
     };
     let stream = futures_util::stream::unfold(st, |mut st| async move {
         loop {
@@ -575,6 +622,14 @@ fn sse(
                 Err(_) if st.r.state.replaced.get().is_some() => {
                     st.queue.extend(replaced_event(&st.r.state));
                     st.done = true;
+                    continue;
+                }
+                Err(amberdb::Error::Closed) if st.closed_polls < CLOSED_GRACE_POLLS => {
+                    // Closed under the stream: a live restore closes the database, swaps it
+                    // and then says so (`replaced`); give it time to, so the stream can end
+                    // with `history_lost` and where to resync from.
+                    st.closed_polls += 1;
+                    tokio::time::sleep(CLOSED_POLL).await;
                     continue;
                 }
                 Err(e) => {
@@ -606,11 +661,7 @@ fn sse(
                 continue;
             }
             let step = (st.next_beat - now).min(SHUTDOWN_POLL);
-            if let Ok(Err(_)) = tokio::time::timeout(step, st.r.rx.changed()).await {
-                // The bridge stopped: the database closed (or a live restore replaced it).
-                st.queue.extend(replaced_event(&st.r.state));
-                st.done = true;
-            }
+            let _ = tokio::time::timeout(step, st.r.slot.woken.notified()).await;
         }
     });
     Sse::new(stream)

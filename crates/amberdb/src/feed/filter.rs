@@ -36,11 +36,14 @@ impl Filter {
         self
     }
 
+    /// Whether some document of `collection` may match (the key prefix aside).
+    pub fn may_match_collection(&self, collection: &str) -> bool {
+        self.collections.is_empty() || self.collections.iter().any(|g| glob_match(g, collection))
+    }
+
     /// Whether a document of `collection` under `key` matches.
     pub fn matches(&self, collection: &str, key: &str) -> bool {
-        key.starts_with(&self.prefix)
-            && (self.collections.is_empty()
-                || self.collections.iter().any(|g| glob_match(g, collection)))
+        key.starts_with(&self.prefix) && self.may_match_collection(collection)
     }
 }
 

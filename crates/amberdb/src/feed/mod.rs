@@ -137,6 +137,32 @@ impl Db {
         )
     }
 
+    /// The distinct collections that the commits after `after_lsn` through `through_lsn`
+    /// write, if those commits are all still in memory (the ring of recent commits); `None`
+    /// when some are not (then assume any). Never does I/O. For bridges that wake, of many
+    /// subscriptions, only those a new commit may concern (the server's SSE endpoint).
+    pub fn collections_touched(&self, after_lsn: u64, through_lsn: u64) -> Option<Vec<Arc<str>>> {
+        let from = after_lsn.checked_add(1)?;
+        let mut out: Vec<Arc<str>> = Vec::new();
+        let mut next = from;
+        while next <= through_lsn {
+            let commits = self
+                .shared_state()
+                .recent
+                .range(next, through_lsn, READ_AHEAD)?;
+            let last = commits.last()?.lsn;
+            for c in &commits {
+                for op in &c.ops {
+                    if !out.iter().any(|x| *x == op.collection) {
+                        out.push(op.collection.clone());
+                    }
+                }
+            }
+            next = last + 1;
+        }
+        Some(out)
+    }
+
     /// The highest LSN on stable storage (what the change feed has delivered up to when it
     /// has caught up).
     pub fn durable_lsn(&self) -> u64 {
@@ -209,6 +235,7 @@ impl Subscription {
     /// every commit it would look at is in memory (the subscription has caught up to the
     /// newest commits). Never blocks on I/O, so an async task may call it; `Ok(None)` means
     /// the log must be read: call `next_batch` where blocking is fine.
+    /// Like `next_batch`, `Error::Closed` when nothing is left and the database closed.
     pub fn next_batch_in_memory(&mut self, max: usize) -> Result<Option<Vec<Change>>> {
         if self.pending.is_empty() && !self.fill_from_recent() {
             return Ok(None);
@@ -222,6 +249,9 @@ impl Subscription {
                 Some(c) => out.push(c),
                 None => break,
             }
+        }
+        if out.is_empty() && self.shared.feed.is_closed() {
+            return Err(Error::Closed);
         }
         Ok(Some(out))
     }

@@ -51,6 +51,11 @@ impl DurableWatch {
         }
     }
 
+    /// Whether the database closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().map(|s| s.closed).unwrap_or(true)
+    }
+
     /// The highest durable LSN now.
     pub(crate) fn durable(&self) -> u64 {
         self.state.lock().map(|s| s.durable).unwrap_or(0)
