@@ -32,7 +32,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-AMBERDB_LOG=warn ./target/release/amberdb serve --listen 127.0.0.1:0 --data "$TMP/data" >"$TMP/out" 2>"$TMP/log" &
+# Where that build put the binary (CARGO_TARGET_DIR when set, as cargo does).
+AMBERDB_BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/amberdb"
+AMBERDB_LOG=warn "$AMBERDB_BIN" serve --listen 127.0.0.1:0 --data "$TMP/data" >"$TMP/out" 2>"$TMP/log" &
 SERVER_PID=$!
 URL=""
 for _ in $(seq 100); do

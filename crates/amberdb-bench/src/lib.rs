@@ -16,6 +16,7 @@ pub mod machine;
 pub mod report;
 mod workloads;
 
+use crate::engines::EngineKind;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -138,6 +139,8 @@ pub struct Config {
     pub exe: PathBuf,
     /// The command line, for the report.
     pub command: String,
+    /// Engines to run; empty means all. AmberDB always runs (the ratios' numerator).
+    pub engines: Vec<EngineKind>,
 }
 
 impl Config {
@@ -151,11 +154,22 @@ impl Config {
             dir: std::env::temp_dir(),
             exe: std::env::current_exe()?,
             command: String::new(),
+            engines: vec![],
         })
     }
 
     fn selected(&self, number: u8) -> bool {
         self.only.is_empty() || self.only.contains(&number)
+    }
+
+    /// The engines of this run, in [`EngineKind::ALL`] order.
+    pub fn engines(&self) -> Vec<EngineKind> {
+        EngineKind::ALL
+            .into_iter()
+            .filter(|e| {
+                self.engines.is_empty() || *e == EngineKind::AmberDb || self.engines.contains(e)
+            })
+            .collect()
     }
 }
 

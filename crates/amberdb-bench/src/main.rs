@@ -42,6 +42,10 @@ struct Args {
     /// Override the number of repetitions of every workload.
     #[arg(long, value_name = "N")]
     reps: Option<usize>,
+    /// Run only these engines besides AmberDB (comma-separated): amberdb-encrypted, sqlite,
+    /// redb, fjall. Default: all.
+    #[arg(long, value_name = "ENGINE", value_delimiter = ',')]
+    engines: Vec<String>,
     /// Sizes only good for checking that the harness works (numbers are noise).
     #[arg(long, hide = true)]
     tiny: bool,
@@ -85,6 +89,15 @@ fn main() -> ExitCode {
             Some(n) => cfg.only.push(n),
             None => {
                 eprintln!("amberdb-bench: unknown workload {w:?} (see --help)");
+                return ExitCode::from(2);
+            }
+        }
+    }
+    for e in &args.engines {
+        match amberdb_bench::engines::EngineKind::from_arg(e.trim()) {
+            Some(k) => cfg.engines.push(k),
+            None => {
+                eprintln!("amberdb-bench: unknown engine {e:?} (amberdb, amberdb-encrypted, sqlite, redb, fjall)");
                 return ExitCode::from(2);
             }
         }

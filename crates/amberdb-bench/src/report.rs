@@ -225,6 +225,9 @@ impl WorkloadReport {
     }
 }
 
+/// The row name of AmberDB with encryption at rest.
+const ENCRYPTED: &str = "AmberDB (encrypted)";
+
 /// A target of the issue and whether this run met it.
 #[derive(Debug, Clone)]
 pub struct Target {
@@ -273,6 +276,23 @@ impl Report {
                 what: "1 durable writer: AmberDB within 1.25× of raw append+fdatasync".into(),
                 measured: ratio(1, "throughput", "raw disk: append + fdatasync"),
                 required: 1.0 / 1.25,
+            },
+            // Encryption at rest (issue 12): encrypted / plain, so these read "speed kept".
+            Target {
+                what: "1 durable writer: encrypted ≥ 0.95× plain AmberDB commits/s".into(),
+                measured: ratio(1, "throughput", ENCRYPTED).map(|r| 1.0 / r),
+                required: 0.95,
+            },
+            Target {
+                what: "16 durable writers: encrypted ≥ 0.95× plain AmberDB commits/s".into(),
+                measured: ratio(2, "throughput", ENCRYPTED).map(|r| 1.0 / r),
+                required: 0.95,
+            },
+            Target {
+                what: "reopen after clean close: encrypted ≥ 0.8× plain AmberDB speed".into(),
+                // Times: plain / encrypted is the encrypted reopen's speed relative to plain.
+                measured: ratio(7, "reopen after clean close", ENCRYPTED),
+                required: 0.8,
             },
         ]
     }

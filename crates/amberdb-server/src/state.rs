@@ -40,6 +40,9 @@ pub struct AppState {
     /// Set when a live restore replaced this generation's database: the LSN the restored
     /// database starts from (the old one's change streams end with `history_lost`).
     pub(crate) replaced: std::sync::OnceLock<u64>,
+    /// Held from a `POST /v1/admin/keys/rotate` that starts a rotation until that rotation
+    /// ends, so two requests cannot both start one.
+    pub(crate) rotation_claimed: Arc<AtomicBool>,
 }
 
 impl AppState {
@@ -72,6 +75,7 @@ impl AppState {
             events: Default::default(),
             swap: Default::default(),
             replaced: Default::default(),
+            rotation_claimed: Default::default(),
         }
     }
 

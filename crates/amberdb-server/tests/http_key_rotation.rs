@@ -247,3 +247,88 @@ fn rotate_on_a_server_without_encryption_is_409_not_encrypted() {
     assert!(st["key_rotation"].is_null(), "{st}");
     s.stop().unwrap();
 }
+
+/// Regression: the "already running" check and the start of the rotation were not atomic, so
+/// two quick requests could both answer 202.
+#[test]
+fn rotate_requests_racing_start_exactly_one_rotation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (old, new) = (tmp.path().join("old.key"), tmp.path().join("new.key"));
+    std::fs::write(&old, key_bytes(1)).unwrap();
+    std::fs::write(&new, key_bytes(2)).unwrap();
+    let data = tmp.path().join("data");
+    let (admin, a) = token("ops", &["admin"]);
+    let (oldf, newf) = (old.display().to_string(), new.display().to_string());
+    let s = start(
+        &data,
+        config(
+            &data,
+            &[("encryption.key_file", oldf.clone())],
+            vec![a.clone()],
+        ),
+    );
+    for i in 0..DOCS {
+        let body = format!(r#"{{"pad":"{}"}}"#, "x".repeat(300));
+        let r = call(
+            &s,
+            &admin,
+            "PUT",
+            &format!("/v1/collections/c/docs/d{i}"),
+            Some(&body),
+        );
+        assert!(r.status < 300, "{}", r.body);
+    }
+    s.stop().unwrap();
+    let s = start(
+        &data,
+        config(
+            &data,
+            &[
+                ("encryption.key_file", newf),
+                ("encryption.old_key_file", oldf),
+            ],
+            vec![a],
+        ),
+    );
+    const N: usize = 8;
+    let barrier = std::sync::Barrier::new(N);
+    let statuses: Vec<(u16, String)> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..N)
+            .map(|_| {
+                sc.spawn(|| {
+                    barrier.wait();
+                    let r = call(&s, &admin, "POST", "/v1/admin/keys/rotate", None);
+                    let code = if r.status == 202 {
+                        String::new()
+                    } else {
+                        r.code()
+                    };
+                    (r.status, code)
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let started = statuses.iter().filter(|(st, _)| *st == 202).count();
+    assert_eq!(started, 1, "{statuses:?}");
+    for (st, code) in &statuses {
+        assert!(
+            *st == 202 || (*st == 409 && code == "rotation_running"),
+            "{statuses:?}"
+        );
+    }
+    let finish = || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let st = call(&s, &admin, "GET", "/v1/admin/status", None).json();
+            if st["key_rotation"]["running"] == false {
+                assert!(st["key_rotation"]["error"].is_null(), "{st}");
+                return;
+            }
+            assert!(Instant::now() < deadline, "rotation did not finish: {st}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    finish();
+    s.stop().unwrap();
+}

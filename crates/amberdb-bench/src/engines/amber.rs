@@ -9,12 +9,22 @@ use super::{Mode, Reader, Store, AMBER_BUFFERED_DELAY};
 use crate::gamestate::COLLECTION;
 use crate::Result;
 
+/// The key of `AmberDB (encrypted)`: fixed, so the parent and a reopen child agree (a bench
+/// key, never a secret).
+pub(super) fn bench_keyring() -> amberdb::crypto::Keyring {
+    amberdb::crypto::Keyring::single(amberdb::crypto::Key::from_bytes([0xA7; 32]))
+}
+
 pub(super) struct AmberStore {
     db: Db,
 }
 
 impl AmberStore {
-    pub(super) fn open(dir: &Path, mode: Mode) -> Result<Self> {
+    pub(super) fn open(
+        dir: &Path,
+        mode: Mode,
+        encryption: Option<amberdb::crypto::Keyring>,
+    ) -> Result<Self> {
         let durability = match mode {
             Mode::Durable => Durability::Sync,
             Mode::Buffered => amberdb::buffered(AMBER_BUFFERED_DELAY),
@@ -23,6 +33,7 @@ impl AmberStore {
             dir.join("amberdb"),
             Options {
                 durability,
+                encryption,
                 ..Default::default()
             },
         )?;

@@ -21,6 +21,8 @@ use crate::Result;
 pub enum EngineKind {
     /// AmberDB, the engine under test.
     AmberDb,
+    /// AmberDB with encryption at rest (a fixed bench key, so a reopen child has it too).
+    AmberEncrypted,
     /// SQLite (bundled) through rusqlite.
     Sqlite,
     /// redb.
@@ -31,8 +33,9 @@ pub enum EngineKind {
 
 impl EngineKind {
     /// Every engine, AmberDB first (it is the ratios' numerator).
-    pub const ALL: [EngineKind; 4] = [
+    pub const ALL: [EngineKind; 5] = [
         EngineKind::AmberDb,
+        EngineKind::AmberEncrypted,
         EngineKind::Sqlite,
         EngineKind::Redb,
         EngineKind::Fjall,
@@ -42,6 +45,7 @@ impl EngineKind {
     pub fn name(self) -> &'static str {
         match self {
             EngineKind::AmberDb => "AmberDB",
+            EngineKind::AmberEncrypted => "AmberDB (encrypted)",
             EngineKind::Sqlite => "SQLite",
             EngineKind::Redb => "redb",
             EngineKind::Fjall => "fjall",
@@ -52,6 +56,7 @@ impl EngineKind {
     pub fn arg(self) -> &'static str {
         match self {
             EngineKind::AmberDb => "amberdb",
+            EngineKind::AmberEncrypted => "amberdb-encrypted",
             EngineKind::Sqlite => "sqlite",
             EngineKind::Redb => "redb",
             EngineKind::Fjall => "fjall",
@@ -107,7 +112,12 @@ pub trait Reader {
 pub fn open(kind: EngineKind, dir: &Path, mode: Mode) -> Result<Box<dyn Store>> {
     std::fs::create_dir_all(dir)?;
     Ok(match kind {
-        EngineKind::AmberDb => Box::new(amber::AmberStore::open(dir, mode)?),
+        EngineKind::AmberDb => Box::new(amber::AmberStore::open(dir, mode, None)?),
+        EngineKind::AmberEncrypted => Box::new(amber::AmberStore::open(
+            dir,
+            mode,
+            Some(amber::bench_keyring()),
+        )?),
         EngineKind::Sqlite => Box::new(sqlite::SqliteStore::open(dir, mode)?),
         EngineKind::Redb => Box::new(redb::RedbStore::open(dir, mode)?),
         EngineKind::Fjall => Box::new(fjall::FjallStore::open(dir, mode)?),

@@ -46,7 +46,7 @@ struct Lane {
 
 fn open_lanes(ctx: &mut Ctx<'_>, mode: Mode, what: &str) -> Result<Vec<Lane>> {
     let mut lanes = vec![];
-    for engine in EngineKind::ALL {
+    for engine in ctx.cfg.engines() {
         let dir = ctx.fresh_dir(what, Some(engine))?;
         let store = engines::open(engine, &dir, mode)?;
         lanes.push(Lane {

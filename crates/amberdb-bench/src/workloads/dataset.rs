@@ -54,7 +54,7 @@ fn load(ctx: &mut Ctx<'_>, reps: usize) -> Result<Dataset> {
     let s = ctx.cfg.sizes.clone();
     let mut ds = Dataset::default();
     for rep in 0..reps {
-        for engine in EngineKind::ALL {
+        for engine in ctx.cfg.engines() {
             let dir = ctx.fresh_dir("dataset", Some(engine))?;
             let task = ChildTask::Load {
                 engine,

@@ -15,9 +15,10 @@ use crate::report::{Metric, WorkloadReport};
 use crate::Result;
 
 fn open_all(ctx: &mut Ctx<'_>) -> Result<Vec<(EngineKind, Box<dyn Store>)>> {
+    let engines = ctx.cfg.engines();
     let ds = dataset(ctx)?;
     let mut out = vec![];
-    for engine in EngineKind::ALL {
+    for engine in engines {
         out.push((
             engine,
             engines::open(engine, ds.dir(engine)?, Mode::Durable)?,

@@ -8,6 +8,8 @@
 //! rewrite of what is left (`Db::rotate_keys`); it never reads a key file named by a request.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -129,11 +131,24 @@ pub async fn rotate(
             ),
         ));
     }
-    if state.db.stats().key_rotation.is_some_and(|r| r.running) {
-        return Err(conflict(
+    let running = || {
+        conflict(
             "rotation_running",
             "a key rotation is already running; follow it in GET /v1/admin/status".into(),
-        ));
+        )
+    };
+    // Claimed before anything else, and released when the rotation thread ends: of two
+    // requests racing here, exactly one starts a rotation.
+    let claim = state.rotation_claimed.clone();
+    if claim
+        .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+        .is_err()
+    {
+        return Err(running());
+    }
+    let release = ReleaseOnDrop(Some(claim));
+    if state.db.stats().key_rotation.is_some_and(|r| r.running) {
+        return Err(running());
     }
     let db = state.db.clone();
     let in_use = crate::blocking::blocking({
@@ -144,6 +159,7 @@ pub async fn rotate(
     std::thread::Builder::new()
         .name("amberdb-key-rotation".into())
         .spawn(move || {
+            let _release = release;
             if let Err(e) = db.rotate_keys(&amberdb::backup::NoProgress) {
                 tracing::error!(error = %e, "key rotation failed; start it again to finish");
             }
@@ -157,4 +173,16 @@ pub async fn rotate(
             status: "started: follow key_rotation in GET /v1/admin/status".into(),
         }),
     ))
+}
+
+/// Releases the rotation claim when dropped (the request failed before starting one, or the
+/// rotation thread ended).
+struct ReleaseOnDrop(Option<Arc<AtomicBool>>);
+
+impl Drop for ReleaseOnDrop {
+    fn drop(&mut self) {
+        if let Some(c) = self.0.take() {
+            c.store(false, Ordering::Release);
+        }
+    }
 }

@@ -142,22 +142,17 @@ impl Db {
     /// when some are not (then assume any). Never does I/O. For bridges that wake, of many
     /// subscriptions, only those a new commit may concern (the server's SSE endpoint).
     pub fn collections_touched(&self, after_lsn: u64, through_lsn: u64) -> Option<Vec<Arc<str>>> {
-        let from = after_lsn.checked_add(1)?;
         let mut out: Vec<Arc<str>> = Vec::new();
-        let mut next = from;
+        let mut next = after_lsn.checked_add(1)?;
         while next <= through_lsn {
-            let commits = self
-                .shared_state()
-                .recent
-                .range(next, through_lsn, READ_AHEAD)?;
-            let last = commits.last()?.lsn;
-            for c in &commits {
+            let last = self.shared_state().recent.scan(next, through_lsn, |c| {
                 for op in &c.ops {
                     if !out.iter().any(|x| *x == op.collection) {
                         out.push(op.collection.clone());
                     }
                 }
-            }
+                true
+            })?;
             next = last + 1;
         }
         Some(out)
@@ -312,20 +307,19 @@ impl Subscription {
         let durable = self.shared.feed.durable();
         loop {
             let from = self.reader.next_lsn();
-            let Some(commits) = self.shared.recent.range(from, durable, READ_AHEAD) else {
+            let (filter, pending) = (&self.filter, &mut self.pending);
+            let scanned = self.shared.recent.scan(from, durable, |rec| {
+                if let Some(c) = to_change(rec, filter) {
+                    pending.push_back(c);
+                }
+                pending.len() < READ_AHEAD
+            });
+            let Some(last) = scanned else {
                 return false;
             };
-            let Some(last) = commits.last().map(|c| c.lsn) else {
-                return true;
-            };
-            for rec in &commits {
-                if let Some(c) = to_change(rec, &self.filter) {
-                    self.pending.push_back(c);
-                }
-            }
             let c = &self.shared.counters;
             c.feed_from_memory
-                .fetch_add(commits.len() as u64, Ordering::Relaxed);
+                .fetch_add(last + 1 - from, Ordering::Relaxed);
             self.reader.skip_to(last + 1);
             if !self.pending.is_empty() || last >= durable {
                 return true;

@@ -16,6 +16,9 @@ use crate::log::record::CommitRecord;
 
 /// Most commits kept.
 pub(crate) const MAX_COMMITS: usize = 8192;
+/// Most commits one [`RecentCommits::scan`] visits under the lock (bounds how long it holds
+/// the committer off).
+pub(crate) const SCAN_MAX: usize = 1024;
 /// Most frame bytes kept (a commit's frame length is its cost; the newest commit is always
 /// kept, however big).
 pub(crate) const MAX_BYTES: usize = 32 << 20;
@@ -57,12 +60,19 @@ impl RecentCommits {
         }
     }
 
-    /// Up to `max` commits from LSN `from` through `to`, oldest first, if they are all held
-    /// here (an empty list when `from > to`); `None` when `from` is older than the oldest
-    /// commit held (or newer than the newest), so the log must be read.
-    pub(crate) fn range(&self, from: u64, to: u64, max: usize) -> Option<Vec<Arc<CommitRecord>>> {
+    /// Calls `visit` on the commits from LSN `from` through `to`, oldest first, while it
+    /// returns true and for at most [`SCAN_MAX`] commits, under the ring's lock and without
+    /// copying them (for filters that skip most commits). Returns the LSN of the last commit
+    /// visited (`from - 1` when `from > to`), or `None` when `from` is not held (or `to` is
+    /// newer than the newest commit held), so the log must be read.
+    pub(crate) fn scan(
+        &self,
+        from: u64,
+        to: u64,
+        mut visit: impl FnMut(&CommitRecord) -> bool,
+    ) -> Option<u64> {
         if from > to {
-            return Some(Vec::new());
+            return Some(from - 1);
         }
         let r = self.ring.lock().ok()?;
         let first = r.commits.front()?.0.lsn;
@@ -71,15 +81,15 @@ impl RecentCommits {
             return None;
         }
         let skip = usize::try_from(from - first).ok()?;
-        let take = usize::try_from(to - from + 1).ok()?.min(max);
-        Some(
-            r.commits
-                .iter()
-                .skip(skip)
-                .take(take)
-                .map(|(c, _)| c.clone())
-                .collect(),
-        )
+        let take = usize::try_from(to - from + 1).ok()?.min(SCAN_MAX);
+        let mut seen = from - 1;
+        for (c, _) in r.commits.iter().skip(skip).take(take) {
+            seen = c.lsn;
+            if !visit(c) {
+                break;
+            }
+        }
+        Some(seen)
     }
 
     /// The oldest LSN held, if any.
@@ -112,21 +122,34 @@ mod tests {
         (Arc::new(r), 100)
     }
 
+    /// The LSNs `scan` visits, stopping after `max`.
+    fn lsns(ring: &RecentCommits, from: u64, to: u64, max: usize) -> Option<Vec<u64>> {
+        let mut out = vec![];
+        ring.scan(from, to, |c| {
+            out.push(c.lsn);
+            out.len() < max
+        })
+        .map(|last| {
+            assert_eq!(out.last().copied().unwrap_or(from - 1), last);
+            out
+        })
+    }
+
     #[test]
-    fn ranges_are_served_only_when_every_commit_in_them_is_held() {
+    fn scans_are_served_only_when_every_commit_in_them_is_held() {
         let ring = RecentCommits::default();
-        assert_eq!(ring.range(1, 0, 10).map(|v| v.len()), Some(0));
-        assert!(ring.range(1, 1, 10).is_none(), "nothing held yet");
+        assert_eq!(lsns(&ring, 1, 0, 10), Some(vec![]));
+        assert!(lsns(&ring, 1, 1, 10).is_none(), "nothing held yet");
         ring.remember((5..=9).map(rec).collect());
-        let lsns = |v: Option<Vec<Arc<CommitRecord>>>| {
-            v.map(|v| v.iter().map(|c| c.lsn).collect::<Vec<_>>())
-        };
-        assert_eq!(lsns(ring.range(5, 9, 10)), Some(vec![5, 6, 7, 8, 9]));
-        assert_eq!(lsns(ring.range(7, 8, 10)), Some(vec![7, 8]));
-        assert_eq!(lsns(ring.range(6, 9, 2)), Some(vec![6, 7]));
-        assert!(ring.range(4, 9, 10).is_none(), "4 is older than the ring");
-        assert!(ring.range(9, 10, 10).is_none(), "10 is not written");
-        assert_eq!(lsns(ring.range(10, 9, 10)), Some(vec![]));
+        assert_eq!(lsns(&ring, 5, 9, 10), Some(vec![5, 6, 7, 8, 9]));
+        assert_eq!(lsns(&ring, 7, 8, 10), Some(vec![7, 8]));
+        assert_eq!(lsns(&ring, 6, 9, 2), Some(vec![6, 7]));
+        assert!(lsns(&ring, 4, 9, 10).is_none(), "4 is older than the ring");
+        assert!(lsns(&ring, 9, 10, 10).is_none(), "10 is not written");
+        assert_eq!(lsns(&ring, 10, 9, 10), Some(vec![]));
+        ring.remember((10..=(SCAN_MAX as u64 + 100)).map(rec).collect());
+        let all = lsns(&ring, 5, SCAN_MAX as u64 + 100, usize::MAX).unwrap();
+        assert_eq!(all.len(), SCAN_MAX, "one scan visits at most SCAN_MAX");
     }
 
     #[test]
