@@ -147,7 +147,7 @@ impl Db {
         while next <= through_lsn {
             let last = self.shared_state().recent.scan(next, through_lsn, |c| {
                 for op in &c.ops {
-                    if !out.iter().any(|x| *x == op.collection) {
+                    if !out.contains(&op.collection) {
                         out.push(op.collection.clone());
                     }
                 }
