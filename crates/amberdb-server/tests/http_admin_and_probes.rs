@@ -77,6 +77,14 @@ fn probes_and_metrics() {
         "{m}"
     );
     assert!(m.contains("amberdb_commits_total 1"), "{m}");
+    assert!(
+        m.contains("amberdb_feed_commits_read_total{source=\"memory\"} 0"),
+        "{m}"
+    );
+    assert!(
+        m.contains("amberdb_feed_commits_read_total{source=\"log\"} 0"),
+        "{m}"
+    );
     assert!(m.contains("amberdb_fsyncs_total "), "{m}");
     assert!(m.contains("amberdb_commits_per_fsync "), "{m}");
     assert!(m.contains("amberdb_log_bytes "), "{m}");

@@ -133,6 +133,11 @@ pub struct Stats {
     pub key_ids_in_use: Vec<String>,
     /// The running or last key rotation since open (`Db::rotate_keys`), if any.
     pub key_rotation: Option<crate::crypto::RotationStatus>,
+    /// Commits change-feed subscriptions took from memory since open (they kept up).
+    pub feed_commits_from_memory: u64,
+    /// Commits change-feed subscriptions read from the log files since open (replays from
+    /// an old cursor, and subscribers that fell behind the newest 8,192 commits).
+    pub feed_commits_from_log: u64,
 }
 
 impl Db {
@@ -666,6 +671,8 @@ impl Db {
             ttl_reaped: self.inner.reaper.reaped.load(Ordering::Relaxed),
             key_ids_in_use: self.key_ids_in_use().unwrap_or_default(),
             key_rotation: self.inner.rotation.status(),
+            feed_commits_from_memory: c.feed_from_memory.load(Ordering::Relaxed),
+            feed_commits_from_log: c.feed_from_log.load(Ordering::Relaxed),
         }
     }
 
