@@ -229,8 +229,8 @@ impl Subscription {
     /// Like `next_batch(max, Duration::ZERO)`, but only when that needs no log read: when
     /// every commit it would look at is in memory (the subscription has caught up to the
     /// newest commits). Never blocks on I/O, so an async task may call it; `Ok(None)` means
-    /// the log must be read: call `next_batch` where blocking is fine.
-    /// Like `next_batch`, `Error::Closed` when nothing is left and the database closed.
+    /// the log must be read: call `next_batch` where blocking is fine. As with `next_batch`,
+    /// `Error::Closed` when nothing is left and the database closed.
     pub fn next_batch_in_memory(&mut self, max: usize) -> Result<Option<Vec<Change>>> {
         if self.pending.is_empty() && !self.fill_from_recent() {
             return Ok(None);
