@@ -162,8 +162,8 @@ impl Committer {
         let mut need_sync = false;
         let mut max_delay: Option<Duration> = None;
         let first_lsn = self.next_lsn;
-        let mut stream_records: Vec<CommitRecord> = vec![];
-        // What this batch frames, for the change feed's ring of recent commits.
+        // What this batch frames: stream files are written from it after the log write, and
+        // the change feed's ring of recent commits keeps it.
         let mut written: Vec<(Arc<CommitRecord>, usize)> = vec![];
         for msg in batch {
             match msg {
@@ -225,12 +225,6 @@ impl Committer {
                                 continue;
                             }
                             state.apply(&p.record);
-                            if !p.record.streams.is_empty() {
-                                stream_records.push(CommitRecord {
-                                    ops: vec![],
-                                    ..p.record.clone()
-                                });
-                            }
                             self.next_lsn += 1;
                             self.last_ts = ts;
                             match durability {
@@ -303,7 +297,7 @@ impl Committer {
                 // stream files. The log holds them already: a failure here leaves the
                 // commits in the log (open writes the files again), so it is a failure
                 // whose frames may be on disk.
-                for rec in &stream_records {
+                for (rec, _) in &written {
                     if let Err(e) = self.streams.write_record(rec) {
                         failure = Some((format!("writing stream files failed: {e}"), true));
                         break;
