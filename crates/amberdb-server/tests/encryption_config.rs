@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use amberdb_server::Config;
-use common::TestServer;
+use common::{any_file_contains, TestServer};
 
 fn key_bytes() -> Vec<u8> {
     (0..32u8).map(|i| i.wrapping_mul(91) ^ 0x33).collect()
@@ -18,18 +16,6 @@ fn load(env: Vec<(String, String)>, flags: &[(&str, &str)]) -> Result<Config, St
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     Config::load(None, env, &flags).map_err(|e| e.to_string())
-}
-
-fn any_file_contains(root: &Path, needle: &str) -> bool {
-    std::fs::read_dir(root).unwrap().any(|e| {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            any_file_contains(&e.path(), needle)
-        } else {
-            let b = std::fs::read(e.path()).unwrap();
-            b.windows(needle.len()).any(|w| w == needle.as_bytes())
-        }
-    })
 }
 
 #[test]

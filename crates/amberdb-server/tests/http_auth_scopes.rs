@@ -5,18 +5,7 @@
 
 mod common;
 
-use amberdb_server::auth::{new_token, parse_hash, Scope, TokenEntry};
-use common::{Resp, TestServer};
-
-fn token(name: &str, scopes: &[&str]) -> (String, TokenEntry) {
-    let (secret, hash) = new_token();
-    let entry = TokenEntry {
-        name: name.into(),
-        sha256: parse_hash(&hash).unwrap(),
-        scopes: scopes.iter().map(|s| s.parse::<Scope>().unwrap()).collect(),
-    };
-    (secret, entry)
-}
+use common::{call, token, TestServer};
 
 struct Tokens {
     reader: String,
@@ -36,19 +25,6 @@ fn start() -> (TestServer, Tokens) {
             writer,
             admin,
         },
-    )
-}
-
-fn call(s: &TestServer, token: &str, method: &str, path: &str, body: Option<&str>) -> Resp {
-    let auth = format!("Bearer {token}");
-    s.req(
-        method,
-        path,
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body.map(str::as_bytes),
     )
 }
 

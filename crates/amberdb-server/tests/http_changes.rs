@@ -15,8 +15,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use amberdb_server::auth::{new_token, parse_hash, Scope, TokenEntry};
-use common::TestServer;
+use common::{token, TestServer};
 use sse::SseStream;
 
 const T: Duration = Duration::from_secs(20);
@@ -298,16 +297,6 @@ fn filters_by_collection_glob_and_key_prefix_deliver_values_when_asked() {
         .get("/v1/changes?since=0&collection=players&values=true")
         .json();
     assert_eq!(j["changes"][1]["docs"][0]["value"]["hp"], 2);
-}
-
-fn token(name: &str, scopes: &[&str]) -> (String, TokenEntry) {
-    let (secret, hash) = new_token();
-    let entry = TokenEntry {
-        name: name.into(),
-        sha256: parse_hash(&hash).unwrap(),
-        scopes: scopes.iter().map(|s| s.parse::<Scope>().unwrap()).collect(),
-    };
-    (secret, entry)
 }
 
 #[test]

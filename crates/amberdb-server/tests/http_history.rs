@@ -9,8 +9,7 @@ mod common;
 
 use std::time::Duration;
 
-use amberdb_server::auth::{new_token, parse_hash, Scope, TokenEntry};
-use common::{Resp, TestServer};
+use common::{token, Resp, TestServer};
 use serde_json::json;
 
 const DOC: &str = "/v1/collections/players/docs/alice";
@@ -198,16 +197,6 @@ fn points_before_the_history_window_answer_410_history_lost_with_the_window_star
         .iter()
         .all(|v| v["lsn"].as_u64().unwrap() >= from));
     s.stop().unwrap();
-}
-
-fn token(name: &str, scopes: &[&str]) -> (String, TokenEntry) {
-    let (secret, hash) = new_token();
-    let entry = TokenEntry {
-        name: name.into(),
-        sha256: parse_hash(&hash).unwrap(),
-        scopes: scopes.iter().map(|s| s.parse::<Scope>().unwrap()).collect(),
-    };
-    (secret, entry)
 }
 
 #[test]

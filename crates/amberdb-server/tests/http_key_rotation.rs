@@ -10,9 +10,9 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use amberdb_server::auth::{new_token, parse_hash, Scope, TokenEntry};
+use amberdb_server::auth::TokenEntry;
 use amberdb_server::Config;
-use common::{Resp, TestServer};
+use common::{any_file_contains, call, token, TestServer};
 
 fn key_bytes(n: u8) -> Vec<u8> {
     (0..32u8)
@@ -24,16 +24,6 @@ fn key_id(n: u8) -> String {
     amberdb::crypto::Key::from_bytes(key_bytes(n).try_into().unwrap())
         .id()
         .to_string()
-}
-
-fn token(name: &str, scopes: &[&str]) -> (String, TokenEntry) {
-    let (secret, hash) = new_token();
-    let entry = TokenEntry {
-        name: name.into(),
-        sha256: parse_hash(&hash).unwrap(),
-        scopes: scopes.iter().map(|s| s.parse::<Scope>().unwrap()).collect(),
-    };
-    (secret, entry)
 }
 
 /// A config on `data` with `extra` flags and the given tokens.
@@ -56,19 +46,6 @@ fn start(data: &Path, c: Config) -> TestServer {
     TestServer::start_with(data, move |x| *x = c, |o| o.segment_size = 4096)
 }
 
-fn call(s: &TestServer, token: &str, method: &str, path: &str, body: Option<&str>) -> Resp {
-    let auth = format!("Bearer {token}");
-    s.req(
-        method,
-        path,
-        &[
-            ("authorization", &auth),
-            ("content-type", "application/json"),
-        ],
-        body.map(str::as_bytes),
-    )
-}
-
 fn in_use(s: &TestServer, admin: &str) -> Vec<String> {
     let r = call(s, admin, "GET", "/v1/admin/status", None);
     assert_eq!(r.status, 200, "{}", r.body);
@@ -78,18 +55,6 @@ fn in_use(s: &TestServer, admin: &str) -> Vec<String> {
         .iter()
         .map(|v| v.as_str().unwrap().to_owned())
         .collect()
-}
-
-fn any_file_contains(root: &Path, needle: &str) -> bool {
-    std::fs::read_dir(root).unwrap().any(|e| {
-        let e = e.unwrap();
-        if e.file_type().unwrap().is_dir() {
-            any_file_contains(&e.path(), needle)
-        } else {
-            let b = std::fs::read(e.path()).unwrap();
-            b.windows(needle.len()).any(|w| w == needle.as_bytes())
-        }
-    })
 }
 
 const DOCS: usize = 60;

@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use amberdb::clock::ManualClock;
 
-use amberdb_server::auth::{new_token, parse_hash, Scope, TokenEntry};
-use common::{Resp, TestServer};
+use common::{token, Resp, TestServer};
 use serde_json::json;
 
 /// A server whose engine keeps `retention` of history and commits on `clock`. The server
@@ -480,16 +479,6 @@ fn post_to_a_collection_creates_under_a_generated_time_ordered_key() {
         Some(b"1"),
     );
     assert_eq!(text.status, 415);
-}
-
-fn token(name: &str, scopes: &[&str]) -> (String, TokenEntry) {
-    let (secret, hash) = new_token();
-    let entry = TokenEntry {
-        name: name.into(),
-        sha256: parse_hash(&hash).unwrap(),
-        scopes: scopes.iter().map(|s| s.parse::<Scope>().unwrap()).collect(),
-    };
-    (secret, entry)
 }
 
 #[test]

@@ -6,19 +6,8 @@
 
 mod common;
 
-use amberdb_server::auth::{new_token, parse_hash, Scope, TokenEntry};
-use common::{Resp, TestServer};
+use common::{token, Resp, TestServer};
 use serde_json::json;
-
-fn token(name: &str, scopes: &[&str]) -> (String, TokenEntry) {
-    let (secret, hash) = new_token();
-    let entry = TokenEntry {
-        name: name.into(),
-        sha256: parse_hash(&hash).unwrap(),
-        scopes: scopes.iter().map(|s| s.parse::<Scope>().unwrap()).collect(),
-    };
-    (secret, entry)
-}
 
 fn call(s: &TestServer, token: &str, method: &str, path: &str, ct: &str, body: &str) -> Resp {
     let auth = format!("Bearer {token}");

@@ -233,3 +233,45 @@ pub fn try_send(
         body,
     })
 }
+
+/// A new API token with these scopes: (the secret to send, the entry for `Config::tokens`).
+pub fn token(name: &str, scopes: &[&str]) -> (String, amberdb_server::auth::TokenEntry) {
+    let (secret, hash) = amberdb_server::auth::new_token();
+    let entry = amberdb_server::auth::TokenEntry {
+        name: name.into(),
+        sha256: amberdb_server::auth::parse_hash(&hash).unwrap(),
+        scopes: scopes
+            .iter()
+            .map(|s| s.parse::<amberdb_server::auth::Scope>().unwrap())
+            .collect(),
+    };
+    (secret, entry)
+}
+
+/// A JSON request with `token` as the bearer.
+pub fn call(s: &TestServer, token: &str, method: &str, path: &str, body: Option<&str>) -> Resp {
+    let auth = format!("Bearer {token}");
+    s.req(
+        method,
+        path,
+        &[
+            ("authorization", &auth),
+            ("content-type", "application/json"),
+        ],
+        body.map(str::as_bytes),
+    )
+}
+
+/// Whether any byte of any file under `root` spells `needle` (the plaintext scans of the
+/// encryption tests).
+pub fn any_file_contains(root: &Path, needle: &str) -> bool {
+    std::fs::read_dir(root).unwrap().any(|e| {
+        let e = e.unwrap();
+        if e.file_type().unwrap().is_dir() {
+            any_file_contains(&e.path(), needle)
+        } else {
+            let b = std::fs::read(e.path()).unwrap();
+            b.windows(needle.len()).any(|w| w == needle.as_bytes())
+        }
+    })
+}
