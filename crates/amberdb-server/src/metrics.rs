@@ -133,27 +133,6 @@ impl Metrics {
             "Highest LSN on stable storage.",
             stats.durable_lsn.to_string(),
         );
-        let _ = writeln!(
-            out,
-            "# HELP amberdb_feed_commits_read_total Commits change-feed subscriptions took from \
-             memory (kept up) or read from the log files (replays, laggards)."
-        );
-        let _ = writeln!(out, "# TYPE amberdb_feed_commits_read_total counter");
-        let _ = writeln!(
-            out,
-            "amberdb_feed_commits_read_total{{source=\"memory\"}} {}",
-            stats.feed_commits_from_memory
-        );
-        let _ = writeln!(
-            out,
-            "amberdb_feed_commits_read_total{{source=\"log\"}} {}",
-            stats.feed_commits_from_log
-        );
-        let mut gauge = |name: &str, kind: &str, help: &str, value: String| {
-            let _ = writeln!(out, "# HELP {name} {help}");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            let _ = writeln!(out, "{name} {value}");
-        };
         gauge(
             "amberdb_log_bytes",
             "gauge",
@@ -207,6 +186,22 @@ impl Metrics {
             "gauge",
             "Seconds since the server started.",
             uptime.as_secs().to_string(),
+        );
+        let _ = writeln!(
+            out,
+            "# HELP amberdb_feed_commits_read_total Commits change-feed subscriptions took from \
+             memory (kept up) or read from the log files (replays, laggards)."
+        );
+        let _ = writeln!(out, "# TYPE amberdb_feed_commits_read_total counter");
+        let _ = writeln!(
+            out,
+            "amberdb_feed_commits_read_total{{source=\"memory\"}} {}",
+            stats.feed_commits_from_memory
+        );
+        let _ = writeln!(
+            out,
+            "amberdb_feed_commits_read_total{{source=\"log\"}} {}",
+            stats.feed_commits_from_log
         );
         let _ = writeln!(
             out,

@@ -146,7 +146,7 @@ pub async fn rotate(
     {
         return Err(running());
     }
-    let release = ReleaseOnDrop(Some(claim));
+    let release = ReleaseOnDrop(claim);
     if state.db.stats().key_rotation.is_some_and(|r| r.running) {
         return Err(running());
     }
@@ -177,12 +177,10 @@ pub async fn rotate(
 
 /// Releases the rotation claim when dropped (the request failed before starting one, or the
 /// rotation thread ended).
-struct ReleaseOnDrop(Option<Arc<AtomicBool>>);
+struct ReleaseOnDrop(Arc<AtomicBool>);
 
 impl Drop for ReleaseOnDrop {
     fn drop(&mut self) {
-        if let Some(c) = self.0.take() {
-            c.store(false, Ordering::Release);
-        }
+        self.0.store(false, Ordering::Release);
     }
 }
