@@ -197,7 +197,8 @@ impl Db {
             ms = started.elapsed().as_millis() as u64,
             "opened database"
         );
-        let blobs = crate::blob::BlobStore::open(&dir, opts.faults.clone())?;
+        let blobs =
+            crate::blob::BlobStore::open(&dir, opts.faults.clone(), opts.encryption.clone())?;
         let sealed: SealedList = Arc::new(Mutex::new(rec.sealed));
         let streams = Arc::new(rec.streams.with_segment_bytes(opts.stream_segment_bytes));
         let log = CommitLog::open(
@@ -676,13 +677,16 @@ impl Db {
         }
     }
 
-    /// The encryption key ids (8 hex digits, sorted) the data directory's log segments and
-    /// checkpoints are sealed with; empty when unencrypted.
+    /// The encryption key ids (8 hex digits, sorted) the data directory's log segments,
+    /// checkpoints and blob files are sealed with; empty when unencrypted.
     pub fn key_ids_in_use(&self) -> Result<Vec<String>> {
-        Ok(crate::crypto::key_ids_in_dir(&self.inner.dir)?
-            .into_iter()
-            .map(|(id, _)| id.to_string())
-            .collect())
+        let mut ids: std::collections::BTreeSet<crate::crypto::KeyId> =
+            crate::crypto::dir::log_and_checkpoint_key_ids(&self.inner.dir)?
+                .into_iter()
+                .map(|(id, _)| id)
+                .collect();
+        ids.extend(self.blob_store().key_ids()?);
+        Ok(ids.iter().map(ToString::to_string).collect())
     }
 
     /// Retires every key but the keyring's first: a fresh checkpoint, then every checkpoint
@@ -747,6 +751,9 @@ impl crate::crypto::rotate::RotationHost for Db {
     }
     fn emit(&self, details: serde_json::Value) {
         self.inner.shared.emit(EventKind::KeyRotation, details);
+    }
+    fn blob_store(&self) -> &crate::blob::BlobStore {
+        Db::blob_store(self)
     }
 }
 

@@ -599,6 +599,12 @@ impl Seek for ReadFile {
 }
 
 impl ReadFile {
+    /// Length of the open file (of the file this handle opened, even if its name has since
+    /// been renamed over).
+    pub(crate) fn len(&self) -> io::Result<u64> {
+        self.file.metadata().map(|m| m.len())
+    }
+
     /// Moves the read position to `offset` from the start (positioned reads of stream files;
     /// the reads that follow pass the fault injector).
     pub(crate) fn seek_to(&mut self, offset: u64) -> io::Result<()> {

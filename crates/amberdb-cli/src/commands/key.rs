@@ -111,10 +111,11 @@ fn rotate(a: RotateArgs) -> CliResult {
 fn print_report(report: &amberdb::crypto::RotationReport, json: bool) {
     if !json {
         eprintln!(
-            "re-sealed {} checkpoint(s) and {} log segment(s) as {}; the data directory now \
-             needs key id(s): {}",
+            "re-sealed {} checkpoint(s), {} log segment(s) and {} blob file(s) as {}; the data \
+             directory now needs key id(s): {}",
             report.checkpoints_rewritten,
             report.segments_rewritten,
+            report.blobs_rewritten,
             report.key_id,
             if report.key_ids_in_use.is_empty() {
                 "none".to_owned()

@@ -594,16 +594,7 @@ pub(crate) fn check_backup_key(
     Err(Error::KeyMissing {
         key_id: id.get(),
         unit: format!("backup {}", b.id),
-        available: keys.map_or_else(
-            || "no keys: encryption was not configured".into(),
-            |k| {
-                k.key_ids()
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            },
-        ),
+        available: crate::crypto::describe_keys(keys),
     })
 }
 
@@ -885,7 +876,7 @@ pub fn restore_with(
         )
         .context(|| format!("writing checkpoint in {}", tmp.display()))?;
         progress.end();
-        crate::blob::restore_into(repo, &state, &tmp, &faults)?;
+        crate::blob::restore_into(repo, &state, &tmp, &faults, keys)?;
         identity.save(&tmp, &faults)?;
         sync_dir(&tmp, &faults).context(|| format!("syncing {}", tmp.display()))?;
         io::remove_file(&tmp.join(RESTORE_MARKER), &faults)

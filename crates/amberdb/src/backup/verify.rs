@@ -437,11 +437,18 @@ impl BackupRepo {
                 problem(&mut r, "wal".into(), detail);
             }
         }
-        let (blobs, blob_problems) = crate::blob::verify_repo(self, &manifests, read_data);
-        r.blobs_checked = blobs;
-        for (file, detail) in blob_problems {
+        let blobs = crate::blob::verify_repo(self, &manifests, read_data, keys);
+        r.blobs_checked = blobs.checked;
+        for (file, detail) in blobs.problems {
             problem(&mut r, file, detail);
         }
+        for (file, detail) in blobs.not_checked {
+            r.contents_not_checked.push(RepoProblem {
+                file: file.into(),
+                detail,
+            });
+        }
+        key_ids.extend(blobs.key_ids);
         r.key_ids = key_ids.iter().map(|k| format!("{k:08x}")).collect();
         Ok(r)
     }

@@ -121,6 +121,9 @@ pub(super) fn collect(db: &Db) -> Result<BlobGcReport> {
         report.removed_bytes += len;
         touched.insert(io::parent_dir(&path).to_owned());
     }
+    if report.removed > 0 {
+        store.forget_key_ids();
+    }
     for dir in touched {
         io::sync_dir(&dir, store.faults()).context(|| format!("syncing {}", dir.display()))?;
     }

@@ -17,6 +17,7 @@
 
 mod gc;
 mod repo;
+pub mod sealed;
 mod store;
 
 pub use gc::BlobGcReport;
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::Db;
 use crate::document::{validate_collection, validate_key, Document};
-use crate::error::{Error, IoContext, Result};
+use crate::error::{Error, Result};
 use crate::state::{EncodedKind, EncodedOp, EncodedValue};
 use crate::txn::{CommitMeta, Committed, Expiry, Transaction};
 
@@ -158,9 +159,11 @@ pub struct BlobUpload {
     pub expected_sha256: Option<[u8; 32]>,
 }
 
-/// A blob's bytes, read (and seeked) through the engine's io layer.
+/// A blob's bytes, read (and seeked) through the engine's io layer; a sealed blob file is
+/// decrypted one 64 KiB unit at a time, each unit authenticated before any of its bytes is
+/// returned (an unauthentic unit fails the read with `ErrorKind::InvalidData`).
 pub struct BlobReader {
-    file: crate::io::ReadFile,
+    content: store::Content,
     len: u64,
 }
 
@@ -184,13 +187,19 @@ impl BlobReader {
 
 impl Read for BlobReader {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        self.file.read(buf)
+        match &mut self.content {
+            store::Content::Plain(f) => f.read(buf),
+            store::Content::Sealed(r) => r.read(buf),
+        }
     }
 }
 
 impl Seek for BlobReader {
     fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
-        self.file.seek(pos)
+        match &mut self.content {
+            store::Content::Plain(f) => f.seek(pos),
+            store::Content::Sealed(r) => r.seek(pos),
+        }
     }
 }
 
@@ -371,19 +380,12 @@ impl Db {
     }
 
     /// Opens the bytes of a blob version (from [`Db::blob`] or a listing) for reading.
+    /// A sealed blob file needs the key its header names (`Error::KeyMissing` otherwise) and
+    /// must authenticate as this blob (`Error::Unauthentic`).
     pub fn open_blob(&self, info: &BlobInfo) -> Result<BlobReader> {
-        let store = self.blob_store();
-        let path = store.path_of(&info.sha256);
-        let file = crate::io::open_read(&path, store.faults()).context(|| {
-            format!(
-                "opening the file of blob {}/{} ({})",
-                info.collection,
-                info.key,
-                path.display()
-            )
-        })?;
+        let content = self.blob_store().open_content(&info.sha256, info.size)?;
         Ok(BlobReader {
-            file,
+            content,
             len: info.size,
         })
     }

@@ -12,8 +12,10 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::{store, BlobDoc, BLOB_COLLECTION_PREFIX};
+use super::store::Sink;
+use super::{sealed, store, BlobDoc, BLOB_COLLECTION_PREFIX};
 use crate::backup::{ArchivedSegment, BackupManifest, BackupRepo};
+use crate::crypto::Keyring;
 use crate::db::Db;
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, Faults};
@@ -22,9 +24,9 @@ use crate::state::State;
 /// A blob file a backup's manifest lists.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct BlobEntry {
-    /// SHA-256 of its bytes (its name), lowercase hex.
+    /// SHA-256 of the blob's bytes (its name), lowercase hex.
     pub sha256: String,
-    /// Length in bytes.
+    /// Length of the file in bytes (the blob's, or its sealed file's: `blob::sealed`).
     pub size: u64,
 }
 
@@ -55,13 +57,13 @@ fn sha_of(value: &[u8]) -> Option<[u8; 32]> {
         .and_then(|d| store::parse_sha256(&d.sha256))
 }
 
-/// Streams `src` into the repository object `name`, refusing (and storing nothing) unless
-/// the bytes hash to `sha256`.
+/// Streams `src` into the repository object `name`, refusing (and storing nothing), when
+/// `sha256` is given, unless the bytes hash to it.
 fn put_verified(
     repo: &BackupRepo,
     name: &str,
     src: &mut dyn Read,
-    sha256: &[u8; 32],
+    sha256: Option<&[u8; 32]>,
 ) -> Result<u64> {
     let mut w = repo
         .storage()
@@ -84,7 +86,7 @@ fn put_verified(
         len += n as u64;
     }
     let got: [u8; 32] = h.finalize().into();
-    if &got != sha256 {
+    if let Some(sha256) = sha256.filter(|s| **s != got) {
         // Dropping the writer removes its temp file.
         return Err(Error::InvalidValue(format!(
             "blob {} hashes to {}: the source file is damaged; run `amberdb verify`",
@@ -125,7 +127,8 @@ pub(crate) fn copy_to_repo(
             });
             continue;
         }
-        let mut src = match io::open_read(&local, store.faults()) {
+        let open = || io::open_read(&local, store.faults());
+        let mut src = match open() {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound && !must.contains(&sha) => continue,
             Err(e) => {
@@ -135,7 +138,25 @@ pub(crate) fn copy_to_repo(
                 ))
             }
         };
-        let size = put_verified(repo, &name, &mut src, &sha)?;
+        // A sealed file is copied as it is (the repository holds it sealed, under the key it
+        // was written with), after its contents were checked with the database's keys.
+        let len = src
+            .len()
+            .context(|| format!("reading {}", local.display()))?;
+        let mut head = Vec::with_capacity(sealed::HEADER_LEN);
+        (&mut src)
+            .take(sealed::HEADER_LEN as u64)
+            .read_to_end(&mut head)
+            .context(|| format!("reading {}", local.display()))?;
+        let form = match sealed::sniff(&head, len) {
+            Some(_) => sealed::check_file(&local, &sha, store.keys(), store.faults())?,
+            None => sealed::FileForm::Plain { size: len },
+        };
+        let mut src = open().context(|| format!("reading {}", local.display()))?;
+        let size = match form {
+            sealed::FileForm::Plain { .. } => put_verified(repo, &name, &mut src, Some(&sha))?,
+            sealed::FileForm::Sealed(_) => put_verified(repo, &name, &mut src, None)?,
+        };
         out.push(BlobEntry {
             sha256: hex::encode(sha),
             size,
@@ -145,31 +166,49 @@ pub(crate) fn copy_to_repo(
 }
 
 /// Copies every blob that `state` names from `repo` into the data directory `dir` being
-/// restored (`dir/blobs/...`), checking each one's SHA-256. A blob the repository lacks
-/// fails the restore, naming it.
+/// restored (`dir/blobs/...`), checking each one's SHA-256 (a sealed file is copied as it is
+/// and must authenticate as its blob with `keys`). A blob the repository lacks, or whose key
+/// `keys` lacks, fails the restore, naming it.
 pub(crate) fn restore_into(
     repo: &BackupRepo,
     state: &State,
     dir: &Path,
     faults: &Faults,
+    keys: Option<&Keyring>,
 ) -> Result<u64> {
     let root = dir.join(store::BLOB_DIR);
     let mut n = 0;
     for sha in referenced(state) {
         let name = repo_path(&sha);
-        let mut src = repo.storage().open(&name).map_err(|e| {
-            repo.err(format!(
-                "{name} (a blob the restored state names) is missing or unreadable: {e}"
-            ))
-        })?;
+        let open = || {
+            repo.storage().open(&name).map_err(|e| {
+                repo.err(format!(
+                    "{name} (a blob the restored state names) is missing or unreadable: {e}"
+                ))
+            })
+        };
+        let len = repo
+            .storage()
+            .size(&name)
+            .map_err(|e| repo.err(format!("{name} (a blob the restored state names): {e}")))?;
+        let mut head = Vec::with_capacity(sealed::HEADER_LEN);
+        open()?
+            .take(sealed::HEADER_LEN as u64)
+            .read_to_end(&mut head)
+            .map_err(|e| repo.err(format!("reading {name}: {e}")))?;
+        // A plaintext blob restored into an encrypted directory is sealed on the way in.
+        let seal_with = keys.filter(|_| sealed::sniff(&head, len).is_none());
+        let mut src = open()?;
         let dest = root.join(store::blob_rel_path(&sha));
         let fan = io::parent_dir(&dest).to_owned();
         io::create_dir_all(&fan, faults).context(|| format!("creating {}", fan.display()))?;
         let tmp = fan.join(format!(".{}.tmp", hex::encode(sha)));
         let result = (|| -> Result<()> {
-            let mut out =
-                io::create(&tmp, faults).context(|| format!("creating {}", tmp.display()))?;
-            let mut h = Sha256::new();
+            let out = io::create(&tmp, faults).context(|| format!("creating {}", tmp.display()))?;
+            let mut sink = match seal_with {
+                Some(k) => Sink::Sealed(sealed::SealedWriter::new(out, k)?),
+                None => Sink::Plain(out, Sha256::new(), 0),
+            };
             let mut buf = vec![0u8; store::CHUNK];
             loop {
                 let k = src
@@ -178,20 +217,36 @@ pub(crate) fn restore_into(
                 if k == 0 {
                     break;
                 }
-                let chunk = buf.get(..k).unwrap_or_default();
-                h.update(chunk);
-                out.write_all(chunk)
-                    .context(|| format!("writing {}", tmp.display()))?;
+                sink.write(buf.get(..k).unwrap_or_default(), &tmp)?;
             }
-            let got: [u8; 32] = h.finalize().into();
-            if got != sha {
+            let (mut out, got, _) = sink.finish()?;
+            out.sync_all()
+                .context(|| format!("syncing {}", tmp.display()))?;
+            if got != sha && seal_with.is_some() {
                 return Err(repo.err(format!(
                     "{name} is damaged (its bytes hash to {}); run `amberdb backup verify --read-data`",
                     hex::encode(got)
                 )));
             }
-            out.sync_all()
-                .context(|| format!("syncing {}", tmp.display()))?;
+            if got != sha {
+                // Not the plaintext blob: a sealed file of it, with a key we hold?
+                match sealed::check_file(&tmp, &sha, keys, faults) {
+                    Ok(sealed::FileForm::Sealed(c)) if c.content.is_none() => {
+                        return Err(Error::KeyMissing {
+                            key_id: c.key_id.get(),
+                            unit: format!("{name} (a blob the restored state names)"),
+                            available: crate::crypto::describe_keys(keys),
+                        })
+                    }
+                    Ok(_) => {}
+                    Err(e @ (Error::KeyMissing { .. } | Error::Io { .. })) => return Err(e),
+                    Err(e) => {
+                        return Err(repo.err(format!(
+                            "{name} is damaged ({e}); run `amberdb backup verify --read-data`"
+                        )))
+                    }
+                }
+            }
             io::rename(&tmp, &dest, faults).context(|| format!("renaming {}", tmp.display()))?;
             io::sync_dir(&fan, faults).context(|| format!("syncing {}", fan.display()))
         })();
@@ -204,36 +259,53 @@ pub(crate) fn restore_into(
     Ok(n)
 }
 
-/// Checks the blob files that `manifests` list: present with the listed size, and with
-/// `read_data` hashing to their names. Returns (files checked, problems as (file, detail)).
+/// What [`verify_repo`] found of the blob files the manifests list.
+#[derive(Debug, Default)]
+pub(crate) struct RepoBlobCheck {
+    /// Files checked.
+    pub checked: u64,
+    /// Problems, as (file, detail).
+    pub problems: Vec<(String, String)>,
+    /// Sealed files whose contents were not checked (no key given, or no `read_data`), as
+    /// (file, detail).
+    pub not_checked: Vec<(String, String)>,
+    /// Key ids the sealed files are sealed with.
+    pub key_ids: BTreeSet<u32>,
+}
+
+/// Checks the blob files that `manifests` list: present with the listed size, sealed ones
+/// with a sound header (naming their key id); with `read_data`, plaintext ones hashing to
+/// their names and sealed ones authenticating as their blob with `keys` (structure only
+/// without their key).
 pub(crate) fn verify_repo(
     repo: &BackupRepo,
     manifests: &[BackupManifest],
     read_data: bool,
-) -> (u64, Vec<(String, String)>) {
+    keys: Option<&Keyring>,
+) -> RepoBlobCheck {
     let mut listed: BTreeSet<&BlobEntry> = BTreeSet::new();
     for m in manifests {
         listed.extend(m.blobs.iter());
     }
-    let mut problems = vec![];
-    let mut checked = 0;
+    let mut out = RepoBlobCheck::default();
     for e in listed {
         let Some(sha) = store::parse_sha256(&e.sha256) else {
-            problems.push((
+            out.problems.push((
                 "manifest".into(),
                 format!("malformed blob SHA-256 {:?}", e.sha256),
             ));
             continue;
         };
         let name = repo_path(&sha);
-        checked += 1;
+        out.checked += 1;
         match repo.storage().size(&name) {
             Err(err) => {
-                problems.push((name, format!("blob file missing or unreadable: {err}")));
+                out.problems
+                    .push((name, format!("blob file missing or unreadable: {err}")));
                 continue;
             }
             Ok(size) if size != e.size => {
-                problems.push((
+                out.problems.push((
                     name,
                     format!("size {size} but the manifest says {}", e.size),
                 ));
@@ -241,23 +313,73 @@ pub(crate) fn verify_repo(
             }
             Ok(_) => {}
         }
-        if read_data {
-            let got = repo.storage().open(&name).and_then(|mut r| {
+        let mut head = Vec::with_capacity(sealed::HEADER_LEN);
+        let sniffed = repo.storage().open(&name).and_then(|r| {
+            r.take(sealed::HEADER_LEN as u64).read_to_end(&mut head)?;
+            Ok(sealed::sniff(&head, e.size))
+        });
+        let header = match sniffed {
+            Ok(h) => h,
+            Err(err) => {
+                out.problems.push((name, format!("unreadable: {err}")));
+                continue;
+            }
+        };
+        if let Some(h) = header {
+            out.key_ids.insert(h.key_id.get());
+        }
+        if !read_data {
+            continue;
+        }
+        let plain_hash = || {
+            repo.storage().open(&name).and_then(|mut r| {
                 let mut h = Sha256::new();
                 std::io::copy(&mut r, &mut h)?;
                 Ok::<[u8; 32], std::io::Error>(h.finalize().into())
-            });
+            })
+        };
+        if let Some(h) = header {
+            let usable = keys.filter(|k| k.get(h.key_id).is_some());
+            let got = repo
+                .storage()
+                .open(&name)
+                .map_err(|err| Error::io(format!("reading {name}"), err))
+                .and_then(|mut r| {
+                    sealed::read_sealed(&mut r, e.size, usable, &name, &mut |_| Ok(()))
+                });
             match got {
-                Ok(got) if got == sha => {}
-                Ok(got) => problems.push((
+                Ok(c) if c.content.is_none() => out.not_checked.push((
                     name,
-                    format!("blob file hashes to {}, not to its name", hex::encode(got)),
+                    format!(
+                        "sealed with key id {}, which was not given: size and structure \
+                         checked, contents not",
+                        c.key_id
+                    ),
                 )),
-                Err(err) => problems.push((name, format!("unreadable: {err}"))),
+                Ok(c) if c.content.is_some_and(|(s, _)| s != sha) => out
+                    .problems
+                    .push((name, "sealed for another blob than its name says".into())),
+                Ok(_) => {}
+                // A plaintext blob whose bytes happen to look sealed is told by its hash.
+                Err(_) if plain_hash().is_ok_and(|g| g == sha) => {
+                    out.key_ids.remove(&h.key_id.get());
+                }
+                Err(err) => out
+                    .problems
+                    .push((name, format!("sealed blob file: {err}"))),
             }
+            continue;
+        }
+        match plain_hash() {
+            Ok(got) if got == sha => {}
+            Ok(got) => out.problems.push((
+                name,
+                format!("blob file hashes to {}, not to its name", hex::encode(got)),
+            )),
+            Err(err) => out.problems.push((name, format!("unreadable: {err}"))),
         }
     }
-    (checked, problems)
+    out
 }
 
 /// Removes repository blob files that no kept backup's manifest lists and no write in a

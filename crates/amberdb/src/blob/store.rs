@@ -6,7 +6,7 @@
 //! simulator see uploads as they see the log. This module never decides which blobs are
 //! needed (that is `gc.rs`) and never writes a document (that is `Db`).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -14,6 +14,8 @@ use std::sync::{Mutex, MutexGuard};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::sealed::{self, SealedReader, SealedWriter};
+use crate::crypto::{KeyId, Keyring};
 use crate::error::{Error, IoContext, Result};
 use crate::io::{self, Faults};
 
@@ -40,10 +42,16 @@ pub(crate) struct StagingRecord {
 pub(crate) struct BlobStore {
     root: PathBuf,
     faults: Faults,
+    /// With encryption on, new blob files are sealed with the first key (`sealed.rs`) and
+    /// sealed ones are opened with the key their header names.
+    keys: Option<Keyring>,
     /// Serializes moving a finished upload into place and writing its staging record with
     /// garbage collection, and holds the pins: content hashes that a commit in flight
     /// names (counted, as two transactions may name one blob).
     pins: Mutex<HashMap<[u8; 32], usize>>,
+    /// The key ids the blob files are sealed with, once scanned (`None`: scan on the next
+    /// ask). An upload only adds its key; removing or rewriting files forgets the set.
+    key_ids: Mutex<Option<BTreeSet<KeyId>>>,
 }
 
 impl std::fmt::Debug for BlobStore {
@@ -132,18 +140,56 @@ pub(crate) fn hash_file(path: &Path, faults: &Faults) -> std::io::Result<([u8; 3
 pub(crate) struct Upload {
     pub sha256: [u8; 32],
     pub size: u64,
+    /// Length of the file on disk (longer than `size` when sealed).
+    disk_len: u64,
     tmp: PathBuf,
+}
+
+/// Where a blob's bytes go: into the file as they are (hashed, counted), or sealed.
+pub(crate) enum Sink {
+    Plain(io::DataFile, Sha256, u64),
+    Sealed(SealedWriter<io::DataFile>),
+}
+
+impl Sink {
+    pub(crate) fn write(&mut self, chunk: &[u8], tmp: &Path) -> Result<()> {
+        match self {
+            Sink::Plain(f, h, n) => {
+                h.update(chunk);
+                *n += chunk.len() as u64;
+                f.write_all(chunk)
+                    .context(|| format!("writing {}", tmp.display()))
+            }
+            Sink::Sealed(w) => w.write(chunk),
+        }
+    }
+
+    /// The file (to sync), and the content's SHA-256 and size.
+    pub(crate) fn finish(self) -> Result<(io::DataFile, [u8; 32], u64)> {
+        match self {
+            Sink::Plain(f, h, n) => Ok((f, h.finalize().into(), n)),
+            Sink::Sealed(w) => w.finish(),
+        }
+    }
+}
+
+/// The reader of a blob's bytes: the file as it is, or its sealed units decrypted.
+pub(crate) enum Content {
+    Plain(io::ReadFile),
+    Sealed(Box<SealedReader<io::ReadFile>>),
 }
 
 impl BlobStore {
     /// The store of the data directory `dir`. Removes leftovers of uploads that a crash
     /// interrupted (nothing can refer to a temp file).
-    pub(crate) fn open(dir: &Path, faults: Faults) -> Result<BlobStore> {
+    pub(crate) fn open(dir: &Path, faults: Faults, keys: Option<Keyring>) -> Result<BlobStore> {
         let root = dir.join(BLOB_DIR);
         let store = BlobStore {
             root,
             faults,
+            keys,
             pins: Mutex::new(HashMap::new()),
+            key_ids: Mutex::new(None),
         };
         let tmp = store.root.join(TMP_DIR);
         if tmp.is_dir() {
@@ -163,6 +209,105 @@ impl BlobStore {
 
     pub(crate) fn faults(&self) -> &Faults {
         &self.faults
+    }
+
+    pub(crate) fn keys(&self) -> Option<&Keyring> {
+        self.keys.as_ref()
+    }
+
+    /// The key ids the blob files are sealed with (scanning their headers on the first ask
+    /// after a change that may have removed one).
+    pub(crate) fn key_ids(&self) -> Result<BTreeSet<KeyId>> {
+        let mut cached = self.key_ids.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ids) = cached.as_ref() {
+            return Ok(ids.clone());
+        }
+        let ids: BTreeSet<KeyId> = sealed::key_ids_of_files(&self.root)?
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect();
+        *cached = Some(ids.clone());
+        Ok(ids)
+    }
+
+    /// Forgets the key ids (files were removed or rewritten).
+    pub(crate) fn forget_key_ids(&self) {
+        *self.key_ids.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// Writes the blob with content hash `sha256` again, sealed with `to`'s first key
+    /// (plaintext without `to`), and renames it over its file (a rotation's rewrite: the
+    /// same content, so readers with the file open and readers opening it afterwards both
+    /// see the blob). Returns the bytes written, `None` when the file was removed meanwhile.
+    pub(crate) fn rewrite(&self, sha256: &[u8; 32], to: Option<&Keyring>) -> Result<Option<u64>> {
+        let path = self.path_of(sha256);
+        let size = match sealed::check_file(&path, sha256, self.keys.as_ref(), &self.faults) {
+            Ok(sealed::FileForm::Plain { size }) => size,
+            Ok(sealed::FileForm::Sealed(c)) => match c.content {
+                Some((_, size)) => size,
+                None => {
+                    return Err(Error::KeyMissing {
+                        key_id: c.key_id.get(),
+                        unit: path.display().to_string(),
+                        available: crate::crypto::describe_keys(self.keys.as_ref()),
+                    })
+                }
+            },
+            Err(_) if !path.exists() => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut src = match self.open_content(sha256, size)? {
+            Content::Plain(f) => Box::new(f) as Box<dyn Read>,
+            Content::Sealed(r) => Box::new(r) as Box<dyn Read>,
+        };
+        let upload = self.write_tmp(&mut src, u64::MAX, to, &|| (String::new(), String::new()))?;
+        if upload.sha256 != *sha256 {
+            self.discard(&upload);
+            return Err(Error::InvalidValue(format!(
+                "blob file {} decodes to bytes hashing to {}: it is damaged; run `amberdb verify`",
+                path.display(),
+                hex::encode(upload.sha256)
+            )));
+        }
+        let _guard = self.lock();
+        self.forget_key_ids();
+        if !path.exists() {
+            self.discard(&upload);
+            return Ok(None);
+        }
+        let dir = io::parent_dir(&path).to_owned();
+        io::rename(&upload.tmp, &path, &self.faults)
+            .context(|| format!("moving the rewritten blob file to {}", path.display()))?;
+        io::sync_dir(&dir, &self.faults).context(|| format!("syncing {}", dir.display()))?;
+        Ok(Some(upload.disk_len))
+    }
+
+    /// Opens the bytes of the blob with content hash `sha256` and `size` bytes: a file of
+    /// that length is plaintext, any other must be a sealed blob file for that content
+    /// (`Error::KeyMissing` when the keyring lacks its key, `Error::Unauthentic` when it does
+    /// not authenticate as this blob).
+    pub(crate) fn open_content(&self, sha256: &[u8; 32], size: u64) -> Result<Content> {
+        let path = self.path_of(sha256);
+        let name = path.display().to_string();
+        let file =
+            io::open_read(&path, &self.faults).context(|| format!("opening blob file {name}"))?;
+        let len = file.len().context(|| format!("reading {name}"))?;
+        if len == size {
+            return Ok(Content::Plain(file));
+        }
+        if sealed::size_from_len(len).is_none() {
+            return Err(Error::InvalidValue(format!(
+                "blob file {name} has {len} bytes, neither the blob's {size} nor a sealed                  file's length: it is damaged; run `amberdb verify`"
+            )));
+        }
+        let r = SealedReader::open(file, len, self.keys.as_ref(), sha256, &name)?;
+        if r.size() != size {
+            return Err(Error::InvalidValue(format!(
+                "blob file {name} holds {} bytes, its metadata says {size}",
+                r.size()
+            )));
+        }
+        Ok(Content::Sealed(Box::new(r)))
     }
 
     /// Path of the blob file with this content hash.
@@ -186,14 +331,30 @@ impl BlobStore {
         limit: u64,
         what: impl Fn() -> (String, String),
     ) -> Result<Upload> {
+        self.write_tmp(body, limit, self.keys.as_ref(), &what)
+    }
+
+    /// Streams `body` into a temp file under `blobs/tmp/`, sealed with `keys`' first key
+    /// (plaintext without `keys`), hashing its plaintext and refusing it past `limit` bytes,
+    /// and fsyncs it.
+    fn write_tmp(
+        &self,
+        body: &mut dyn Read,
+        limit: u64,
+        keys: Option<&Keyring>,
+        what: &dyn Fn() -> (String, String),
+    ) -> Result<Upload> {
         let tmp_dir = self.root.join(TMP_DIR);
         io::create_dir_all(&tmp_dir, &self.faults)
             .context(|| format!("creating {}", tmp_dir.display()))?;
         let tmp = tmp_dir.join(format!("{}.part", random_id()));
         let result = (|| {
-            let mut f =
+            let f =
                 io::create(&tmp, &self.faults).context(|| format!("creating {}", tmp.display()))?;
-            let mut h = Sha256::new();
+            let mut sink = match keys {
+                Some(keys) => Sink::Sealed(SealedWriter::new(f, keys)?),
+                None => Sink::Plain(f, Sha256::new(), 0),
+            };
             let mut buf = vec![0u8; CHUNK];
             let mut size = 0u64;
             loop {
@@ -214,16 +375,19 @@ impl BlobStore {
                         limit,
                     });
                 }
-                let chunk = buf.get(..n).unwrap_or_default();
-                h.update(chunk);
-                f.write_all(chunk)
-                    .context(|| format!("writing {}", tmp.display()))?;
+                sink.write(buf.get(..n).unwrap_or_default(), &tmp)?;
             }
+            let (mut f, sha256, size) = sink.finish()?;
             f.sync_all()
                 .context(|| format!("syncing {}", tmp.display()))?;
+            let disk_len = match keys {
+                Some(_) => sealed::sealed_len(size),
+                None => size,
+            };
             Ok(Upload {
-                sha256: h.finalize().into(),
+                sha256,
                 size,
+                disk_len,
                 tmp: tmp.clone(),
             })
         })();
@@ -246,10 +410,22 @@ impl BlobStore {
         let _guard = self.lock();
         let dest = self.path_of(&upload.sha256);
         let dir = io::parent_dir(&dest).to_owned();
-        let same = std::fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == upload.size);
+        // Same content in the same form (plaintext, or sealed: a sealed file's length follows
+        // from the content's); a plaintext file is replaced by a sealed upload.
+        let same =
+            std::fs::metadata(&dest).is_ok_and(|m| m.is_file() && m.len() == upload.disk_len);
         if same {
             self.discard(&upload);
         } else {
+            if let (Some(keys), Some(ids)) = (
+                &self.keys,
+                self.key_ids
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .as_mut(),
+            ) {
+                ids.insert(keys.primary().id());
+            }
             // A file of another length under this name is damage; the new upload replaces it.
             io::create_dir_all(&dir, &self.faults)
                 .context(|| format!("creating {}", dir.display()))?;

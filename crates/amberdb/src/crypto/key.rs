@@ -255,3 +255,18 @@ impl Keyring {
         })
     }
 }
+
+/// The ids of the keys `keys` holds, comma-separated, for [`Error::KeyMissing`]'s `available`
+/// (a sentence when there is no keyring).
+pub(crate) fn describe_keys(keys: Option<&Keyring>) -> String {
+    keys.map_or_else(
+        || "no keys: encryption was not configured".into(),
+        |k| {
+            k.key_ids()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    )
+}

@@ -73,7 +73,7 @@
 //! malformed envelope). Callers decide what each means for their file (damage, torn tail,
 //! refusal to open); this layer never maps them.
 
-mod dir;
+pub(crate) mod dir;
 mod key;
 pub(crate) mod rotate;
 mod seal;
@@ -82,6 +82,7 @@ mod seal;
 mod tests;
 
 pub use dir::{check_dir_keys, key_ids_in_dir};
+pub(crate) use key::describe_keys;
 pub use key::{Key, KeyId, Keyring, ENCRYPTION_KEY_ENV, KEY_LEN};
 pub use rotate::{decrypt_dir, encrypt_dir, RotationReport, RotationStatus};
 pub use seal::{

@@ -19,7 +19,11 @@
 //!    check, completes a rewrite whose seal was replaced (the `.rekey` file matches the
 //!    seal) and removes one whose seal was not (the segment still matches its seal). So a
 //!    crash at any point leaves every file readable with the keyring the rotation ran with,
-//!    and running the rotation again finishes it.
+//!    and running the rotation again finishes it;
+//! 4. every blob file in another form (plaintext, or sealed with another key) is written
+//!    again, sealed with the first key, into `blobs/tmp/` and renamed over its file
+//!    (`BlobStore::rewrite`): same content, so either file serves the blob, and a crash
+//!    leaves the old file in place (open empties `blobs/tmp/`).
 //!
 //! It never touches a backup repository: archived segments and snapshots keep the key id they
 //! were written with (`docs/ENCRYPTION.md`, "Rotation"), and the archive treats a re-sealed
@@ -68,6 +72,8 @@ pub struct RotationReport {
     pub checkpoints_rewritten: u64,
     /// Sealed segments re-sealed under it.
     pub segments_rewritten: u64,
+    /// Blob files written again under it (`blob::sealed`).
+    pub blobs_rewritten: u64,
     /// Bytes written by the rewrite.
     pub bytes_rewritten: u64,
     /// The key ids the data directory's log segments and checkpoints need afterwards.
@@ -116,6 +122,8 @@ pub(crate) trait RotationHost {
     fn identity_ids(&self) -> crate::identity::FileIds;
     fn compression_level(&self) -> i32;
     fn emit(&self, details: serde_json::Value);
+    /// The blob files (re-sealed one by one, each renamed over its file).
+    fn blob_store(&self) -> &crate::blob::BlobStore;
 }
 
 /// Re-seals every checkpoint and sealed segment of an open database that is sealed with
@@ -185,6 +193,7 @@ fn rotate_locked(
         key_id: target_name(to),
         checkpoints_rewritten: 0,
         segments_rewritten: 0,
+        blobs_rewritten: 0,
         bytes_rewritten: 0,
         key_ids_in_use: vec![],
         left_as_is: vec![],
@@ -213,13 +222,25 @@ fn rotate_locked(
             None => {}
         }
     }
+    // Blob files in another form than the target's: plaintext ones when sealing, sealed
+    // ones under another key (or any, when decrypting).
+    let blobs = host.blob_store();
+    let mut stale_blobs: Vec<([u8; 32], u64)> = vec![];
+    for (sha, path) in crate::blob::list_blob_files(blobs.root(), &faults)? {
+        let key = crate::blob::sealed::header_of(&path, &faults).map_or(0, |h| h.key_id.get());
+        if key != target {
+            stale_blobs.push((sha, std::fs::metadata(&path).map_or(0, |m| m.len())));
+        }
+    }
     let total_bytes: u64 = stale_segs.iter().map(|s| s.seal.length).sum::<u64>()
+        + stale_blobs.iter().map(|(_, n)| n).sum::<u64>()
         + stale_ckpts
             .iter()
             .map(|p| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0))
             .sum::<u64>();
-    host.rotation_book()
-        .update(|s| s.files_total = (stale_ckpts.len() + stale_segs.len()) as u64);
+    host.rotation_book().update(|s| {
+        s.files_total = (stale_ckpts.len() + stale_segs.len() + stale_blobs.len()) as u64
+    });
     progress.begin(
         &format!("re-sealing as {}", report.key_id),
         Some(total_bytes),
@@ -272,6 +293,15 @@ fn rotate_locked(
         })?;
         if let Some(n) = written {
             report.segments_rewritten += 1;
+            report.bytes_rewritten += n;
+        }
+        done(written.unwrap_or(0));
+    }
+    for (sha, _) in &stale_blobs {
+        // Removed by garbage collection since it was listed: nothing to do.
+        let written = blobs.rewrite(sha, to)?;
+        if let Some(n) = written {
+            report.blobs_rewritten += 1;
             report.bytes_rewritten += n;
         }
         done(written.unwrap_or(0));

@@ -32,6 +32,9 @@ pub enum FileKind {
     BackupSnapshot,
     /// An archived segment in a backup repository (`wal/`); units are chunks by index.
     ArchivedSegment,
+    /// A blob file (`blobs/<ab>/<sha256>`, in a data directory or a repository); units are
+    /// 64 KiB pieces of the blob by index, and a trailer naming its content (`blob::sealed`).
+    Blob,
 }
 
 impl FileKind {
@@ -42,6 +45,7 @@ impl FileKind {
             FileKind::Checkpoint => 2,
             FileKind::BackupSnapshot => 3,
             FileKind::ArchivedSegment => 4,
+            FileKind::Blob => 5,
         }
     }
 
@@ -51,6 +55,7 @@ impl FileKind {
             FileKind::Checkpoint => "checkpoint",
             FileKind::BackupSnapshot => "backup snapshot",
             FileKind::ArchivedSegment => "archived segment",
+            FileKind::Blob => "blob file",
         }
     }
 }
