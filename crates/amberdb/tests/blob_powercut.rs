@@ -1,7 +1,8 @@
 //! Power cuts during blob uploads and the commits that name them, at every file-system
 //! mutation: after the cut, every blob the database shows has its exact bytes on disk (the
 //! file was synced and its name made durable before the commit was logged), and every blob
-//! acknowledged before the cut is there.
+//! acknowledged before the cut is there. Run plaintext and with encryption on (sealed blob
+//! files, `blob::sealed`).
 
 #![allow(clippy::unwrap_used)]
 
@@ -19,8 +20,11 @@ fn content(i: usize) -> Vec<u8> {
         .collect()
 }
 
-fn opts() -> Options {
+fn opts(encrypted: bool) -> Options {
     Options {
+        encryption: encrypted.then(|| {
+            amberdb::crypto::Keyring::single(amberdb::crypto::Key::from_bytes([0x5c; 32]))
+        }),
         checkpoint_interval: None,
         ttl_reap_interval: None,
         segment_size: 4096,
@@ -30,8 +34,8 @@ fn opts() -> Options {
 
 /// Uploads three blobs (one in a transaction with a document, one overwriting another);
 /// returns how many were acknowledged.
-fn workload(data: &Path, pc: &PowerCut) -> usize {
-    let Ok(db) = Db::open_with(data, opts()) else {
+fn workload(data: &Path, pc: &PowerCut, encrypted: bool) -> usize {
+    let Ok(db) = Db::open_with(data, opts(encrypted)) else {
         return 0;
     };
     let mut acked = 0;
@@ -62,8 +66,8 @@ fn workload(data: &Path, pc: &PowerCut) -> usize {
     acked
 }
 
-fn check(out: &Path, acked: usize, case: &str) {
-    let db = Db::open_with(out, opts()).unwrap_or_else(|e| panic!("{case}: open: {e}"));
+fn check(out: &Path, acked: usize, case: &str, encrypted: bool) {
+    let db = Db::open_with(out, opts(encrypted)).unwrap_or_else(|e| panic!("{case}: open: {e}"));
     let read = |k: &str| {
         db.blob("b", k).map(|info| {
             let mut v = vec![];
@@ -109,11 +113,21 @@ fn check(out: &Path, acked: usize, case: &str) {
 
 #[test]
 fn a_power_cut_at_any_moment_of_an_upload_and_its_commit_never_shows_a_blob_without_its_bytes() {
+    power_cut_at_every_mutation(false);
+}
+
+#[test]
+fn a_power_cut_at_any_moment_of_a_sealed_upload_and_its_commit_never_shows_a_blob_without_its_bytes(
+) {
+    power_cut_at_every_mutation(true);
+}
+
+fn power_cut_at_every_mutation(encrypted: bool) {
     let dry = tempfile::tempdir().unwrap();
     let pc = Arc::new(PowerCut::new(dry.path(), None).unwrap());
     let total = {
         let _scope = install(dry.path(), pc.clone());
-        assert_eq!(workload(&dry.path().join("data"), &pc), 3);
+        assert_eq!(workload(&dry.path().join("data"), &pc, encrypted), 3);
         pc.ops()
     };
     assert!(total > 20, "{total} mutations");
@@ -122,7 +136,7 @@ fn a_power_cut_at_any_moment_of_an_upload_and_its_commit_never_shows_a_blob_with
         let pc = Arc::new(PowerCut::new(root.path(), Some(cut_at)).unwrap());
         let acked = {
             let _scope = install(root.path(), pc.clone());
-            let acked = workload(&root.path().join("data"), &pc);
+            let acked = workload(&root.path().join("data"), &pc, encrypted);
             pc.cut_now();
             acked
         };
@@ -138,7 +152,7 @@ fn a_power_cut_at_any_moment_of_an_upload_and_its_commit_never_shows_a_blob_with
                 assert_eq!(acked, 0, "{case}");
                 continue;
             }
-            check(&data, acked, &case);
+            check(&data, acked, &case, encrypted);
         }
     }
 }

@@ -54,6 +54,16 @@ fn workload(data: &Path, repo_dir: &Path, keys: Option<Keyring>) -> (State, u64,
         )
         .unwrap();
     }
+    // A blob whose bytes are the marker (sealed in the data directory and the repository).
+    let blob = MARKER.repeat(3000);
+    db.put_blob(
+        "files",
+        "b",
+        &mut blob.as_bytes(),
+        &Default::default(),
+        None,
+    )
+    .unwrap();
     let repo = BackupRepo::open_or_init(repo_dir).unwrap();
     db.backup(&repo).unwrap();
     for i in 0..30 {
@@ -106,6 +116,7 @@ fn with_encryption_no_marker_is_in_any_repository_file_even_decompressed_and_wit
     workload(&t.path().join("p"), &t.path().join("pr"), None);
     let found = has_marker(&t.path().join("pr"));
     assert!(found.iter().any(|f| f.contains("snapshot")), "{found:?}");
+    assert!(found.iter().any(|f| f.contains("blobs")), "{found:?}");
     assert!(found.iter().any(|f| f.contains("wal")), "{found:?}");
     workload(
         &t.path().join("e"),

@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng};
 type Check = fn(&[u8]) -> bool;
 type Fix = fn(&mut [u8]);
 
-const TARGETS: [(&str, Check, Fix); 7] = [
+const TARGETS: [(&str, Check, Fix); 8] = [
     ("commit_frame", checks::commit_frame, checks::fix_frames),
     ("segment_scan", checks::segment_scan, checks::fix_segment),
     ("seal", checks::seal, checks::fix_seal),
@@ -31,6 +31,7 @@ const TARGETS: [(&str, Check, Fix); 7] = [
     ("log_head", checks::log_head, checks::fix_log_head),
     ("sealed_unit", checks::sealed_unit, checks::fix_sealed_unit),
     ("identity", checks::identity, checks::fix_identity),
+    ("sealed_blob", checks::sealed_blob, checks::fix_sealed_blob),
 ];
 
 /// Mutations per target; each is checked raw and with fixed checksums.
@@ -226,6 +227,41 @@ fn regenerate_sealed_unit_seeds() {
     let mut zero_key = small;
     zero_key[1..5].fill(0);
     write("invalid-key-id-zero.bin", &zero_key);
+}
+
+/// Rebuilds `fuzz/corpus/sealed_blob/` (the sealed blob file) alone:
+/// `cargo test --release -p amberdb --test fuzz_seeds regenerate_sealed_blob -- --ignored`.
+#[test]
+#[ignore = "writes the seed corpus into fuzz/corpus/sealed_blob; run by hand after a format change"]
+fn regenerate_sealed_blob_seeds() {
+    use amberdb::blob::sealed::{SealedWriter, UNIT};
+    let dir = corpus_dir("sealed_blob");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    let ring = checks::sealed_blob_keyring();
+    let seal = |plain: &[u8]| {
+        let mut w = SealedWriter::new(Vec::new(), &ring).unwrap();
+        w.write(plain).unwrap();
+        w.finish().unwrap().0
+    };
+    let small = seal(b"a replay of level 3");
+    write("valid-small.bin", &small);
+    write("valid-empty.bin", &seal(b""));
+    let two: Vec<u8> = (0..UNIT + 17).map(|i| (i * 13 % 256) as u8).collect();
+    let two_units = seal(&two);
+    write("valid-two-units.bin", &two_units);
+    write("invalid-empty.bin", &[]);
+    write("invalid-header-only.bin", &small[..40]);
+    write("invalid-truncated.bin", &small[..small.len() - 1]);
+    let mut flipped = small.clone();
+    flipped[45] ^= 0x40;
+    write("invalid-flipped-unit.bin", &flipped);
+    let mut trailer = small.clone();
+    let n = trailer.len();
+    trailer[n - 20] ^= 1;
+    write("invalid-flipped-trailer.bin", &trailer);
+    let cut: Vec<u8> = [&two_units[..40], &two_units[40 + UNIT + 21..]].concat();
+    write("invalid-unit-cut.bin", &cut);
 }
 
 /// Rebuilds `fuzz/corpus/identity/` (the identity record) alone:
