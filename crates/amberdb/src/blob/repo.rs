@@ -206,7 +206,7 @@ pub(crate) fn restore_into(
         let result = (|| -> Result<()> {
             let out = io::create(&tmp, faults).context(|| format!("creating {}", tmp.display()))?;
             let mut sink = match seal_with {
-                Some(k) => Sink::Sealed(sealed::SealedWriter::new(out, k)?),
+                Some(k) => Sink::Sealed(Box::new(sealed::SealedWriter::new(out, k)?)),
                 None => Sink::Plain(out, Sha256::new(), 0),
             };
             let mut buf = vec![0u8; store::CHUNK];

@@ -148,7 +148,7 @@ pub(crate) struct Upload {
 /// Where a blob's bytes go: into the file as they are (hashed, counted), or sealed.
 pub(crate) enum Sink {
     Plain(io::DataFile, Sha256, u64),
-    Sealed(SealedWriter<io::DataFile>),
+    Sealed(Box<SealedWriter<io::DataFile>>),
 }
 
 impl Sink {
@@ -352,7 +352,7 @@ impl BlobStore {
             let f =
                 io::create(&tmp, &self.faults).context(|| format!("creating {}", tmp.display()))?;
             let mut sink = match keys {
-                Some(keys) => Sink::Sealed(SealedWriter::new(f, keys)?),
+                Some(keys) => Sink::Sealed(Box::new(SealedWriter::new(f, keys)?)),
                 None => Sink::Plain(f, Sha256::new(), 0),
             };
             let mut buf = vec![0u8; CHUNK];
