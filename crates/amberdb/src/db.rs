@@ -339,18 +339,6 @@ impl Db {
         &self.inner.streams
     }
 
-    /// Streams are refused under encryption at rest until their files are sealed too
-    /// (issue 13): their values would otherwise reach the disk in plaintext.
-    pub(crate) fn streams_allowed(&self) -> Result<()> {
-        if self.inner.opts.encryption.is_some() {
-            return Err(Error::InvalidArgument(
-                "streams are not available with encryption at rest yet: their files are not sealed"
-                    .into(),
-            ));
-        }
-        Ok(())
-    }
-
     pub(crate) fn options(&self) -> &Options {
         &self.inner.opts
     }
@@ -431,13 +419,6 @@ impl Db {
     pub(crate) fn commit_with(&self, txn: &Transaction, meta: CommitMeta) -> Result<Committed> {
         if let Some(e) = self.inner.shared.poisoned_error() {
             return Err(e);
-        }
-        if txn
-            .ops
-            .iter()
-            .any(|op| matches!(op, crate::txn::Op::Append { .. }))
-        {
-            self.streams_allowed()?;
         }
         if txn
             .ops
@@ -754,6 +735,13 @@ impl crate::crypto::rotate::RotationHost for Db {
     }
     fn blob_store(&self) -> &crate::blob::BlobStore {
         Db::blob_store(self)
+    }
+    fn reseal_streams(
+        &self,
+        keys: &crate::crypto::Keyring,
+        to: Option<&crate::crypto::Keyring>,
+    ) -> Result<(u64, u64)> {
+        self.inner.streams.reseal(keys, to)
     }
 }
 

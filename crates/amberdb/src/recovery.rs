@@ -299,6 +299,7 @@ pub(crate) fn recover(
         faults,
         crate::stream::files::DEFAULT_STREAM_SEGMENT_BYTES,
         &mut state,
+        keys,
     )?;
     let mut replayer = Replayer::new(&mut state, Some(&identity)).with_keys(keys);
     for (i, (first, path)) in segments.iter().enumerate().skip(first_needed) {

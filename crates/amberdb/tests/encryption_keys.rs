@@ -59,6 +59,21 @@ fn marker_workload(dir: &Path, keys: Option<Keyring>) {
         )
         .unwrap();
     }
+    // Stream entries (stream files), a blob (blob files).
+    for i in 0..10 {
+        db.append("chat", &[json!({ "said": MARKERS[1], "i": i })], None)
+            .unwrap();
+    }
+    let blob = MARKERS[0].repeat(100);
+    db.put_blob(
+        "files",
+        "b",
+        &mut blob.as_bytes(),
+        &Default::default(),
+        None,
+    )
+    .unwrap();
+    db.checkpoint().unwrap();
     db.close().unwrap();
 }
 
@@ -89,6 +104,12 @@ fn with_encryption_no_marker_is_in_any_file_of_the_data_directory_and_without_it
     let plain = tempfile::tempdir().unwrap();
     marker_workload(plain.path(), None);
     let found = find_markers(plain.path());
+    for dir in ["streams", "blobs"] {
+        assert!(
+            found.iter().any(|(f, _)| f.contains(dir)),
+            "the scan reads {dir}: {found:?}"
+        );
+    }
     for m in MARKERS {
         assert!(
             found.iter().any(|(_, f)| *f == m),
@@ -104,7 +125,15 @@ fn with_encryption_no_marker_is_in_any_file_of_the_data_directory_and_without_it
     );
     // And it all reads back.
     let db = Db::open_with(enc.path(), enc_opts(Some(ring(1)))).unwrap();
-    assert_eq!(db.view().iter_all().count(), 60);
+    // 60 documents and the blob's metadata document.
+    assert_eq!(db.view().iter_all().count(), 61);
+    assert_eq!(
+        db.read_stream("chat", amberdb::StreamFrom::Seq(1), 100)
+            .unwrap()
+            .entries
+            .len(),
+        10
+    );
     assert_eq!(
         db.get("orders", "o19").unwrap().json().unwrap()["what"],
         json!(MARKERS[1])
@@ -160,7 +189,7 @@ fn opening_an_encrypted_directory_without_a_key_or_with_a_wrong_key_is_key_missi
     );
     // Nothing was changed: it still opens with the right key.
     let db = Db::open_with(dir.path(), enc_opts(Some(ring(1)))).unwrap();
-    assert_eq!(db.view().iter_all().count(), 60);
+    assert_eq!(db.view().iter_all().count(), 61, "60 documents and a blob");
     db.close().unwrap();
 }
 

@@ -66,8 +66,12 @@ impl ModelStream {
 
 type Model = BTreeMap<String, ModelStream>;
 
-fn opts(clock: &ManualClock, seg: u64) -> Options {
+/// With `encrypted`, the database seals its files (stream files in format 2, issue 12).
+fn opts(clock: &ManualClock, seg: u64, encrypted: bool) -> Options {
     Options {
+        encryption: encrypted.then(|| {
+            amberdb::crypto::Keyring::single(amberdb::crypto::Key::from_bytes([0x4d; 32]))
+        }),
         clock: Arc::new(clock.clone()),
         stream_segment_bytes: seg,
         segment_size: 4096,
@@ -149,10 +153,10 @@ fn values(rng: &mut StdRng, step: usize) -> Vec<Value> {
 }
 
 /// One seeded workload with checks after every step.
-fn model_case(seed: u64) {
+fn model_case(seed: u64, encrypted: bool) {
     let mut rng = StdRng::seed_from_u64(seed);
     let clock = ManualClock::new(1_800_000_000_000_000);
-    let o = opts(&clock, rng.random_range(100..2000));
+    let o = opts(&clock, rng.random_range(100..2000), encrypted);
     let root = tempfile::tempdir().unwrap();
     let mut dir = root.path().join("d0");
     let mut db = Db::open_with(&dir, o.clone()).unwrap();
@@ -274,7 +278,18 @@ fn streams_equal_a_plain_model_through_retention_checkpoints_reopens_and_crashes
         .and_then(|v| v.parse().ok())
         .unwrap_or(40);
     for seed in 0..cases {
-        model_case(seed);
+        model_case(seed, false);
+    }
+}
+
+#[test]
+fn sealed_streams_equal_a_plain_model_through_retention_checkpoints_reopens_and_crashes() {
+    let cases: u64 = std::env::var("AMBERDB_STREAM_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    for seed in 0..cases.div_ceil(2) {
+        model_case(seed + 1000, true);
     }
 }
 
@@ -302,10 +317,15 @@ fn snapshot(db: &Db) -> Snapshot {
         .collect()
 }
 
-fn powercut_workload(root: &Path, seed: u64, pc: &PowerCut) -> (Vec<Snapshot>, u64) {
+fn powercut_workload(
+    root: &Path,
+    seed: u64,
+    pc: &PowerCut,
+    encrypted: bool,
+) -> (Vec<Snapshot>, u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     let clock = ManualClock::new(1_800_000_000_000_000);
-    let o = opts(&clock, rng.random_range(100..1500));
+    let o = opts(&clock, rng.random_range(100..1500), encrypted);
     let data = root.join("data");
     let mut states = vec![Snapshot::new()];
     let mut durable = 0;
@@ -409,12 +429,12 @@ fn powercut_workload(root: &Path, seed: u64, pc: &PowerCut) -> (Vec<Snapshot>, u
     (states, durable)
 }
 
-fn powercut_case(seed: u64) {
+fn powercut_case(seed: u64, encrypted: bool) {
     let dry = tempfile::tempdir().unwrap();
     let pc = Arc::new(PowerCut::new(dry.path(), None).unwrap());
     let total = {
         let _scope = install(dry.path(), pc.clone());
-        powercut_workload(dry.path(), seed, &pc);
+        powercut_workload(dry.path(), seed, &pc, encrypted);
         pc.ops()
     };
     let mut rng = StdRng::seed_from_u64(seed ^ 0xc0ffee);
@@ -425,7 +445,7 @@ fn powercut_case(seed: u64) {
     let pc = Arc::new(PowerCut::new(&root, Some(cut_at)).unwrap());
     let (states, durable) = {
         let _scope = install(&root, pc.clone());
-        let r = powercut_workload(&root, seed, &pc);
+        let r = powercut_workload(&root, seed, &pc, encrypted);
         pc.cut_now();
         r
     };
@@ -446,7 +466,7 @@ fn powercut_case(seed: u64) {
             continue;
         }
         let clock = ManualClock::new(1_900_000_000_000_000);
-        let db = Db::open_with(&data, opts(&clock, 1000))
+        let db = Db::open_with(&data, opts(&clock, 1000, encrypted))
             .unwrap_or_else(|e| panic!("{case}: reopen failed: {e}"));
         let lsn = db.view().lsn();
         assert!(
@@ -478,6 +498,17 @@ fn power_cuts_anywhere_leave_streams_equal_to_the_model_after_a_durable_prefix()
         .and_then(|v| v.parse().ok())
         .unwrap_or(16);
     for seed in 0..cases {
-        powercut_case(seed);
+        powercut_case(seed, false);
+    }
+}
+
+#[test]
+fn power_cuts_anywhere_leave_sealed_streams_equal_to_the_model_after_a_durable_prefix() {
+    let cases: u64 = std::env::var("AMBERDB_STREAM_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(16);
+    for seed in 0..cases.div_ceil(2) {
+        powercut_case(seed + 1000, true);
     }
 }

@@ -19,8 +19,8 @@ pub fn key_ids_in_dir(data: &Path) -> Result<Vec<(KeyId, std::path::PathBuf)>> {
     Ok(out)
 }
 
-/// Like [`key_ids_in_dir`] for log segments and checkpoints only (what open needs before
-/// recovery; a blob file names its key when it is read).
+/// Like [`key_ids_in_dir`] for log segments, checkpoints and stream files only (what open
+/// reads; a blob file names its key when it is read).
 pub(crate) fn log_and_checkpoint_key_ids(data: &Path) -> Result<Vec<(KeyId, std::path::PathBuf)>> {
     let mut out: Vec<(KeyId, std::path::PathBuf)> = vec![];
     let mut add = |id: u32, path: &Path| {
@@ -48,6 +48,11 @@ pub(crate) fn log_and_checkpoint_key_ids(data: &Path) -> Result<Vec<(KeyId, std:
             if let Some(h) = crate::checkpoint::read_header(&p) {
                 add(h.key_id, &p);
             }
+        }
+    }
+    for (id, path) in crate::stream::files::key_ids_of_files(data)? {
+        if !out.iter().any(|(k, _)| *k == id) {
+            out.push((id, path));
         }
     }
     out.sort();

@@ -23,7 +23,9 @@
 //! 4. every blob file in another form (plaintext, or sealed with another key) is written
 //!    again, sealed with the first key, into `blobs/tmp/` and renamed over its file
 //!    (`BlobStore::rewrite`): same content, so either file serves the blob, and a crash
-//!    leaves the old file in place (open empties `blobs/tmp/`).
+//!    leaves the old file in place (open empties `blobs/tmp/`);
+//! 5. every stream file in another form is written again beside itself and renamed over
+//!    itself, holding the stream files' lock (`StreamFiles::reseal`; open removes a leftover).
 //!
 //! It never touches a backup repository: archived segments and snapshots keep the key id they
 //! were written with (`docs/ENCRYPTION.md`, "Rotation"), and the archive treats a re-sealed
@@ -74,6 +76,8 @@ pub struct RotationReport {
     pub segments_rewritten: u64,
     /// Blob files written again under it (`blob::sealed`).
     pub blobs_rewritten: u64,
+    /// Stream files written again under it (`stream::files`).
+    pub streams_rewritten: u64,
     /// Bytes written by the rewrite.
     pub bytes_rewritten: u64,
     /// The key ids the data directory's log segments and checkpoints need afterwards.
@@ -124,6 +128,9 @@ pub(crate) trait RotationHost {
     fn emit(&self, details: serde_json::Value);
     /// The blob files (re-sealed one by one, each renamed over its file).
     fn blob_store(&self) -> &crate::blob::BlobStore;
+    /// Rewrites the stream files not in the target form (`StreamFiles::reseal`): (files,
+    /// bytes) written.
+    fn reseal_streams(&self, keys: &Keyring, to: Option<&Keyring>) -> Result<(u64, u64)>;
 }
 
 /// Re-seals every checkpoint and sealed segment of an open database that is sealed with
@@ -194,6 +201,7 @@ fn rotate_locked(
         checkpoints_rewritten: 0,
         segments_rewritten: 0,
         blobs_rewritten: 0,
+        streams_rewritten: 0,
         bytes_rewritten: 0,
         key_ids_in_use: vec![],
         left_as_is: vec![],
@@ -306,6 +314,10 @@ fn rotate_locked(
         }
         done(written.unwrap_or(0));
     }
+    let (files, bytes) = host.reseal_streams(keys, to)?;
+    report.streams_rewritten = files;
+    report.bytes_rewritten += bytes;
+    progress.advance(bytes);
     progress.end();
     report.key_ids_in_use = super::key_ids_in_dir(&data)?
         .into_iter()

@@ -35,6 +35,9 @@ pub enum FileKind {
     /// A blob file (`blobs/<ab>/<sha256>`, in a data directory or a repository); units are
     /// 64 KiB pieces of the blob by index, and a trailer naming its content (`blob::sealed`).
     Blob,
+    /// A stream file (`streams/<created lsn>-<name>/<base>.stream`); units are entries by
+    /// byte offset.
+    StreamFile,
 }
 
 impl FileKind {
@@ -46,6 +49,7 @@ impl FileKind {
             FileKind::BackupSnapshot => 3,
             FileKind::ArchivedSegment => 4,
             FileKind::Blob => 5,
+            FileKind::StreamFile => 6,
         }
     }
 
@@ -56,6 +60,7 @@ impl FileKind {
             FileKind::BackupSnapshot => "backup snapshot",
             FileKind::ArchivedSegment => "archived segment",
             FileKind::Blob => "blob file",
+            FileKind::StreamFile => "stream file",
         }
     }
 }

@@ -13,7 +13,6 @@ use crate::txn::{CommitMeta, Committed};
 
 impl Db {
     fn stream_commit(&self, ops: Vec<EncodedOp>) -> Result<Committed> {
-        self.streams_allowed()?;
         let durability = self.options().durability;
         self.commit_encoded(ops, durability, CommitMeta::default())
     }

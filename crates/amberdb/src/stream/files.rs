@@ -15,12 +15,22 @@
 //! nothing that open does not repair. Files are removed only when neither kept checkpoint needs
 //! them. Every file operation goes through `io.rs`. This module never decides what a stream
 //! holds: `stream/mod.rs` and the state do.
+//!
+//! With encryption on (issue 12) files are written in format 2: a 56-byte header naming the
+//! key id and a random salt, and each entry sealed as `len u32 | crc u32 | envelope` (the
+//! envelope of `seq u64 | commit_ts u64 | value`, at index = its byte offset, so 21 bytes
+//! longer than its plaintext frame). Positions stay those of the plaintext frames (the state
+//! and checkpoints do not change with encryption); each sealed file keeps the position of
+//! every frame in it to find its offset. A sealed file is appended to only by the process
+//! that created it: after a reopen (which may have cut bytes past a watermark) the next
+//! append starts a new file, so no offset is ever sealed twice under one file key.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::codec::{PutLe, Reader};
+use crate::crypto::{FileCipher, FileId, FileKind, KeyId, Keyring, ENVELOPE_OVERHEAD};
 use crate::error::{Damage, Error, IoContext, Result};
 use crate::io::{self, Faults};
 use crate::log::record::{CommitRecord, StreamOp};
@@ -31,11 +41,18 @@ use crate::stream::{frame_len, IndexEntry, StreamEntry, ENTRY_HEADER_LEN};
 pub const STREAMS_DIR: &str = "streams";
 /// First bytes of every stream file.
 pub(crate) const STREAM_MAGIC: [u8; 8] = *b"AMBRSTRM";
-/// Stream file format version.
+/// Stream file format version of plaintext files.
 pub(crate) const STREAM_FORMAT_VERSION: u32 = 1;
+/// Stream file format version of sealed files (encryption on).
+pub(crate) const STREAM_FORMAT_SEALED: u32 = 2;
 /// Stream file header: magic, version u32, reserved u32, created_lsn u64, base u64, crc u32,
 /// reserved u32.
 pub(crate) const STREAM_HEADER_LEN: u64 = 40;
+/// Sealed stream file header: magic, version u32 = 2, key_id u32, created_lsn u64, base u64,
+/// salt [16], crc u32 (of bytes 0..48), reserved u32.
+pub(crate) const STREAM_HEADER_LEN_SEALED: u64 = 56;
+/// Bytes a sealed entry frame has beyond its plaintext frame.
+const SEALED_EXTRA: u64 = ENVELOPE_OVERHEAD as u64;
 /// Bytes after which the next append starts a new segment file (`Options` may lower it).
 pub const DEFAULT_STREAM_SEGMENT_BYTES: u64 = 64 << 20;
 
@@ -56,6 +73,8 @@ pub(crate) fn marks(state: &State) -> Marks {
 pub(crate) struct StreamFiles {
     root: PathBuf,
     faults: Faults,
+    /// With encryption on, new files are sealed with the first key.
+    keys: Option<Keyring>,
     segment_bytes: u64,
     inner: Mutex<Files>,
 }
@@ -78,8 +97,60 @@ struct Inc {
     dir: PathBuf,
     /// Segment files by base position.
     segments: BTreeMap<u64, PathBuf>,
+    /// The sealed ones among them, by base position.
+    sealed: HashMap<u64, SealedSeg>,
     /// Bytes written (the next frame's position).
     end_pos: u64,
+    /// Base of the file this process created last: the only one a sealed append may extend.
+    created_here: Option<u64>,
+}
+
+/// A sealed stream file: its cipher, and the position of every frame in it (from its first).
+#[derive(Clone)]
+struct SealedSeg {
+    cipher: Arc<FileCipher>,
+    starts: Vec<u64>,
+}
+
+impl SealedSeg {
+    /// The byte offset in the file of position `pos` (a frame's start, or the end of the file's
+    /// frames), for a file based at `base`.
+    fn offset(&self, base: u64, pos: u64) -> u64 {
+        let before = self.starts.partition_point(|s| *s < pos) as u64;
+        STREAM_HEADER_LEN_SEALED + (pos - base) + before * SEALED_EXTRA
+    }
+}
+
+/// A byte range of one file that a read decodes.
+struct Chunk {
+    path: PathBuf,
+    from_at: u64,
+    to_at: u64,
+    /// The file's cipher when it is sealed.
+    cipher: Option<Arc<FileCipher>>,
+}
+
+/// What a stream file's header says.
+struct Header {
+    len: u64,
+    /// Sealed: its key id and salt.
+    sealed: Option<(KeyId, [u8; 16])>,
+}
+
+fn file_id(created_lsn: u64, base: u64, salt: [u8; 16]) -> FileId {
+    let mut timeline = [0u8; 16];
+    if let Some(t) = timeline.get_mut(..8) {
+        t.copy_from_slice(&base.to_le_bytes());
+    }
+    FileId {
+        kind: FileKind::StreamFile,
+        database_id: [0; 16],
+        // The file's base position stands in the timeline field: a file renamed to another
+        // base fails authentication.
+        timeline_id: timeline,
+        file_lsn: created_lsn,
+        salt,
+    }
 }
 
 fn dir_name(created_lsn: u64, name: &str) -> String {
@@ -106,6 +177,172 @@ fn encode_header(created_lsn: u64, base: u64) -> Vec<u8> {
     b.put_u32(crc);
     b.put_u32(0);
     b
+}
+
+fn encode_sealed_header(created_lsn: u64, base: u64, key_id: KeyId, salt: &[u8; 16]) -> Vec<u8> {
+    let mut b = Vec::with_capacity(STREAM_HEADER_LEN_SEALED as usize);
+    b.extend_from_slice(&STREAM_MAGIC);
+    b.put_u32(STREAM_FORMAT_SEALED);
+    b.put_u32(key_id.get());
+    b.put_u64(created_lsn);
+    b.put_u64(base);
+    b.extend_from_slice(salt);
+    let crc = crc32c::crc32c(&b);
+    b.put_u32(crc);
+    b.put_u32(0);
+    b
+}
+
+/// Reads a stream file's header (plaintext format 1 or sealed format 2) and checks it
+/// against its path; returns why it is wrong.
+fn parse_header(bytes: &[u8], created_lsn: u64, base: u64) -> std::result::Result<Header, String> {
+    let mut r = Reader::new(bytes);
+    let magic = r.array::<8>().ok_or("shorter than its header")?;
+    if magic != STREAM_MAGIC {
+        return Err("not a stream file (bad magic)".into());
+    }
+    if r.u32() != Some(STREAM_FORMAT_SEALED) {
+        check_header(bytes, created_lsn, base)?;
+        return Ok(Header {
+            len: STREAM_HEADER_LEN,
+            sealed: None,
+        });
+    }
+    let (Some(key), Some(lsn), Some(b), Some(salt), Some(crc), Some(zero)) =
+        (r.u32(), r.u64(), r.u64(), r.array::<16>(), r.u32(), r.u32())
+    else {
+        return Err("shorter than its header".into());
+    };
+    if crc32c::crc32c(bytes.get(..48).unwrap_or_default()) != crc || zero != 0 {
+        return Err("stream file header fails its CRC32C".into());
+    }
+    let key = KeyId::from_u32(key).ok_or("sealed stream file header names key id 0")?;
+    if lsn != created_lsn || b != base {
+        return Err(format!(
+            "header says stream of LSN {lsn} at {b}, its path says LSN {created_lsn} at {base}"
+        ));
+    }
+    Ok(Header {
+        len: STREAM_HEADER_LEN_SEALED,
+        sealed: Some((key, salt)),
+    })
+}
+
+/// The key id a stream file's header names, when it is sealed (header bytes only).
+fn sealed_key_of(bytes: &[u8]) -> Option<KeyId> {
+    let mut r = Reader::new(bytes);
+    if r.array::<8>()? != STREAM_MAGIC || r.u32()? != STREAM_FORMAT_SEALED {
+        return None;
+    }
+    KeyId::from_u32(r.u32()?)
+}
+
+/// The key id of every sealed stream file under `data`, each with one file sealed with it
+/// (headers only; open checks them before recovery reads anything).
+pub(crate) fn key_ids_of_files(data: &Path) -> Result<Vec<(KeyId, PathBuf)>> {
+    let root = data.join(STREAMS_DIR);
+    let mut out: Vec<(KeyId, PathBuf)> = vec![];
+    if !root.is_dir() {
+        return Ok(out);
+    }
+    let faults = Faults::none();
+    for dir in io::read_dir(&root, &faults).context(|| format!("listing {}", root.display()))? {
+        if !dir.is_dir() {
+            continue;
+        }
+        for path in io::read_dir(&dir, &faults).context(|| format!("listing {}", dir.display()))? {
+            // A rotation's leftover `.rekey` file is removed by open, never read.
+            let dotted = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_none_or(|n| n.starts_with('.'));
+            if dotted {
+                continue;
+            }
+            let Ok(f) = io::open_read(&path, &faults) else {
+                continue;
+            };
+            let mut head = Vec::with_capacity(STREAM_HEADER_LEN_SEALED as usize);
+            if std::io::Read::read_to_end(
+                &mut std::io::Read::take(f, STREAM_HEADER_LEN_SEALED),
+                &mut head,
+            )
+            .is_err()
+            {
+                continue;
+            }
+            if let Some(k) = sealed_key_of(&head) {
+                if !out.iter().any(|(id, _)| *id == k) {
+                    out.push((k, path));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Encodes one sealed entry frame at byte offset `offset` of its file.
+fn encode_sealed_entry(
+    buf: &mut Vec<u8>,
+    cipher: &FileCipher,
+    offset: u64,
+    seq: u64,
+    ts: u64,
+    value: &[u8],
+) -> Result<()> {
+    let mut plain = Vec::with_capacity(16 + value.len());
+    plain.put_u64(seq);
+    plain.put_u64(ts);
+    plain.extend_from_slice(value);
+    let env = cipher.seal(offset, &plain)?;
+    let start = buf.len();
+    buf.put_u32(u32::try_from(env.len()).unwrap_or(u32::MAX));
+    buf.put_u32(crc32c::crc32c(&env));
+    buf.extend_from_slice(&env);
+    debug_assert_eq!(
+        (buf.len() - start) as u64,
+        frame_len(value.len()) + SEALED_EXTRA
+    );
+    Ok(())
+}
+
+/// The length and CRC check of the sealed frame at the start of `buf`: its envelope and
+/// whole length.
+fn sealed_frame(buf: &[u8]) -> std::result::Result<(&[u8], usize), String> {
+    let mut r = Reader::new(buf);
+    let (Some(len), Some(crc)) = (r.u32(), r.u32()) else {
+        return Err("entry header is incomplete".into());
+    };
+    let len = len as usize;
+    if len > crate::limits::MAX_STREAM_ENTRY_BYTES + 16 + ENVELOPE_OVERHEAD {
+        return Err(format!("entry declares {len} bytes, over the entry limit"));
+    }
+    if len < 16 + ENVELOPE_OVERHEAD {
+        return Err(format!(
+            "sealed entry declares {len} bytes, shorter than its envelope"
+        ));
+    }
+    let env = buf.get(8..8 + len).ok_or("entry is incomplete")?;
+    if crc32c::crc32c(env) != crc {
+        return Err("entry fails its CRC32C".into());
+    }
+    Ok((env, 8 + len))
+}
+
+/// Opens the sealed frame at the start of `buf`, at byte offset `offset`: (seq, commit_ts,
+/// value, frame length).
+fn decode_sealed_entry(
+    buf: &[u8],
+    cipher: &FileCipher,
+    offset: u64,
+) -> std::result::Result<(u64, u64, Vec<u8>, usize), String> {
+    let (env, n) = sealed_frame(buf)?;
+    let plain = cipher.open(offset, env).map_err(|e| e.to_string())?;
+    let mut r = Reader::new(&plain);
+    let (Some(seq), Some(ts)) = (r.u64(), r.u64()) else {
+        return Err("sealed entry is shorter than its sequence number and time".into());
+    };
+    Ok((seq, ts, plain.get(16..).unwrap_or_default().to_vec(), n))
 }
 
 /// Checks a stream file's header; returns why it is wrong.
@@ -180,6 +417,129 @@ fn damaged(file: &Path, offset: u64, detail: String) -> Error {
     })
 }
 
+/// An entry open read from a sealed file: (position, seq, commit_ts).
+type OpenedEntry = (u64, u64, u64);
+
+/// Suffix of a stream file being rewritten by a key rotation (`.<base>.stream.rekey`).
+const REKEY_SUFFIX: &str = ".rekey";
+
+/// Every entry of the stream file at `path` (based at `base`, its entries ending at position
+/// `end`), plaintext or sealed: (seq, commit_ts, value). For a rewrite; damage is refused.
+fn read_whole(
+    path: &Path,
+    created_lsn: u64,
+    base: u64,
+    end: u64,
+    keys: Option<&Keyring>,
+    faults: &Faults,
+) -> Result<Vec<(u64, u64, Vec<u8>)>> {
+    let bytes = io::read(path, faults).context(|| format!("reading {}", path.display()))?;
+    let header = parse_header(&bytes, created_lsn, base).map_err(|e| damaged(path, 0, e))?;
+    let cipher = match header.sealed {
+        Some((key_id, salt)) => {
+            let keys = keys.ok_or_else(|| Error::KeyMissing {
+                key_id: key_id.get(),
+                unit: path.display().to_string(),
+                available: crate::crypto::describe_keys(None),
+            })?;
+            Some(keys.file_cipher_for(&file_id(created_lsn, base, salt), key_id)?)
+        }
+        None => None,
+    };
+    let mut out = vec![];
+    let (mut pos, mut at) = (base, header.len);
+    while pos < end {
+        let frame = bytes.get(at as usize..).unwrap_or_default();
+        let (seq, ts, value, n, logical) = match &cipher {
+            Some(c) => {
+                let (q, t, v, n) =
+                    decode_sealed_entry(frame, c, at).map_err(|e| damaged(path, at, e))?;
+                (q, t, v, n, n as u64 - SEALED_EXTRA)
+            }
+            None => {
+                let (q, t, v, n) = decode_entry(frame).map_err(|e| damaged(path, at, e))?;
+                (q, t, v.to_vec(), n, n as u64)
+            }
+        };
+        out.push((seq, ts, value));
+        pos += logical;
+        at += n as u64;
+    }
+    Ok(out)
+}
+
+/// Opens a sealed stream file based at `base` whose entries end at position `end`: walks its
+/// frames (checking each CRC) up to `end`, cuts what lies past it, and opens every entry from
+/// `first_pos` on. Returns the file's frame positions and, per opened entry, (position, seq,
+/// commit_ts). A file that ends before `end`, or an entry that does not authenticate, is
+/// damage; a key the keyring lacks is `KeyMissing` (open checked the keys before, so only a
+/// file changed since gets here).
+fn open_sealed(
+    path: &Path,
+    created_lsn: u64,
+    base: u64,
+    end: u64,
+    first_pos: u64,
+    keys: Option<&Keyring>,
+    faults: &Faults,
+) -> Result<(SealedSeg, Vec<OpenedEntry>)> {
+    let bytes = io::read(path, faults).context(|| format!("reading {}", path.display()))?;
+    let header = parse_header(&bytes, created_lsn, base).map_err(|e| damaged(path, 0, e))?;
+    let Some((key_id, salt)) = header.sealed else {
+        return Err(damaged(path, 0, "not a sealed stream file".into()));
+    };
+    let keys = keys.ok_or_else(|| Error::KeyMissing {
+        key_id: key_id.get(),
+        unit: path.display().to_string(),
+        available: crate::crypto::describe_keys(None),
+    })?;
+    let cipher = keys.file_cipher_for(&file_id(created_lsn, base, salt), key_id)?;
+    let mut starts = vec![];
+    let mut entries = vec![];
+    let (mut pos, mut at) = (base, header.len);
+    while pos < end {
+        let frame = bytes.get(at as usize..).unwrap_or_default();
+        if frame.is_empty() {
+            return Err(damaged(
+                path,
+                at,
+                format!("the file ends at byte {at} but must hold entries up to position {end}"),
+            ));
+        }
+        let n = if pos >= first_pos {
+            let (seq, ts, _, n) =
+                decode_sealed_entry(frame, &cipher, at).map_err(|e| damaged(path, at, e))?;
+            entries.push((pos, seq, ts));
+            n
+        } else {
+            sealed_frame(frame).map_err(|e| damaged(path, at, e))?.1
+        };
+        starts.push(pos);
+        pos += n as u64 - SEALED_EXTRA;
+        at += n as u64;
+    }
+    if pos != end {
+        return Err(damaged(
+            path,
+            at,
+            format!("a frame crosses position {end}, where the next file or the watermark begins"),
+        ));
+    }
+    if (bytes.len() as u64) > at {
+        let mut f =
+            io::open_write(path, faults).context(|| format!("opening {}", path.display()))?;
+        f.set_len(at)
+            .context(|| format!("truncating {}", path.display()))?;
+    }
+    Ok((
+        SealedSeg {
+            cipher: Arc::new(cipher),
+            starts,
+        },
+        entries,
+    ))
+}
+
 impl StreamFiles {
     /// Opens `DATA/streams/` for `state` (a checkpoint's, before replay): removes the
     /// directories of streams the state does not have (deleted, or created after it: replay
@@ -191,6 +551,7 @@ impl StreamFiles {
         faults: &Faults,
         segment_bytes: u64,
         state: &mut State,
+        keys: Option<&Keyring>,
     ) -> Result<StreamFiles> {
         let root = data.join(STREAMS_DIR);
         io::create_dir_all(&root, faults).context(|| format!("creating {}", root.display()))?;
@@ -241,10 +602,39 @@ impl StreamFiles {
                     }
                 }
             }
-            // Cut the newest file at the watermark, check that every file reaches the next.
+            // Cut the newest file at the watermark, check that every file reaches the next;
+            // sealed files are walked frame by frame (their offsets are not positions).
             let bases: Vec<u64> = segments.keys().copied().collect();
+            let mut sealed: HashMap<u64, SealedSeg> = HashMap::new();
+            let mut sealed_entries: BTreeMap<u64, Vec<OpenedEntry>> = BTreeMap::new();
             for (i, (base, path)) in segments.iter().enumerate() {
                 let end = bases.get(i + 1).copied().unwrap_or(s.end_pos);
+                let mut head = Vec::with_capacity(STREAM_HEADER_LEN_SEALED as usize);
+                let f = io::open_read(path, faults)
+                    .context(|| format!("opening {}", path.display()))?;
+                std::io::Read::read_to_end(
+                    &mut std::io::Read::take(f, STREAM_HEADER_LEN_SEALED),
+                    &mut head,
+                )
+                .context(|| format!("reading {}", path.display()))?;
+                if sealed_key_of(&head).is_some() {
+                    // Never appended to again, so bytes past the watermark of a file no
+                    // entry is read from can stay until the file is collected.
+                    if end > s.first_pos {
+                        let (seg, entries) = open_sealed(
+                            path,
+                            s.created_lsn,
+                            *base,
+                            end,
+                            s.first_pos,
+                            keys,
+                            faults,
+                        )?;
+                        sealed.insert(*base, seg);
+                        sealed_entries.insert(*base, entries);
+                    }
+                    continue;
+                }
                 let want = STREAM_HEADER_LEN + (end - base);
                 let len = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
                 if len < want && end > s.first_pos {
@@ -280,6 +670,34 @@ impl StreamFiles {
                     .range(base + 1..)
                     .next()
                     .map_or(s.end_pos, |(b, _)| *b);
+                if let Some(entries) = sealed_entries.get(&base) {
+                    let from = pos;
+                    for &(at, got, ts) in entries.iter().filter(|e| e.0 >= from) {
+                        if at != pos || got != seq {
+                            return Err(damaged(
+                                path,
+                                0,
+                                format!("stream {name}: entry {got} at position {at} where entry {seq} at {pos} belongs"),
+                            ));
+                        }
+                        index.push_back(IndexEntry { pos, ts });
+                        let seg = sealed.get(&base);
+                        let next = seg
+                            .and_then(|g| g.starts.get(g.starts.partition_point(|s| *s <= at)))
+                            .copied()
+                            .unwrap_or(end);
+                        pos = next;
+                        seq += 1;
+                    }
+                    if pos != end {
+                        return Err(damaged(
+                            path,
+                            0,
+                            format!("stream {name}: the file's entries end at position {pos}, not at {end}"),
+                        ));
+                    }
+                    continue;
+                }
                 let bytes =
                     io::read(path, faults).context(|| format!("reading {}", path.display()))?;
                 check_header(&bytes, s.created_lsn, base).map_err(|e| damaged(path, 0, e))?;
@@ -318,13 +736,16 @@ impl StreamFiles {
                 Inc {
                     dir,
                     segments,
+                    sealed,
                     end_pos: s.end_pos,
+                    created_here: None,
                 },
             );
         }
         Ok(StreamFiles {
             root,
             faults: faults.clone(),
+            keys: keys.cloned(),
             segment_bytes: segment_bytes.max(1),
             inner: Mutex::new(files),
         })
@@ -379,7 +800,9 @@ impl StreamFiles {
             Inc {
                 dir: self.root.join(dir_name(lsn, stream)),
                 segments: BTreeMap::new(),
+                sealed: HashMap::new(),
                 end_pos: 0,
+                created_here: None,
             },
         );
         lsn
@@ -405,33 +828,80 @@ impl StreamFiles {
                 .context(|| format!("creating {}", inc.dir.display()))?;
             new_dirs.push(self.root.clone());
         }
-        let roll = inc
-            .segments
-            .iter()
-            .next_back()
-            .is_none_or(|(base, _)| inc.end_pos - base >= self.segment_bytes);
+        // A new file when the newest is full, and, for sealed files, when this process did
+        // not create it (after a reopen: its offsets past a cut watermark were sealed before)
+        // or it is in the other form than this handle writes.
+        let newest = inc.segments.keys().next_back().copied();
+        let roll = match newest {
+            None => true,
+            Some(base) => {
+                let sealed_newest = inc.sealed.contains_key(&base);
+                inc.end_pos - base >= self.segment_bytes
+                    || sealed_newest != self.keys.is_some()
+                    || (sealed_newest && inc.created_here != Some(base))
+            }
+        };
         if roll {
             let path = inc.dir.join(segment_name(inc.end_pos));
             let mut f =
                 io::create(&path, faults).context(|| format!("creating {}", path.display()))?;
-            f.write_all(&encode_header(lsn, inc.end_pos))
+            let header = match &self.keys {
+                Some(keys) => {
+                    let salt = FileId::new_salt()?;
+                    let key_id = keys.primary().id();
+                    let cipher = keys.file_cipher(&file_id(lsn, inc.end_pos, salt))?;
+                    inc.sealed.insert(
+                        inc.end_pos,
+                        SealedSeg {
+                            cipher: Arc::new(cipher),
+                            starts: vec![],
+                        },
+                    );
+                    encode_sealed_header(lsn, inc.end_pos, key_id, &salt)
+                }
+                None => encode_header(lsn, inc.end_pos),
+            };
+            f.write_all(&header)
                 .context(|| format!("writing {}", path.display()))?;
             inc.segments.insert(inc.end_pos, path);
+            inc.created_here = Some(inc.end_pos);
             new_dirs.push(inc.dir.clone());
         }
-        let Some((_, path)) = inc.segments.iter().next_back() else {
+        let Some((&base, path)) = inc.segments.iter().next_back() else {
             return Ok(());
         };
         let path = path.clone();
         let mut buf = Vec::with_capacity(values.iter().map(|v| frame_len(v.len()) as usize).sum());
-        for (i, v) in values.iter().enumerate() {
-            encode_entry(&mut buf, first_seq + i as u64, ts, v);
+        let mut logical = 0u64;
+        match inc.sealed.get_mut(&base) {
+            Some(seg) => {
+                for (i, v) in values.iter().enumerate() {
+                    let pos = inc.end_pos + logical;
+                    let offset = seg.offset(base, pos);
+                    encode_sealed_entry(
+                        &mut buf,
+                        &seg.cipher,
+                        offset,
+                        first_seq + i as u64,
+                        ts,
+                        v,
+                    )?;
+                    seg.starts.push(pos);
+                    logical += frame_len(v.len());
+                }
+            }
+            None => {
+                for (i, v) in values.iter().enumerate() {
+                    encode_entry(&mut buf, first_seq + i as u64, ts, v);
+                }
+                logical = buf.len() as u64;
+            }
         }
         let mut f =
             io::open_append(&path, faults).context(|| format!("opening {}", path.display()))?;
         f.write_all(&buf)
             .context(|| format!("appending to {}", path.display()))?;
-        inc.end_pos += buf.len() as u64;
+        inc.end_pos += logical;
         g.unsynced.insert(path);
         g.dirs_unsynced.extend(new_dirs);
         Ok(())
@@ -500,6 +970,7 @@ impl StreamFiles {
                                     if let Some(p) = inc.segments.remove(base) {
                                         files.push(p);
                                     }
+                                    inc.sealed.remove(base);
                                 }
                             }
                         }
@@ -532,6 +1003,100 @@ impl StreamFiles {
         Ok(removed)
     }
 
+    /// Writes every stream file that is not in the target form again: sealed with `to`'s
+    /// first key, or plaintext without `to` (a key rotation's rewrite, `crypto::rotate`).
+    /// Each file's entries up to its end are decoded (with `keys`), written to
+    /// `.<base>.stream.rekey` beside it, synced, and renamed over it, then the directory is
+    /// synced; open removes a `.rekey` file a crash left (its name is no segment's). Holds the
+    /// files' lock throughout, so appends wait. Returns (files, bytes) written.
+    pub(crate) fn reseal(&self, keys: &Keyring, to: Option<&Keyring>) -> Result<(u64, u64)> {
+        let target = to.map(|k| k.primary().id());
+        let mut g = self.lock()?;
+        let (mut files, mut bytes) = (0u64, 0u64);
+        let mut touched = vec![];
+        for (&lsn, inc) in g.incs.iter_mut() {
+            let bases: Vec<u64> = inc.segments.keys().copied().collect();
+            for (i, base) in bases.iter().enumerate() {
+                let Some(path) = inc.segments.get(base).cloned() else {
+                    continue;
+                };
+                let on_disk = {
+                    let mut head = Vec::with_capacity(STREAM_HEADER_LEN_SEALED as usize);
+                    let f = io::open_read(&path, &self.faults)
+                        .context(|| format!("opening {}", path.display()))?;
+                    std::io::Read::read_to_end(
+                        &mut std::io::Read::take(f, STREAM_HEADER_LEN_SEALED),
+                        &mut head,
+                    )
+                    .context(|| format!("reading {}", path.display()))?;
+                    sealed_key_of(&head)
+                };
+                if on_disk == target {
+                    continue;
+                }
+                let end = bases.get(i + 1).copied().unwrap_or(inc.end_pos);
+                let entries = read_whole(&path, lsn, *base, end, Some(keys), &self.faults)?;
+                let mut out = vec![];
+                let mut seg = None;
+                match to {
+                    Some(k) => {
+                        let salt = FileId::new_salt()?;
+                        let key_id = k.primary().id();
+                        let cipher = k.file_cipher(&file_id(lsn, *base, salt))?;
+                        out.extend_from_slice(&encode_sealed_header(lsn, *base, key_id, &salt));
+                        let mut starts = Vec::with_capacity(entries.len());
+                        let mut pos = *base;
+                        for (seq, ts, v) in &entries {
+                            let at = out.len() as u64;
+                            encode_sealed_entry(&mut out, &cipher, at, *seq, *ts, v)?;
+                            starts.push(pos);
+                            pos += frame_len(v.len());
+                        }
+                        seg = Some(SealedSeg {
+                            cipher: Arc::new(cipher),
+                            starts,
+                        });
+                    }
+                    None => {
+                        out.extend_from_slice(&encode_header(lsn, *base));
+                        for (seq, ts, v) in &entries {
+                            encode_entry(&mut out, *seq, *ts, v);
+                        }
+                    }
+                }
+                let tmp = inc
+                    .dir
+                    .join(format!(".{}{REKEY_SUFFIX}", segment_name(*base)));
+                let mut f = io::create(&tmp, &self.faults)
+                    .context(|| format!("creating {}", tmp.display()))?;
+                f.write_all(&out)
+                    .context(|| format!("writing {}", tmp.display()))?;
+                f.sync_all()
+                    .context(|| format!("syncing {}", tmp.display()))?;
+                io::rename(&tmp, &path, &self.faults)
+                    .context(|| format!("renaming {}", tmp.display()))?;
+                match seg {
+                    Some(s) => {
+                        inc.sealed.insert(*base, s);
+                    }
+                    None => {
+                        inc.sealed.remove(base);
+                    }
+                }
+                // Written by this process from its first byte: sealed appends may extend it.
+                inc.created_here = Some(*base);
+                files += 1;
+                bytes += out.len() as u64;
+                touched.push(inc.dir.clone());
+            }
+        }
+        touched.dedup();
+        for dir in &touched {
+            io::sync_dir(dir, &self.faults).context(|| format!("syncing {}", dir.display()))?;
+        }
+        Ok((files, bytes))
+    }
+
     /// Reads the entries at index positions `from..to` of `stream` in `state` (a published
     /// view: every byte it names was written before it was published).
     pub(crate) fn read(
@@ -549,7 +1114,7 @@ impl StreamFiles {
         };
         let end_pos = s.index.get(to).map_or(s.end_pos, |e| e.pos);
         let first_seq = s.first_seq + from as u64;
-        let chunks: Vec<(u64, u64, PathBuf)> = {
+        let chunks: Vec<Chunk> = {
             let g = self.lock()?;
             let Some(inc) = g.incs.get(&s.created_lsn) else {
                 return Err(Error::InvalidArgument(format!(
@@ -569,28 +1134,50 @@ impl StreamFiles {
                     .range(base + 1..)
                     .next()
                     .map_or(end_pos, |(b, _)| (*b).min(end_pos));
-                out.push((base, pos, path.clone()));
+                let (from_at, to_at, cipher) = match inc.sealed.get(&base) {
+                    Some(seg) => (
+                        seg.offset(base, pos),
+                        seg.offset(base, seg_end),
+                        Some(seg.cipher.clone()),
+                    ),
+                    None => (
+                        STREAM_HEADER_LEN + (pos - base),
+                        STREAM_HEADER_LEN + (seg_end - base),
+                        None,
+                    ),
+                };
+                out.push(Chunk {
+                    path: path.clone(),
+                    from_at,
+                    to_at,
+                    cipher,
+                });
                 pos = seg_end;
             }
             out
         };
         let mut entries = Vec::with_capacity(to - from);
         let mut seq = first_seq;
-        for (i, (base, pos, path)) in chunks.iter().enumerate() {
-            let until = chunks.get(i + 1).map_or(end_pos, |c| c.1);
-            let len = usize::try_from(until - pos).unwrap_or(usize::MAX);
+        for c in &chunks {
+            let path = &c.path;
+            let len = usize::try_from(c.to_at - c.from_at).unwrap_or(usize::MAX);
             let mut f = io::open_read(path, &self.faults)
                 .context(|| format!("opening {}", path.display()))?;
-            f.seek_to(STREAM_HEADER_LEN + (pos - base))
+            f.seek_to(c.from_at)
                 .context(|| format!("seeking in {}", path.display()))?;
             let mut buf = vec![0; len];
             std::io::Read::read_exact(&mut f, &mut buf)
                 .context(|| format!("reading {}", path.display()))?;
             let mut at = 0;
             while at < buf.len() {
-                let offset = STREAM_HEADER_LEN + (pos - base) + at as u64;
-                let (got, ts, value, n) = decode_entry(buf.get(at..).unwrap_or_default())
-                    .map_err(|e| damaged(path, offset, e))?;
+                let offset = c.from_at + at as u64;
+                let frame = buf.get(at..).unwrap_or_default();
+                let (got, ts, value, n) = match &c.cipher {
+                    Some(cipher) => decode_sealed_entry(frame, cipher, offset)
+                        .map(|(q, t, v, n)| (q, t, std::borrow::Cow::Owned(v), n)),
+                    None => decode_entry(frame).map(|(q, t, v, n)| (q, t, v.into(), n)),
+                }
+                .map_err(|e| damaged(path, offset, e))?;
                 if got != seq {
                     return Err(damaged(
                         path,
@@ -601,7 +1188,7 @@ impl StreamFiles {
                 entries.push(StreamEntry {
                     seq,
                     commit_ts: ts,
-                    value: value.into(),
+                    value: value.as_ref().into(),
                 });
                 seq += 1;
                 at += n;
