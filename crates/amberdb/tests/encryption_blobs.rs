@@ -9,29 +9,20 @@
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
+mod support;
+
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 use amberdb::backup::{restore_with, NoProgress};
 use amberdb::blob::sealed::{sealed_len, HEADER_LEN, UNIT};
-use amberdb::crypto::{decrypt_dir, encrypt_dir, Key, Keyring, ENVELOPE_OVERHEAD};
+use amberdb::crypto::{decrypt_dir, encrypt_dir, Keyring, ENVELOPE_OVERHEAD};
 use amberdb::{verify_dir, verify_dir_with, BackupRepo, BlobInfo, BlobUpload, Db, Error, Options};
 use proptest::prelude::*;
+use support::{test_key as key, test_ring as ring};
 
 const MARKER: &[u8] = b"MARKER-blob-secret-0xb10b";
-
-fn key(n: u8) -> Key {
-    let mut b = [0u8; 32];
-    for (i, x) in b.iter_mut().enumerate() {
-        *x = n.wrapping_mul(41).wrapping_add(i as u8).wrapping_mul(23) ^ 0x71;
-    }
-    Key::from_bytes(b)
-}
-
-fn ring(keys: &[u8]) -> Keyring {
-    Keyring::new(keys.iter().map(|k| key(*k)).collect()).unwrap()
-}
 
 fn opts(keys: Option<Keyring>) -> Options {
     Options {
@@ -75,23 +66,10 @@ fn blob_path(data: &Path, info: &BlobInfo) -> PathBuf {
 
 /// Every file under `root` holding the marker.
 fn files_with_marker(root: &Path) -> Vec<String> {
-    let mut found = vec![];
-    let mut stack = vec![root.to_owned()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d).unwrap() {
-            let e = e.unwrap();
-            if e.file_type().unwrap().is_dir() {
-                stack.push(e.path());
-            } else if fs::read(e.path())
-                .unwrap()
-                .windows(MARKER.len())
-                .any(|w| w == MARKER)
-            {
-                found.push(e.path().display().to_string());
-            }
-        }
-    }
-    found
+    support::files_containing(root, MARKER)
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect()
 }
 
 const SIZES: [usize; 7] = [0, 1, UNIT - 1, UNIT, UNIT + 1, 3 * UNIT + 5, 200_000];

@@ -14,23 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use amberdb::backup::NoProgress;
-use amberdb::crypto::{decrypt_dir, encrypt_dir, Key, Keyring};
+use amberdb::crypto::{decrypt_dir, encrypt_dir, Keyring};
 use amberdb::{Db, Error, Options, StreamFrom};
 use serde_json::{json, Value};
+use support::{test_key as key, test_ring as ring};
 
 const MARKER: &str = "MARKER-stream-secret-0x57e4";
-
-fn key(n: u8) -> Key {
-    let mut b = [0u8; 32];
-    for (i, x) in b.iter_mut().enumerate() {
-        *x = n.wrapping_mul(19).wrapping_add(i as u8).wrapping_mul(61) ^ 0x2e;
-    }
-    Key::from_bytes(b)
-}
-
-fn ring(keys: &[u8]) -> Keyring {
-    Keyring::new(keys.iter().map(|k| key(*k)).collect()).unwrap()
-}
 
 fn opts(keys: Option<Keyring>) -> Options {
     Options {
@@ -89,15 +78,7 @@ fn stream_files(data: &Path) -> Vec<PathBuf> {
 }
 
 fn with_marker(data: &Path) -> Vec<PathBuf> {
-    stream_files(data)
-        .into_iter()
-        .filter(|p| {
-            fs::read(p)
-                .unwrap()
-                .windows(MARKER.len())
-                .any(|w| w == MARKER.as_bytes())
-        })
-        .collect()
+    support::files_containing(&data.join("streams"), MARKER.as_bytes())
 }
 
 #[test]

@@ -11,7 +11,7 @@ use crate::Result;
 
 /// The key of `AmberDB (encrypted)`: fixed, so the parent and a reopen child agree (a bench
 /// key, never a secret).
-pub(super) fn bench_keyring() -> amberdb::crypto::Keyring {
+pub fn bench_keyring() -> amberdb::crypto::Keyring {
     amberdb::crypto::Keyring::single(amberdb::crypto::Key::from_bytes([0xA7; 32]))
 }
 

@@ -6,6 +6,7 @@
 //! Readers return the stored value's length so the compiler cannot skip the read.
 
 mod amber;
+pub use amber::bench_keyring;
 mod fjall;
 mod redb;
 mod sqlite;

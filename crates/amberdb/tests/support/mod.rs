@@ -119,6 +119,30 @@ pub fn tree_listing(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
     out
 }
 
+/// Every file under `root` (full path) whose bytes contain `needle`: the plaintext scan of the
+/// encryption tests.
+pub fn files_containing(root: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    tree_listing(root)
+        .into_iter()
+        .filter(|(_, bytes)| bytes.windows(needle.len()).any(|w| w == needle))
+        .map(|(rel, _)| root.join(rel))
+        .collect()
+}
+
+/// A test key from one byte (distinct bytes give distinct keys and key ids).
+pub fn test_key(n: u8) -> amberdb::crypto::Key {
+    let mut b = [0u8; 32];
+    for (i, x) in b.iter_mut().enumerate() {
+        *x = n.wrapping_mul(41).wrapping_add(i as u8).wrapping_mul(23) ^ 0x71;
+    }
+    amberdb::crypto::Key::from_bytes(b)
+}
+
+/// A keyring of [`test_key`]s, the first sealing.
+pub fn test_ring(keys: &[u8]) -> amberdb::crypto::Keyring {
+    amberdb::crypto::Keyring::new(keys.iter().map(|k| test_key(*k)).collect()).unwrap()
+}
+
 /// (LSN, offset) of every valid frame of the segment file `path`, encrypted or not (payloads
 /// are not opened).
 pub fn segment_frames_any(path: &Path) -> Vec<(u64, u64)> {
