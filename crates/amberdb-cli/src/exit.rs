@@ -75,6 +75,16 @@ impl From<Error> for CliError {
     }
 }
 
+/// `e` as a CLI error where an `InvalidArgument` is the user's bad input (exit 2, as its
+/// 400 is through a server): a refused spec, an undefined schema version. Elsewhere an
+/// `InvalidArgument` keeps exit 1 (e.g. a missing data directory).
+pub fn input_error(e: Error) -> CliError {
+    match e {
+        Error::InvalidArgument(m) => CliError::usage(m),
+        e => e.into(),
+    }
+}
+
 impl From<std::io::Error> for CliError {
     fn from(e: std::io::Error) -> Self {
         CliError::new(ERROR, e.to_string())

@@ -77,6 +77,44 @@ fn check(target: &[&str], files: &std::path::Path) {
         "the TOML form round-trips"
     );
 
+    // Before any migration: p1 is stored at version 1 and read at the current version 2
+    // (upgraded on read), or at version 1 as an old client asks; the same both ways.
+    let (code, out, err) = run(&["get"], target, &["players", "p1"]);
+    assert_eq!(code, 0, "{err}");
+    let env: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (
+            &env["value"],
+            &env["schema_version"],
+            &env["stored_schema_version"]
+        ),
+        (
+            &json!({"name": "ann", "inventory": []}),
+            &json!(2),
+            &json!(1)
+        ),
+        "{env}"
+    );
+    let (code, out, err) = run(
+        &["get"],
+        target,
+        &["players", "p1", "--schema-version", "1", "--value-only"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&out).unwrap(),
+        json!({"name": "ann"})
+    );
+    let (code, _, err) = run(
+        &["get"],
+        target,
+        &["players", "p1", "--schema-version", "9"],
+    );
+    assert!(
+        code == 2 && err.contains("schema version 9 is not defined"),
+        "an undefined version: {code} {err}"
+    );
+
     // A dry run reports and writes nothing; the real run writes one commit.
     let (code, out, err) = run(
         &["migrate"],
@@ -124,9 +162,9 @@ fn check(target: &[&str], files: &std::path::Path) {
         target,
         &["players", changed.to_str().unwrap()],
     );
-    // (Exit 1 on a data directory; through a server the refusal is a 400, exit 2.)
+    // A refused spec exits 2 on a data directory as through a server (its 400).
     assert!(
-        code != 0 && err.contains("has been applied"),
+        code == 2 && err.contains("has been applied"),
         "an applied migration changed: {code} {err}"
     );
     let (code, out, err) = run(

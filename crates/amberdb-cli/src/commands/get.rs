@@ -6,7 +6,7 @@ use crate::exit::{CliError, CliResult, NOT_FOUND};
 
 #[derive(clap::Args, Debug)]
 #[command(
-    after_help = "Exit status: 0 found, 3 not found (also: did not exist at --as-of), 1 when the point is older than the history window (history_lost).\n\nExamples:\n  amberdb get --data ./db players alice\n  AMBERDB_URL=http://127.0.0.1:7070 amberdb get players alice --value-only\n  # player 1234 as it was just before the bad deploy at 02:41:\n  amberdb get --url http://127.0.0.1:7070 players 1234 --as-of 2026-11-21T02:40:00Z\n  # as it was right after commit 5120 (LSNs from `amberdb history` or `amberdb log`):\n  amberdb get --data ./db players 1234 --as-of-lsn 5120"
+    after_help = "Exit status: 0 found, 3 not found (also: did not exist at --as-of), 1 when the point is older than the history window (history_lost) or no down migration leads to --schema-version, 2 for a schema version the spec does not define.\n\nExamples:\n  amberdb get --data ./db players alice\n  AMBERDB_URL=http://127.0.0.1:7070 amberdb get players alice --value-only\n  # player 1234 as it was just before the bad deploy at 02:41:\n  amberdb get --url http://127.0.0.1:7070 players 1234 --as-of 2026-11-21T02:40:00Z\n  # as it was right after commit 5120 (LSNs from `amberdb history` or `amberdb log`):\n  amberdb get --data ./db players 1234 --as-of-lsn 5120\n  # what a client still at schema version 1 reads:\n  amberdb get --data ./db players 1234 --schema-version 1"
 )]
 pub struct Args {
     #[command(flatten)]
@@ -26,6 +26,11 @@ pub struct Args {
     /// Read the document as it was right after the commit with this LSN.
     #[arg(long, value_name = "LSN")]
     pub as_of_lsn: Option<u64>,
+    /// Print the document at this schema version (an old client's view): migrated on read
+    /// through the spec's `up` or `down` chain, never stored. Default: the collection's
+    /// current version. The envelope's `stored_schema_version` is the version it is stored at.
+    #[arg(long, value_name = "N")]
+    pub schema_version: Option<u32>,
 }
 
 pub fn run(a: Args) -> CliResult {
@@ -38,18 +43,33 @@ pub fn run(a: Args) -> CliResult {
     };
     let envelope = match a.target.open_existing()? {
         Target::Local(db) => {
-            let doc = match at {
-                Some(at) => db.get_at(&a.collection, &a.key, at),
-                None => Ok(db.get(&a.collection, &a.key)),
-            };
+            // The same presentation as a server's read: at the current schema version (or
+            // the one asked for), so `--data` and `--url` print the same document.
+            let doc = (|| -> Result<_, CliError> {
+                let reader = db
+                    .schema_reader(&db.view(), &a.collection, a.schema_version)
+                    .map_err(crate::exit::input_error)?;
+                let doc = match at {
+                    Some(at) => db.get_at(&a.collection, &a.key, at)?,
+                    None => db.get(&a.collection, &a.key),
+                };
+                Ok(doc.map(|d| reader.present(d)).transpose()?)
+            })();
             db.close()?;
-            doc?.map(|d| d.envelope(&a.collection))
+            doc?.map(|d| {
+                serde_json::from_str(d.envelope_raw(&a.collection).get())
+                    .unwrap_or(serde_json::Value::Null)
+            })
         }
         Target::Remote(client) => {
             let point = match (&a.as_of, a.as_of_lsn) {
                 (Some(t), _) => format!("&as_of={}", crate::client::segment(t)),
                 (None, Some(n)) => format!("&as_of_lsn={n}"),
                 (None, None) => String::new(),
+            };
+            let point = match a.schema_version {
+                Some(n) => format!("{point}&schema_version={n}"),
+                None => point,
             };
             let r = client.send(
                 "GET",

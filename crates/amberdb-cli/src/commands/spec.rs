@@ -41,8 +41,9 @@ Changing a migration that a batch migration has applied is refused unless --forc
 recorded in the spec's `forced`). Then move the stored documents with `amberdb migrate`, or let
 reads upgrade them lazily.
 
-Exit status: 0 stored; 1 refused or failed (through a server a refused spec is its 400: 2);
-2 bad arguments or a file that does not parse.")]
+Exit status: 0 stored; 1 failed (I/O, the server unreachable); 2 bad arguments, a file that
+does not parse, or a spec refused (a version gap, a JSON Schema that does not compile, an
+applied migration changed without --force), on a data directory as through a server.")]
     Set(SetArgs),
 }
 
@@ -171,11 +172,15 @@ fn set(a: SetArgs) -> CliResult {
                 }
                 let spec: amberdb::spec::CollectionSpec = serde_json::from_value(merged)
                     .map_err(|e| CliError::usage(format!("invalid spec: {e}")))?;
+                // A refused spec (a gap, a schema that does not compile, an applied
+                // migration changed without --force) is `InvalidArgument`: exit 2, as its
+                // 400 is through a server.
                 db.set_spec_with(
                     &a.collection,
                     &spec,
                     amberdb::spec::SetSpecOptions { force: a.force },
-                )?;
+                )
+                .map_err(crate::exit::input_error)?;
                 serde_json::to_value(db.spec(&a.collection)?)
                     .map_err(|e| CliError::new(1, e.to_string()))
             })();
