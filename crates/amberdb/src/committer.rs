@@ -18,7 +18,7 @@ use crate::document::now_micros;
 use crate::engine_state::Shared;
 use crate::error::{Error, Result};
 use crate::limits::MAX_PAYLOAD_LEN;
-use crate::log::record::CommitRecord;
+use crate::log::record::{CommitRecord, LoggedOp};
 use crate::log::CommitLog;
 use crate::state::{EncodedOp, State};
 use crate::txn::{CommitMeta, Committed, Durability};
@@ -29,6 +29,11 @@ type Reply<T> = SyncSender<Result<T>>;
 pub(crate) enum Msg {
     Commit {
         ops: Vec<EncodedOp>,
+        /// Rewrites of existing documents built from a read view (a batch migration), each
+        /// applied only if its document is still the one the view saw
+        /// (`State::check_prebuilt`); logged before the prepared `ops`, which must not touch
+        /// the same documents.
+        prebuilt: Vec<LoggedOp>,
         durability: Durability,
         meta: CommitMeta,
         reply: Reply<Committed>,
@@ -169,6 +174,7 @@ impl Committer {
             match msg {
                 Msg::Commit {
                     ops,
+                    prebuilt,
                     durability,
                     meta,
                     reply,
@@ -181,14 +187,29 @@ impl Committer {
                         Ok(mut clock) => clock.commit_ts(self.last_ts),
                         Err(_) => now_micros().max(self.last_ts + 1),
                     };
-                    match state.prepare_with(
-                        &ops,
-                        self.next_lsn,
-                        ts,
-                        self.max_doc_bytes,
-                        meta,
-                        &self.native_steps,
-                    ) {
+                    let prepared = state
+                        .prepare_with(
+                            &ops,
+                            self.next_lsn,
+                            ts,
+                            self.max_doc_bytes,
+                            meta,
+                            &self.native_steps,
+                        )
+                        .and_then(|mut p| {
+                            state.check_prebuilt(&prebuilt, ts)?;
+                            if !prebuilt.is_empty() {
+                                let mut all = prebuilt;
+                                all.append(&mut p.record.ops);
+                                p.record.ops = all;
+                            }
+                            Ok(p)
+                        });
+                    // The record holds what is logged; the operations it came from are not
+                    // needed past here (a big transaction frees them before its frame and
+                    // its new state are built).
+                    drop(ops);
+                    match prepared {
                         Ok(p) if p.record.ops.is_empty() && p.record.streams.is_empty() => {
                             // A check-only transaction writes nothing, but what it checked
                             // may be a buffered commit not yet durable: a `Sync` one is

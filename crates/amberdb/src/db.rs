@@ -439,12 +439,28 @@ impl Db {
         durability: Durability,
         meta: CommitMeta,
     ) -> Result<Committed> {
+        self.commit_prebuilt(ops, vec![], durability, meta)
+    }
+
+    /// [`Db::commit_encoded`] with rewrites of existing documents already built from a read
+    /// view (`prebuilt`, logged first): each is applied only if its document still has the
+    /// LSN and version the view saw, else the whole commit is a conflict. A batch migration
+    /// builds its million rewrites this way, without the per-operation bookkeeping of a
+    /// transaction (docs/SCHEMAS.md, "Batch migration").
+    pub(crate) fn commit_prebuilt(
+        &self,
+        ops: Vec<crate::state::EncodedOp>,
+        prebuilt: Vec<crate::log::record::LoggedOp>,
+        durability: Durability,
+        meta: CommitMeta,
+    ) -> Result<Committed> {
         if let Some(e) = self.inner.shared.poisoned_error() {
             return Err(e);
         }
         let (reply, rx) = mpsc::sync_channel(1);
         self.send(Msg::Commit {
             ops,
+            prebuilt,
             durability,
             meta,
             reply,

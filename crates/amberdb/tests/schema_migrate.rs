@@ -285,3 +285,124 @@ fn many_small_documents_that_fit_one_commit_are_migrated_not_refused() {
     );
     db.close().unwrap();
 }
+
+/// A spec migrating 1 -> 2 through the native step `step`.
+fn native_spec(current: u32, step: &str) -> CollectionSpec {
+    serde_json::from_value(json!({
+        "schema_version": current, "versions": {"1": {}, "2": {}},
+        "migrations": [{"from": 1, "to": 2, "up": [{"op": "native", "name": step}]}]}))
+    .unwrap()
+}
+
+#[test]
+fn a_write_after_the_migrations_read_view_makes_it_conflict_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    // The step writes k05 while the migration is converting documents, i.e. after the
+    // migration took its read view and before it commits: a concurrent write.
+    let handle: std::sync::Arc<std::sync::Mutex<Option<Db>>> = Default::default();
+    let mut opts = amberdb::Options::default();
+    let h = handle.clone();
+    opts.native_steps
+        .register("hp_with_a_concurrent_write", move |mut v| {
+            // Taken once, so the second migration below runs without it (and the handle's
+            // clone does not keep the database alive past the test).
+            if let Some(db) = h.lock().unwrap().take() {
+                db.put("p", "k05", json!({"health": 99}))
+                    .map_err(|e| e.to_string())?;
+            }
+            let hp = v
+                .as_object_mut()
+                .and_then(|o| o.remove("health"))
+                .ok_or("no health")?;
+            v["hp"] = hp;
+            Ok(v)
+        });
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    db.set_spec("p", &native_spec(1, "hp_with_a_concurrent_write"))
+        .unwrap();
+    for i in 0..10 {
+        db.put("p", &format!("k{i:02}"), json!({"health": i}))
+            .unwrap();
+    }
+    *handle.lock().unwrap() = Some(db.clone());
+    let lsn = db.view().lsn();
+    let to2 = MigrateOptions {
+        to: 2,
+        dry_run: false,
+    };
+    let e = db.migrate("p", to2).unwrap_err();
+    let amberdb::Error::Conflict(conflicts) = &e else {
+        panic!("expected a conflict, got {e}");
+    };
+    assert_eq!(
+        conflicts
+            .iter()
+            .map(|c| (c.key.as_str(), c.expected, c.actual))
+            .collect::<Vec<_>>(),
+        vec![("k05", 1, 2)],
+        "{e}"
+    );
+    // Only the concurrent write was committed: every other document, the spec and the
+    // migration record are as before.
+    assert_eq!(db.view().lsn(), lsn + 1);
+    assert_eq!(db.spec("p").unwrap().schema_version, Some(1));
+    assert!(db.migrations("p").unwrap().is_empty());
+    for i in 0..10 {
+        let d = db.get("p", &format!("k{i:02}")).unwrap();
+        assert_eq!(d.meta.schema_version, 1);
+        let want = if i == 5 { 99 } else { i };
+        assert_eq!(value(&d), json!({"health": want}));
+    }
+    // Run again, with nothing writing meanwhile: every document moves, k05 from its new value.
+    let r = db.migrate("p", to2).unwrap();
+    assert_eq!((r.documents, r.would_change), (10, 10));
+    let d = db.get("p", "k05").unwrap();
+    assert_eq!(
+        (value(&d), d.meta.schema_version, d.meta.version),
+        (json!({"hp": 99}), 2, 3)
+    );
+    db.close().unwrap();
+}
+
+#[test]
+fn a_migration_growing_a_document_past_the_document_limit_fails_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut opts = amberdb::Options {
+        max_doc_bytes: 1024,
+        ..Default::default()
+    };
+    opts.native_steps.register("pad", |mut v| {
+        if v["big"] == json!(true) {
+            v["pad"] = json!("x".repeat(2000));
+        }
+        Ok(v)
+    });
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    db.set_spec("p", &native_spec(1, "pad")).unwrap();
+    for i in 0..5 {
+        db.put("p", &format!("k{i}"), json!({"big": i == 3}))
+            .unwrap();
+    }
+    let lsn = db.view().lsn();
+    let r = db
+        .migrate(
+            "p",
+            MigrateOptions {
+                to: 2,
+                dry_run: false,
+            },
+        )
+        .unwrap();
+    assert_eq!((r.failure_count, r.lsn), (1, None), "{r:?}");
+    assert_eq!(r.failures[0].key, "k3");
+    assert!(
+        r.failures[0]
+            .error
+            .contains("over the 1024-byte document limit"),
+        "{:?}",
+        r.failures
+    );
+    assert_eq!(db.view().lsn(), lsn, "nothing written");
+    assert_eq!(db.get("p", "k3").unwrap().meta.schema_version, 1);
+    db.close().unwrap();
+}

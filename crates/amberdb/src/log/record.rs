@@ -400,6 +400,9 @@ impl CommitRecord {
             return Err(too_large);
         }
         let width = |n: usize| u32::try_from(n).map_err(|_| too_large);
+        // One allocation for the whole frame: a doubling growth of a big commit's buffer
+        // would hold up to twice the frame while it copies.
+        buf.reserve(FRAME_HEADER_LEN + payload_len);
         let (payload_len, op_count) = (width(payload_len)?, width(self.ops.len())?);
         let start = buf.len();
         buf.put_u32(payload_len);

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chain::{convert, plan};
 use crate::error::{Error, Result};
+use crate::log::record::{LoggedOp, OpKind, WrittenDoc};
 use crate::state::{EncodedKind, EncodedOp, EncodedValue};
 use crate::txn::Expiry;
 
@@ -148,8 +149,10 @@ impl crate::Db {
             round_trip_failure_count: 0,
             lsn: None,
         };
-        let mut ops = vec![];
+        let mut rewrites = vec![];
         let mut payload = 0usize;
+        let max_doc_bytes = self.options().max_doc_bytes;
+        let coll: std::sync::Arc<str> = collection.into();
         let limit = self
             .options()
             .max_txn_bytes
@@ -160,6 +163,9 @@ impl crate::Db {
             .get(collection)
             .map(|c| c.docs.clone())
             .unwrap_or_default();
+        if !opts.dry_run {
+            rewrites.reserve_exact(docs.len());
+        }
         for doc in docs.values().filter(|d| d.meta.is_live_at(view.now())) {
             let stored = doc.meta.schema_version.max(1);
             report.documents += 1;
@@ -203,6 +209,18 @@ impl crate::Db {
                 }
             }
             let encoded = EncodedValue::new(&out);
+            drop((value, out));
+            if encoded.bytes.len() > max_doc_bytes {
+                let size = encoded.bytes.len();
+                fail(
+                    &mut report,
+                    format!(
+                        "migrated to version {to} it is {size} bytes, over the \
+                         {max_doc_bytes}-byte document limit"
+                    ),
+                );
+                continue;
+            }
             report.bytes_after += encoded.bytes.len() as u64;
             if stored == to && encoded.sha256 == doc.meta.sha256 {
                 continue;
@@ -219,19 +237,28 @@ impl crate::Db {
                      docs/SCHEMAS.md, batch migration of large collections)"
                 )));
             }
-            ops.push(EncodedOp {
-                collection: collection.into(),
+            // The rewrite as it is logged, built here from the view: the committer only
+            // checks that the document is still the one seen (its LSN and version), so a
+            // concurrent write makes the whole migration conflict rather than be lost.
+            rewrites.push(LoggedOp {
+                collection: coll.clone(),
                 key: doc.key.clone(),
-                kind: EncodedKind::Put(encoded),
-                if_version: Some(doc.meta.version),
-                schema_version: Some(to),
-                expiry: doc.meta.expires_at.map_or(Expiry::Never, Expiry::At),
+                prev_lsn: doc.meta.lsn,
+                op: OpKind::Put,
+                doc: Some(WrittenDoc {
+                    version: doc.meta.version + 1,
+                    schema_version: to,
+                    created_at: doc.meta.created_at,
+                    expires_at: doc.meta.expires_at,
+                    sha256: encoded.sha256,
+                    value: encoded.bytes,
+                }),
             });
         }
         if opts.dry_run || report.failure_count > 0 {
             return Ok(report);
         }
-        let (lo, hi) = ops
+        let (lo, hi) = rewrites
             .iter()
             .filter_map(|op| docs.get(&op.key))
             .map(|d| d.meta.schema_version.max(1))
@@ -243,13 +270,13 @@ impl crate::Db {
         new_spec.schema_version = Some(to);
         let spec_version =
             crate::spec::stored(&view.state, collection).map_or(0, |d| d.meta.version);
-        ops.push(crate::spec::write_op(
+        let mut ops = vec![crate::spec::write_op(
             collection,
             &new_spec,
             &spec.spec,
             spec_version,
             crate::spec::SetSpecOptions::default(),
-        )?);
+        )?];
         let seq = view
             .state
             .collections
@@ -281,8 +308,9 @@ impl crate::Db {
             schema_version: None,
             expiry: Expiry::Never,
         });
-        let committed = self.commit_encoded(
+        let committed = self.commit_prebuilt(
             ops,
+            rewrites,
             crate::Durability::Sync,
             crate::txn::CommitMeta {
                 reason: crate::log::record::CommitReason::Migration,

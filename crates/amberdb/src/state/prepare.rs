@@ -364,6 +364,41 @@ impl State {
         }
     }
 
+    /// Checks rewrites built outside the committer from an older view (`Db::commit_prebuilt`):
+    /// each must rewrite a document that is still the one the view saw, with the same LSN
+    /// (`prev_lsn`) and the version just below the new one, and not expired at `ts`. Every
+    /// one that is not is a `VersionMismatch` conflict (its index in `ops`); any means
+    /// nothing is applied.
+    pub(crate) fn check_prebuilt(&self, ops: &[LoggedOp], ts: u64) -> Result<()> {
+        let mut conflicts = vec![];
+        for (i, op) in ops.iter().enumerate() {
+            let stored = self
+                .collections
+                .get(&*op.collection)
+                .and_then(|c| c.get_doc(&op.key))
+                .filter(|d| !d.expired_at(ts));
+            let expected = op.doc.as_ref().map_or(0, |d| d.version.saturating_sub(1));
+            let same = stored.is_some_and(|d| {
+                op.doc.is_some() && d.meta.lsn == op.prev_lsn && d.meta.version == expected
+            });
+            if !same {
+                conflicts.push(Conflict {
+                    op_index: i,
+                    collection: op.collection.to_string(),
+                    key: op.key.to_string(),
+                    expected,
+                    actual: stored.map_or(0, |d| d.meta.version),
+                    reason: ConflictReason::VersionMismatch,
+                });
+            }
+        }
+        if conflicts.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Conflict(conflicts))
+        }
+    }
+
     /// Evaluates a transaction against this state as commit `lsn` at time `ts`, logged with
     /// `meta`'s reason and target. Operations see the effects of earlier operations of the
     /// same transaction. Every failed precondition is collected; any failure means nothing is
