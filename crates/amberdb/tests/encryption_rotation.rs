@@ -96,8 +96,7 @@ fn workload(data: &Path, repo: Option<&BackupRepo>) -> (State, u64, State) {
 
 const STREAM_ENTRIES: u64 = 30;
 
-/// Stream entries under key 1 in several stream files (backups refuse streams, so only the
-/// tests without a backup add them); returns the LSNs of their commits.
+/// Stream entries under key 1 in several stream files; returns the LSNs of their commits.
 fn stream_workload(data: &Path) -> Vec<u64> {
     let db = Db::open_with(data, opts(ring(&[1]))).unwrap();
     let lsns = (0..STREAM_ENTRIES)

@@ -361,28 +361,39 @@ fn stream_names_sizes_and_counts_are_bounded_before_anything_is_logged() {
     db.close().unwrap();
 }
 
-/// Backups do not copy stream files yet, so a backup of a database with a stream would not
-/// restore: it is refused with an error that says so, and leaves no backup in the
-/// repository; once the stream is deleted, backups work again.
+/// A backup copies the stream files its snapshot needs (tests/stream_backup.rs has the
+/// restores); a stream only configured, never appended to, has no files and backs up as
+/// its retention alone.
 #[test]
-fn a_backup_of_a_database_with_streams_is_refused_and_writes_nothing() {
+fn a_backup_of_streams_with_and_without_entries_restores_both() {
     let dir = tempfile::tempdir().unwrap();
     let clock = ManualClock::new(START);
     let db = Db::open_with(dir.path().join("data"), opts(&clock)).unwrap();
     let repo = amberdb::BackupRepo::open_or_init(dir.path().join("repo")).unwrap();
     db.put("players", "a", json!({"n": 1})).unwrap();
     db.append("chat", &[json!("hello")], None).unwrap();
-    match db.backup(&repo) {
-        Err(Error::InvalidArgument(m)) => assert!(m.contains("streams"), "{m}"),
-        other => panic!("a backup with a stream must be refused, got {other:?}"),
-    }
-    assert!(
-        repo.list().unwrap().is_empty(),
-        "a refused backup leaves nothing"
-    );
-    db.delete_stream("chat").unwrap();
-    db.backup(&repo).unwrap();
-    assert_eq!(repo.list().unwrap().len(), 1);
+    let retention = Retention {
+        max_entries: Some(7),
+        ..Retention::default()
+    };
+    db.set_stream_retention("empty", retention).unwrap();
+    let m = db.backup(&repo).unwrap();
+    assert_eq!(m.format_version, 2, "a manifest with stream files");
+    db.close().unwrap();
+    let into = dir.path().join("restored");
+    amberdb::backup::restore(
+        &repo,
+        &amberdb::RestoreTarget::Latest,
+        false,
+        &into,
+        &amberdb::backup::NoProgress,
+    )
+    .unwrap();
+    let db = Db::open_with(&into, opts(&clock)).unwrap();
+    let page = db.read_stream("chat", StreamFrom::Seq(1), 10).unwrap();
+    assert_eq!(page.entries.len(), 1);
+    assert_eq!(page.entries[0].json().unwrap(), json!("hello"));
+    assert_eq!(db.stream("empty").unwrap().retention, retention);
 }
 
 /// Regression (CI, schemathesis): a stream that was only configured never gets a directory;

@@ -64,13 +64,6 @@ impl Db {
         // View first, then sync: the sync covers every published commit, so the snapshot
         // never holds a commit that a power loss could still take back.
         let view = self.view();
-        // Streams' values live in stream files that backups do not copy yet: a backup of a
-        // database with streams would not restore. Refuse it loudly instead of writing one.
-        if let Some(name) = view.state.streams.keys().next() {
-            return Err(Error::InvalidArgument(format!(
-                "backups do not cover streams yet, and this database has stream {name:?}: delete its streams (or keep them in another database) to take backups; see docs/OPERATIONS.md \"Streams\""
-            )));
-        }
         // The backup's time is read between the view and the roll: every commit stamped at
         // or before it was processed by the committer before the roll, so it is in the view
         // or in the segment the roll seals (archived below). That makes the backup proof
@@ -197,8 +190,24 @@ impl Db {
         // Blob files after the snapshot and the archive: every blob the snapshot names must
         // be in the repository before its manifest is.
         let blobs = crate::blob::copy_to_repo(self, repo, Some(&view.state))?;
+        // Stream values live in stream files, not in the snapshot: copy the files the view's
+        // streams need (a restore cuts them back to the snapshot's watermarks).
+        let mut files = vec![FileEntry {
+            name: SNAPSHOT_FILE.into(),
+            plain_size,
+            plain_sha256,
+            stored_size,
+            stored_sha256,
+        }];
+        files.extend(self.copy_stream_files(repo, id, &view.state, progress)?);
         let manifest = BackupManifest {
-            format_version: super::MANIFEST_FORMAT_VERSION,
+            // Format 1 unless the backup has stream files (format 2): an older engine
+            // refuses a format-2 manifest by its version, and reads every other backup.
+            format_version: if files.len() > 1 {
+                super::MANIFEST_FORMAT_VERSION
+            } else {
+                1
+            },
             id: id.to_owned(),
             repository_id: repo.id().to_owned(),
             created_at: format_micros(now),
@@ -216,13 +225,7 @@ impl Db {
             archived_through_lsn: Some(archived_through),
             database_id: Some(self.identity().database_id),
             timeline: Some(self.identity().timeline),
-            files: vec![FileEntry {
-                name: SNAPSHOT_FILE.into(),
-                plain_size,
-                plain_sha256,
-                stored_size,
-                stored_sha256,
-            }],
+            files,
             blobs,
         };
         let bytes =
@@ -234,6 +237,63 @@ impl Db {
         self.record_backup(&manifest);
         tracing::info!(id = %manifest.id, lsn = manifest.lsn, docs = manifest.total_documents(), stored_size, "backup complete");
         Ok(manifest)
+    }
+
+    /// Copies the stream files `state`'s streams need into backup `id`, as they are (sealed
+    /// files stay sealed), each as a manifest file entry named by its path in the data
+    /// directory. A file's bytes past the view (later appends) are copied too; a restore
+    /// cuts them back to the snapshot's watermarks, as open does.
+    fn copy_stream_files(
+        &self,
+        repo: &BackupRepo,
+        id: &str,
+        state: &crate::state::State,
+        progress: &dyn Progress,
+    ) -> Result<Vec<FileEntry>> {
+        if state.streams.is_empty() {
+            return Ok(vec![]);
+        }
+        let (data, faults) = (self.path(), &self.options().faults);
+        let rels = crate::stream::files::files_of(data, state, faults)?;
+        progress.begin(
+            &format!("backup {id}: {} stream files", rels.len()),
+            Some(rels.len() as u64),
+        );
+        let mut out = vec![];
+        for rel in rels {
+            let path = data.join(&rel);
+            let mut src = crate::io::open_read(&path, faults).map_err(|e| {
+                Error::io(
+                    format!(
+                        "reading {} for backup {id} (removed by retention while the backup ran? take it again)",
+                        path.display()
+                    ),
+                    e,
+                )
+            })?;
+            let name = format!("backups/{id}/{rel}");
+            let writer = repo
+                .storage()
+                .create(&name)
+                .map_err(|e| repo.err(format!("creating {name}: {e}")))?;
+            let mut w = HashWriter::new(writer);
+            std::io::copy(&mut src, &mut w)
+                .map_err(|e| repo.err(format!("copying {} to {name}: {e}", path.display())))?;
+            let (size, sha) = (w.count, w.digest_hex());
+            w.inner
+                .commit()
+                .map_err(|e| repo.err(format!("writing {name}: {e}")))?;
+            out.push(FileEntry {
+                name: rel,
+                plain_size: size,
+                plain_sha256: sha.clone(),
+                stored_size: size,
+                stored_sha256: sha,
+            });
+            progress.advance(1);
+        }
+        progress.end();
+        Ok(out)
     }
 
     /// Archives every sealed segment not yet in `repo`; returns the LSN the archive reaches.

@@ -46,8 +46,9 @@ pub use verify::{RepoProblem, RepoVerifyReport};
 
 /// Version of the repository layout.
 pub const REPO_FORMAT_VERSION: u32 = 1;
-/// Newest manifest format this engine reads (and the one it writes).
-pub const MANIFEST_FORMAT_VERSION: u32 = 1;
+/// Newest manifest format this engine reads: 2, written by a backup with stream files (its
+/// `files` also name them, `streams/<dir>/<file>`); a backup without streams writes 1.
+pub const MANIFEST_FORMAT_VERSION: u32 = 2;
 /// Name of the repository config file.
 pub const REPO_CONFIG: &str = "config.json";
 /// Name of a backup's snapshot file.
@@ -346,7 +347,14 @@ impl BackupRepo {
                 m.id
             )));
         }
-        if let Some(f) = m.files.iter().find(|f| !is_plain_file_name(&f.name)) {
+        // Format 2 adds stream files, named by their path in the data directory.
+        let allowed = |name: &str| {
+            is_plain_file_name(name)
+                || (m.format_version >= 2
+                    && crate::stream::files::is_stream_file_path(name)
+                    && storage::confined(name).is_ok())
+        };
+        if let Some(f) = m.files.iter().find(|f| !allowed(&f.name)) {
             return Err(self.err(format!(
                 "backup {id}: its manifest lists file {:?}, which is not a file inside the backup's directory; refusing it",
                 f.name

@@ -711,6 +711,7 @@ pub(crate) fn replay(
     state: &mut State,
     progress: &dyn Progress,
     keys: Option<&crate::crypto::Keyring>,
+    streams: Option<&crate::stream::files::StreamFiles>,
 ) -> Result<Replayed> {
     let exclusive = plan.exclusive;
     let total: u64 = plan.segments.iter().map(|s| s.plain_size).sum();
@@ -723,19 +724,37 @@ pub(crate) fn replay(
             crate::log::segment::FrameDecoder::for_segment(&h, keys)?;
         }
         let name = seg.data_file();
-        let mut want = |rec: &CommitRecord| match target {
-            RestoreTarget::Time(t) => {
-                if exclusive {
-                    rec.commit_ts < *t
-                } else {
-                    rec.commit_ts <= *t
+        let mut stream_error = None;
+        let mut want = |rec: &CommitRecord| {
+            let wanted = match target {
+                RestoreTarget::Time(t) => {
+                    if exclusive {
+                        rec.commit_ts < *t
+                    } else {
+                        rec.commit_ts <= *t
+                    }
                 }
+                _ => plan.replay_to_lsn.is_none_or(|to| rec.lsn <= to),
+            };
+            // A replayed append's values go to the restored stream files, as open's replay
+            // writes them (the record is applied only once they are there).
+            match streams {
+                Some(files) if wanted && stream_error.is_none() => match files.write_record(rec) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        stream_error = Some(e);
+                        false
+                    }
+                },
+                _ => wanted && stream_error.is_none(),
             }
-            _ => plan.replay_to_lsn.is_none_or(|to| rec.lsn <= to),
         };
         let s = r
             .segment(&bytes, seg.first_lsn, seg.ids(), false, &mut want)
             .map_err(|e| repo.err(format!("{name}: {e}")))?;
+        if let Some(e) = stream_error {
+            return Err(e);
+        }
         if s.scan.end != ScanEnd::Clean {
             return Err(repo.err(format!(
                 "{name}: archived segment is damaged ({:?})",
@@ -760,6 +779,45 @@ pub(crate) fn replay(
         segments: plan.segments.len() as u64,
         range,
     })
+}
+
+/// Writes backup `b`'s stream files into the data directory `data` being assembled (each
+/// name checked to be a stream file path first: a manifest from a repository writes nothing
+/// else), synced. Their bytes were checked against the manifest when the restore was planned.
+fn restore_stream_files(
+    repo: &BackupRepo,
+    b: &BackupManifest,
+    data: &Path,
+    faults: &Faults,
+) -> Result<()> {
+    for f in b.files.iter().filter(|f| f.name != SNAPSHOT_FILE) {
+        if !crate::stream::files::is_stream_file_path(&f.name) {
+            return Err(repo.err(format!(
+                "backup {}: its manifest lists {:?}, which is neither its snapshot nor a stream file",
+                b.id, f.name
+            )));
+        }
+        let name = format!("backups/{}/{}", b.id, f.name);
+        let bytes = repo
+            .storage()
+            .read(&name)
+            .map_err(|e| repo.err(format!("reading {name}: {e}")))?;
+        if bytes.len() as u64 != f.stored_size || sha256_hex(&bytes) != f.stored_sha256 {
+            return Err(repo.err(format!(
+                "{name} is damaged: its stored bytes do not match the manifest's size and SHA-256"
+            )));
+        }
+        let path = data.join(&f.name);
+        let dir = path.parent().unwrap_or(data);
+        io::create_dir_all(dir, faults).context(|| format!("creating {}", dir.display()))?;
+        io::write_new(&path, &bytes, faults).context(|| format!("writing {}", path.display()))?;
+        sync_dir(dir, faults).context(|| format!("syncing {}", dir.display()))?;
+    }
+    let root = data.join(crate::stream::files::STREAMS_DIR);
+    if root.exists() {
+        sync_dir(&root, faults).context(|| format!("syncing {}", root.display()))?;
+    }
+    Ok(())
 }
 
 /// Restores `target` from `repo` into the new directory `into` (which must not exist or be
@@ -815,27 +873,6 @@ pub fn restore_with(
             Err(e) => return Err(e),
         }
     };
-    let Replayed {
-        commits,
-        segments,
-        range,
-    } = replay(repo, &plan, target, &mut state, progress, keys)?;
-    // The same database on a new timeline, branching at the restored LSN.
-    let reason = format!("restore of backup {} to LSN {}", plan.backup.id, state.lsn);
-    let identity = match &plan.history {
-        Some(h) => h.branch(state.lsn, &reason),
-        None => {
-            // A repository written before ids: its history becomes a first timeline, which
-            // the restored one branches from (so archiving into it again is not refused as
-            // an overlap with the commits this restore undid).
-            let mut before = Identity::create("history written before ids existed");
-            if let Some(db) = plan.backup.database_id {
-                before.database_id = db;
-            }
-            before.branch(state.lsn, &reason)
-        }
-    };
-
     let parent = into
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -852,7 +889,10 @@ pub fn restore_with(
         io::remove_dir_all(&tmp, &faults)
             .context(|| format!("removing stale {}", tmp.display()))?;
     }
-    let assemble = || -> Result<()> {
+    // The directory is assembled in `tmp` (marked incomplete until the end) from before the
+    // replay: the backup's stream files go in first, cut back to the snapshot, and the replay
+    // appends what the archived log adds to them.
+    let begin = |state: &mut State| -> Result<crate::stream::files::StreamFiles> {
         io::create_dir_all(&tmp, &faults).context(|| format!("creating {}", tmp.display()))?;
         io::write_new(
             &tmp.join(RESTORE_MARKER),
@@ -865,6 +905,57 @@ pub fn restore_with(
             io::create_dir_all(&tmp.join(d), &faults)
                 .context(|| format!("creating {}", tmp.join(d).display()))?;
         }
+        restore_stream_files(repo, &plan.backup, &tmp, &faults)?;
+        crate::stream::files::StreamFiles::open(
+            &tmp,
+            &faults,
+            crate::stream::files::DEFAULT_STREAM_SEGMENT_BYTES,
+            state,
+            keys,
+        )
+    };
+    let replayed = begin(&mut state).and_then(|streams| {
+        let r = replay(
+            repo,
+            &plan,
+            target,
+            &mut state,
+            progress,
+            keys,
+            Some(&streams),
+        )?;
+        // Durable before the checkpoint that names their watermarks.
+        streams.sync()?;
+        Ok(r)
+    });
+    let Replayed {
+        commits,
+        segments,
+        range,
+    } = match replayed {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = io::remove_dir_all(&tmp, &faults);
+            return Err(e);
+        }
+    };
+    // The same database on a new timeline, branching at the restored LSN.
+    let reason = format!("restore of backup {} to LSN {}", plan.backup.id, state.lsn);
+    let identity = match &plan.history {
+        Some(h) => h.branch(state.lsn, &reason),
+        None => {
+            // A repository written before ids: its history becomes a first timeline, which
+            // the restored one branches from (so archiving into it again is not refused as
+            // an overlap with the commits this restore undid).
+            let mut before = Identity::create("history written before ids existed");
+            if let Some(db) = plan.backup.database_id {
+                before.database_id = db;
+            }
+            before.branch(state.lsn, &reason)
+        }
+    };
+
+    let assemble = || -> Result<()> {
         progress.begin("writing restored checkpoint", None);
         checkpoint::write(
             &tmp.join(CHECKPOINT_DIR),

@@ -237,6 +237,57 @@ fn sealed_key_of(bytes: &[u8]) -> Option<KeyId> {
     KeyId::from_u32(r.u32()?)
 }
 
+/// The stream files under `data` that `state`'s streams may need, as paths relative to
+/// `data` (`streams/<created lsn:020>-<name>/<base:020>.stream`), in order: every file of
+/// every incarnation `state` has (a backup copies them; open cuts them back to the
+/// watermarks of the checkpoint it restores).
+pub(crate) fn files_of(data: &Path, state: &State, faults: &Faults) -> Result<Vec<String>> {
+    let mut out = vec![];
+    for (name, s) in &state.streams {
+        let dir_rel = dir_name(s.created_lsn, name);
+        let dir = data.join(STREAMS_DIR).join(&dir_rel);
+        if s.end_pos == 0 && !dir.exists() {
+            // Configured, never appended to: no directory yet.
+            continue;
+        }
+        let mut names: Vec<String> = io::read_dir(&dir, faults)
+            .context(|| format!("listing {}", dir.display()))?
+            .into_iter()
+            .filter_map(|p| p.file_name()?.to_str().map(str::to_owned))
+            .filter(|f| parse_segment_name(f).is_some())
+            .collect();
+        names.sort();
+        out.extend(
+            names
+                .into_iter()
+                .map(|f| format!("{STREAMS_DIR}/{dir_rel}/{f}")),
+        );
+    }
+    Ok(out)
+}
+
+/// Whether `rel` names a stream file as [`files_of`] does (what a restore accepts from a
+/// backup manifest before writing it under a data directory: no other path).
+pub(crate) fn is_stream_file_path(rel: &str) -> bool {
+    let mut parts = rel.split('/');
+    let (Some(root), Some(dir), Some(file), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return false;
+    };
+    root == STREAMS_DIR
+        && parse_dir_name(dir)
+            .is_some_and(|(_, name)| crate::document::validate_collection(name).is_ok())
+        && parse_segment_name(file).is_some()
+}
+
+fn parse_segment_name(file: &str) -> Option<u64> {
+    let digits = file.strip_suffix(".stream")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
 /// The key id of every sealed stream file under `data`, each with one file sealed with it
 /// (headers only; open checks them before recovery reads anything).
 pub(crate) fn key_ids_of_files(data: &Path) -> Result<Vec<(KeyId, PathBuf)>> {
