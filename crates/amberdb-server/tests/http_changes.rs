@@ -1,7 +1,7 @@
 //! `GET /v1/changes` over real HTTP: an SSE stream read from a raw socket (resume with
 //! `Last-Event-ID` across a SIGKILL of the server process, heartbeats with the high-water
 //! LSN), 410 `history_lost` before a stream starts, the long-poll, filters, token scopes,
-//! and the bounds of every parameter.
+//! tailing streams (`stream=`, also across a SIGKILL), and the bounds of every parameter.
 
 #![allow(clippy::unwrap_used, clippy::indexing_slicing)]
 
@@ -84,6 +84,158 @@ fn child_server() {
     loop {
         std::thread::sleep(Duration::from_secs(3600));
     }
+}
+
+fn append_at(addr: SocketAddr, stream: &str, ndjson: &str) -> u64 {
+    let r = common::send(
+        &common::agent(),
+        "POST",
+        &format!("http://{addr}/v1/streams/{stream}/append"),
+        &[("content-type", "application/x-ndjson")],
+        Some(ndjson.as_bytes()),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["last_seq"].as_u64().unwrap()
+}
+
+/// `(seq, value)` of the entries appended to `stream` that a change carries.
+fn stream_entries(change: &serde_json::Value, stream: &str) -> Vec<(u64, serde_json::Value)> {
+    let mut out = vec![];
+    for s in change["streams"].as_array().into_iter().flatten() {
+        if s["stream"] == stream && s["op"] == "append" {
+            let entries = s["entries"].as_array().unwrap();
+            let (first, last) = (s["first_seq"].as_u64(), s["last_seq"].as_u64());
+            assert_eq!(
+                (first, last),
+                (
+                    entries[0]["seq"].as_u64(),
+                    entries[entries.len() - 1]["seq"].as_u64()
+                )
+            );
+            for e in entries {
+                out.push((e["seq"].as_u64().unwrap(), e["value"].clone()));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_stream_tail_resumes_with_last_event_id_after_a_sigkill_of_the_server_without_gap_or_duplicate()
+{
+    let dir = tempfile::tempdir().unwrap();
+    let mut srv = spawn_server(dir.path());
+    let line = |i: u64| format!("{{\"line\":{i}}}\n");
+    let batch = |from: u64, n: u64| (from..from + n).map(line).collect::<String>();
+    let mut last = 0;
+    for n in [1, 3, 2, 4] {
+        last = append_at(srv.addr, "chat", &batch(last + 1, n));
+        put_at(srv.addr, "players", &format!("p{last}"), "{}");
+        append_at(srv.addr, "other", &line(last));
+    }
+    assert_eq!(last, 10);
+    let path = "/v1/changes?since=0&stream=chat&values=true";
+    let mut stream = SseStream::open(srv.addr, path, &[]);
+    assert_eq!(stream.status, 200);
+    let mut got = vec![];
+    let mut cursor = String::new();
+    for _ in 0..2 {
+        let e = stream.next_change(T).expect("a change");
+        let j = e.json();
+        assert_eq!(
+            j["docs"],
+            serde_json::json!([]),
+            "stream= alone: no documents"
+        );
+        got.extend(stream_entries(&j, "chat"));
+        cursor = e.id.unwrap();
+    }
+    assert_eq!(got.len(), 4, "the first two appends: 1 and 3 entries");
+    last = append_at(srv.addr, "chat", &batch(last + 1, 5));
+    srv.child.kill().unwrap();
+    srv.child.wait().unwrap();
+    drop((stream, srv));
+    let srv = spawn_server(dir.path());
+    last = append_at(srv.addr, "chat", &batch(last + 1, 2));
+    assert_eq!(last, 17, "the stream continues after the crash");
+    let mut stream = SseStream::open(
+        srv.addr,
+        "/v1/changes?stream=chat&values=true",
+        &[("Last-Event-ID", &cursor)],
+    );
+    assert_eq!(stream.status, 200);
+    while got.len() < 17 {
+        let e = stream
+            .next_change(T)
+            .expect("every append after the cursor");
+        got.extend(stream_entries(&e.json(), "chat"));
+    }
+    let want: Vec<(u64, serde_json::Value)> = (1..=17)
+        .map(|i| (i, serde_json::json!({"line": i})))
+        .collect();
+    assert_eq!(got, want);
+}
+
+#[test]
+fn a_stream_tail_reports_trims_retention_and_delete_and_only_streams_the_token_may_read() {
+    let (reader, r) = token("reader", &["read:chat.*"]);
+    let (admin, a) = token("ops", &["admin"]);
+    let s = TestServer::start(move |c| c.tokens = vec![r, a]);
+    let auth = |t: &str| format!("Bearer {t}");
+    let call = |method: &str, path: &str, body: Option<&str>| {
+        let r = common::call(&s, &admin, method, path, body);
+        assert!(r.status < 300, "{method} {path}: {} {}", r.status, r.body);
+    };
+    call("POST", "/v1/streams/chat.room1/append", Some("\"hi\""));
+    call("POST", "/v1/streams/secret/append", Some("\"psst\""));
+    call("POST", "/v1/streams/chat.room1/append", Some("[2]"));
+    call(
+        "PUT",
+        "/v1/streams/chat.room1/retention",
+        Some(r#"{"max_entries": 1}"#),
+    );
+    call("DELETE", "/v1/streams/chat.room1", None);
+    let get = |token: &str, q: &str| {
+        s.req(
+            "GET",
+            &format!("/v1/changes?since=0&{q}"),
+            &[("authorization", &auth(token))],
+            None,
+        )
+    };
+    let r = get(&reader, "stream=*");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let j = r.json();
+    let ops: Vec<serde_json::Value> = j["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|c| c["streams"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(
+        ops,
+        vec![
+            serde_json::json!({"stream": "chat.room1", "op": "append", "first_seq": 1, "last_seq": 1}),
+            serde_json::json!({"stream": "chat.room1", "op": "append", "first_seq": 2, "last_seq": 2}),
+            serde_json::json!({"stream": "chat.room1", "op": "configure",
+                               "retention": {"max_entries": 1, "max_age_s": null}}),
+            serde_json::json!({"stream": "chat.room1", "op": "trim", "first_seq": 2}),
+            serde_json::json!({"stream": "chat.room1", "op": "delete"}),
+        ],
+        "the glob delivers only the streams the token may read, without values unless asked"
+    );
+    assert_eq!(j["high_water_lsn"], 5);
+    let r = get(&reader, "stream=secret");
+    assert_eq!((r.status, r.code()), (403, "forbidden".to_string()));
+    let j = get(&admin, "stream=secret&values=true").json();
+    assert_eq!(j["changes"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        stream_entries(&j["changes"][0], "secret"),
+        vec![(1, serde_json::json!("psst"))]
+    );
+    // Without stream= the feed carries documents only, as before.
+    let j = get(&admin, "").json();
+    assert_eq!(j["changes"], serde_json::json!([]));
 }
 
 fn put_at(addr: SocketAddr, c: &str, k: &str, v: &str) -> u64 {
@@ -447,6 +599,9 @@ fn every_parameter_is_bounded_and_a_bad_cursor_is_400() {
         "values=maybe",
         "collection=BAD",
         "collection=",
+        "stream=BAD",
+        "stream=",
+        "stream=a/b",
         "bogus=1",
     ] {
         let r = s.get(&format!("/v1/changes?{q}"));
@@ -460,6 +615,10 @@ fn every_parameter_is_bounded_and_a_bad_cursor_is_400() {
     assert_eq!(r.status, 400);
     let many: String = (0..65).map(|i| format!("collection=c{i}&")).collect();
     assert_eq!(s.get(&format!("/v1/changes?{many}")).status, 400);
+    let many: String = (0..65).map(|i| format!("stream=s{i}&")).collect();
+    assert_eq!(s.get(&format!("/v1/changes?{many}")).status, 400);
+    let at_most: String = (0..64).map(|i| format!("stream=s{i}&")).collect();
+    assert_eq!(s.get(&format!("/v1/changes?{at_most}")).status, 200);
     let r = s.req("GET", "/v1/changes", &[("last-event-id", "x")], None);
     assert_eq!((r.status, r.code()), (400, "invalid_header".to_string()));
     let r = s.get("/v1/changes?since=99");

@@ -80,7 +80,7 @@ pub use document::{
     MAX_COLLECTION_BYTES, MAX_KEY_BYTES,
 };
 pub use error::{Conflict, ConflictReason, Damage, Error, Result};
-pub use feed::{Change, ChangedDoc, Filter, Subscription};
+pub use feed::{Change, ChangedDoc, ChangedStream, Filter, StreamChangeKind, Subscription};
 pub use lock::LOCK_FILE;
 pub use options::{Options, RecoveryMode};
 pub use recovery::{

@@ -616,40 +616,34 @@ fn a_slow_reader_the_ring_still_covers_gets_every_commit_after_its_segments_are_
 }
 
 #[test]
-fn collections_touched_names_what_recent_commits_wrote_and_none_once_they_left_memory() {
+fn touched_names_the_collections_and_streams_recent_commits_wrote_and_none_once_they_left_memory() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open_with(dir.path(), opts()).unwrap();
     db.put("players", "a", json!(1)).unwrap();
     db.put("party", "p", json!(1)).unwrap();
     db.put("players", "b", json!(1)).unwrap();
-    let names = |v: Option<Vec<std::sync::Arc<str>>>| {
+    let names = |v: Option<amberdb::feed::Touched>| {
         v.map(|v| {
-            let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+            let mut v: Vec<String> = v.collections.iter().map(|s| s.to_string()).collect();
             v.sort();
             v
         })
     };
     assert_eq!(
-        names(db.collections_touched(0, 3)),
+        names(db.touched(0, 3)),
         Some(vec!["party".into(), "players".into()])
     );
-    assert_eq!(
-        names(db.collections_touched(2, 3)),
-        Some(vec!["players".into()])
-    );
-    assert_eq!(names(db.collections_touched(3, 3)), Some(vec![]));
+    assert_eq!(names(db.touched(2, 3)), Some(vec!["players".into()]));
+    assert_eq!(names(db.touched(3, 3)), Some(vec![]));
     db.close().unwrap();
     let db = Db::open_with(dir.path(), opts()).unwrap();
-    assert_eq!(
-        db.collections_touched(0, 3),
-        None,
-        "not in memory after a reopen"
-    );
+    assert_eq!(db.touched(0, 3), None, "not in memory after a reopen");
     db.put("chat.log", "x", json!(1)).unwrap();
-    assert_eq!(
-        names(db.collections_touched(3, 4)),
-        Some(vec!["chat.log".into()])
-    );
-    assert_eq!(db.collections_touched(2, 4), None);
+    assert_eq!(names(db.touched(3, 4)), Some(vec!["chat.log".into()]));
+    assert_eq!(db.touched(2, 4), None);
+    db.append("chat.room1", &[json!("hi")], None).unwrap();
+    let t = db.touched(4, 5).unwrap();
+    assert_eq!(t.streams, vec![std::sync::Arc::from("chat.room1")]);
+    assert!(t.collections.is_empty());
     db.close().unwrap();
 }

@@ -12,8 +12,9 @@
 //! memory). A woken stream takes new commits from the engine's memory right on its task, or
 //! reads the log on the blocking pool when it lags; a stream nothing concerns wakes only on
 //! its own timer (`SHUTDOWN_POLL`), which also moves its high water. So idle streams cost the
-//! commit path nothing per commit. A token sees only the documents of collections it may
-//! read; a commit with none of them only advances the high water.
+//! commit path nothing per commit. A token sees only the documents of collections, and the
+//! changes of streams (`stream=`), it may read; a commit with none of them only advances the
+//! high water.
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
@@ -48,7 +49,7 @@ pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 /// Longest `wait_ms` of a long-poll.
 pub const MAX_WAIT_MS: u64 = 30_000;
-/// Most `collection=` filters in one request.
+/// Most `collection=` filters in one request, and most `stream=` filters.
 pub const MAX_COLLECTION_FILTERS: usize = 64;
 /// Changes read per visit to the blocking pool.
 const BATCH: usize = 256;
@@ -74,7 +75,7 @@ struct Hub {
 
 /// One stream's (or long-poll's) registration with the bridge.
 struct Slot {
-    /// Which collections concern it.
+    /// Which collections and streams concern it.
     filter: Filter,
     /// Notified when a commit may concern it, and when the database closed (a permit is
     /// kept if it is not waiting).
@@ -151,11 +152,9 @@ fn bridge(db: amberdb::Db, hub: Arc<Mutex<Hub>>) {
             Ok(d) if d > last => {
                 drop(h);
                 // `None`: the commits are no longer in memory, so any stream may care.
-                let touched = db.collections_touched(last, d);
+                let touched = db.touched(last, d);
                 for s in &slots {
-                    let concerned = touched
-                        .as_ref()
-                        .is_none_or(|t| t.iter().any(|c| s.filter.may_match_collection(c)));
+                    let concerned = touched.as_ref().is_none_or(|t| s.filter.may_concern(t));
                     if concerned {
                         s.woken.notify_one();
                     }
@@ -198,6 +197,39 @@ pub struct ChangeDoc {
     pub value_error: Option<String>,
 }
 
+/// One change of one stream in a commit, as JSON (with `stream=`).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeStream {
+    /// The stream.
+    pub stream: String,
+    /// `append`, `trim` (entries before `first_seq` removed), `delete` (the whole stream) or
+    /// `configure` (retention set).
+    pub op: &'static str,
+    /// Append: the first new entry's sequence number; trim: the first one kept.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_seq: Option<u64>,
+    /// Append: the last new entry's sequence number.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_seq: Option<u64>,
+    /// Append with `values=true`: the new entries (their time is the commit's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entries: Option<Vec<ChangeStreamEntry>>,
+    /// Configure: the retention set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub retention: Option<amberdb::Retention>,
+}
+
+/// One appended entry in a change.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChangeStreamEntry {
+    /// Sequence number.
+    pub seq: u64,
+    /// The entry.
+    #[schema(value_type = serde_json::Value)]
+    pub value: Box<RawValue>,
+}
+
 /// One durable commit, as JSON.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ChangeBody {
@@ -214,6 +246,10 @@ pub struct ChangeBody {
     pub target_lsn: Option<u64>,
     /// The documents of the commit the request matches and the token may read.
     pub docs: Vec<ChangeDoc>,
+    /// With `stream=`: the changes of the streams named that the token may read, in
+    /// transaction order (absent when none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub streams: Vec<ChangeStream>,
 }
 
 /// A long-poll answer.
@@ -253,7 +289,7 @@ fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> ApiResult<Params>
         match k.as_str() {
             "since" if v == "now" => p.since = None,
             "since" => p.since = Some(num(&k, &v)?),
-            "collection" => {
+            "collection" | "stream" => {
                 let ok = !v.is_empty()
                     && v.len() <= 64
                     && v.bytes().all(|c| {
@@ -262,14 +298,19 @@ fn parse(pairs: Vec<(String, String)>, headers: &HeaderMap) -> ApiResult<Params>
                             || matches!(c, b'_' | b'.' | b'-' | b'*' | b'?')
                     });
                 if !ok {
-                    return Err(bad(format!("collection={v:?}: a name or glob of 1-64 characters of a-z, 0-9, _, ., -, * and ?")));
+                    return Err(bad(format!("{k}={v:?}: a name or glob of 1-64 characters of a-z, 0-9, _, ., -, * and ?")));
                 }
-                if p.filter.collections.len() >= MAX_COLLECTION_FILTERS {
+                let list = if k == "stream" {
+                    &mut p.filter.streams
+                } else {
+                    &mut p.filter.collections
+                };
+                if list.len() >= MAX_COLLECTION_FILTERS {
                     return Err(bad(format!(
-                        "at most {MAX_COLLECTION_FILTERS} collection= filters"
+                        "at most {MAX_COLLECTION_FILTERS} {k}= filters"
                     )));
                 }
-                p.filter.collections.push(v);
+                list.push(v);
             }
             "prefix" => {
                 if v.len() > amberdb::MAX_KEY_BYTES {
@@ -347,7 +388,8 @@ pub(crate) fn wants_sse(headers: &HeaderMap) -> bool {
     tag = "changes",
     params(
         ("since" = Option<String>, Query, description = "Deliver commits after this LSN (or `now`, the default: only new ones). The Last-Event-ID header does the same for a stream."),
-        ("collection" = Option<Vec<String>>, Query, description = "Collection name or glob (* and ?); repeatable; default every collection the token may read."),
+        ("collection" = Option<Vec<String>>, Query, description = "Collection name or glob (* and ?); repeatable; default every collection the token may read (none when only stream= is given)."),
+        ("stream" = Option<Vec<String>>, Query, description = "Stream name or glob (* and ?); repeatable (at most 64): also deliver the appends, trims, deletes and retention changes of these streams. Without it no stream change is delivered."),
         ("prefix" = Option<String>, Query, description = "Only keys starting with this prefix."),
         ("values" = Option<bool>, Query, description = "Include each written value (default false)."),
         ("heartbeat_ms" = Option<u64>, Query, minimum = 100, maximum = 300000, description = "Stream only: heartbeat interval (default 15000)."),
@@ -412,13 +454,15 @@ pub async fn changes(
     }
 }
 
-/// 403 when the token may read nothing, or names a collection it may not read.
+/// 403 when the token may read nothing, or names a collection or stream it may not read.
 fn authorize(who: &Principal, filter: &Filter) -> ApiResult<()> {
-    for c in &filter.collections {
+    let named = (filter.collections.iter().map(|c| ("collection", c)))
+        .chain(filter.streams.iter().map(|s| ("stream", s)));
+    for (what, c) in named {
         let is_glob = c.contains(['*', '?']);
         if !is_glob && !who.can_read(c) {
             return Err(ApiError::forbidden(format!(
-                "token {:?} has no read scope for collection {c:?}",
+                "token {:?} has no read scope for {what} {c:?}",
                 who.name()
             )));
         }
@@ -551,14 +595,47 @@ fn body(
             doc
         })
         .collect();
-    (!docs.is_empty()).then(|| ChangeBody {
+    let streams: Vec<ChangeStream> = c
+        .streams
+        .into_iter()
+        .filter(|s| who.can_read(&s.stream))
+        .map(stream_body)
+        .collect();
+    (!docs.is_empty() || !streams.is_empty()).then(|| ChangeBody {
         lsn: c.lsn,
         commit_ts: amberdb::format_micros(c.commit_ts),
         commit_ts_us: c.commit_ts,
         reason: c.reason.as_str(),
         target_lsn: (c.target_lsn != 0).then_some(c.target_lsn),
         docs,
+        streams,
     })
+}
+
+fn stream_body(s: amberdb::feed::ChangedStream) -> ChangeStream {
+    use amberdb::feed::StreamChangeKind as K;
+    let seqs = s.first_seq..s.first_seq + s.count;
+    ChangeStream {
+        stream: s.stream.to_string(),
+        op: s.op.as_str(),
+        first_seq: matches!(s.op, K::Append | K::Trim).then_some(s.first_seq),
+        last_seq: (s.op == K::Append).then(|| seqs.end.saturating_sub(1)),
+        entries: s.values.map(|values| {
+            seqs.zip(values)
+                .filter_map(|(seq, v)| {
+                    let v = String::from_utf8(v.to_vec()).ok()?;
+                    Some(ChangeStreamEntry {
+                        seq,
+                        value: RawValue::from_string(v).ok()?,
+                    })
+                })
+                .collect()
+        }),
+        retention: (s.op == K::Configure).then_some(amberdb::Retention {
+            max_entries: s.max_entries,
+            max_age_s: s.max_age_s,
+        }),
+    }
 }
 
 async fn long_poll(mut r: Reader, limit: usize, wait: Duration) -> ApiResult<Response> {

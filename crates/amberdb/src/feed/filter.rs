@@ -1,11 +1,16 @@
-//! Which documents a subscription wants: collections by name or glob, and a key prefix.
+//! What a subscription wants: documents (collections by name or glob, and a key prefix) and
+//! stream changes (streams by name or glob).
 
-/// A change-feed filter. The default matches everything and delivers no values.
+/// A change-feed filter. The default matches every document, no stream, and delivers no
+/// values.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Filter {
     /// Collection names or globs (`*` any run of characters, `?` one character); empty
-    /// means every collection.
+    /// means every collection, unless `streams` names some (then no document is wanted).
     pub collections: Vec<String>,
+    /// Stream names or globs whose appends, trims, deletes and retention changes are wanted;
+    /// empty means none.
+    pub streams: Vec<String>,
     /// Only keys starting with this prefix (empty: every key).
     pub prefix: String,
     /// Deliver each written document's value (canonical JSON) with its change.
@@ -24,6 +29,12 @@ impl Filter {
         self
     }
 
+    /// Adds a stream name or glob.
+    pub fn stream(mut self, glob: impl Into<String>) -> Self {
+        self.streams.push(glob.into());
+        self
+    }
+
     /// Only keys starting with `prefix`.
     pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
         self.prefix = prefix.into();
@@ -38,13 +49,39 @@ impl Filter {
 
     /// Whether some document of `collection` may match (the key prefix aside).
     pub fn may_match_collection(&self, collection: &str) -> bool {
-        self.collections.is_empty() || self.collections.iter().any(|g| glob_match(g, collection))
+        if self.collections.is_empty() {
+            return self.streams.is_empty();
+        }
+        self.collections.iter().any(|g| glob_match(g, collection))
+    }
+
+    /// Whether changes of `stream` match.
+    pub fn matches_stream(&self, stream: &str) -> bool {
+        self.streams.iter().any(|g| glob_match(g, stream))
+    }
+
+    /// Whether something that `touched` names may match (see [`crate::Db::touched`]).
+    pub fn may_concern(&self, touched: &Touched) -> bool {
+        touched
+            .collections
+            .iter()
+            .any(|c| self.may_match_collection(c))
+            || touched.streams.iter().any(|s| self.matches_stream(s))
     }
 
     /// Whether a document of `collection` under `key` matches.
     pub fn matches(&self, collection: &str, key: &str) -> bool {
         key.starts_with(&self.prefix) && self.may_match_collection(collection)
     }
+}
+
+/// The distinct collections and streams some commits wrote (see [`crate::Db::touched`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Collections with a document written or deleted.
+    pub collections: Vec<std::sync::Arc<str>>,
+    /// Streams appended to, trimmed, deleted or configured.
+    pub streams: Vec<std::sync::Arc<str>>,
 }
 
 /// Matches `name` against a glob of `*` (any run of characters) and `?` (one character).
@@ -94,5 +131,24 @@ mod tests {
         assert!(f.matches("chat", "room1/a"));
         assert!(!f.matches("chat", "room2/a"));
         assert!(!f.matches("players", "room1/a"));
+        assert!(!f.matches_stream("chat"));
+    }
+
+    #[test]
+    fn naming_streams_alone_wants_no_documents_and_naming_both_wants_both() {
+        let s = Filter::all().stream("chat.*");
+        assert!(s.matches_stream("chat.room1"));
+        assert!(!s.matches_stream("audit"));
+        assert!(!s.may_match_collection("players"));
+        let both = Filter::all().stream("chat.*").collection("players");
+        assert!(both.may_match_collection("players") && both.matches_stream("chat.1"));
+        assert!(Filter::all().may_match_collection("players"));
+        let touched = Touched {
+            collections: vec!["players".into()],
+            streams: vec!["chat.room1".into()],
+        };
+        assert!(s.may_concern(&touched));
+        assert!(!Filter::all().stream("audit").may_concern(&touched));
+        assert!(Filter::all().may_concern(&touched));
     }
 }

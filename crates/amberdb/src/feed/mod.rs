@@ -1,5 +1,5 @@
 //! The change feed: `Db::subscribe(from_lsn, filter)` delivers, in LSN order, every durable
-//! commit after `from_lsn` that touches a matching document.
+//! commit after `from_lsn` that touches a matching document or stream.
 //!
 //! A subscription reads commits in LSN order up to the durable LSN that the committer
 //! publishes after each sync ([`watch`]), and sleeps on that watch when it has caught up. It
@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 use crate::db::Db;
 use crate::engine_state::Shared;
 use crate::error::{Error, Result};
-use crate::log::record::CommitRecord;
 pub use crate::log::record::{CommitReason, OpKind};
+use crate::log::record::{CommitRecord, StreamOp};
 use crate::recovery::LOG_DIR;
 
-pub use filter::{glob_match, Filter};
+pub use filter::{glob_match, Filter, Touched};
 pub(crate) use watch::DurableWatch;
 
 /// Most matching commits a subscription reads ahead of its consumer.
@@ -60,7 +60,95 @@ pub struct ChangedDoc {
     pub value: Option<Arc<[u8]>>,
 }
 
-/// One durable commit, with the documents of it that match the subscription's filter.
+/// What a commit did to a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StreamChangeKind {
+    /// Entries appended (the first append creates the stream).
+    Append,
+    /// Entries before `first_seq` removed (retention, or an explicit trim).
+    Trim,
+    /// The stream deleted as a whole.
+    Delete,
+    /// The stream's retention set (creating it, empty, when missing).
+    Configure,
+}
+
+impl StreamChangeKind {
+    /// `append`, `trim`, `delete` or `configure`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamChangeKind::Append => "append",
+            StreamChangeKind::Trim => "trim",
+            StreamChangeKind::Delete => "delete",
+            StreamChangeKind::Configure => "configure",
+        }
+    }
+}
+
+/// One change of one stream in a commit, as the change feed reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangedStream {
+    /// The stream.
+    pub stream: Arc<str>,
+    /// What happened.
+    pub op: StreamChangeKind,
+    /// Append: the sequence number of the first entry appended; trim: of the first entry
+    /// kept; 0 otherwise.
+    pub first_seq: u64,
+    /// Append: how many entries (sequence numbers `first_seq..first_seq + count`); 0
+    /// otherwise.
+    pub count: u64,
+    /// Append, when the filter asked for values: each entry, canonical JSON, in order.
+    pub values: Option<Vec<Arc<[u8]>>>,
+    /// Configure: most entries kept (`None`: no limit).
+    pub max_entries: Option<u64>,
+    /// Configure: oldest entry kept, in seconds of commit time (`None`: no limit).
+    pub max_age_s: Option<u64>,
+}
+
+impl ChangedStream {
+    fn of(op: &StreamOp, values: bool) -> Self {
+        let mut c = ChangedStream {
+            stream: op.stream().clone(),
+            op: StreamChangeKind::Delete,
+            first_seq: 0,
+            count: 0,
+            values: None,
+            max_entries: None,
+            max_age_s: None,
+        };
+        match op {
+            StreamOp::Append {
+                first_seq,
+                values: v,
+                ..
+            } => {
+                c.op = StreamChangeKind::Append;
+                c.first_seq = *first_seq;
+                c.count = v.len() as u64;
+                c.values = values.then(|| v.clone());
+            }
+            StreamOp::Trim { first_seq, .. } => {
+                c.op = StreamChangeKind::Trim;
+                c.first_seq = *first_seq;
+            }
+            StreamOp::Delete { .. } => {}
+            StreamOp::Configure {
+                max_entries,
+                max_age_s,
+                ..
+            } => {
+                c.op = StreamChangeKind::Configure;
+                c.max_entries = *max_entries;
+                c.max_age_s = *max_age_s;
+            }
+        }
+        c
+    }
+}
+
+/// One durable commit, with the documents and stream changes of it that match the
+/// subscription's filter.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The commit's LSN (the feed's cursor: resume after it with `subscribe(lsn, ..)`).
@@ -74,6 +162,9 @@ pub struct Change {
     pub target_lsn: u64,
     /// The matching documents, in transaction order.
     pub docs: Vec<ChangedDoc>,
+    /// The matching stream changes, in transaction order (only when the filter names
+    /// streams).
+    pub streams: Vec<ChangedStream>,
 }
 
 /// A subscription to the change feed (see [`Db::subscribe`]). Not shared between threads;
@@ -98,7 +189,8 @@ impl std::fmt::Debug for Subscription {
 
 impl Db {
     /// Subscribes to the change feed: every durable commit after `from_lsn` (0: from the
-    /// start of the retained log) that writes or deletes a document matching `filter`, in
+    /// start of the retained log) that writes or deletes a document matching `filter`, or
+    /// changes a stream it names, in
     /// LSN order, replayed from the retained log and then followed live, with no gap and no
     /// duplicate. A commit with `Buffered` durability is delivered only once it is synced.
     ///
@@ -137,18 +229,24 @@ impl Db {
         )
     }
 
-    /// The distinct collections that the commits after `after_lsn` through `through_lsn`
-    /// write, if those commits are all still in memory (the ring of recent commits); `None`
-    /// when some are not (then assume any). Never does I/O. For bridges that wake, of many
-    /// subscriptions, only those a new commit may concern (the server's SSE endpoint).
-    pub fn collections_touched(&self, after_lsn: u64, through_lsn: u64) -> Option<Vec<Arc<str>>> {
-        let mut out: Vec<Arc<str>> = Vec::new();
+    /// The distinct collections and streams that the commits after `after_lsn` through
+    /// `through_lsn` write, if those commits are all still in memory (the ring of recent
+    /// commits); `None` when some are not (then assume any). Never does I/O. For bridges that
+    /// wake, of many subscriptions, only those a new commit may concern (the server's SSE
+    /// endpoint: [`Filter::may_concern`]).
+    pub fn touched(&self, after_lsn: u64, through_lsn: u64) -> Option<Touched> {
+        let mut out = Touched::default();
         let mut next = after_lsn.checked_add(1)?;
         while next <= through_lsn {
             let last = self.shared_state().recent.scan(next, through_lsn, |c| {
                 for op in &c.ops {
-                    if !out.contains(&op.collection) {
-                        out.push(op.collection.clone());
+                    if !out.collections.contains(&op.collection) {
+                        out.collections.push(op.collection.clone());
+                    }
+                }
+                for op in &c.streams {
+                    if !out.streams.contains(op.stream()) {
+                        out.streams.push(op.stream().clone());
                     }
                 }
                 true
@@ -359,12 +457,19 @@ fn to_change(rec: &CommitRecord, filter: &Filter) -> Option<Change> {
             },
         })
         .collect();
-    (!docs.is_empty()).then_some(Change {
+    let streams: Vec<ChangedStream> = rec
+        .streams
+        .iter()
+        .filter(|op| filter.matches_stream(op.stream()))
+        .map(|op| ChangedStream::of(op, filter.values))
+        .collect();
+    (!docs.is_empty() || !streams.is_empty()).then_some(Change {
         lsn: rec.lsn,
         commit_ts: rec.commit_ts,
         reason: rec.reason,
         target_lsn: rec.target_lsn,
         docs,
+        streams,
     })
 }
 
