@@ -879,6 +879,21 @@ pub struct CheckpointResponse {
     pub segments_removed: u64,
 }
 
+/// `POST /v1/admin/blobs/gc`: what one blob garbage collection did.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct BlobGcResponse {
+    /// Blob files found in the data directory.
+    pub files: u64,
+    /// Blob files still needed (kept).
+    pub kept: u64,
+    /// Blob files removed.
+    pub removed: u64,
+    /// Bytes of the removed files.
+    pub removed_bytes: u64,
+    /// Staged uploads removed because they were not committed within an hour.
+    pub staging_expired: u64,
+}
+
 /// One problem found by verify.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ProblemBody {
@@ -905,6 +920,10 @@ pub struct VerifyResponse {
     pub checkpoints: u64,
     /// Documents whose SHA-256 was checked.
     pub documents_checked: u64,
+    /// Blob files whose SHA-256 was checked against their names.
+    pub blobs_checked: u64,
+    /// Stream entries checked (CRC32C and sequence), up to the newest checkpoint's watermarks.
+    pub stream_entries_checked: u64,
     /// A torn tail left by a crash (normal; the next open cuts it), as "file:offset".
     pub torn_tail: Option<String>,
     /// Every problem found.

@@ -76,6 +76,7 @@ pub fn router(state: Shared) -> Router {
         .route("/v1/admin/status", get(routes::admin::status))
         .route("/v1/admin/checkpoint", post(routes::admin::checkpoint))
         .route("/v1/admin/verify", post(routes::admin::verify))
+        .route("/v1/admin/blobs/gc", post(routes::admin::blob_gc))
         .route("/v1/admin/keys/rotate", post(routes::keys::rotate))
         .route(
             "/v1/admin/backups",

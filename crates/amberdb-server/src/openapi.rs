@@ -47,6 +47,7 @@ use crate::routes;
         routes::admin::status,
         routes::admin::checkpoint,
         routes::admin::verify,
+        routes::admin::blob_gc,
         routes::keys::rotate,
         routes::backups::list,
         routes::backups::create,

@@ -293,6 +293,12 @@ impl Db {
             let weak = Arc::downgrade(&db.inner);
             db.spawn_worker("amberdb-ttl-reaper", move || crate::ttl::reap_loop(weak))?;
         }
+        if db.inner.opts.blob_gc_interval.is_some() {
+            let weak = Arc::downgrade(&db.inner);
+            db.spawn_worker("amberdb-blob-gc", move || {
+                crate::blob::gc::collect_loop(weak)
+            })?;
+        }
         if db.inner.opts.backup_schedule.is_some() {
             let weak = Arc::downgrade(&db.inner);
             db.spawn_worker("amberdb-backups", move || {

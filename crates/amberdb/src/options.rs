@@ -97,6 +97,10 @@ pub struct Options {
     /// Most documents one reaper pass deletes (one transaction); with the interval, the
     /// reaper's rate limit. Default: 1000.
     pub ttl_reap_batch: usize,
+    /// The blob collector ([`crate::Db::gc_blobs`]) runs this often in the background,
+    /// removing blob files nothing needs any more and staged uploads older than an hour;
+    /// `None` runs none (only explicit calls). Default: 10 minutes.
+    pub blob_gc_interval: Option<Duration>,
     /// Largest blob an upload may stream, in bytes (default 1 GiB,
     /// `limits::DEFAULT_MAX_BLOB_BYTES`; at most `limits::MAX_BLOB_BYTES`).
     pub max_blob_bytes: u64,
@@ -167,6 +171,7 @@ impl Default for Options {
             on_event: None,
             ttl_reap_interval: Some(Duration::from_secs(1)),
             ttl_reap_batch: 1000,
+            blob_gc_interval: Some(Duration::from_secs(600)),
             max_blob_bytes: crate::limits::DEFAULT_MAX_BLOB_BYTES,
             stream_segment_bytes: crate::stream::files::DEFAULT_STREAM_SEGMENT_BYTES,
             native_steps: Default::default(),

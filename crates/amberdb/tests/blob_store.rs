@@ -317,6 +317,38 @@ fn gc_keeps_blobs_the_live_state_or_the_retained_log_names_and_removes_the_rest(
 }
 
 #[test]
+fn the_background_collector_removes_unneeded_blob_files_without_being_called() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = Options {
+        segment_size: 600,
+        history_retention: Duration::ZERO,
+        checkpoint_interval: None,
+        blob_gc_interval: Some(Duration::from_millis(20)),
+        ..Options::default()
+    };
+    let db = Db::open_with(dir.path(), opts).unwrap();
+    db.put_blob("b", "k", &mut &b"version one"[..], &up(), None)
+        .unwrap();
+    db.put_blob("b", "k", &mut &b"version two"[..], &up(), None)
+        .unwrap();
+    for i in 0..20 {
+        db.put("pad", &format!("{i}"), json!({"pad": "x".repeat(100)}))
+            .unwrap();
+    }
+    db.checkpoint().unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while blob_files(dir.path()).len() > 1 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(
+        blob_files(dir.path()).len(),
+        1,
+        "only the live version stays"
+    );
+    assert_eq!(read_all(&db, "b", "k"), b"version two");
+}
+
+#[test]
 fn an_interrupted_upload_leaves_no_file() {
     struct Failing(usize);
     impl Read for Failing {

@@ -1,4 +1,4 @@
-//! `amberdb blob put|get|rm|ls`: binary blobs, in a data directory or through a server, with
+//! `amberdb blob put|get|rm|ls|gc`: binary blobs, in a data directory or through a server, with
 //! a progress bar on large transfers (both directions stream; nothing is held whole).
 
 use std::io::{Read, Write};
@@ -28,6 +28,18 @@ pub enum Blob {
     Rm(KeyArgs),
     /// List a collection's blobs with their metadata.
     Ls(LsArgs),
+    /// Remove blob files nothing needs any more; prints what it kept and removed.
+    #[command(
+        long_about = "Remove blob files nothing needs any more; prints what it kept and removed.\n\nA blob file is kept while a live blob, a blob write still in the data directory's log (the history window: history, as-of reads, revert and undo need those versions) or a staged upload younger than an hour names it. Backups keep their own copies in the backup repository. A server (and any open database) also runs this every blobs.gc_interval_s (default 600 s).",
+        after_help = "Examples:\n  amberdb blob gc --data ./db\n  amberdb blob gc --url http://127.0.0.1:7070 --token $ADMIN_TOKEN"
+    )]
+    Gc(GcArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(clap::Args, Debug)]
@@ -137,6 +149,7 @@ pub fn run(b: Blob) -> CliResult {
         Blob::Get(a) => get(a),
         Blob::Rm(a) => rm(a),
         Blob::Ls(a) => ls(a),
+        Blob::Gc(a) => gc(a),
     }
 }
 
@@ -287,6 +300,21 @@ fn ls(a: LsArgs) -> CliResult {
                 path.push_str(&format!("&prefix={}", segment(p)));
             }
             print_json(&client.call("GET", &path, &[], None)?.json()?);
+        }
+    }
+    Ok(())
+}
+
+fn gc(a: GcArgs) -> CliResult {
+    match a.target.open_existing()? {
+        Target::Local(db) => {
+            let r = db.gc_blobs()?;
+            db.close()?;
+            print_json(&serde_json::to_value(&r).unwrap_or_default());
+        }
+        Target::Remote(client) => {
+            let r = client.call("POST", "/v1/admin/blobs/gc", &[], None)?;
+            print_json(&r.json()?);
         }
     }
     Ok(())

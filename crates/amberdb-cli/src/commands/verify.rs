@@ -33,12 +33,14 @@ pub fn run(a: Args) -> CliResult {
             .log_lsn_range
             .map_or("empty".to_string(), |(a, b)| format!("LSN {a}..={b}"));
         println!(
-            "checked {} segments ({range}), {} seals, {} commits, {} checkpoints, {} documents",
+            "checked {} segments ({range}), {} seals, {} commits, {} checkpoints, {} documents, {} blob files, {} stream entries",
             report.segments,
             report.seals,
             report.commits,
             report.checkpoints,
-            report.documents_checked
+            report.documents_checked,
+            report.blobs_checked,
+            report.stream_entries_checked
         );
         if let Some(t) = &report.torn_tail {
             println!(

@@ -90,6 +90,7 @@ fn read_table(
                         "engine",
                         "history",
                         "ttl",
+                        "blobs",
                         "backup",
                         "recovery",
                         "shutdown",
@@ -312,6 +313,10 @@ fn build(
             s => Some(Duration::from_secs(s)),
         },
         ttl_reap_batch: int("ttl.reap_batch")? as usize,
+        blob_gc_interval: match int("blobs.gc_interval_s")? {
+            0 => None,
+            s => Some(Duration::from_secs(s)),
+        },
         group_access: boolean("engine.group_access")?,
         shutdown_grace: Duration::from_millis(int("shutdown.grace_ms")?),
         tokens,

@@ -130,6 +130,8 @@ pub struct Config {
     pub ttl_reap_interval: Option<Duration>,
     /// Most documents one reaper pass deletes (`ttl.reap_batch`).
     pub ttl_reap_batch: usize,
+    /// How often the blob collector runs (`blobs.gc_interval_s`; `None`: only on request).
+    pub blob_gc_interval: Option<Duration>,
     /// Created files and directories get group read access (0640/0750).
     pub group_access: bool,
     /// How long a graceful shutdown waits for in-flight requests.
@@ -196,6 +198,7 @@ impl Config {
             history_max_bytes: self.history_max_bytes,
             ttl_reap_interval: self.ttl_reap_interval,
             ttl_reap_batch: self.ttl_reap_batch,
+            blob_gc_interval: self.blob_gc_interval,
             group_access: self.group_access,
             encryption: self.encryption.clone(),
             ..amberdb::Options::default()

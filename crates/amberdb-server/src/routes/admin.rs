@@ -1,11 +1,13 @@
-//! Admin endpoints (scope `admin`): status, checkpoint, verify. Backups are in `backups.rs`.
+//! Admin endpoints (scope `admin`): status, checkpoint, verify, blob garbage collection.
+//! Backups are in `backups.rs`.
 
 use axum::extract::State;
 use axum::{Extension, Json};
 
 use super::{require_admin, AdminErrors};
 use crate::api::{
-    CheckpointResponse, CollectionSummary, ProblemBody, StatusResponse, VerifyResponse,
+    BlobGcResponse, CheckpointResponse, CollectionSummary, ProblemBody, StatusResponse,
+    VerifyResponse,
 };
 use crate::auth::Principal;
 use crate::blocking::blocking;
@@ -94,6 +96,32 @@ pub async fn checkpoint(
     }))
 }
 
+/// Remove blob files nothing needs any more now (the collector also runs every
+/// `blobs.gc_interval_s`): kept are those a live blob, a blob write still in the data
+/// directory's log or a staged upload younger than an hour names.
+#[utoipa::path(
+    post,
+    path = "/v1/admin/blobs/gc",
+    tag = "admin",
+    responses((status = 200, description = "What the collection did", body = BlobGcResponse), AdminErrors),
+    security(("bearer" = []))
+)]
+pub async fn blob_gc(
+    State(state): State<Shared>,
+    Extension(who): Extension<Principal>,
+) -> ApiResult<Json<BlobGcResponse>> {
+    require_admin(&who)?;
+    let db = state.db.clone();
+    let r = blocking(move || db.gc_blobs()).await??;
+    Ok(Json(BlobGcResponse {
+        files: r.files,
+        kept: r.kept,
+        removed: r.removed,
+        removed_bytes: r.removed_bytes,
+        staging_expired: r.staging_expired,
+    }))
+}
+
 /// Check every checksum of the data directory and every document in memory. Problems are
 /// reported in the body (`clean: false`), not as an HTTP error.
 #[utoipa::path(
@@ -117,6 +145,8 @@ pub async fn verify(
         commits: r.commits,
         checkpoints: r.checkpoints,
         documents_checked: r.documents_checked,
+        blobs_checked: r.blobs_checked,
+        stream_entries_checked: r.stream_entries_checked,
         torn_tail: r
             .torn_tail
             .map(|t| format!("{}:{}", t.file.display(), t.offset)),

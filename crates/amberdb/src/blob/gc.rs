@@ -13,17 +13,22 @@
 //! Blob files copied into a backup repository belong to the repository (its prune removes
 //! what no kept backup names), so a data directory never keeps a file for a backup.
 //!
+//! The background collector (`collect_loop`, every `Options::blob_gc_interval`) runs the
+//! same pass as an explicit [`Db::gc_blobs`]; a database that never held a blob pays only
+//! a directory check per pass.
+//!
 //! Order matters: staging records are listed before the view is taken, so a commit that
 //! removed its record after the listing is in the view; the store's lock is held throughout,
 //! so no upload moves a file into place (and no pin is taken) between the listing and the
 //! removals.
 
 use std::collections::HashSet;
+use std::sync::Weak;
 
 use serde::Serialize;
 
 use super::{store, BlobDoc, BLOB_COLLECTION_PREFIX};
-use crate::db::Db;
+use crate::db::{Db, Inner};
 use crate::error::{IoContext, Result};
 use crate::feed::Filter;
 use crate::io;
@@ -129,4 +134,44 @@ pub(super) fn collect(db: &Db) -> Result<BlobGcReport> {
     }
     drop(pins);
     Ok(report)
+}
+
+/// The background collector: a pass every `Options::blob_gc_interval` until shutdown. A
+/// failed pass is logged and reported as an `error_occurred` event; the next one retries.
+pub(crate) fn collect_loop(inner: Weak<Inner>) {
+    loop {
+        let Some(interval) = inner
+            .upgrade()
+            .and_then(|i| Db::from_inner(i).options().blob_gc_interval)
+        else {
+            return;
+        };
+        if !Db::idle_weak(&inner, interval) {
+            return;
+        }
+        let Some(db) = inner.upgrade().map(Db::from_inner) else {
+            return;
+        };
+        if db.poisoned().is_none() {
+            match collect(&db) {
+                Ok(r) if r.removed > 0 || r.staging_expired > 0 => tracing::info!(
+                    removed = r.removed,
+                    removed_bytes = r.removed_bytes,
+                    staging_expired = r.staging_expired,
+                    kept = r.kept,
+                    "blob garbage collection"
+                ),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "background blob garbage collection failed");
+                    db.shared_state().emit(
+                        crate::feed::events::EventKind::ErrorOccurred,
+                        serde_json::json!({"during": "blob_gc", "error": e.to_string()}),
+                    );
+                }
+            }
+        }
+        // Drop the strong reference before sleeping again so close-on-drop can happen.
+        drop(db);
+    }
 }

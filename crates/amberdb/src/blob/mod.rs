@@ -15,7 +15,7 @@
 //! collection (`gc.rs`), which removes a blob file only when no live document and no version
 //! inside the retained log names it.
 
-mod gc;
+pub(crate) mod gc;
 mod repo;
 pub mod sealed;
 mod store;
