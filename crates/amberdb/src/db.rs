@@ -337,6 +337,32 @@ impl Db {
         idle_on(&shared, d)
     }
 
+    /// A background worker's loop: sleeps the interval `interval_of` reads from the options
+    /// (returning at shutdown, or when it is `None`), then runs `pass` on a handle unless the
+    /// database is poisoned. The handle is dropped before the next sleep, so close-on-drop
+    /// can happen while the worker waits.
+    pub(crate) fn every(
+        inner: std::sync::Weak<Inner>,
+        interval_of: fn(&Options) -> Option<Duration>,
+        pass: fn(&Db),
+    ) {
+        loop {
+            let Some(interval) = inner.upgrade().and_then(|i| interval_of(&i.opts)) else {
+                return;
+            };
+            if !Db::idle_weak(&inner, interval) {
+                return;
+            }
+            let Some(db) = inner.upgrade().map(Db::from_inner) else {
+                return;
+            };
+            if db.poisoned().is_none() {
+                pass(&db);
+            }
+            drop(db);
+        }
+    }
+
     pub(crate) fn shared_state(&self) -> &Arc<Shared> {
         &self.inner.shared
     }

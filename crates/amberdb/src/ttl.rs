@@ -97,27 +97,15 @@ impl Db {
 
 /// The background reaper: a pass every `Options::ttl_reap_interval` until shutdown.
 pub(crate) fn reap_loop(inner: Weak<Inner>) {
-    loop {
-        let Some(interval) = inner
-            .upgrade()
-            .and_then(|i| Db::from_inner(i).options().ttl_reap_interval)
-        else {
-            return;
-        };
-        if !Db::idle_weak(&inner, interval) {
-            return;
-        }
-        let Some(db) = inner.upgrade().map(Db::from_inner) else {
-            return;
-        };
-        if db.poisoned().is_none() {
+    Db::every(
+        inner,
+        |o| o.ttl_reap_interval,
+        |db| {
             if let Err(e) = db.reap_expired() {
                 tracing::warn!(error = %e, "TTL reaper pass failed");
             }
-        }
-        // Drop the strong reference before sleeping again so close-on-drop can happen.
-        drop(db);
-    }
+        },
+    );
 }
 
 #[cfg(test)]

@@ -139,39 +139,25 @@ pub(super) fn collect(db: &Db) -> Result<BlobGcReport> {
 /// The background collector: a pass every `Options::blob_gc_interval` until shutdown. A
 /// failed pass is logged and reported as an `error_occurred` event; the next one retries.
 pub(crate) fn collect_loop(inner: Weak<Inner>) {
-    loop {
-        let Some(interval) = inner
-            .upgrade()
-            .and_then(|i| Db::from_inner(i).options().blob_gc_interval)
-        else {
-            return;
-        };
-        if !Db::idle_weak(&inner, interval) {
-            return;
-        }
-        let Some(db) = inner.upgrade().map(Db::from_inner) else {
-            return;
-        };
-        if db.poisoned().is_none() {
-            match collect(&db) {
-                Ok(r) if r.removed > 0 || r.staging_expired > 0 => tracing::info!(
-                    removed = r.removed,
-                    removed_bytes = r.removed_bytes,
-                    staging_expired = r.staging_expired,
-                    kept = r.kept,
-                    "blob garbage collection"
-                ),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "background blob garbage collection failed");
-                    db.shared_state().emit(
-                        crate::feed::events::EventKind::ErrorOccurred,
-                        serde_json::json!({"during": "blob_gc", "error": e.to_string()}),
-                    );
-                }
+    Db::every(
+        inner,
+        |o| o.blob_gc_interval,
+        |db| match collect(db) {
+            Ok(r) if r.removed > 0 || r.staging_expired > 0 => tracing::info!(
+                removed = r.removed,
+                removed_bytes = r.removed_bytes,
+                staging_expired = r.staging_expired,
+                kept = r.kept,
+                "blob garbage collection"
+            ),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "background blob garbage collection failed");
+                db.shared_state().emit(
+                    crate::feed::events::EventKind::ErrorOccurred,
+                    serde_json::json!({"during": "blob_gc", "error": e.to_string()}),
+                );
             }
-        }
-        // Drop the strong reference before sleeping again so close-on-drop can happen.
-        drop(db);
-    }
+        },
+    );
 }
