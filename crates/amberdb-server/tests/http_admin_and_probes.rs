@@ -127,6 +127,7 @@ fn openapi_document_describes_every_route() {
         ("/v1/admin/status", &["get"]),
         ("/v1/admin/checkpoint", &["post"]),
         ("/v1/admin/verify", &["post"]),
+        ("/v1/admin/blobs/gc", &["post"]),
         ("/v1/admin/keys/rotate", &["post"]),
         ("/v1/admin/backups", &["get", "post"]),
         ("/v1/admin/backups/{id}/verify", &["post"]),
@@ -156,7 +157,7 @@ fn openapi_document_describes_every_route() {
     }
     assert_eq!(
         paths.len(),
-        33,
+        34,
         "a route is served but not documented, or the reverse"
     );
     let put = &paths["/v1/collections/{collection}/docs/{key}"]["put"]["responses"];
