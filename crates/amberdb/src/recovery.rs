@@ -99,7 +99,7 @@ pub struct AutoRecovery {
     pub lost: Option<(u64, u64)>,
     /// Where the damaged files were moved.
     pub quarantine: PathBuf,
-    /// The files moved there.
+    /// The files moved there (the data directory's `streams/` as one directory).
     pub quarantined_files: Vec<PathBuf>,
     /// Damaged frames of commits the base already held (a checkpoint covers them) that replay
     /// stepped over to reach the intact commits after them: (segment, offset, what was
@@ -312,13 +312,7 @@ pub(crate) fn recover(
                 *first,
                 None,
                 false,
-                &mut |rec| match streams.write_record(rec) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        stream_error = Some(e);
-                        false
-                    }
-                },
+                &mut |rec| streams.replay_record(rec, &mut stream_error),
             )
             .map_err(|e| damaged(path, 0, e, data))?;
         if let Some(e) = stream_error {

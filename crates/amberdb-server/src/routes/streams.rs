@@ -49,6 +49,11 @@ pub struct ReadQuery {
     pub from_time: Option<String>,
     /// Most entries (default 100, at most 10000; also at most 16 MiB of values).
     pub limit: Option<usize>,
+    /// Read the stream as it was at this RFC 3339 time (the last commit at or before it),
+    /// inside the history window.
+    pub as_of: Option<String>,
+    /// Or: as it was right after the commit with this LSN.
+    pub as_of_lsn: Option<u64>,
 }
 
 /// The result of an append.
@@ -91,8 +96,11 @@ pub struct ReadResponse {
     pub next_seq: u64,
     /// First retained sequence number (null when empty).
     pub first_seq: Option<u64>,
-    /// Last sequence number appended.
+    /// Last sequence number appended (with as_of: the last of that point still retained).
     pub last_seq: u64,
+    /// With as_of or as_of_lsn: the LSN the point resolved to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub as_of_lsn: Option<u64>,
 }
 
 /// A stream's counts.
@@ -280,14 +288,17 @@ pub async fn append(
 
 /// Read entries from `from_seq` (default 1) or `from_time`, at most `limit`. With `Accept:
 /// application/x-ndjson` the answer is one entry object per line (the page's `next_seq` is in
-/// the `Amber-Next-Seq` header).
+/// the `Amber-Next-Seq` header). With `as_of` or `as_of_lsn`: the stream as it was at that
+/// point (the entries appended by then that retention has not trimmed since), inside the
+/// history window.
 #[utoipa::path(
     get,
     path = "/v1/streams/{stream}",
     tag = "streams",
     params(StreamPath, ReadQuery),
     responses(
-        (status = 200, description = "A page of entries (JSON, or NDJSON by Accept)", body = ReadResponse),
+        (status = 200, description = "A page of entries (JSON, or NDJSON by Accept); with as_of or as_of_lsn also `as_of_lsn` and the Amber-As-Of-Lsn header", body = ReadResponse),
+        (status = 410, description = "as_of / as_of_lsn is older than the history window (code history_lost)", body = crate::error::ErrorBody),
         ReadErrors
     ),
     security(("bearer" = []))
@@ -322,12 +333,28 @@ pub async fn read(
             ),
         ));
     }
+    let at = super::history::as_of(q.as_of.as_deref(), q.as_of_lsn)?;
     if state.db.stream(&stream).is_none() {
         return Err(stream_not_found(&stream));
     }
     let db = state.db.clone();
     let s = stream.clone();
-    let page = blocking(move || db.read_stream(&s, from, limit)).await??;
+    let (as_of_lsn, page) = match at {
+        None => (None, blocking(move || db.read_stream(&s, from, limit)).await??),
+        Some(at) => match blocking(move || db.read_stream_at(&s, from, limit, at)).await?? {
+            Some((lsn, page)) => (Some(lsn), page),
+            None => {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "stream_not_found",
+                    format!(
+                        "no stream {stream:?} from that point is kept: it did not exist then, \
+                         or it was deleted (or deleted and created again) since"
+                    ),
+                ))
+            }
+        },
+    };
     let entries = page
         .entries
         .iter()
@@ -355,16 +382,26 @@ pub async fn read(
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(NDJSON));
         resp.headers_mut()
             .insert("amber-next-seq", HeaderValue::from(page.next_seq));
+        if let Some(lsn) = as_of_lsn {
+            resp.headers_mut()
+                .insert(super::history::AS_OF_LSN, HeaderValue::from(lsn));
+        }
         return Ok(resp);
     }
-    Ok(Json(ReadResponse {
+    let mut resp = Json(ReadResponse {
         stream,
         entries,
         next_seq: page.next_seq,
         first_seq: page.first_seq,
         last_seq: page.last_seq,
+        as_of_lsn,
     })
-    .into_response())
+    .into_response();
+    if let Some(lsn) = as_of_lsn {
+        resp.headers_mut()
+            .insert(super::history::AS_OF_LSN, HeaderValue::from(lsn));
+    }
+    Ok(resp)
 }
 
 /// Every stream the caller may read, with counts and first/last sequence numbers.

@@ -16,6 +16,93 @@ use crate::log::segment::{highest_valid_lsn, list_segments, missing_log, scan_st
 use crate::options::Options;
 use crate::recovery::{recover, AutoRecovery, Recovered, CHECKPOINT_DIR, LOG_DIR, QUARANTINE_DIR};
 use crate::state::State;
+use crate::stream::files::{files_of, StreamFiles, STREAMS_DIR};
+
+/// What one way of recovering reaches.
+struct Candidate {
+    state: State,
+    source: String,
+    replayed: u64,
+    /// Damage stepped over: (file, offset, what).
+    stepped_over: Vec<(PathBuf, u64, String)>,
+    /// The directory under the staging directory holding its `streams/`.
+    streams: PathBuf,
+    /// The backup it starts from.
+    backup: Option<String>,
+}
+
+/// Where the candidates assemble their stream files, under [`STAGING_DIR`].
+const LOCAL_CANDIDATE: &str = "local";
+const BACKUP_CANDIDATE: &str = "backup";
+
+/// The local stream files `state` (a local checkpoint's) needs, copied into `into` (the
+/// originals go to quarantine untouched) and opened for it. Damaged files make this
+/// candidate unusable.
+fn copy_local_streams(
+    data: &Path,
+    into: &Path,
+    state: &mut State,
+    opts: &Options,
+) -> Result<StreamFiles> {
+    let faults = &opts.faults;
+    let wanted = files_of(data, state, faults)?;
+    candidate_streams(into, state, opts, || {
+        for rel in &wanted {
+            let (from, to) = (data.join(rel), into.join(rel));
+            let dir = crate::io::parent_dir(&to);
+            crate::io::create_dir_all(dir, faults)
+                .context(|| format!("creating {}", dir.display()))?;
+            let bytes =
+                crate::io::read(&from, faults).context(|| format!("reading {}", from.display()))?;
+            crate::io::write_new(&to, &bytes, faults)
+                .context(|| format!("writing {}", to.display()))?;
+            sync_dir(dir, faults).context(|| format!("syncing {}", dir.display()))?;
+        }
+        Ok(())
+    })
+}
+
+/// Backup `b`'s stream files (none for the empty state an archive from LSN 1 starts on),
+/// written into `into` and opened for its snapshot `state`.
+fn backup_streams(
+    repo: &BackupRepo,
+    b: Option<&super::BackupManifest>,
+    into: &Path,
+    state: &mut State,
+    opts: &Options,
+) -> Result<StreamFiles> {
+    candidate_streams(into, state, opts, || match b {
+        Some(b) => super::restore::restore_stream_files(repo, b, into, &opts.faults),
+        None => Ok(()),
+    })
+}
+
+/// A candidate's stream files: `fill` writes them under `into/streams/` (synced), then they
+/// are opened for `state` as open does (cut to its watermarks, every retained entry checked,
+/// its stream indexes rebuilt) and synced.
+fn candidate_streams(
+    into: &Path,
+    state: &mut State,
+    opts: &Options,
+    fill: impl FnOnce() -> Result<()>,
+) -> Result<StreamFiles> {
+    let root = into.join(STREAMS_DIR);
+    crate::io::create_dir_all(&root, &opts.faults)
+        .context(|| format!("creating {}", root.display()))?;
+    fill()?;
+    for dir in [&root, into] {
+        sync_dir(dir, &opts.faults).context(|| format!("syncing {}", dir.display()))?;
+    }
+    let files = StreamFiles::open(
+        into,
+        &opts.faults,
+        opts.stream_segment_bytes,
+        state,
+        opts.encryption.as_ref(),
+    )?;
+    files.sync()?;
+    Ok(files)
+}
 
 /// Applies valid local commits that continue the replay, segment by segment, stepping over
 /// damage to commits the state already holds and stopping at the first damage or gap after
@@ -23,12 +110,19 @@ use crate::state::State;
 fn extend_with_local(
     r: &mut Replayer<'_>,
     segments: &[(u64, PathBuf)],
+    streams: &StreamFiles,
+    stream_error: &mut Option<crate::Error>,
     stepped: &mut Vec<(PathBuf, u64, String)>,
 ) {
     r.new_source();
     for (first, path) in segments {
         let Ok(bytes) = read_file(path) else { break };
-        let result = r.segment(&bytes, *first, None, true, &mut |_| true);
+        let result = r.segment(&bytes, *first, None, true, &mut |rec| {
+            streams.replay_record(rec, stream_error)
+        });
+        if stream_error.is_some() {
+            break;
+        }
         if let Ok(s) = &result {
             if let Some(d) = &s.stepped_over {
                 stepped.push((path.clone(), d.offset, d.detail.clone()));
@@ -80,6 +174,16 @@ pub(crate) fn auto_recover(
     // damaged record is refused (nothing else says which database this is).
     let identity = Identity::load(data)?.ok_or_else(|| crate::Error::Damaged(damage.clone()))?;
     tracing::warn!(damage = %damage_text, repo = %repo_path.display(), "data directory is damaged; recovering automatically");
+    // Each candidate assembles its stream files under the staging directory; the chosen
+    // one's are installed with the recovered checkpoint.
+    let staging = data.join(STAGING_DIR);
+    if staging.exists() {
+        // Left by an attempt that stopped before its marker: nothing depends on it.
+        crate::io::remove_dir_all(&staging, &opts.faults)
+            .context(|| format!("removing stale {}", staging.display()))?;
+    }
+    crate::io::create_dir_all(&staging, &opts.faults)
+        .context(|| format!("creating {}", staging.display()))?;
     let log_dir = data.join(LOG_DIR);
     let ckpt_dir = data.join(CHECKPOINT_DIR);
     let segments = list_segments(&log_dir).context(|| format!("listing {}", log_dir.display()))?;
@@ -88,9 +192,9 @@ pub(crate) fn auto_recover(
 
     // Candidate 1: the newest sound local checkpoint (or nothing, if the log starts at 1),
     // extended with the valid local log.
-    // state, source, base lsn, replayed, damage stepped over
-    type Candidate = (State, String, u64, u64, Vec<(PathBuf, u64, String)>);
     let mut best: Option<Candidate> = None;
+    // Why a candidate was passed over for its stream files (said when none is left).
+    let mut stream_problems: Vec<String> = vec![];
     let local_base = checkpoints
         .iter()
         .find_map(|(_, p)| {
@@ -132,16 +236,38 @@ pub(crate) fn auto_recover(
         }));
     }
     if let Some((mut state, source)) = local_base {
-        let base = state.lsn;
-        let mut stepped = vec![];
-        let mut r = Replayer::new(&mut state, Some(&identity)).with_keys(opts.encryption.as_ref());
-        extend_with_local(&mut r, &segments, &mut stepped);
-        let n = r.commits;
-        best = Some((state, format!("{source} + local log"), base, n, stepped));
+        let into = staging.join(LOCAL_CANDIDATE);
+        let built = copy_local_streams(data, &into, &mut state, opts).and_then(|streams| {
+            let mut stepped = vec![];
+            let mut stream_error = None;
+            let mut r =
+                Replayer::new(&mut state, Some(&identity)).with_keys(opts.encryption.as_ref());
+            extend_with_local(&mut r, &segments, &streams, &mut stream_error, &mut stepped);
+            let n = r.commits;
+            match stream_error {
+                Some(e) => Err(e),
+                None => streams.sync().map(|()| (n, stepped)),
+            }
+        });
+        match built {
+            Ok((n, stepped)) => {
+                best = Some(Candidate {
+                    state,
+                    source: format!("{source} + local log"),
+                    replayed: n,
+                    stepped_over: stepped,
+                    streams: into,
+                    backup: None,
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the local stream files do not rebuild; trying the backups");
+                stream_problems.push(format!("local stream files: {e}"));
+            }
+        }
     }
 
     // Candidate 2: the newest good backup, its archived log, then valid local log after it.
-    let mut backup_used = None;
     match BackupRepo::open(repo_path) {
         Ok(repo) => {
             // Only backups and segments of this directory's history.
@@ -158,7 +284,7 @@ pub(crate) fn auto_recover(
                     Ok(state) => Some((
                         state,
                         format!("backup {} (LSN {})", b.id, b.lsn),
-                        Some(b.id.clone()),
+                        Some(b),
                     )),
                     Err(e) => {
                         tracing::warn!(backup = %b.id, error = %e, "backup snapshot is damaged; trying an older one");
@@ -175,37 +301,85 @@ pub(crate) fn auto_recover(
                         (State::default(), format!("empty state ({why})"), None)
                     })
                 });
-            if let Some((mut state, label, backup_id)) = base {
+            if let Some((mut state, label, backup)) = base {
                 let base_lsn = state.lsn;
-                let mut r =
-                    Replayer::new(&mut state, Some(&identity)).with_keys(opts.encryption.as_ref());
-                for seg in archive.iter().filter(|s| s.last_lsn > base_lsn) {
-                    let Ok(bytes) = repo.read_segment(seg) else {
-                        break;
-                    };
-                    match r.segment(&bytes, seg.first_lsn, seg.ids(), false, &mut |_| true) {
-                        Ok(s) if s.scan.end == ScanEnd::Clean => {}
-                        _ => break,
+                let into = staging.join(BACKUP_CANDIDATE);
+                let built = backup_streams(&repo, backup, &into, &mut state, opts).and_then(
+                    |streams| {
+                        let mut stream_error = None;
+                        let mut r = Replayer::new(&mut state, Some(&identity))
+                            .with_keys(opts.encryption.as_ref());
+                        for seg in archive.iter().filter(|s| s.last_lsn > base_lsn) {
+                            let Ok(bytes) = repo.read_segment(seg) else {
+                                break;
+                            };
+                            match r.segment(&bytes, seg.first_lsn, seg.ids(), false, &mut |rec| {
+                                streams.replay_record(rec, &mut stream_error)
+                            }) {
+                                Ok(s) if s.scan.end == ScanEnd::Clean => {}
+                                _ => break,
+                            }
+                        }
+                        let mut stepped = vec![];
+                        if stream_error.is_none() {
+                            extend_with_local(
+                                &mut r,
+                                &segments,
+                                &streams,
+                                &mut stream_error,
+                                &mut stepped,
+                            );
+                        }
+                        let replayed = r.commits;
+                        match stream_error {
+                            Some(e) => Err(e),
+                            None => streams.sync().map(|()| (replayed, stepped)),
+                        }
+                    },
+                );
+                match built {
+                    Ok((replayed, stepped)) => {
+                        if best.as_ref().is_none_or(|c| state.lsn > c.state.lsn) {
+                            best = Some(Candidate {
+                                state,
+                                source: format!("{label} + archived log + local log"),
+                                replayed,
+                                stepped_over: stepped,
+                                streams: into,
+                                backup: backup.map(|b| b.id.clone()),
+                            });
+                        }
                     }
-                }
-                let mut stepped = vec![];
-                extend_with_local(&mut r, &segments, &mut stepped);
-                let replayed = r.commits;
-                let source = format!("{label} + archived log + local log");
-                if best.as_ref().is_none_or(|(s, ..)| state.lsn > s.lsn) {
-                    best = Some((state, source, base_lsn, replayed, stepped));
-                    backup_used = backup_id;
+                    Err(e) => {
+                        tracing::warn!(error = %e, "the backup's stream files do not rebuild");
+                        stream_problems.push(format!("{label}: stream files: {e}"));
+                    }
                 }
             }
         }
         Err(e) => tracing::warn!(error = %e, "cannot use the backup repository for recovery"),
     }
-    let Some((state, source, _base, replayed, stepped_over)) = best else {
+    let Some(Candidate {
+        state,
+        source,
+        replayed,
+        stepped_over,
+        streams,
+        backup: backup_used,
+    }) = best
+    else {
+        // Nothing was changed: the candidates' stream files are not the data directory's.
+        let _ = crate::io::remove_dir_all(&staging, &opts.faults);
+        let streams = if stream_problems.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", stream_problems.join("; "))
+        };
         return Err(crate::Error::Damaged(Damage {
             file: damage.file.clone(),
             offset: damage.offset,
             detail: format!(
-                "{}; automatic recovery found no sound checkpoint and no usable backup in {}",
+                "{}; automatic recovery found no sound checkpoint and no usable backup in {}{streams}",
                 damage.detail,
                 repo_path.display()
             ),
@@ -245,14 +419,24 @@ pub(crate) fn auto_recover(
     // plain `open` refuses, then the old files moved to quarantine, then the new state put in
     // place, then the marker removed. A crash or a full disk at any point leaves either the
     // untouched original files or a marker that the next automatic open finishes from.
-    let staging = data.join(STAGING_DIR);
-    if staging.exists() {
-        // Left by an attempt that stopped before its marker: nothing depends on it.
-        crate::io::remove_dir_all(&staging, &opts.faults)
-            .context(|| format!("removing stale {}", staging.display()))?;
+    // The chosen candidate's stream files become the staged ones; the other's go.
+    crate::io::rename(
+        &streams.join(STREAMS_DIR),
+        &staging.join(STREAMS_DIR),
+        &opts.faults,
+    )
+    .context(|| format!("moving {} into {}", streams.display(), staging.display()))?;
+    // A rename is durable once both directories are synced.
+    sync_dir(&streams, &opts.faults).context(|| format!("syncing {}", streams.display()))?;
+    sync_dir(&staging, &opts.faults).context(|| format!("syncing {}", staging.display()))?;
+    for c in [LOCAL_CANDIDATE, BACKUP_CANDIDATE] {
+        let dir = staging.join(c);
+        if dir.exists() {
+            crate::io::remove_dir_all(&dir, &opts.faults)
+                .context(|| format!("removing {}", dir.display()))?;
+        }
     }
-    crate::io::create_dir_all(&staging, &opts.faults)
-        .context(|| format!("creating {}", staging.display()))?;
+    sync_dir(&staging, &opts.faults).context(|| format!("syncing {}", staging.display()))?;
     let ids = new_identity.as_ref().unwrap_or(&identity).ids();
     checkpoint::write(
         &staging,
@@ -319,6 +503,7 @@ fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result
         }
         sync_dir(&auto.quarantine, &opts.faults)
             .context(|| format!("syncing {}", auto.quarantine.display()))?;
+        install_staged_streams(data, auto, opts)?;
         crate::io::create_dir_all(&ckpt_dir, &opts.faults)
             .context(|| format!("creating {}", ckpt_dir.display()))?;
         // A new timeline's record goes in before its checkpoint (the old timeline's record
@@ -349,8 +534,37 @@ fn finish_staged(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result
     sync_dir(data, &opts.faults).context(|| format!("syncing {}", data.display()))
 }
 
+/// Moves the data directory's `streams/` to quarantine (as one directory) and the staged
+/// one into its place; before the staged checkpoint is installed. Idempotent: while the
+/// staged `streams/` is there, the data directory's is the original.
+fn install_staged_streams(data: &Path, auto: &mut AutoRecovery, opts: &Options) -> Result<()> {
+    let staged = data.join(STAGING_DIR).join(STREAMS_DIR);
+    if !staged.exists() {
+        // Installed by the interrupted run (every recovery stages one, empty or not).
+        return Ok(());
+    }
+    let live = data.join(STREAMS_DIR);
+    if live.exists() {
+        let to = auto.quarantine.join(STREAMS_DIR);
+        crate::io::rename(&live, &to, &opts.faults)
+            .context(|| format!("moving {} to {}", live.display(), to.display()))?;
+        sync_dir(&auto.quarantine, &opts.faults)
+            .context(|| format!("syncing {}", auto.quarantine.display()))?;
+        sync_dir(data, &opts.faults).context(|| format!("syncing {}", data.display()))?;
+        auto.quarantined_files.push(to);
+    }
+    crate::io::rename(&staged, &live, &opts.faults)
+        .context(|| format!("moving {} to {}", staged.display(), live.display()))?;
+    sync_dir(data, &opts.faults).context(|| format!("syncing {}", data.display()))?;
+    let staging = data.join(STAGING_DIR);
+    sync_dir(&staging, &opts.faults).context(|| format!("syncing {}", staging.display()))
+}
+
 fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![];
+    if dir.join(STREAMS_DIR).is_dir() {
+        out.push(dir.join(STREAMS_DIR));
+    }
     for sub in [LOG_DIR, CHECKPOINT_DIR] {
         if let Ok(entries) = std::fs::read_dir(dir.join(sub)) {
             out.extend(entries.filter_map(|e| e.ok()).map(|e| e.path()));
@@ -373,6 +587,10 @@ pub(crate) fn resume_staged(data: &Path, opts: &Options) -> Result<Recovered> {
             hint: "an automatic recovery was interrupted; see \"Damaged data directory\" in docs/OPERATIONS.md".into(),
         })
     })?;
+    // The marker names the quarantine where the directory was then; it is this directory's.
+    if let Some(name) = auto.quarantine.file_name() {
+        auto.quarantine = data.join(QUARANTINE_DIR).join(name);
+    }
     tracing::warn!(quarantine = %auto.quarantine.display(), "finishing an interrupted automatic recovery");
     finish_staged(data, &mut auto, opts)?;
     let mut rec = recover(

@@ -739,13 +739,7 @@ pub(crate) fn replay(
             // A replayed append's values go to the restored stream files, as open's replay
             // writes them (the record is applied only once they are there).
             match streams {
-                Some(files) if wanted && stream_error.is_none() => match files.write_record(rec) {
-                    Ok(()) => true,
-                    Err(e) => {
-                        stream_error = Some(e);
-                        false
-                    }
-                },
+                Some(files) if wanted => files.replay_record(rec, &mut stream_error),
                 _ => wanted && stream_error.is_none(),
             }
         };
@@ -784,7 +778,7 @@ pub(crate) fn replay(
 /// Writes backup `b`'s stream files into the data directory `data` being assembled (each
 /// name checked to be a stream file path first: a manifest from a repository writes nothing
 /// else), synced. Their bytes were checked against the manifest when the restore was planned.
-fn restore_stream_files(
+pub(super) fn restore_stream_files(
     repo: &BackupRepo,
     b: &BackupManifest,
     data: &Path,

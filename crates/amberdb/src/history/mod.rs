@@ -366,6 +366,22 @@ impl Db {
         Ok(lsn)
     }
 
+    /// The point `at` checked against the history window, read on `view`: its LSN and the
+    /// commit time of that commit (0 before the first commit).
+    pub(crate) fn point_on(&self, view: &ReadView, at: At) -> Result<(u64, u64)> {
+        let window = self.history_window()?.retained_from_lsn;
+        let lsn = self.resolve(view, at, window)?;
+        if lsn < window && lsn < view.lsn() {
+            return Err(lost(window));
+        }
+        let ts = match lsn {
+            0 => 0,
+            l if l == view.lsn() => view.state.commit_ts,
+            l => self.read_commit(l, window)?.commit_ts,
+        };
+        Ok((lsn, ts))
+    }
+
     /// `collection`/`key` exactly as it was right after commit `at` (inclusive); `None` when
     /// it did not exist then. [`Error::HistoryLost`] before the window.
     pub fn get_at(&self, collection: &str, key: &str, at: At) -> Result<Option<Document>> {

@@ -50,8 +50,7 @@ impl Db {
     pub fn read_stream(&self, stream: &str, from: StreamFrom, limit: usize) -> Result<StreamPage> {
         crate::document::validate_collection(stream)?;
         let view = self.view();
-        let state = &view.state;
-        let Some(s) = state.streams.get(stream) else {
+        let Some(s) = view.state.streams.get(stream) else {
             return Ok(StreamPage {
                 entries: vec![],
                 next_seq: match from {
@@ -62,17 +61,59 @@ impl Db {
                 last_seq: 0,
             });
         };
+        self.read_page(&view.state, stream, s, from, limit, s.index.len())
+    }
+
+    /// Like [`Db::read_stream`], as the stream was right after commit `at` (inclusive; the
+    /// history window bounds it as for documents: [`Error::HistoryLost`] before it). Returns
+    /// the LSN the point resolved to and the page: the entries appended up to that point that
+    /// are still retained (entries never change, so these are exactly the entries of then;
+    /// entries retention trimmed since are not history, and `first_seq` is the first still
+    /// kept). `last_seq` is the last of them, or the entry before the first kept when none is
+    /// left. `None` when no stream of that name from that point is kept: none existed then, or
+    /// it was deleted (or deleted and created again) since.
+    pub fn read_stream_at(
+        &self,
+        stream: &str,
+        from: StreamFrom,
+        limit: usize,
+        at: crate::history::At,
+    ) -> Result<Option<(u64, StreamPage)>> {
+        crate::document::validate_collection(stream)?;
+        let view = self.view();
+        let (lsn, ts) = self.point_on(&view, at)?;
+        let Some(s) = view.state.streams.get(stream).filter(|s| s.created_lsn <= lsn) else {
+            return Ok(None);
+        };
+        // Commit times strictly increase with the LSN, so the entries of commits up to the
+        // point are those with a time at or before its commit's.
+        let visible = s.first_at_or_after(ts.saturating_add(1));
+        let page = self.read_page(&view.state, stream, s, from, limit, visible)?;
+        Ok(Some((lsn, page)))
+    }
+
+    /// A page of the first `visible` retained entries of `s` (the stream `stream` of `state`).
+    fn read_page(
+        &self,
+        state: &crate::state::State,
+        stream: &str,
+        s: &crate::stream::StreamState,
+        from: StreamFrom,
+        limit: usize,
+        visible: usize,
+    ) -> Result<StreamPage> {
+        let visible = visible.min(s.index.len());
         let start = match from {
             StreamFrom::Seq(n) => {
                 usize::try_from(n.saturating_sub(s.first_seq)).unwrap_or(usize::MAX)
             }
             StreamFrom::Time(t) => s.first_at_or_after(t),
         }
-        .min(s.index.len());
+        .min(visible);
         let limit = limit.min(crate::limits::MAX_STREAM_READ_ENTRIES);
         let mut end = start;
         let mut bytes = 0u64;
-        while end < s.index.len() && end - start < limit {
+        while end < visible && end - start < limit {
             let pos = s.index.get(end).map_or(s.end_pos, |e| e.pos);
             let next = s.index.get(end + 1).map_or(s.end_pos, |e| e.pos);
             let size = next - pos;
@@ -83,12 +124,11 @@ impl Db {
             end += 1;
         }
         let entries = self.stream_files().read(state, stream, start, end)?;
-        let n = s.len();
         Ok(StreamPage {
             next_seq: s.first_seq + end as u64,
             entries,
-            first_seq: (n > 0).then_some(s.first_seq),
-            last_seq: s.last_seq(),
+            first_seq: (visible > 0).then_some(s.first_seq),
+            last_seq: s.first_seq + visible as u64 - 1,
         })
     }
 

@@ -1039,6 +1039,22 @@ impl StreamFiles {
         Ok(())
     }
 
+    /// A replay's `want` answer for `rec` (every replay that rebuilds stream files uses it:
+    /// open, restore, automatic recovery): writes its stream values first and says to apply
+    /// it; after the first failure, kept in `error`, says to apply nothing more.
+    pub(crate) fn replay_record(&self, rec: &CommitRecord, error: &mut Option<Error>) -> bool {
+        if error.is_some() {
+            return false;
+        }
+        match self.write_record(rec) {
+            Ok(()) => true,
+            Err(e) => {
+                *error = Some(e);
+                false
+            }
+        }
+    }
+
     fn incarnation(&self, g: &mut Files, stream: &Arc<str>, lsn: u64) -> u64 {
         if let Some(l) = g.live.get(stream) {
             return *l;
