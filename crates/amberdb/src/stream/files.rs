@@ -620,6 +620,81 @@ fn check_header(bytes: &[u8], created_lsn: u64, base: u64) -> std::result::Resul
     Ok(())
 }
 
+/// Reads the entry frames of a plaintext stream file one at a time, through a buffer of
+/// [`FrameCursor::BUFFER`] bytes and one frame (never the whole file).
+struct FrameCursor {
+    reader: std::io::BufReader<io::ReadFile>,
+    frame: Vec<u8>,
+    path: PathBuf,
+}
+
+impl FrameCursor {
+    const BUFFER: usize = 1 << 20;
+
+    /// Opens `path` and checks its header (that of incarnation `created_lsn`, based at
+    /// `base`).
+    fn open(path: &Path, faults: &Faults, created_lsn: u64, base: u64) -> Result<FrameCursor> {
+        let f = io::open_read(path, faults).context(|| format!("opening {}", path.display()))?;
+        let mut c = FrameCursor {
+            reader: std::io::BufReader::with_capacity(Self::BUFFER, f),
+            frame: Vec::new(),
+            path: path.to_owned(),
+        };
+        let mut head = [0u8; STREAM_HEADER_LEN as usize];
+        let got = c.fill(&mut head)?;
+        check_header(head.get(..got).unwrap_or_default(), created_lsn, base)
+            .map_err(|e| damaged(path, 0, e))?;
+        Ok(c)
+    }
+
+    /// Reads into `buf` until it is full or the file ends; returns the bytes read.
+    fn fill(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let mut n = 0;
+        while n < buf.len() {
+            let got = std::io::Read::read(&mut self.reader, buf.get_mut(n..).unwrap_or_default())
+                .context(|| format!("reading {}", self.path.display()))?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        Ok(n)
+    }
+
+    /// Moves to byte `offset` of the file (a frame's start).
+    fn skip_to(&mut self, offset: u64) -> Result<()> {
+        std::io::Seek::seek(&mut self.reader, std::io::SeekFrom::Start(offset))
+            .map(|_| ())
+            .context(|| format!("reading {}", self.path.display()))
+    }
+
+    /// The next frame, checked: (seq, commit_ts, frame length); an error names what is wrong.
+    fn next(&mut self) -> std::result::Result<(u64, u64, usize), String> {
+        let mut head = [0u8; 8];
+        let got = self.fill(&mut head).map_err(|e| e.to_string())?;
+        let len = match head.get(..4).filter(|_| got == 8) {
+            Some(b) => u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize,
+            None => return Err("entry header is incomplete".into()),
+        };
+        if len > crate::limits::MAX_STREAM_ENTRY_BYTES {
+            return Err(format!("entry declares {len} bytes, over the entry limit"));
+        }
+        let total = ENTRY_HEADER_LEN as usize + len;
+        self.frame.clear();
+        self.frame.extend_from_slice(&head);
+        self.frame.resize(total, 0);
+        let mut rest = std::mem::take(&mut self.frame);
+        let got = self
+            .fill(rest.get_mut(8..).unwrap_or_default())
+            .map_err(|e| e.to_string());
+        self.frame = rest;
+        if got? != total - 8 {
+            return Err("entry is incomplete".into());
+        }
+        decode_entry(&self.frame).map(|(seq, ts, _, len)| (seq, ts, len))
+    }
+}
+
 /// Decodes one entry frame at the start of `buf`: (seq, commit_ts, value, frame length).
 pub(crate) fn decode_entry(buf: &[u8]) -> std::result::Result<(u64, u64, &[u8], usize), String> {
     let mut r = Reader::new(buf);
@@ -947,14 +1022,13 @@ impl StreamFiles {
                     }
                     continue;
                 }
-                let bytes =
-                    io::read(path, faults).context(|| format!("reading {}", path.display()))?;
-                check_header(&bytes, s.created_lsn, base).map_err(|e| damaged(path, 0, e))?;
+                // Frame by frame through a bounded buffer: open's memory does not grow with
+                // the size of a stream file.
+                let mut frames = FrameCursor::open(path, faults, s.created_lsn, base)?;
+                frames.skip_to(STREAM_HEADER_LEN + (pos - base))?;
                 while pos < end {
                     let at = STREAM_HEADER_LEN + (pos - base);
-                    let frame = bytes.get(at as usize..).unwrap_or_default();
-                    let (got, ts, _, len) =
-                        decode_entry(frame).map_err(|e| damaged(path, at, e))?;
+                    let (got, ts, len) = frames.next().map_err(|e| damaged(path, at, e))?;
                     if got != seq {
                         return Err(damaged(
                             path,
