@@ -11,7 +11,14 @@ use std::process::Command;
 fn stream_bench_compares_with_sqlite_and_a_million_entries_stay_within_the_memory_bound() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_stream-bench"))
-        .args(["--single", "20", "--batched", "5000", "--rss-entries", "1000000"])
+        .args([
+            "--single",
+            "20",
+            "--batched",
+            "5000",
+            "--rss-entries",
+            "1000000",
+        ])
         .arg("--dir")
         .arg(dir.path())
         .output()

@@ -225,7 +225,10 @@ fn as_of_reads_return_the_entries_of_that_point() {
         .map(|e| e["value"].clone())
         .collect();
     assert_eq!(values, vec![json!("a"), json!("b")]);
-    assert_eq!((v["last_seq"].as_u64(), v["as_of_lsn"].as_u64()), (Some(2), Some(lsn)));
+    assert_eq!(
+        (v["last_seq"].as_u64(), v["as_of_lsn"].as_u64()),
+        (Some(2), Some(lsn))
+    );
     assert_eq!(r.header("amber-as-of-lsn"), Some(lsn.to_string().as_str()));
 
     // By time: the commit time of the first append.

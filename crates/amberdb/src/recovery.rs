@@ -307,13 +307,9 @@ pub(crate) fn recover(
         let bytes = read_segment(path, data)?;
         let mut stream_error = None;
         let r = replayer
-            .segment(
-                &bytes,
-                *first,
-                None,
-                false,
-                &mut |rec| streams.replay_record(rec, &mut stream_error),
-            )
+            .segment(&bytes, *first, None, false, &mut |rec| {
+                streams.replay_record(rec, &mut stream_error)
+            })
             .map_err(|e| damaged(path, 0, e, data))?;
         if let Some(e) = stream_error {
             return Err(e);

@@ -47,7 +47,12 @@ fn opts(clock: &ManualClock, seg: u64) -> Options {
 }
 
 /// Every entry of `stream` at `at`, paged with random limits; `None` as the engine says.
-fn read_all_at(db: &Db, stream: &str, at: At, rng: &mut StdRng) -> Option<(u64, Vec<(u64, u64, Value)>)> {
+fn read_all_at(
+    db: &Db,
+    stream: &str,
+    at: At,
+    rng: &mut StdRng,
+) -> Option<(u64, Vec<(u64, u64, Value)>)> {
     let mut out = vec![];
     let mut from = 1;
     let mut point = None;
@@ -56,7 +61,10 @@ fn read_all_at(db: &Db, stream: &str, at: At, rng: &mut StdRng) -> Option<(u64, 
         let (lsn, page) = db
             .read_stream_at(stream, StreamFrom::Seq(from), limit, at)
             .unwrap()?;
-        assert!(point.is_none_or(|p| p == lsn), "a point resolves to one LSN");
+        assert!(
+            point.is_none_or(|p| p == lsn),
+            "a point resolves to one LSN"
+        );
         point = Some(lsn);
         if page.entries.is_empty() {
             return Some((lsn, out));
@@ -65,7 +73,10 @@ fn read_all_at(db: &Db, stream: &str, at: At, rng: &mut StdRng) -> Option<(u64, 
         for e in &page.entries {
             out.push((e.seq, e.commit_ts, e.json().unwrap()));
         }
-        assert_eq!(page.last_seq, out.last().map(|e| e.0).max(Some(page.last_seq)).unwrap());
+        assert_eq!(
+            page.last_seq,
+            out.last().map(|e| e.0).max(Some(page.last_seq)).unwrap()
+        );
         from = page.next_seq;
     }
 }
@@ -148,7 +159,9 @@ fn model_case(seed: u64) {
                 retain(m, ts);
             }
             52..60 => {
-                let Some(m) = model.get_mut(name) else { continue };
+                let Some(m) = model.get_mut(name) else {
+                    continue;
+                };
                 let to = rng.random_range(0..m.next_seq + 2);
                 db.trim_stream(name, to).unwrap();
                 if db.view().lsn() > before {
@@ -181,7 +194,9 @@ fn model_case(seed: u64) {
         // the earlier one), against the model then and now.
         let lsns: Vec<u64> = points.keys().copied().collect();
         for _ in 0..3 {
-            let Some(&lsn) = lsns.get(rng.random_range(0..lsns.len().max(1))) else { break };
+            let Some(&lsn) = lsns.get(rng.random_range(0..lsns.len().max(1))) else {
+                break;
+            };
             let (ts, then) = &points[&lsn];
             for name in STREAMS {
                 let want = expected_at(&model, then, lsn, name);
@@ -243,7 +258,9 @@ fn as_of_stream_reads_before_the_history_window_are_history_lost() {
 fn as_of_reads_of_a_recreated_stream_do_not_mix_incarnations() {
     let t = tempfile::tempdir().unwrap();
     let db = Db::open_with(t.path().join("d"), Options::default()).unwrap();
-    let old = db.append("chat", &[json!("old 1"), json!("old 2")], None).unwrap();
+    let old = db
+        .append("chat", &[json!("old 1"), json!("old 2")], None)
+        .unwrap();
     db.delete_stream("chat").unwrap();
     let new = db.append("chat", &[json!("new 1")], None).unwrap();
     assert_eq!(new.first_seq, 1);

@@ -128,9 +128,18 @@ fn stream_files(data: &Path, stream: &str) -> Vec<PathBuf> {
 
 /// Opens `data` with automatic recovery and checks that it holds `want`, that `verify` is
 /// clean, and that a plain reopen and a new append work; returns the recovery's report.
-fn recover_and_check(data: &Path, repo: &Path, keys: Option<Keyring>, want: &Expected) -> amberdb::AutoRecovery {
+fn recover_and_check(
+    data: &Path,
+    repo: &Path,
+    keys: Option<Keyring>,
+    want: &Expected,
+) -> amberdb::AutoRecovery {
     let db = Db::open_with(data, auto_opts(keys.clone(), repo)).unwrap();
-    let auto = db.recovery_report().auto.clone().expect("automatic recovery ran");
+    let auto = db
+        .recovery_report()
+        .auto
+        .clone()
+        .expect("automatic recovery ran");
     assert_eq!(&expected(&db), want, "{auto:?}");
     assert_eq!(auto.lost, None, "{auto:?}");
     assert!(db.verify().unwrap().is_clean(), "{auto:?}");
@@ -154,7 +163,9 @@ fn a_damaged_stream_file_is_rebuilt_from_the_backup_and_the_log(keys: Option<Key
     let flipped = std::fs::read(&damaged).unwrap();
     support::expect_damaged(&data, base_opts(keys.clone()));
     let auto = recover_and_check(&data, &repo, keys, &want);
-    let id = BackupRepo::open(&repo).unwrap().list().unwrap()[0].id.clone();
+    let id = BackupRepo::open(&repo).unwrap().list().unwrap()[0]
+        .id
+        .clone();
     assert_eq!(auto.backup.as_deref(), Some(id.as_str()), "{auto:?}");
     // The damaged file is kept, byte for byte, in quarantine.
     let q = auto.quarantine.join("streams");
@@ -226,8 +237,16 @@ fn a_damaged_stream_file_without_a_backup_is_refused_and_nothing_moves() {
     let after = support::tree_listing(&data);
     let names = |l: &[(PathBuf, Vec<u8>)]| l.iter().map(|(p, _)| p.clone()).collect::<Vec<_>>();
     assert_eq!(names(&after), names(&before));
-    let at = |l: &[(PathBuf, Vec<u8>)]| l.iter().find(|(p, _)| damaged.ends_with(p)).map(|(_, b)| b.clone());
-    assert_eq!(at(&after), at(&before), "the damaged file is left as it was");
+    let at = |l: &[(PathBuf, Vec<u8>)]| {
+        l.iter()
+            .find(|(p, _)| damaged.ends_with(p))
+            .map(|(_, b)| b.clone())
+    };
+    assert_eq!(
+        at(&after),
+        at(&before),
+        "the damaged file is left as it was"
+    );
 }
 
 /// A power cut before any file operation of the recovery above: the next automatic open
@@ -281,10 +300,16 @@ fn power_cuts_during_automatic_recovery_of_a_stream_lose_no_entry() {
         assert_eq!(expected(&db), want, "{case}");
         assert!(db.verify().unwrap().is_clean(), "{case}");
         if let Some(auto) = &db.recovery_report().auto {
-            assert!(auto.quarantine.starts_with(out.join("d")), "{case}: {auto:?}");
+            assert!(
+                auto.quarantine.starts_with(out.join("d")),
+                "{case}: {auto:?}"
+            );
             assert!(auto.quarantine.is_dir(), "{case}: {auto:?}");
         }
-        assert!(!live.exists(), "{case}: the recovery wrote under the old path");
+        assert!(
+            !live.exists(),
+            "{case}: the recovery wrote under the old path"
+        );
         drop(db);
         std::fs::remove_dir_all(&out).unwrap();
     }

@@ -76,8 +76,10 @@ fn vm_rss_kib() -> u64 {
 
 fn sqlite(path: &Path) -> Connection {
     let conn = Connection::open(path).expect("sqlite open");
-    conn.pragma_update(None, "journal_mode", "WAL").expect("wal");
-    conn.pragma_update(None, "synchronous", "FULL").expect("sync");
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .expect("wal");
+    conn.pragma_update(None, "synchronous", "FULL")
+        .expect("sync");
     conn.execute_batch(
         "CREATE TABLE events (seq INTEGER PRIMARY KEY, ts INTEGER NOT NULL, value BLOB NOT NULL);",
     )
@@ -250,17 +252,17 @@ fn main() -> ExitCode {
     println!("| measurement | AmberDB entries/s | SQLite rows/s | AmberDB / SQLite |");
     println!("|---|---|---|---|");
     for (what, a, s) in [
-        ("append, 1 entry per durable commit", amber_single, sqlite_single),
+        (
+            "append, 1 entry per durable commit",
+            amber_single,
+            sqlite_single,
+        ),
         (
             &*format!("append, {} entries per durable commit", args.batch),
             amber_batched,
             sqlite_batched,
         ),
-        (
-            "read every entry, pages of 10,000",
-            amber_read,
-            sqlite_read,
-        ),
+        ("read every entry, pages of 10,000", amber_read, sqlite_read),
     ] {
         println!("| {what} | {a:.0} | {s:.0} | {:.2}x |", a / s);
     }

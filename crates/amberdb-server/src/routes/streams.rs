@@ -340,7 +340,10 @@ pub async fn read(
     let db = state.db.clone();
     let s = stream.clone();
     let (as_of_lsn, page) = match at {
-        None => (None, blocking(move || db.read_stream(&s, from, limit)).await??),
+        None => (
+            None,
+            blocking(move || db.read_stream(&s, from, limit)).await??,
+        ),
         Some(at) => match blocking(move || db.read_stream_at(&s, from, limit, at)).await?? {
             Some((lsn, page)) => (Some(lsn), page),
             None => {

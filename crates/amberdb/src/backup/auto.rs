@@ -304,8 +304,8 @@ pub(crate) fn auto_recover(
             if let Some((mut state, label, backup)) = base {
                 let base_lsn = state.lsn;
                 let into = staging.join(BACKUP_CANDIDATE);
-                let built = backup_streams(&repo, backup, &into, &mut state, opts).and_then(
-                    |streams| {
+                let built =
+                    backup_streams(&repo, backup, &into, &mut state, opts).and_then(|streams| {
                         let mut stream_error = None;
                         let mut r = Replayer::new(&mut state, Some(&identity))
                             .with_keys(opts.encryption.as_ref());
@@ -335,8 +335,7 @@ pub(crate) fn auto_recover(
                             Some(e) => Err(e),
                             None => streams.sync().map(|()| (replayed, stepped)),
                         }
-                    },
-                );
+                    });
                 match built {
                     Ok((replayed, stepped)) => {
                         if best.as_ref().is_none_or(|c| state.lsn > c.state.lsn) {

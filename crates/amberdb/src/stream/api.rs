@@ -82,7 +82,12 @@ impl Db {
         crate::document::validate_collection(stream)?;
         let view = self.view();
         let (lsn, ts) = self.point_on(&view, at)?;
-        let Some(s) = view.state.streams.get(stream).filter(|s| s.created_lsn <= lsn) else {
+        let Some(s) = view
+            .state
+            .streams
+            .get(stream)
+            .filter(|s| s.created_lsn <= lsn)
+        else {
             return Ok(None);
         };
         // Commit times strictly increase with the LSN, so the entries of commits up to the
