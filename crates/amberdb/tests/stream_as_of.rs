@@ -32,6 +32,8 @@ struct ModelStream {
 }
 
 type Model = BTreeMap<String, ModelStream>;
+/// Entries as (seq, commit_ts, value).
+type Entries = Vec<(u64, u64, Value)>;
 
 fn opts(clock: &ManualClock, seg: u64) -> Options {
     Options {
@@ -47,12 +49,7 @@ fn opts(clock: &ManualClock, seg: u64) -> Options {
 }
 
 /// Every entry of `stream` at `at`, paged with random limits; `None` as the engine says.
-fn read_all_at(
-    db: &Db,
-    stream: &str,
-    at: At,
-    rng: &mut StdRng,
-) -> Option<(u64, Vec<(u64, u64, Value)>)> {
+fn read_all_at(db: &Db, stream: &str, at: At, rng: &mut StdRng) -> Option<(u64, Entries)> {
     let mut out = vec![];
     let mut from = 1;
     let mut point = None;
@@ -94,7 +91,7 @@ fn retain(m: &mut ModelStream, ts: u64) {
 
 /// What an as-of read at `then` (the model right after that commit, with its LSN) must
 /// return, given the model now.
-fn expected_at(now: &Model, then: &Model, lsn: u64, name: &str) -> Option<Vec<(u64, u64, Value)>> {
+fn expected_at(now: &Model, then: &Model, lsn: u64, name: &str) -> Option<Entries> {
     let cur = now.get(name).filter(|s| s.created <= lsn)?;
     let first_kept = cur.entries.first().map_or(cur.next_seq, |e| e.0);
     let at = then.get(name).map_or(&[][..], |s| &s.entries[..]);
