@@ -7,7 +7,6 @@ use std::path::Path;
 
 use amberdb::backup::{restore_with, NoProgress};
 use amberdb::crypto::Keyring;
-use amberdb::StreamFrom;
 use amberdb::{BackupRepo, Db, Options, RestoreTarget};
 use serde_json::{json, Value};
 
@@ -26,26 +25,10 @@ fn opts(keys: Option<Keyring>, repo: &Path) -> Options {
 
 /// Every retained entry of `stream` as (seq, value).
 fn entries(db: &Db, stream: &str) -> Entries {
-    let mut out = vec![];
-    let mut from = 1;
-    loop {
-        let page = db.read_stream(stream, StreamFrom::Seq(from), 1000).unwrap();
-        if page.entries.is_empty() {
-            return out;
-        }
-        for e in &page.entries {
-            out.push((e.seq, serde_json::from_slice(&e.value).unwrap()));
-        }
-        from = page.next_seq;
-    }
+    support::stream_entries(db, stream, 1000)
 }
 
-fn append(db: &Db, stream: &str, from: u64, n: u64) {
-    for i in from..from + n {
-        db.append(stream, &[json!({"i": i, "pad": "e".repeat(100)})], None)
-            .unwrap();
-    }
-}
+use support::append_padded as append;
 
 /// Entries of a stream as (seq, value).
 type Entries = Vec<(u64, Value)>;

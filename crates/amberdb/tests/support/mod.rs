@@ -151,3 +151,33 @@ pub fn segment_frames_any(path: &Path) -> Vec<(u64, u64)> {
     amberdb::log::segment::scan_structure(&bytes, |rec, off| frames.push((rec.lsn, off))).unwrap();
     frames
 }
+
+/// Every retained entry of `stream` as (seq, value), read in pages of `page` entries.
+pub fn stream_entries(db: &Db, stream: &str, page: usize) -> Vec<(u64, serde_json::Value)> {
+    let mut out = vec![];
+    let mut from = 1;
+    loop {
+        let p = db
+            .read_stream(stream, amberdb::StreamFrom::Seq(from), page)
+            .unwrap();
+        if p.entries.is_empty() {
+            return out;
+        }
+        for e in &p.entries {
+            out.push((e.seq, e.json().unwrap()));
+        }
+        from = p.next_seq;
+    }
+}
+
+/// Appends entries `from..from + n` of `stream`, one per commit, each ~110 bytes.
+pub fn append_padded(db: &Db, stream: &str, from: u64, n: u64) {
+    for i in from..from + n {
+        db.append(
+            stream,
+            &[serde_json::json!({"i": i, "pad": "e".repeat(100)})],
+            None,
+        )
+        .unwrap();
+    }
+}
