@@ -72,14 +72,20 @@ pub(crate) struct Collection {
 
 impl Collection {
     pub(crate) fn insert_doc(&mut self, key: Arc<str>, doc: Document) {
-        if let Some(old) = self.by_key.get(&key).and_then(|d| d.meta.expires_at) {
+        let at = doc.meta.expires_at;
+        let doc = Arc::new(doc);
+        // One walk of the hash index: the document it replaces comes back from the insert
+        // (a separate lookup first was 16% of a 1M-document reopen, docs/BENCHMARKS.md).
+        let old = self
+            .by_key
+            .insert(key.clone(), doc.clone())
+            .and_then(|d| d.meta.expires_at);
+        if let Some(old) = old.filter(|o| Some(*o) != at) {
             self.expiring.remove(&(old, key.clone()));
         }
-        if let Some(at) = doc.meta.expires_at {
+        if let Some(at) = at {
             self.expiring.insert((at, key.clone()));
         }
-        let doc = Arc::new(doc);
-        self.by_key.insert(key.clone(), doc.clone());
         self.docs.insert(key, doc);
     }
 

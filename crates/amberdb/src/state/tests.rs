@@ -276,3 +276,36 @@ fn format_1_checkpoint_reads_with_the_same_versions_and_bounded_tombstones() {
     assert_eq!((t.lsn, t.last_version, t.deleted_at), (6, 6, 6));
     assert_eq!(commit(&mut old, &put("gone"), 7).unwrap(), vec![7]);
 }
+
+/// `insert_doc` keeps the expiry index exact from the document its insert replaces (issue
+/// 14: one walk of the hash index): a new expiry moves the entry, the same one keeps it
+/// once, none removes it.
+#[test]
+fn replacing_a_document_moves_its_expiry_entry_exactly() {
+    let mut c = Collection::default();
+    let doc = |expires_at: Option<u64>| Document {
+        key: "k".into(),
+        value: Arc::from(&b"1"[..]),
+        meta: crate::document::DocMeta {
+            version: 1,
+            schema_version: 1,
+            created_at: 1,
+            updated_at: 1,
+            lsn: 1,
+            expires_at,
+            sha256: [0; 32],
+        },
+    };
+    let expiring = |c: &Collection| c.expired_at(u64::MAX).cloned().collect::<Vec<_>>();
+    c.insert_doc("k".into(), doc(Some(10)));
+    assert_eq!(expiring(&c), vec![(10, "k".into())]);
+    c.insert_doc("k".into(), doc(Some(20)));
+    assert_eq!(expiring(&c), vec![(20, "k".into())]);
+    c.insert_doc("k".into(), doc(Some(20)));
+    assert_eq!(expiring(&c), vec![(20, "k".into())]);
+    c.insert_doc("k".into(), doc(None));
+    assert!(expiring(&c).is_empty());
+    c.insert_doc("k".into(), doc(Some(5)));
+    assert_eq!(expiring(&c), vec![(5, "k".into())]);
+    assert_eq!(c.docs.len(), 1);
+}
