@@ -429,3 +429,53 @@ pub fn fix_identity(buf: &mut [u8]) {
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Decodes a plaintext stream file (`DATA/streams/…/<base>.stream`) as open reads it. Decoded
+/// entries must start right after the header, be contiguous, and lie inside the input; an
+/// error must point inside it.
+pub fn stream_file(data: &[u8]) -> bool {
+    match amberdb::stream::decode_stream_file(data) {
+        Ok(entries) => {
+            let mut expect = 40u64;
+            for (at, _, _) in &entries {
+                assert_eq!(*at, expect, "entries are contiguous from the header on");
+                let len =
+                    u32::from_le_bytes(data[*at as usize..*at as usize + 4].try_into().unwrap());
+                expect = at + 24 + u64::from(len);
+            }
+            assert_eq!(
+                expect,
+                data.len() as u64,
+                "the entries end where the file does"
+            );
+            true
+        }
+        Err((at, _)) => {
+            assert!(
+                at <= data.len() as u64,
+                "error offset {at} past the end ({})",
+                data.len()
+            );
+            false
+        }
+    }
+}
+
+/// Recomputes a stream file's header CRC and the CRC of every frame that fits.
+pub fn fix_stream_file(buf: &mut [u8]) {
+    if buf.len() < 40 {
+        return;
+    }
+    let crc = crc32c::crc32c(&buf[..32]);
+    buf[32..36].copy_from_slice(&crc.to_le_bytes());
+    let mut at = 40;
+    while at + 24 <= buf.len() {
+        let len = u32::from_le_bytes(buf[at..at + 4].try_into().unwrap()) as usize;
+        let Some(end) = (at + 24).checked_add(len).filter(|e| *e <= buf.len()) else {
+            return;
+        };
+        let crc = crc32c::crc32c(&buf[at + 8..end]);
+        buf[at + 4..at + 8].copy_from_slice(&crc.to_le_bytes());
+        at = end;
+    }
+}

@@ -65,7 +65,7 @@ pub mod revert;
 pub mod schema;
 pub mod spec;
 mod state;
-mod stream;
+pub mod stream;
 mod ttl;
 mod txn;
 mod verify;

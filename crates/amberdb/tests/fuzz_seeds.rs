@@ -23,7 +23,7 @@ use rand::{Rng, SeedableRng};
 type Check = fn(&[u8]) -> bool;
 type Fix = fn(&mut [u8]);
 
-const TARGETS: [(&str, Check, Fix); 8] = [
+const TARGETS: [(&str, Check, Fix); 9] = [
     ("commit_frame", checks::commit_frame, checks::fix_frames),
     ("segment_scan", checks::segment_scan, checks::fix_segment),
     ("seal", checks::seal, checks::fix_seal),
@@ -32,6 +32,7 @@ const TARGETS: [(&str, Check, Fix); 8] = [
     ("sealed_unit", checks::sealed_unit, checks::fix_sealed_unit),
     ("identity", checks::identity, checks::fix_identity),
     ("sealed_blob", checks::sealed_blob, checks::fix_sealed_blob),
+    ("stream_file", checks::stream_file, checks::fix_stream_file),
 ];
 
 /// Mutations per target; each is checked raw and with fixed checksums.
@@ -565,4 +566,49 @@ fn regenerate_seed_corpora() {
         "invalid-garbage-entries-with-valid-checksums.bin",
         &garbage,
     );
+}
+
+/// Rebuilds `fuzz/corpus/stream_file/` (plaintext stream files written by a database):
+/// `cargo test --release -p amberdb --test fuzz_seeds regenerate_stream_file -- --ignored`.
+#[test]
+#[ignore = "writes the seed corpus into fuzz/corpus/stream_file; run by hand after a format change"]
+fn regenerate_stream_file_seeds() {
+    let dir = corpus_dir("stream_file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.join(name), bytes).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let db = amberdb::Db::open_with(tmp.path().join("d"), amberdb::Options::default()).unwrap();
+    db.append("chat", &[serde_json::json!({"line": "gg"})], None)
+        .unwrap();
+    db.append(
+        "chat",
+        &[serde_json::json!([1, 2, 3]), serde_json::json!("rematch?")],
+        None,
+    )
+    .unwrap();
+    db.close().unwrap();
+    let streams = tmp.path().join("d").join("streams");
+    let inc = std::fs::read_dir(&streams)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let file = std::fs::read_dir(&inc)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(file).unwrap();
+    write("valid-three-entries.bin", &bytes);
+    write("valid-header-only.bin", &bytes[..40]);
+    write("invalid-empty.bin", &[]);
+    write("invalid-truncated-frame.bin", &bytes[..bytes.len() - 3]);
+    let mut flipped = bytes.clone();
+    flipped[50] ^= 0x40;
+    write("invalid-flipped-entry.bin", &flipped);
+    let mut huge = bytes.clone();
+    huge[40..44].copy_from_slice(&u32::MAX.to_le_bytes());
+    write("invalid-huge-length.bin", &huge);
 }

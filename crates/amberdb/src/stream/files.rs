@@ -621,22 +621,31 @@ fn check_header(bytes: &[u8], created_lsn: u64, base: u64) -> std::result::Resul
 }
 
 /// Reads the entry frames of a plaintext stream file one at a time, through a buffer of
-/// [`FrameCursor::BUFFER`] bytes and one frame (never the whole file).
-struct FrameCursor {
-    reader: std::io::BufReader<io::ReadFile>,
+/// [`FRAME_BUFFER`] bytes and one frame (never the whole file). Open reads files with it;
+/// [`decode_stream_file`] (the `stream_file` fuzz target) reads bytes with it.
+struct FrameCursor<R> {
+    reader: std::io::BufReader<R>,
     frame: Vec<u8>,
     path: PathBuf,
 }
 
-impl FrameCursor {
-    const BUFFER: usize = 1 << 20;
+/// The read buffer of a [`FrameCursor`].
+const FRAME_BUFFER: usize = 1 << 20;
 
+impl FrameCursor<io::ReadFile> {
     /// Opens `path` and checks its header (that of incarnation `created_lsn`, based at
     /// `base`).
-    fn open(path: &Path, faults: &Faults, created_lsn: u64, base: u64) -> Result<FrameCursor> {
+    fn open(path: &Path, faults: &Faults, created_lsn: u64, base: u64) -> Result<Self> {
         let f = io::open_read(path, faults).context(|| format!("opening {}", path.display()))?;
+        FrameCursor::new(f, path, created_lsn, base)
+    }
+}
+
+impl<R: std::io::Read + std::io::Seek> FrameCursor<R> {
+    /// Reads and checks the header of the stream file `r` (named `path` in errors).
+    fn new(r: R, path: &Path, created_lsn: u64, base: u64) -> Result<Self> {
         let mut c = FrameCursor {
-            reader: std::io::BufReader::with_capacity(Self::BUFFER, f),
+            reader: std::io::BufReader::with_capacity(FRAME_BUFFER, r),
             frame: Vec::new(),
             path: path.to_owned(),
         };
@@ -669,30 +678,63 @@ impl FrameCursor {
     }
 
     /// The next frame, checked: (seq, commit_ts, frame length); an error names what is wrong.
-    fn next(&mut self) -> std::result::Result<(u64, u64, usize), String> {
+    /// `Ok(None)` at the end of the file.
+    fn next(&mut self) -> std::result::Result<Option<(u64, u64, usize)>, String> {
         let mut head = [0u8; 8];
         let got = self.fill(&mut head).map_err(|e| e.to_string())?;
+        if got == 0 {
+            return Ok(None);
+        }
         let len = match head.get(..4).filter(|_| got == 8) {
             Some(b) => u32::from_le_bytes(b.try_into().unwrap_or_default()) as usize,
             None => return Err("entry header is incomplete".into()),
         };
+        // Bounded before anything is allocated for it.
         if len > crate::limits::MAX_STREAM_ENTRY_BYTES {
             return Err(format!("entry declares {len} bytes, over the entry limit"));
         }
         let total = ENTRY_HEADER_LEN as usize + len;
-        self.frame.clear();
-        self.frame.extend_from_slice(&head);
-        self.frame.resize(total, 0);
-        let mut rest = std::mem::take(&mut self.frame);
+        let mut frame = std::mem::take(&mut self.frame);
+        frame.clear();
+        frame.extend_from_slice(&head);
+        frame.resize(total, 0);
         let got = self
-            .fill(rest.get_mut(8..).unwrap_or_default())
+            .fill(frame.get_mut(8..).unwrap_or_default())
             .map_err(|e| e.to_string());
-        self.frame = rest;
+        self.frame = frame;
         if got? != total - 8 {
             return Err("entry is incomplete".into());
         }
-        decode_entry(&self.frame).map(|(seq, ts, _, len)| (seq, ts, len))
+        decode_entry(&self.frame).map(|(seq, ts, _, len)| Some((seq, ts, len)))
     }
+}
+
+/// One entry [`decode_stream_file`] found: (byte offset, seq, commit_ts).
+pub type DecodedEntry = (u64, u64, u64);
+
+/// Decodes a whole plaintext stream file held in `bytes` as open reads one: its header (the
+/// incarnation and base it names), then every entry frame to the end. Returns each entry's
+/// (byte offset, seq, commit_ts), or the byte offset where it stops being a stream file and
+/// why. Used by the `stream_file` fuzz target; it never panics and allocates at most one
+/// frame (bounded by `limits::MAX_STREAM_ENTRY_BYTES`) beyond its buffer and the list it
+/// returns.
+pub fn decode_stream_file(bytes: &[u8]) -> std::result::Result<Vec<DecodedEntry>, (u64, String)> {
+    let field = |at: usize| {
+        bytes
+            .get(at..at + 8)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, u64::from_le_bytes)
+    };
+    let path = Path::new("stream file");
+    let mut c = FrameCursor::new(std::io::Cursor::new(bytes), path, field(16), field(24))
+        .map_err(|e| (0, e.to_string()))?;
+    let mut at = STREAM_HEADER_LEN;
+    let mut out = vec![];
+    while let Some((seq, ts, len)) = c.next().map_err(|e| (at, e))? {
+        out.push((at, seq, ts));
+        at += len as u64;
+    }
+    Ok(out)
 }
 
 /// Decodes one entry frame at the start of `buf`: (seq, commit_ts, value, frame length).
@@ -1028,7 +1070,10 @@ impl StreamFiles {
                 frames.skip_to(STREAM_HEADER_LEN + (pos - base))?;
                 while pos < end {
                     let at = STREAM_HEADER_LEN + (pos - base);
-                    let (got, ts, len) = frames.next().map_err(|e| damaged(path, at, e))?;
+                    let (got, ts, len) = frames
+                        .next()
+                        .and_then(|f| f.ok_or_else(|| "entry header is incomplete".to_string()))
+                        .map_err(|e| damaged(path, at, e))?;
                     if got != seq {
                         return Err(damaged(
                             path,

@@ -13,6 +13,8 @@
 mod api;
 pub(crate) mod files;
 
+pub use files::{decode_stream_file, DecodedEntry};
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
