@@ -142,6 +142,10 @@ pub struct Decoded {
     /// (`verify`, backups, restore), or trusted because the body's SHA-256, which covers
     /// every byte of every block, has been checked (opening a database).
     check_document_hashes: bool,
+    /// Documents decoded but not yet in `state`: the current run of one collection's
+    /// documents, added in bulk when the collection changes and at the end
+    /// ([`Collection::extend_docs`]).
+    pending: Option<(Arc<str>, Vec<Arc<Document>>)>,
 }
 
 impl Decoded {
@@ -154,6 +158,32 @@ impl Decoded {
             ids: None,
             key_missing: None,
             check_document_hashes,
+            pending: None,
+        }
+    }
+
+    /// Queues a decoded document of `collection`, adding the queued run to the state first
+    /// when it belongs to another collection.
+    fn push_document(&mut self, collection: &str, doc: Document) {
+        if self
+            .pending
+            .as_ref()
+            .is_some_and(|(c, _)| &**c != collection)
+        {
+            self.add_pending();
+        }
+        let (_, docs) = self
+            .pending
+            .get_or_insert_with(|| (collection.into(), Vec::new()));
+        docs.push(Arc::new(doc));
+    }
+
+    /// Adds the queued documents to the state. Every decoder calls this before it counts
+    /// documents and before it returns.
+    fn add_pending(&mut self) {
+        if let Some((name, docs)) = self.pending.take() {
+            let c: &mut Collection = self.state.collections.entry(name).or_default();
+            c.extend_docs(docs);
         }
     }
 }
@@ -741,6 +771,7 @@ fn block_cipher(
 
 /// A sound body must hold exactly the entries and documents its header counts.
 fn check_counts(header: &CheckpointHeader, entries: u64, out: &mut Decoded) {
+    out.add_pending();
     let problem = |offset: usize, detail: String| CheckpointProblem {
         offset: offset as u64,
         detail,
@@ -787,6 +818,17 @@ pub fn decode_reader(src: &mut impl std::io::Read, len: u64) -> Decoded {
 
 /// Like [`decode_reader`], opening an encrypted checkpoint's blocks with `keys`.
 pub fn decode_reader_with(
+    src: &mut impl std::io::Read,
+    len: u64,
+    keys: Option<&crate::crypto::Keyring>,
+) -> Decoded {
+    let mut out = decode_reader_queued(src, len, keys);
+    // It returns early on damage, with documents still queued.
+    out.add_pending();
+    out
+}
+
+fn decode_reader_queued(
     src: &mut impl std::io::Read,
     len: u64,
     keys: Option<&crate::crypto::Keyring>,
@@ -1025,16 +1067,12 @@ fn decode_entries(raw: &[u8], header: &CheckpointHeader, data_at: usize, out: &m
                         ),
                     });
                 }
-                let key: Arc<str> = key.into();
-                let c: &mut Collection = out.state.collections.entry(coll.into()).or_default();
-                c.insert_doc(
-                    key.clone(),
-                    Document {
-                        key,
-                        value: value.into(),
-                        meta,
-                    },
-                );
+                let doc = Document {
+                    key: key.into(),
+                    value: value.into(),
+                    meta,
+                };
+                out.push_document(coll, doc);
             }
             Some(ENTRY_TOMBSTONE_V1) if v1 => {
                 let parsed = (|| Some((r.str16()?, r.str16()?, r.u64()?)))();
@@ -1277,7 +1315,7 @@ mod tests {
             .collections
             .entry("c".into())
             .or_default()
-            .insert_doc(key, doc);
+            .insert_doc(doc);
         let mut bytes = vec![];
         encode_to(&state, 1, &mut bytes).expect("encodes");
 

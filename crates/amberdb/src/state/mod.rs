@@ -18,8 +18,11 @@ use imbl::{OrdMap, OrdSet};
 use crate::document::{DocMeta, Document};
 use crate::log::record::CommitRecord;
 
+mod hash_index;
 mod prepare;
 mod view;
+
+use hash_index::HashIndex;
 
 pub(crate) use prepare::{
     encode_append, encode_transaction, encode_transaction_with, EncodedKind, EncodedOp,
@@ -54,9 +57,8 @@ pub(crate) struct Collection {
     /// The same documents hashed by key, for point reads and transaction preparation: a
     /// lookup in the ordered map chases a pointer per key comparison (~7 us at a million
     /// documents, `docs/BENCHMARKS.md`), a hash lookup touches a few nodes.
-    /// Values are the `Arc`s of `docs`: an inline `Document` in every slot of the hash trie's
-    /// full-width nodes cost ~1.3 KB per document, a pointer ~450 bytes.
-    by_key: imbl::HashMap<Arc<str>, Arc<Document>>,
+    /// Values are the `Arc`s of `docs`; [`HashIndex`] says why it is not `imbl::HashMap`.
+    by_key: HashIndex,
     /// Deleted keys. Change through `State::insert_tombstone`, `State::apply` and pruning
     /// only, so `State::tombstone_queue` stays in step.
     pub tombstones: OrdMap<Arc<str>, Tombstone>,
@@ -71,14 +73,18 @@ pub(crate) struct Collection {
 }
 
 impl Collection {
-    pub(crate) fn insert_doc(&mut self, key: Arc<str>, doc: Document) {
+    pub(crate) fn insert_doc(&mut self, doc: Document) {
+        self.insert_arc(Arc::new(doc));
+    }
+
+    fn insert_arc(&mut self, doc: Arc<Document>) {
         let at = doc.meta.expires_at;
-        let doc = Arc::new(doc);
+        let key = doc.key.clone();
         // One walk of the hash index: the document it replaces comes back from the insert
         // (a separate lookup first was 16% of a 1M-document reopen, docs/BENCHMARKS.md).
         let old = self
             .by_key
-            .insert(key.clone(), doc.clone())
+            .insert(doc.clone())
             .and_then(|d| d.meta.expires_at);
         if let Some(old) = old.filter(|o| Some(*o) != at) {
             self.expiring.remove(&(old, key.clone()));
@@ -87,6 +93,29 @@ impl Collection {
             self.expiring.insert((at, key.clone()));
         }
         self.docs.insert(key, doc);
+    }
+
+    /// Adds `docs` (a checkpoint's documents of this collection, in the order it stored
+    /// them). Into an empty collection, documents in strictly ascending key order, the
+    /// usual case, are loaded in bulk: the hash index is built in one pass
+    /// ([`HashIndex::build`]) instead of one path-copying insert each. Anything else is
+    /// inserted one by one, so a later duplicate still replaces an earlier one.
+    pub(crate) fn extend_docs(&mut self, docs: Vec<Arc<Document>>) {
+        let sorted = docs
+            .iter()
+            .zip(docs.iter().skip(1))
+            .all(|(a, b)| a.key < b.key);
+        if !(sorted && self.docs.is_empty()) {
+            docs.into_iter().for_each(|d| self.insert_arc(d));
+            return;
+        }
+        for d in &docs {
+            if let Some(at) = d.meta.expires_at {
+                self.expiring.insert((at, d.key.clone()));
+            }
+            self.docs.insert(d.key.clone(), d.clone());
+        }
+        self.by_key = HashIndex::build(docs);
     }
 
     pub(crate) fn remove_doc(&mut self, key: &str) {
@@ -225,22 +254,19 @@ impl State {
                             op.key.clone(),
                         ));
                     }
-                    coll.insert_doc(
-                        op.key.clone(),
-                        Document {
-                            key: op.key.clone(),
-                            value: d.value.clone(),
-                            meta: DocMeta {
-                                version: d.version,
-                                schema_version: d.schema_version,
-                                created_at: d.created_at,
-                                updated_at: rec.commit_ts,
-                                lsn: rec.lsn,
-                                expires_at: d.expires_at,
-                                sha256: d.sha256,
-                            },
+                    coll.insert_doc(Document {
+                        key: op.key.clone(),
+                        value: d.value.clone(),
+                        meta: DocMeta {
+                            version: d.version,
+                            schema_version: d.schema_version,
+                            created_at: d.created_at,
+                            updated_at: rec.commit_ts,
+                            lsn: rec.lsn,
+                            expires_at: d.expires_at,
+                            sha256: d.sha256,
                         },
-                    );
+                    });
                 }
                 None => {
                     // The delete frame carries no version: the deleted document (always

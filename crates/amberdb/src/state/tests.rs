@@ -297,15 +297,15 @@ fn replacing_a_document_moves_its_expiry_entry_exactly() {
         },
     };
     let expiring = |c: &Collection| c.expired_at(u64::MAX).cloned().collect::<Vec<_>>();
-    c.insert_doc("k".into(), doc(Some(10)));
+    c.insert_doc(doc(Some(10)));
     assert_eq!(expiring(&c), vec![(10, "k".into())]);
-    c.insert_doc("k".into(), doc(Some(20)));
+    c.insert_doc(doc(Some(20)));
     assert_eq!(expiring(&c), vec![(20, "k".into())]);
-    c.insert_doc("k".into(), doc(Some(20)));
+    c.insert_doc(doc(Some(20)));
     assert_eq!(expiring(&c), vec![(20, "k".into())]);
-    c.insert_doc("k".into(), doc(None));
+    c.insert_doc(doc(None));
     assert!(expiring(&c).is_empty());
-    c.insert_doc("k".into(), doc(Some(5)));
+    c.insert_doc(doc(Some(5)));
     assert_eq!(expiring(&c), vec![(5, "k".into())]);
     assert_eq!(c.docs.len(), 1);
 }
