@@ -202,15 +202,14 @@ pub(crate) fn recover(
     let mut base: Option<(State, Option<PathBuf>)> = None;
     for (named_lsn, path) in &checkpoints {
         // An unreadable checkpoint (EIO) is damage like a failed checksum: skip it.
-        let bytes = match read_file(path) {
-            Ok(bytes) => bytes,
+        let decoded = match checkpoint::read_for_open(path, keys) {
+            Ok(decoded) => decoded,
             Err(e) => {
                 tracing::warn!(file = %path.display(), error = %e, "skipping unreadable checkpoint");
                 skipped.push((path.clone(), format!("unreadable: {e}")));
                 continue;
             }
         };
-        let decoded = checkpoint::decode_for_open(&bytes, keys);
         let foreign = decoded
             .ids
             .and_then(|ids| Some((ids, identity.refuses(ids, decoded.state.lsn)?)));

@@ -19,7 +19,7 @@ use crate::codec::{put_str16, PutLe, Reader};
 use crate::document::{DocMeta, Document};
 use crate::identity::{DatabaseId, FileIds, TimelineId};
 use crate::io::{self, sync_dir, Faults};
-use crate::state::{Collection, State, Tombstone};
+use crate::state::{Collection, HashedDoc, State, Tombstone};
 
 /// First bytes of every checkpoint.
 pub const CHECKPOINT_MAGIC: [u8; 8] = *b"AMBRCKPT";
@@ -145,7 +145,7 @@ pub struct Decoded {
     /// Documents decoded but not yet in `state`: the current run of one collection's
     /// documents, added in bulk when the collection changes and at the end
     /// ([`Collection::extend_docs`]).
-    pending: Option<(Arc<str>, Vec<Arc<Document>>)>,
+    pending: Option<(Arc<str>, Vec<HashedDoc>)>,
 }
 
 impl Decoded {
@@ -175,7 +175,7 @@ impl Decoded {
         let (_, docs) = self
             .pending
             .get_or_insert_with(|| (collection.into(), Vec::new()));
-        docs.push(Arc::new(doc));
+        docs.push(HashedDoc::new(doc));
     }
 
     /// Adds the queued documents to the state. Every decoder calls this before it counts
@@ -573,14 +573,6 @@ pub fn decode_with(bytes: &[u8], keys: Option<&crate::crypto::Keyring>) -> Decod
     decode_slice(bytes, keys, true)
 }
 
-/// Like [`decode_with`] for opening a database: every block's CRC32C and the body's SHA-256
-/// are checked (they cover every stored byte, so a flipped bit anywhere is still found), but
-/// documents' values are not hashed one by one: that is `verify`'s job. It was 22% of a
-/// reopen (`docs/BENCHMARKS.md`, "Reopen").
-pub(crate) fn decode_for_open(bytes: &[u8], keys: Option<&crate::crypto::Keyring>) -> Decoded {
-    decode_slice(bytes, keys, false)
-}
-
 fn decode_slice(
     bytes: &[u8],
     keys: Option<&crate::crypto::Keyring>,
@@ -822,7 +814,54 @@ pub fn decode_reader_with(
     len: u64,
     keys: Option<&crate::crypto::Keyring>,
 ) -> Decoded {
-    let mut out = decode_reader_queued(src, len, keys);
+    decode_reader_checking(src, len, keys, true)
+}
+
+/// Decodes the checkpoint at `path` to open a database, one block at a time (holding the
+/// whole file in memory was a quarter of the peak RSS of a reopen, `docs/BENCHMARKS.md`).
+/// Every block's CRC32C and the body's SHA-256 are checked (they cover every stored byte,
+/// so a flipped bit anywhere is still found), but documents' values are not hashed one by
+/// one: that is `verify`'s job (it was 22% of a reopen). An error reading the file is
+/// returned as such, not as damage.
+pub(crate) fn read_for_open(
+    path: &Path,
+    keys: Option<&crate::crypto::Keyring>,
+) -> std::io::Result<Decoded> {
+    let file = io::open_read(path, &Faults::none())?;
+    let len = file.len()?;
+    let mut src = KeepError {
+        inner: std::io::BufReader::with_capacity(256 * 1024, file),
+        error: None,
+    };
+    let out = decode_reader_checking(&mut src, len, keys, false);
+    src.error.map_or(Ok(out), Err)
+}
+
+/// A reader that keeps the first error it returned, so a decoder that reports a short read
+/// as damage can be told apart from a file that could not be read.
+struct KeepError<R> {
+    inner: R,
+    error: Option<std::io::Error>,
+}
+
+impl<R: std::io::Read> std::io::Read for KeepError<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.inner.read(buf).inspect_err(|e| {
+            if self.error.is_none() {
+                self.error = Some(std::io::Error::new(e.kind(), e.to_string()));
+            }
+        })
+    }
+}
+
+/// [`decode_reader_with`], hashing every document's value or not (see [`read_for_open`]).
+fn decode_reader_checking(
+    src: &mut impl std::io::Read,
+    len: u64,
+    keys: Option<&crate::crypto::Keyring>,
+    check_document_hashes: bool,
+) -> Decoded {
+    let mut out = decode_reader_queued(src, len, keys, check_document_hashes);
     // It returns early on damage, with documents still queued.
     out.add_pending();
     out
@@ -832,8 +871,9 @@ fn decode_reader_queued(
     src: &mut impl std::io::Read,
     len: u64,
     keys: Option<&crate::crypto::Keyring>,
+    check_document_hashes: bool,
 ) -> Decoded {
-    let mut out = Decoded::empty(true);
+    let mut out = Decoded::empty(check_document_hashes);
     let problem = |offset: u64, detail: &str| CheckpointProblem {
         offset,
         detail: detail.to_string(),
@@ -962,13 +1002,22 @@ fn decode_reader_queued(
 /// further (a compression bomb) fails when the buffer is full instead of growing it, and a
 /// failed allocation is a damaged block, not an abort.
 fn decompress_block(stored: &[u8], raw_len: usize) -> Option<Vec<u8>> {
+    thread_local! {
+        // One decompression context per thread, reused for every block: creating one per
+        // block was 2% of a reopen (docs/BENCHMARKS.md, "Reopen").
+        static DCTX: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let mut raw = Vec::new();
     raw.try_reserve_exact(raw_len).ok()?;
     raw.resize(raw_len, 0);
-    match zstd::bulk::decompress_to_buffer(stored, &mut raw) {
-        Ok(n) if n == raw_len => Some(raw),
-        _ => None,
-    }
+    let n = DCTX.with_borrow_mut(|d| {
+        if d.is_none() {
+            *d = zstd::bulk::Decompressor::new().ok();
+        }
+        d.as_mut()?.decompress_to_buffer(stored, &mut raw).ok()
+    });
+    (n == Some(raw_len)).then_some(raw)
 }
 
 /// Decodes the entries of one raw block into `out.state`; returns how many were read.
@@ -1327,7 +1376,13 @@ mod tests {
             .expect("verify finds the wrong hash");
         assert!(p.detail.contains("does not match its SHA-256"), "{p:?}");
 
-        let opened = decode_for_open(&bytes, None);
+        let dir = tempfile::tempdir().expect("temp dir");
+        let open = |b: &[u8]| {
+            let path = dir.path().join("checkpoint");
+            std::fs::write(&path, b).expect("writes");
+            read_for_open(&path, None).expect("reads")
+        };
+        let opened = open(&bytes);
         assert!(opened.problems.is_empty(), "{:?}", opened.problems);
         assert_eq!(opened.documents_checked, 0);
         assert_eq!(opened.state.doc_count(), 1);
@@ -1336,7 +1391,7 @@ mod tests {
         let mut flipped = bytes.clone();
         let at = flipped.len() - TRAILER_LEN - 1;
         flipped[at] ^= 1;
-        let d = decode_for_open(&flipped, None);
+        let d = open(&flipped);
         assert!(
             !d.problems.is_empty(),
             "a flipped body byte must be refused"

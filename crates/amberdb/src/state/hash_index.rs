@@ -36,6 +36,25 @@ fn chunk(h: u64, depth: u32) -> u32 {
     ((h << (5 * depth)) >> 59) as u32
 }
 
+/// A document with the hash of its key, taken while the document is fresh in the cache (as
+/// a checkpoint decodes it) rather than when the index is built from a million of them.
+#[derive(Debug, Clone)]
+pub(crate) struct HashedDoc(u64, Arc<Document>);
+
+impl HashedDoc {
+    pub(crate) fn new(doc: Document) -> HashedDoc {
+        HashedDoc(hash(&doc.key), Arc::new(doc))
+    }
+
+    pub(crate) fn doc(&self) -> &Arc<Document> {
+        &self.1
+    }
+
+    pub(crate) fn key(&self) -> &str {
+        &self.1.key
+    }
+}
+
 /// An inner node: bit `c` of `bitmap` says slot chunk `c` is used, and `slots` holds the
 /// used ones in chunk order. At [`COLLISION_DEPTH`] the bitmap is unused and `slots` are
 /// documents whose keys all have the same hash.
@@ -70,9 +89,8 @@ pub(crate) struct HashIndex {
 impl HashIndex {
     /// Builds an index of `docs`, whose keys must be unique, in one pass: no node is built
     /// twice, none is copied.
-    pub(crate) fn build(docs: Vec<Arc<Document>>) -> HashIndex {
-        let mut entries: Vec<(u64, Arc<Document>)> =
-            docs.into_iter().map(|d| (hash(&d.key), d)).collect();
+    pub(crate) fn build(docs: Vec<HashedDoc>) -> HashIndex {
+        let mut entries: Vec<(u64, Arc<Document>)> = docs.into_iter().map(|d| (d.0, d.1)).collect();
         entries.sort_unstable_by_key(|e| e.0);
         Self::build_hashed(entries)
     }
@@ -80,11 +98,8 @@ impl HashIndex {
     /// [`HashIndex::build`] of entries already hashed and sorted by hash.
     fn build_hashed(entries: Vec<(u64, Arc<Document>)>) -> HashIndex {
         let len = entries.len();
-        let root = if entries.is_empty() {
-            Node::default()
-        } else {
-            build_node(&entries, 0)
-        };
+        let (hashes, docs): (Vec<u64>, Vec<Arc<Document>>) = entries.into_iter().unzip();
+        let root = build_node(&hashes, &mut docs.into_iter(), 0);
         HashIndex { root, len }
     }
 
@@ -182,25 +197,32 @@ impl HashIndex {
     }
 }
 
-fn build_node(entries: &[(u64, Arc<Document>)], depth: u32) -> Node {
+/// The node at `depth` of the documents `docs` yields, whose hashes are `hashes` (sorted, in
+/// the same order). Every node is laid out once, and the documents are moved into it, not
+/// cloned: a clone touches each (cache-cold) document's reference count.
+fn build_node<I: Iterator<Item = Arc<Document>>>(hashes: &[u64], docs: &mut I, depth: u32) -> Node {
     if depth == COLLISION_DEPTH {
         return Node {
             bitmap: 0,
-            slots: entries.iter().map(|(_, d)| Slot::Doc(d.clone())).collect(),
+            slots: docs.by_ref().take(hashes.len()).map(Slot::Doc).collect(),
         };
     }
     let mut bitmap = 0;
     let mut slots = Vec::new();
-    let mut rest = entries;
-    while let Some((first, _)) = rest.first() {
-        let c = chunk(*first, depth);
-        let n = rest.partition_point(|(h, _)| chunk(*h, depth) == c);
+    let mut rest = hashes;
+    while let Some(&first) = rest.first() {
+        let c = chunk(first, depth);
+        let n = rest.partition_point(|&h| chunk(h, depth) == c);
         let (group, tail) = rest.split_at(n);
-        bitmap |= 1 << c;
-        slots.push(match group {
-            [(_, d)] => Slot::Doc(d.clone()),
-            _ => Slot::Node(build_node(group, depth + 1)),
-        });
+        let slot = match group {
+            [_] => docs.next().map(Slot::Doc),
+            _ => Some(Slot::Node(build_node(group, docs, depth + 1))),
+        };
+        // `docs` yields one document per hash, so there is always a slot.
+        if let Some(slot) = slot {
+            bitmap |= 1 << c;
+            slots.push(slot);
+        }
         rest = tail;
     }
     Node {
@@ -284,9 +306,8 @@ fn insert_into(
 
 /// The node at `depth` holding two documents of different keys.
 fn build_pair(depth: u32, a: (u64, Arc<Document>), b: (u64, Arc<Document>)) -> Node {
-    let mut two = [a, b];
-    two.sort_unstable_by_key(|e| e.0);
-    build_node(&two, depth)
+    let (a, b) = if a.0 <= b.0 { (a, b) } else { (b, a) };
+    build_node(&[a.0, b.0], &mut [a.1, b.1].into_iter(), depth)
 }
 
 /// `node` without `key`, and the removed document; `None` when `key` is not there. A node
@@ -473,7 +494,11 @@ mod tests {
                 Arc::new(d)
             })
             .collect();
-        let index = HashIndex::build(docs);
+        let index = HashIndex::build(
+            docs.into_iter()
+                .map(|d| HashedDoc(hash(&d.key), d))
+                .collect(),
+        );
         assert_eq!(index.len(), n);
         let per_doc = index.node_bytes() / n;
         assert!(per_doc < 40, "{per_doc} bytes per document");

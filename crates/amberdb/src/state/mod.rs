@@ -23,6 +23,7 @@ mod prepare;
 mod view;
 
 use hash_index::HashIndex;
+pub(crate) use hash_index::HashedDoc;
 
 pub(crate) use prepare::{
     encode_append, encode_transaction, encode_transaction_with, EncodedKind, EncodedOp,
@@ -100,16 +101,17 @@ impl Collection {
     /// usual case, are loaded in bulk: the hash index is built in one pass
     /// ([`HashIndex::build`]) instead of one path-copying insert each. Anything else is
     /// inserted one by one, so a later duplicate still replaces an earlier one.
-    pub(crate) fn extend_docs(&mut self, docs: Vec<Arc<Document>>) {
+    pub(crate) fn extend_docs(&mut self, docs: Vec<HashedDoc>) {
         let sorted = docs
             .iter()
             .zip(docs.iter().skip(1))
-            .all(|(a, b)| a.key < b.key);
+            .all(|(a, b)| a.key() < b.key());
         if !(sorted && self.docs.is_empty()) {
-            docs.into_iter().for_each(|d| self.insert_arc(d));
+            docs.into_iter()
+                .for_each(|d| self.insert_arc(d.doc().clone()));
             return;
         }
-        for d in &docs {
+        for d in docs.iter().map(HashedDoc::doc) {
             if let Some(at) = d.meta.expires_at {
                 self.expiring.insert((at, d.key.clone()));
             }
