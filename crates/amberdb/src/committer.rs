@@ -1,4 +1,5 @@
-//! The committer thread: the only writer of state and log.
+//! The committer: the only writer of state and log, run by one thread at a time (the writer
+//! that found it free, see [`CommitQueue`]; a timer thread for buffered deadlines).
 //!
 //! Writers send encoded transactions over a channel. The committer takes everything queued
 //! (group commit), validates each transaction against the latest state, frames the survivors
@@ -9,9 +10,10 @@
 //! The committer never retries an fsync. `Buffered` deadlines are checked before every batch,
 //! so a busy committer still makes buffered commits durable within about `max_delay`.
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::Arc;
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::document::now_micros;
@@ -48,7 +50,6 @@ pub(crate) enum Msg {
 }
 
 pub(crate) struct Committer {
-    pub rx: Receiver<Msg>,
     pub log: CommitLog,
     pub shared: Arc<Shared>,
     pub max_doc_bytes: usize,
@@ -72,46 +73,240 @@ pub(crate) struct Committer {
     pub streams: Arc<crate::stream::files::StreamFiles>,
 }
 
-impl Committer {
-    pub(crate) fn run(mut self) {
-        loop {
-            // A `Buffered` deadline is honoured while the committer is busy too: a stream of
-            // commits never lets `recv_timeout` time out, so check it before every batch.
-            if self.sync_due() {
-                let _ = self.sync();
-            }
-            let first = match self.sync_deadline {
-                Some(deadline) => match self.rx.recv_timeout(
-                    self.sync_start(deadline)
-                        .saturating_duration_since(Instant::now()),
-                ) {
-                    Ok(m) => m,
-                    Err(RecvTimeoutError::Timeout) => {
-                        let _ = self.sync();
-                        continue;
-                    }
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match self.rx.recv() {
-                    Ok(m) => m,
-                    Err(_) => break,
-                },
-            };
-            let mut batch = vec![first];
-            while batch.len() < self.max_batch {
-                match self.rx.try_recv() {
-                    Ok(m) => batch.push(m),
-                    Err(_) => break,
-                }
-            }
-            if self.process(batch) {
-                return;
-            }
+/// The committer's work and who does it. A writer queues its message, and when no other
+/// thread is committing it becomes the leader and does the committer's work itself
+/// ([`CommitQueue::call`]): it takes every queued message as one batch, processes it, and
+/// retires; a writer whose message is still queued then leads the next batch. One writer
+/// alone therefore commits without a thread switch (a round trip to a committer thread, two
+/// futex wake-ups, was most of a buffered commit: docs/BENCHMARKS.md), and concurrent
+/// writers still share batches: the messages queued while a leader syncs form the next one.
+/// A leader leads one batch only, so no writer waits behind others' commits for long.
+/// Queueing, waiting and retiring happen under one lock, so a queued message always has a
+/// sender that will lead it or a leader that will take it. A timer thread
+/// ([`CommitQueue::run_timer`]) makes `Buffered` commits durable by their deadline when no
+/// writer comes by.
+pub(crate) struct CommitQueue {
+    pending: Mutex<Pending>,
+    /// Woken when a leader retires: waiting writers look for their reply, or lead.
+    retired: Condvar,
+    /// Woken when a message is queued or a caller leaves while the leader gathers.
+    arrived: Condvar,
+    /// Locked only by the leader.
+    core: Mutex<Committer>,
+    /// When the timer thread must start a sync (`None`: nothing buffered), and whether the
+    /// committer has shut down.
+    timer: Mutex<(Option<Instant>, bool)>,
+    timer_wake: Condvar,
+    shared: Arc<Shared>,
+}
+
+#[derive(Default)]
+struct Pending {
+    msgs: VecDeque<Msg>,
+    /// A thread is leading a batch.
+    leading: bool,
+    /// Closed to new messages (the shutdown message alone still gets in).
+    closed: bool,
+    /// Threads inside [`CommitQueue::call`] (queued, waiting or leading).
+    callers: usize,
+    /// The leader is waiting for more messages before it takes its batch.
+    gathering: bool,
+}
+
+/// Longest a leader waits for writers to queue before a synced batch.
+const MAX_GATHER: Duration = Duration::from_micros(500);
+
+impl CommitQueue {
+    pub(crate) fn new(core: Committer) -> CommitQueue {
+        CommitQueue {
+            shared: core.shared.clone(),
+            core: Mutex::new(core),
+            pending: Mutex::new(Pending::default()),
+            retired: Condvar::new(),
+            arrived: Condvar::new(),
+            timer: Mutex::new((None, false)),
+            timer_wake: Condvar::new(),
         }
-        // Every handle is gone without a shutdown: still leave nothing unsynced.
-        let _ = self.sync();
     }
 
+    /// Queues `msg` and returns its reply from `rx` (the receiving end of the message's own
+    /// reply channel), leading batches in this thread while no other thread is. `None` when
+    /// the reply was dropped (a panic poisoned the database); `Closed` after
+    /// [`CommitQueue::close`].
+    pub(crate) fn call<T>(&self, msg: Msg, rx: &Receiver<Result<T>>) -> Option<Result<T>> {
+        self.queue(msg, rx, false)
+    }
+
+    /// Refuses every later [`CommitQueue::call`] with `Closed`; false when already closed.
+    pub(crate) fn close(&self) -> bool {
+        self.pending
+            .lock()
+            .is_ok_and(|mut p| !std::mem::replace(&mut p.closed, true))
+    }
+
+    /// [`CommitQueue::call`] for the shutdown message, after [`CommitQueue::close`].
+    pub(crate) fn call_shutdown(&self, msg: Msg, rx: &Receiver<Result<()>>) -> Option<Result<()>> {
+        self.queue(msg, rx, true)
+    }
+
+    fn queue<T>(&self, msg: Msg, rx: &Receiver<Result<T>>, after_close: bool) -> Option<Result<T>> {
+        let mut p = self.pending.lock().ok()?;
+        if p.closed && !after_close {
+            return Some(Err(Error::Closed));
+        }
+        p.msgs.push_back(msg);
+        p.callers += 1;
+        if p.gathering {
+            self.arrived.notify_all();
+        }
+        let reply = loop {
+            // A leader sends its replies before it retires (under this lock), so a reply not
+            // here yet comes with a later wake-up.
+            match rx.try_recv() {
+                Ok(reply) => break Some(reply),
+                Err(TryRecvError::Disconnected) => break None,
+                Err(TryRecvError::Empty) => {}
+            }
+            if p.leading {
+                p = self.retired.wait(p).ok()?;
+                continue;
+            }
+            p.leading = true;
+            drop(p);
+            self.lead_one();
+            p = self.pending.lock().ok()?;
+        };
+        p.callers -= 1;
+        if p.gathering {
+            self.arrived.notify_all();
+        }
+        reply
+    }
+
+    /// Takes the next batch. One that will be synced first waits, for at most half an
+    /// fsync, until every writer inside [`CommitQueue::call`] has queued: the writers the
+    /// last leader just acknowledged come back within microseconds, and without the wait
+    /// each batch took only those that queued during the previous sync, so 16 writers
+    /// shared fsyncs in two alternating halves (8 commits per fsync, docs/BENCHMARKS.md).
+    fn take_batch(&self, core: &Committer) -> Vec<Msg> {
+        let Ok(mut p) = self.pending.lock() else {
+            return vec![];
+        };
+        let syncs = |p: &Pending| {
+            p.msgs.iter().any(|m| match m {
+                Msg::Commit { durability, .. } => *durability == Durability::Sync,
+                Msg::Sync { .. } | Msg::Roll { .. } | Msg::Shutdown { .. } => true,
+            })
+        };
+        let wait = (core.fsync_estimate / 2).min(MAX_GATHER);
+        if p.msgs.len() < p.callers && !wait.is_zero() && syncs(&p) {
+            let until = Instant::now() + wait;
+            p.gathering = true;
+            while p.msgs.len() < p.callers && p.msgs.len() < core.max_batch {
+                let now = Instant::now();
+                if now >= until {
+                    break;
+                }
+                p = match self.arrived.wait_timeout(p, until - now) {
+                    Ok((p, _)) => p,
+                    Err(_) => return vec![],
+                };
+            }
+            p.gathering = false;
+        }
+        let n = p.msgs.len().min(core.max_batch);
+        p.msgs.drain(..n).collect()
+    }
+
+    /// Leads one batch (every message queued now, up to `max_batch`), then retires and wakes
+    /// the waiting writers. Called only by the thread that set `leading`. Runs under the
+    /// panic guard the committer thread had: a panic poisons the database, the batch's
+    /// replies are dropped (their senders see the error), and later batches are refused.
+    fn lead_one(&self) {
+        let mut start = None;
+        if let Ok(mut core) = self.core.lock() {
+            self.shared.run_guarded("committer", || {
+                // A `Buffered` deadline is honoured while commits keep coming too.
+                if core.sync_due() {
+                    let _ = core.sync();
+                }
+                let batch = self.take_batch(&core);
+                if !batch.is_empty() && core.process(batch) {
+                    self.set_timer(None, true);
+                }
+            });
+            start = core.sync_deadline.map(|d| core.sync_start(d));
+        }
+        if let Ok(mut p) = self.pending.lock() {
+            p.leading = false;
+        }
+        self.retired.notify_all();
+        self.set_timer(start, false);
+    }
+
+    /// Stops the timer thread (after the shutdown message, whatever its outcome).
+    pub(crate) fn stop_timer(&self) {
+        self.set_timer(None, true);
+    }
+
+    fn set_timer(&self, start: Option<Instant>, stop: bool) {
+        if let Ok(mut t) = self.timer.lock() {
+            if t.1 {
+                return;
+            }
+            let changed = t.0 != start || stop;
+            *t = (start, stop);
+            if changed {
+                self.timer_wake.notify_all();
+            }
+        }
+    }
+
+    /// The timer thread: syncs buffered commits when their deadline comes and no writer has
+    /// done it first (by leading a batch itself, or leaving it to the leader of the moment,
+    /// which checks the deadline before its batch and sets the timer again when it retires);
+    /// returns once the committer has shut down.
+    pub(crate) fn run_timer(&self) {
+        let Ok(mut t) = self.timer.lock() else { return };
+        loop {
+            match *t {
+                (_, true) => return,
+                (None, false) => {
+                    t = match self.timer_wake.wait(t) {
+                        Ok(t) => t,
+                        Err(_) => return,
+                    };
+                }
+                (Some(start), false) => {
+                    let now = Instant::now();
+                    if now < start {
+                        t = match self.timer_wake.wait_timeout(t, start - now) {
+                            Ok((t, _)) => t,
+                            Err(_) => return,
+                        };
+                        continue;
+                    }
+                    t.0 = None;
+                    drop(t);
+                    let lead = self
+                        .pending
+                        .lock()
+                        .map(|mut p| !std::mem::replace(&mut p.leading, true))
+                        .unwrap_or(false);
+                    if lead {
+                        self.lead_one();
+                    }
+                    t = match self.timer.lock() {
+                        Ok(t) => t,
+                        Err(_) => return,
+                    };
+                }
+            }
+        }
+    }
+}
+
+impl Committer {
     /// When the sync for `deadline` must start so that it completes by `deadline`:
     /// `max_delay` bounds the time until a commit is durable, not until its fsync starts.
     fn sync_start(&self, deadline: Instant) -> Instant {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc::{self, Sender};
+use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::backup::{BackupBook, BackupStatus, Slot, RESTORE_MARKER};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::clock::CommitClock;
-use crate::committer::{Committer, Msg};
+use crate::committer::{CommitQueue, Committer, Msg};
 use crate::document::{now_micros, Document};
 use crate::engine_state::{CheckpointSignal, Counters, Shared};
 use crate::error::{Error, IoContext, Result};
@@ -40,7 +40,9 @@ pub(crate) struct Inner {
     dir: PathBuf,
     opts: Options,
     shared: Arc<Shared>,
-    tx: Mutex<Option<Sender<Msg>>>,
+    /// The committer, run by whichever writer finds it free (`committer.rs`).
+    queue: Arc<CommitQueue>,
+    /// The committer's timer thread (buffered deadlines).
     committer: Mutex<Option<JoinHandle<()>>>,
     /// Background threads: checkpointer, archiver, backup scheduler.
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -231,9 +233,7 @@ impl Db {
             events: opts.on_event.clone(),
         });
         shared.counters.durable_lsn.store(lsn, Ordering::Release);
-        let (tx, rx) = mpsc::channel();
         let committer = Committer {
-            rx,
             log,
             shared: shared.clone(),
             max_doc_bytes: opts.max_doc_bytes,
@@ -248,10 +248,11 @@ impl Db {
             fsync_estimate: Duration::ZERO,
             streams: streams.clone(),
         };
-        let guard = shared.clone();
+        let queue = Arc::new(CommitQueue::new(committer));
+        let timer = queue.clone();
         let committer = std::thread::Builder::new()
             .name("amberdb-committer".into())
-            .spawn(move || guard.run_guarded("committer", || committer.run()))
+            .spawn(move || timer.run_timer())
             .context(|| "starting the committer thread".into())?;
         let checkpoint_lsn = rec
             .report
@@ -262,7 +263,7 @@ impl Db {
             dir,
             opts,
             shared,
-            tx: Mutex::new(Some(tx)),
+            queue,
             committer: Mutex::new(Some(committer)),
             workers: Mutex::new(vec![]),
             ckpt_lock: Mutex::new(CheckpointBook {
@@ -377,9 +378,7 @@ impl Db {
 
     /// Seals the active log segment so every commit so far can be archived.
     pub(crate) fn roll(&self) -> Result<u64> {
-        let (reply, rx) = mpsc::sync_channel(1);
-        self.send(Msg::Roll { reply })?;
-        rx.recv().map_err(|_| self.inner.gone_error())?
+        self.inner.call(|reply| Msg::Roll { reply })
     }
 
     /// The sealed segments still in the data directory.
@@ -432,14 +431,6 @@ impl Db {
         &self.inner.recovery
     }
 
-    fn send(&self, msg: Msg) -> Result<()> {
-        let tx = self.inner.tx.lock().map_err(|_| Error::Closed)?;
-        tx.as_ref()
-            .ok_or(Error::Closed)?
-            .send(msg)
-            .map_err(|_| self.inner.gone_error())
-    }
-
     /// Commits a transaction: all of its operations or none. Returns once the commit is as
     /// durable as its durability asks and visible to readers.
     pub fn commit(&self, txn: &Transaction) -> Result<Committed> {
@@ -489,15 +480,13 @@ impl Db {
         if let Some(e) = self.inner.shared.poisoned_error() {
             return Err(e);
         }
-        let (reply, rx) = mpsc::sync_channel(1);
-        self.send(Msg::Commit {
+        self.inner.call(|reply| Msg::Commit {
             ops,
             prebuilt,
             durability,
             meta,
             reply,
-        })?;
-        rx.recv().map_err(|_| self.inner.gone_error())?
+        })
     }
 
     /// Shorthand for a transaction with a single `put`.
@@ -516,9 +505,7 @@ impl Db {
 
     /// Makes every commit so far durable (for `Buffered` commits); returns the durable LSN.
     pub fn sync(&self) -> Result<u64> {
-        let (reply, rx) = mpsc::sync_channel(1);
-        self.send(Msg::Sync { reply })?;
-        rx.recv().map_err(|_| self.inner.gone_error())?
+        self.inner.call(|reply| Msg::Sync { reply })
     }
 
     /// A consistent snapshot of the whole database; never blocks writers.
@@ -835,9 +822,19 @@ fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
 }
 
 impl Inner {
+    /// Sends the committer the message `msg` builds around its reply channel and returns
+    /// the reply; this thread does the committer's work unless another thread is doing it
+    /// (`CommitQueue::call`).
+    fn call<T>(&self, msg: impl FnOnce(mpsc::SyncSender<Result<T>>) -> Msg) -> Result<T> {
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.queue
+            .call(msg(reply), &rx)
+            .unwrap_or_else(|| Err(self.gone_error()))
+    }
+
     /// The error for a request the committer dropped without a reply. After a panic that is
     /// `Poisoned`, not `Closed` (which reads as a normal shutdown). The reply is dropped while
-    /// the panic unwinds, before the thread's guard poisons, so wait for the thread to end.
+    /// the panic unwinds, before the leader's guard poisons, so wait for the poison.
     fn gone_error(&self) -> Error {
         let deadline = Instant::now() + Duration::from_secs(2);
         loop {
@@ -865,16 +862,7 @@ impl Inner {
         // a checkpoint whose LSNs the log reuses. Take the view first, then sync: every
         // published commit has been written, so the sync covers the view.
         let state = self.shared.view.load_full();
-        let durable = {
-            let (reply, rx) = mpsc::sync_channel(1);
-            let tx = self.tx.lock().map_err(|_| Error::Closed)?;
-            tx.as_ref()
-                .ok_or(Error::Closed)?
-                .send(Msg::Sync { reply })
-                .map_err(|_| Error::Closed)?;
-            drop(tx);
-            rx.recv().map_err(|_| self.gone_error())??
-        };
+        let durable = self.call(|reply| Msg::Sync { reply })?;
         self.checkpoint_locked(&mut book, state, durable)
     }
 
@@ -1004,9 +992,9 @@ impl Inner {
     }
 
     fn shutdown(&self) -> Result<()> {
-        let Some(tx) = self.tx.lock().map_err(|_| Error::Closed)?.take() else {
+        if !self.queue.close() {
             return Ok(());
-        };
+        }
         if let Ok(mut s) = self.shared.ckpt.lock() {
             s.shutdown = true;
             self.shared.ckpt_wake.notify_all();
@@ -1022,11 +1010,8 @@ impl Inner {
             }
         }
         let (reply, rx) = mpsc::sync_channel(1);
-        let stopped = tx
-            .send(Msg::Shutdown { reply })
-            .ok()
-            .and_then(|()| rx.recv().ok());
-        drop(tx);
+        let stopped = self.queue.call_shutdown(Msg::Shutdown { reply }, &rx);
+        self.queue.stop_timer();
         if let Some(h) = self.committer.lock().ok().and_then(|mut h| h.take()) {
             let _ = h.join();
         }
