@@ -1,5 +1,6 @@
-//! `Db`: the public handle. Opens (lock, recovery), owns the committer and checkpointer
-//! threads, routes writes to the committer and reads to the published view, and closes.
+//! `Db`: the public handle. Opens (lock, recovery), owns the committer (run by the writers,
+//! with a timer thread) and the checkpointer thread, routes writes to the committer and reads
+//! to the published view, and closes.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;

@@ -7,7 +7,7 @@
 //! inserts total more than `max_doc_bytes` or a value would sit deeper than
 //! [`MAX_DEPTH`](crate::limits::MAX_DEPTH). The memory a patch can take is therefore bounded by
 //! about twice `max_doc_bytes`, whatever the patch says, and so is the work it does in the
-//! committer thread. The result is then checked exactly (size and depth) like any other value.
+//! committer. The result is then checked exactly (size and depth) like any other value.
 //!
 //! Depth is checked with recursion that stops at the limit, so a hostile value (an embedder can
 //! build one a million levels deep) never overflows the stack here.

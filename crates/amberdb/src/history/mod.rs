@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::document::{validate_collection, validate_key, DocMeta, Document};
+use crate::document::{validate_collection, validate_key, Document};
 use crate::error::{Damage, Error, Result};
 use crate::log::reader::{CommitCache, ReadError};
 use crate::log::record::{CommitReason, CommitRecord, LoggedOp};
@@ -531,17 +531,5 @@ pub(crate) fn doc_at(
     }
     let rec = cached_commit(cache, cur, window)?;
     let op = find_op(&rec, collection, key).ok_or_else(|| chain_broken(cur, collection, key))?;
-    Ok(op.doc.as_ref().map(|d| Document {
-        key: op.key.clone(),
-        value: d.value.clone(),
-        meta: DocMeta {
-            version: d.version,
-            schema_version: d.schema_version,
-            created_at: d.created_at,
-            updated_at: rec.commit_ts,
-            lsn: rec.lsn,
-            expires_at: d.expires_at,
-            sha256: d.sha256,
-        },
-    }))
+    Ok(op.document(&rec))
 }

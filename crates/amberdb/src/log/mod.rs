@@ -1,4 +1,4 @@
-//! The commit log: segment files in `DATA/log/`, appended by the committer thread only.
+//! The commit log: segment files in `DATA/log/`, appended by the committer only (one leader at a time).
 //!
 //! This module owns the byte format of the log ([`record`], [`segment`]) and the append side
 //! ([`CommitLog`]). It never decides what is durable or acknowledged: the committer does.

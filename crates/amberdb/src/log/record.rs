@@ -169,6 +169,27 @@ pub struct LoggedOp {
     pub doc: Option<WrittenDoc>,
 }
 
+impl LoggedOp {
+    /// The document this op wrote, as the state holds it after `rec` (the commit carrying
+    /// the op): its LSN and update time are the commit's. `None` for a delete.
+    pub(crate) fn document(&self, rec: &CommitRecord) -> Option<crate::document::Document> {
+        let d = self.doc.as_ref()?;
+        Some(crate::document::Document {
+            key: self.key.clone(),
+            value: d.value.clone(),
+            meta: crate::document::DocMeta {
+                version: d.version,
+                schema_version: d.schema_version,
+                created_at: d.created_at,
+                updated_at: rec.commit_ts,
+                lsn: rec.lsn,
+                expires_at: d.expires_at,
+                sha256: d.sha256,
+            },
+        })
+    }
+}
+
 /// One change to a stream (log format 5): stream ops follow the document ops of a commit.
 /// Byte layout: `docs/FORMAT.md`, "Stream ops".
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use imbl::{OrdMap, OrdSet};
 
-use crate::document::{DocMeta, Document};
+use crate::document::Document;
 use crate::log::record::CommitRecord;
 
 mod hash_index;
@@ -247,8 +247,8 @@ impl State {
     pub(crate) fn apply(&mut self, rec: &CommitRecord) {
         for op in &rec.ops {
             let coll = self.collections.entry(op.collection.clone()).or_default();
-            match &op.doc {
-                Some(d) => {
+            match op.document(rec) {
+                Some(doc) => {
                     if let Some(t) = coll.tombstones.remove(&op.key) {
                         self.tombstone_queue.remove(&(
                             t.deleted_at,
@@ -256,19 +256,7 @@ impl State {
                             op.key.clone(),
                         ));
                     }
-                    coll.insert_doc(Document {
-                        key: op.key.clone(),
-                        value: d.value.clone(),
-                        meta: DocMeta {
-                            version: d.version,
-                            schema_version: d.schema_version,
-                            created_at: d.created_at,
-                            updated_at: rec.commit_ts,
-                            lsn: rec.lsn,
-                            expires_at: d.expires_at,
-                            sha256: d.sha256,
-                        },
-                    });
+                    coll.insert_doc(doc);
                 }
                 None => {
                     // The delete frame carries no version: the deleted document (always
