@@ -309,3 +309,70 @@ fn replacing_a_document_moves_its_expiry_entry_exactly() {
     assert_eq!(expiring(&c), vec![(5, "k".into())]);
     assert_eq!(c.docs.len(), 1);
 }
+
+/// A checkpoint's documents are added to a collection in bulk when they come sorted into an
+/// empty collection, and one by one otherwise; both give the collection that inserting them
+/// one by one gives: the same documents, index and expiry entries, later duplicates winning.
+#[test]
+fn extending_a_collection_matches_inserting_its_documents_one_by_one() {
+    let doc = |key: &str, version: u64| Document {
+        key: key.into(),
+        value: Arc::from(format!("{version}").as_bytes()),
+        meta: crate::document::DocMeta {
+            version,
+            schema_version: 1,
+            created_at: 1,
+            updated_at: 1,
+            lsn: version,
+            expires_at: (version % 3 == 0).then_some(100 + version),
+            sha256: [0; 32],
+        },
+    };
+    let sorted: Vec<(&str, u64)> = (0..200u64)
+        .map(|i| {
+            (
+                Box::leak(format!("k{i:03}").into_boxed_str()) as &str,
+                i + 1,
+            )
+        })
+        .collect();
+    let mut shuffled = sorted.clone();
+    shuffled.reverse();
+    let mut duplicated = sorted.clone();
+    duplicated.extend([("k005", 900), ("k150", 903)]);
+    for (case, first, then) in [
+        ("sorted, into an empty collection", vec![], sorted.clone()),
+        ("unsorted", vec![], shuffled),
+        ("with duplicates", vec![], duplicated),
+        (
+            "into a collection that has documents",
+            vec![("k007", 77), ("zz", 5)],
+            sorted,
+        ),
+    ] {
+        let mut extended = Collection::default();
+        let mut inserted = Collection::default();
+        for (k, v) in &first {
+            extended.insert_doc(doc(k, *v));
+            inserted.insert_doc(doc(k, *v));
+        }
+        extended.extend_docs(
+            then.iter()
+                .map(|(k, v)| HashedDoc::new(doc(k, *v)))
+                .collect(),
+        );
+        for (k, v) in &then {
+            inserted.insert_doc(doc(k, *v));
+        }
+        assert!(extended == inserted, "{case}: the collections differ");
+        for (k, _) in then.iter().chain(&first) {
+            assert_eq!(
+                extended.get_doc(k).map(|d| d.meta.version),
+                inserted.get_doc(k).map(|d| d.meta.version),
+                "{case}: {k}"
+            );
+        }
+        let expiring = |c: &Collection| c.expired_at(u64::MAX).cloned().collect::<Vec<_>>();
+        assert_eq!(expiring(&extended), expiring(&inserted), "{case}");
+    }
+}
