@@ -324,7 +324,7 @@ fn extending_a_collection_matches_inserting_its_documents_one_by_one() {
             created_at: 1,
             updated_at: 1,
             lsn: version,
-            expires_at: (version % 3 == 0).then_some(100 + version),
+            expires_at: version.is_multiple_of(3).then_some(100 + version),
             sha256: [0; 32],
         },
     };
