@@ -1,7 +1,7 @@
 //! The committer: the only writer of state and log, run by one thread at a time (the writer
 //! that found it free, see [`CommitQueue`]; a timer thread for buffered deadlines).
 //!
-//! Writers send encoded transactions over a channel. The committer takes everything queued
+//! Writers queue encoded transactions ([`CommitQueue`]). The committer takes everything queued
 //! (group commit), validates each transaction against the latest state, frames the survivors
 //! into one buffer, writes it with one `write`, syncs once if any of them asked for `Sync`,
 //! publishes the new read view, and only then acknowledges. A failed write or sync poisons the

@@ -89,16 +89,11 @@ pub(crate) struct HashIndex {
 impl HashIndex {
     /// Builds an index of `docs`, whose keys must be unique, in one pass: no node is built
     /// twice, none is copied.
-    pub(crate) fn build(docs: Vec<HashedDoc>) -> HashIndex {
-        let mut entries: Vec<(u64, Arc<Document>)> = docs.into_iter().map(|d| (d.0, d.1)).collect();
-        entries.sort_unstable_by_key(|e| e.0);
-        Self::build_hashed(entries)
-    }
-
-    /// [`HashIndex::build`] of entries already hashed and sorted by hash.
-    fn build_hashed(entries: Vec<(u64, Arc<Document>)>) -> HashIndex {
-        let len = entries.len();
-        let (hashes, docs): (Vec<u64>, Vec<Arc<Document>>) = entries.into_iter().unzip();
+    pub(crate) fn build(mut docs: Vec<HashedDoc>) -> HashIndex {
+        docs.sort_unstable_by_key(|d| d.0);
+        let len = docs.len();
+        let (hashes, docs): (Vec<u64>, Vec<Arc<Document>>) =
+            docs.into_iter().map(|d| (d.0, d.1)).unzip();
         let root = build_node(&hashes, &mut docs.into_iter(), 0);
         HashIndex { root, len }
     }
@@ -466,12 +461,12 @@ mod tests {
             for (snap, m) in &snapshots {
                 check_same(snap, m, kind);
             }
-            let mut entries: Vec<(u64, Arc<Document>)> = model
-                .iter()
-                .map(|(k, v)| (hash_with(kind, k), doc(k, *v)))
-                .collect();
-            entries.sort_unstable_by_key(|e| e.0);
-            let built = HashIndex::build_hashed(entries);
+            let built = HashIndex::build(
+                model
+                    .iter()
+                    .map(|(k, v)| HashedDoc(hash_with(kind, k), doc(k, *v)))
+                    .collect(),
+            );
             check_same(&built, &model, kind);
             // (Equality looks keys up under the real hash.)
             prop_assert!(kind != 0 || built == index);
