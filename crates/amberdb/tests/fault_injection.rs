@@ -84,6 +84,13 @@ impl FaultInjector for Injector {
         if !self.armed.load(Ordering::SeqCst) || !path.starts_with(&self.scope) {
             return Fault::Proceed;
         }
+        // The commit path only: the checkpointer's cleanup also fsyncs the log directory,
+        // and a fault there fails that checkpoint without poisoning anything (the tests of
+        // checkpoint faults below cover it). Counting those operations would land some
+        // countdowns off the commit path, depending on when checkpoints happen to run.
+        if std::thread::current().name() == Some("amberdb-checkpointer") {
+            return Fault::Proceed;
+        }
         let eligible = match self.kind {
             Kind::FsyncFails => len.is_none(),
             _ => len.is_some(),
