@@ -428,7 +428,7 @@ fn revert_plan(db: &Db, view: &ReadView, scope: &Scope, at: At, target: u64) -> 
         let then = reader
             .doc_at(view, &c, &k, target)?
             .filter(|d| d.meta.is_live_at(point));
-        if same(current.as_ref(), then.as_ref()) {
+        if same(current.as_ref(), then.as_ref(), view.now) {
             continue;
         }
         let last_version = last_version(view, &c, &k);
@@ -493,7 +493,7 @@ fn undo_plan(db: &Db, view: &ReadView, lsn: u64, force: bool) -> Result<Vec<Plan
                 .written_by(op.prev_lsn, &op.collection, &op.key)?
                 .filter(|d| d.meta.is_live_at(record.commit_ts))
         };
-        if same(current.as_ref(), before.as_ref()) {
+        if same(current.as_ref(), before.as_ref(), view.now) {
             continue;
         }
         plans.push(Plan {
@@ -511,14 +511,23 @@ fn undo_plan(db: &Db, view: &ReadView, lsn: u64, force: bool) -> Result<Vec<Plan
     Ok(plans)
 }
 
-/// Equal for a revert: both absent, or the same value bytes, schema version and expiry.
-fn same(a: Option<&Document>, b: Option<&Document>) -> bool {
-    match (a, b) {
+/// Whether writing `then` back at `now` would leave `current` as it is: both absent, or the
+/// same value bytes and schema version, and `current` already has the expiry the write would
+/// give (`restored_expiry`, not `then`'s own, which may have passed).
+fn same(current: Option<&Document>, then: Option<&Document>, now: u64) -> bool {
+    match (current, then) {
         (None, None) => true,
-        (Some(a), Some(b)) => {
-            a.meta.sha256 == b.meta.sha256
-                && a.meta.schema_version == b.meta.schema_version
-                && a.meta.expires_at == b.meta.expires_at
+        (Some(cur), Some(then)) => {
+            let given = match restored_expiry(then, now) {
+                Expiry::At(at) => Some(at),
+                Expiry::Ttl(ttl) => {
+                    Some(now.saturating_add(u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX)))
+                }
+                Expiry::Never | Expiry::Unset => None,
+            };
+            cur.meta.sha256 == then.meta.sha256
+                && cur.meta.schema_version == then.meta.schema_version
+                && cur.meta.expires_at == given
         }
         _ => false,
     }

@@ -604,3 +604,36 @@ fn a_revert_to_lsn_0_of_a_log_that_starts_at_1_empties_the_scope() {
     );
     assert_eq!(db.count("players"), 0);
 }
+
+/// Regression (a CI seed of the property above): a document whose expiry at the target has
+/// passed comes back with its TTL counted from the revert. Reverting to that target again
+/// at the same moment writes exactly what is stored, so it must be a no-op, not a commit
+/// that "restores" the same value and expiry (the planner compared the target's own, passed
+/// expiry with the current one).
+#[test]
+fn a_second_revert_to_an_expired_version_at_the_same_moment_is_a_no_op() {
+    let tmp = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(1_700_000_000_000_000);
+    let db = Db::open_with(tmp.path(), opts(&clock)).unwrap();
+    let mut tx = Transaction::new();
+    tx.put("players", "p1", json!({"gold": 10}))
+        .ttl(Duration::from_secs(10));
+    assert_eq!(db.commit(&tx).unwrap().lsn, 1);
+    clock.advance(Duration::from_secs(15));
+    let scope = Scope::Key {
+        collection: "players".into(),
+        key: "p1".into(),
+    };
+    let first = db
+        .revert(&scope, At::Lsn(1), RevertOptions::default())
+        .unwrap();
+    assert_eq!(first.commit_lsn, Some(2));
+    let doc = db.get("players", "p1").unwrap();
+    assert_eq!(doc.meta.expires_at, Some(clock.now_micros() + 10_000_000));
+    let again = db
+        .revert(&scope, At::Lsn(1), RevertOptions::default())
+        .unwrap();
+    assert_eq!(again.changed.len(), 0, "{again:?}");
+    assert_eq!(again.commit_lsn, None);
+    assert_eq!(db.view().lsn(), 2);
+}
