@@ -73,9 +73,9 @@ measure() { # label, script-or-empty, path-prefix, url
   echo "$label $rps $p50 $p99"
 }
 
-start amberdb ./target/release/amberdb serve --listen 127.0.0.1:0 --data "$TMP/data"
+start amberdb ${CARGO_TARGET_DIR:-./target}/release/amberdb serve --listen 127.0.0.1:0 --data "$TMP/data"
 AMBER=$URL
-start trivial ./target/release/examples/trivial_http 127.0.0.1:0
+start trivial ${CARGO_TARGET_DIR:-./target}/release/examples/trivial_http 127.0.0.1:0
 TRIVIAL=$URL
 curl -fsS -X PUT "$AMBER/v1/collections/bench/docs/hot" -H 'content-type: application/json' \
   -d '{"hp":20,"inventory":[1,2,3],"name":"player"}' >/dev/null

@@ -123,10 +123,10 @@ pub fn router(state: Shared) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(state.config.body_limit))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
-        .layer(middleware::from_fn_with_state(state.clone(), gate))
-        .layer(middleware::from_fn_with_state(state.clone(), body_policy))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        // One middleware for every request (metrics, body policy, shutdown gate, auth, in
+        // that order): as four `from_fn` layers each cloned its inner service and boxed a
+        // future per request, most of the gap to a bare axum handler (docs/BENCHMARKS.md).
+        .layer(middleware::from_fn_with_state(state.clone(), front_door))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             |_: Box<dyn std::any::Any + Send>| {
                 ApiError::internal("the server hit a bug while handling this request")
@@ -152,8 +152,14 @@ async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) ->
     )
 }
 
+/// What every request passes through before its handler: [`track`], then [`body_policy`],
+/// [`gate`] and [`authenticate`], each wrapping the next.
+async fn front_door(State(state): State<Shared>, req: Request, next: Next) -> Response {
+    track(&state, req, next).await
+}
+
 /// Counts every request by route template and status, with its latency.
-async fn track(State(state): State<Shared>, req: Request, next: Next) -> Response {
+async fn track(state: &Shared, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -161,7 +167,7 @@ async fn track(State(state): State<Shared>, req: Request, next: Next) -> Respons
         .to_owned();
     let method = req.method().as_str().to_owned();
     let start = Instant::now();
-    let resp = next.run(req).await;
+    let resp = body_policy(state, req, next).await;
     state
         .metrics
         .observe(&route, &method, resp.status().as_u16(), start.elapsed());
@@ -173,7 +179,7 @@ async fn track(State(state): State<Shared>, req: Request, next: Next) -> Respons
 /// may have refused it before reading the body, and an unread body cannot be skipped on a
 /// kept-alive connection, so the client must know not to reuse it. (The socket then closes
 /// lingeringly, see `conn`, so a client still sending sees the answer.)
-async fn body_policy(State(state): State<Shared>, req: Request, next: Next) -> Response {
+async fn body_policy(state: &Shared, req: Request, next: Next) -> Response {
     // A `%` must start an escape of two hex digits: anything else was taken as a literal
     // key (`a%zzb`) and stored under a name the client never meant.
     if let Some(bad) = bad_percent_escape(req.uri().path()) {
@@ -207,7 +213,7 @@ async fn body_policy(State(state): State<Shared>, req: Request, next: Next) -> R
         )
         .details(serde_json::json!({"size": n, "limit": state.config.body_limit}))
         .into_response(),
-        _ => next.run(req).await,
+        _ => gate(state, req, next).await,
     };
     let status = resp.status();
     if has_body && (status.is_client_error() || status.is_server_error()) {
@@ -234,16 +240,16 @@ fn bad_percent_escape(path: &str) -> Option<String> {
 
 /// During a graceful shutdown, new API requests on still-open connections are turned away
 /// with 503 (probes keep answering so orchestrators can see the drain).
-async fn gate(State(state): State<Shared>, req: Request, next: Next) -> Response {
+async fn gate(state: &Shared, req: Request, next: Next) -> Response {
     if state.is_shutting_down() && req.uri().path().starts_with("/v1/") {
         return ApiError::shutting_down().into_response();
     }
-    next.run(req).await
+    authenticate(state, req, next).await
 }
 
 /// Resolves the bearer token to a [`Principal`]; 401 when tokens are configured and the
 /// request has none or an unknown one. Probes and the OpenAPI document are public.
-async fn authenticate(State(state): State<Shared>, mut req: Request, next: Next) -> Response {
+async fn authenticate(state: &Shared, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let public = matches!(path, "/healthz" | "/readyz" | "/openapi.json");
     let principal = if state.tokens.is_empty() {
