@@ -59,6 +59,7 @@ mod lock;
 pub mod log;
 mod options;
 mod patch;
+mod pipeline;
 mod poison;
 mod recovery;
 pub mod revert;

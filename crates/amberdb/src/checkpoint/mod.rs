@@ -966,7 +966,8 @@ fn decode_reader_queued(
         }
     };
     let cipher = cipher.as_ref();
-    pipelined(
+    crate::pipeline::pipelined(
+        "amberdb-ckpt-read",
         |sink: &mut dyn FnMut(BodyEvent) -> bool| {
             read_body(src, &header, cipher, (len, trailer_at), sink)
         },
@@ -1088,46 +1089,6 @@ fn read_body(
     for p in problems {
         if !sink(BodyEvent::Problem(p)) {
             return;
-        }
-    }
-}
-
-/// Runs `produce` on a second thread while `consume` takes what it hands over on this one,
-/// in order, with at most two events in flight: reading, hashing and decompressing a
-/// checkpoint's blocks overlaps decoding them (with the side-by-side map build of
-/// `Collection::extend_docs`, it took a reopen of 1,000,000 documents on 2 cores from 3.31
-/// to 2.66 s, whole process, `docs/BENCHMARKS.md`). When no thread can be started it runs
-/// both on this one, in turn, with the same result.
-fn pipelined<T: Send>(
-    produce: impl FnOnce(&mut dyn FnMut(T) -> bool) + Send,
-    consume: &mut dyn FnMut(T),
-) {
-    let cell = std::sync::Mutex::new(Some(produce));
-    let spawned = std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<T>(2);
-        let cell = &cell;
-        let started = std::thread::Builder::new()
-            .name("amberdb-ckpt-read".into())
-            .spawn_scoped(s, move || {
-                let produce = cell.lock().ok().and_then(|mut c| c.take());
-                if let Some(produce) = produce {
-                    produce(&mut |event| tx.send(event).is_ok());
-                }
-            });
-        if started.is_err() {
-            return false;
-        }
-        for event in rx {
-            consume(event);
-        }
-        true
-    });
-    if !spawned {
-        if let Some(produce) = cell.into_inner().ok().flatten() {
-            produce(&mut |event| {
-                consume(event);
-                true
-            });
         }
     }
 }
@@ -1468,41 +1429,6 @@ mod tests {
             "{:?}",
             d.problems
         );
-    }
-
-    /// Issue 14: the stream decoder reads, hashes and decompresses blocks on a thread of its
-    /// own while the caller's thread decodes them; everything still arrives in file order,
-    /// and the reading side is held at most a few events ahead (memory stays a few blocks).
-    #[test]
-    fn the_stream_decoder_reads_blocks_on_its_own_thread_in_order_and_bounded_ahead() {
-        let sent = std::sync::atomic::AtomicUsize::new(0);
-        let mut got = vec![];
-        let mut ahead = 0;
-        pipelined(
-            |sink: &mut dyn FnMut((usize, Option<String>)) -> bool| {
-                for i in 0..200 {
-                    sent.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                    let name = std::thread::current().name().map(str::to_string);
-                    if !sink((i, name)) {
-                        return;
-                    }
-                }
-            },
-            &mut |(i, name)| {
-                // Let the reader run ahead as far as it can before taking the next.
-                std::thread::sleep(std::time::Duration::from_micros(200));
-                let sent = sent.load(std::sync::atomic::Ordering::SeqCst);
-                ahead = ahead.max(sent - got.len());
-                got.push((i, name));
-            },
-        );
-        assert_eq!(got.len(), 200);
-        for (n, (i, name)) in got.iter().enumerate() {
-            assert_eq!(*i, n, "in order");
-            assert_eq!(name.as_deref(), Some("amberdb-ckpt-read"));
-        }
-        // The channel holds 2, the reader one more in hand, plus the one being taken.
-        assert!(ahead <= 4, "the reader ran {ahead} events ahead");
     }
 
     /// A checkpoint of many blocks, one damaged in the middle: the slice decoder and the
