@@ -1439,8 +1439,9 @@ mod tests {
         let mut state = State::default();
         state.lsn = 5;
         let coll = state.collections.entry("c".into()).or_default();
-        for i in 0..3_000u32 {
-            // Incompressible values, so the body is many blocks.
+        for i in 0..5_000u32 {
+            // Incompressible values, so the body is many blocks; more documents than
+            // `PARALLEL_BUILD_MIN_DOCS`, so the maps are built on two threads.
             let value: Vec<u8> = (0..1_000u32)
                 .map(|j| (i.wrapping_mul(2_654_435_761) ^ j.wrapping_mul(40_503)).to_le_bytes()[1])
                 .collect();
@@ -1458,12 +1459,13 @@ mod tests {
                 value: value.into(),
             });
         }
+        const { assert!(5_000 >= crate::state::PARALLEL_BUILD_MIN_DOCS) };
         let mut bytes = vec![];
         encode_to(&state, 1, &mut bytes).expect("encodes");
         let [a, b] = both(&bytes);
         assert!(a.problems.is_empty() && b.problems.is_empty());
-        assert_eq!(a.state.doc_count(), 3_000);
-        assert_eq!(b.state.doc_count(), 3_000);
+        assert_eq!(a.state.doc_count(), 5_000);
+        assert_eq!(b.state.doc_count(), 5_000);
         assert_eq!(a.state, b.state);
         let mid = bytes.len() / 2;
         bytes[mid] ^= 0x40;
@@ -1485,7 +1487,7 @@ mod tests {
             b.problems
         );
         assert_eq!(a.state.doc_count(), b.state.doc_count());
-        assert!(b.state.doc_count() < 3_000);
+        assert!(b.state.doc_count() < 5_000);
     }
 
     /// Issue 14: opening a database trusts the body's SHA-256 instead of hashing every
