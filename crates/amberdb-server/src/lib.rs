@@ -27,6 +27,7 @@ pub mod api;
 mod app;
 pub mod auth;
 mod blocking;
+pub use blocking::ASYNC_COMMIT_MAX_BODY;
 pub mod config;
 mod conn;
 pub mod error;

@@ -16,6 +16,8 @@ use std::sync::mpsc::{Receiver, SyncSender, TryRecvError};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use futures_channel::oneshot;
+
 use crate::document::now_micros;
 use crate::engine_state::Shared;
 use crate::error::{Error, Result};
@@ -25,7 +27,34 @@ use crate::log::CommitLog;
 use crate::state::{EncodedOp, State};
 use crate::txn::{CommitMeta, Committed, Durability};
 
-type Reply<T> = SyncSender<Result<T>>;
+/// Where the committer sends a message's outcome: to a thread waiting inside
+/// [`CommitQueue::call`], or to a task awaiting a message it queued with
+/// [`CommitQueue::submit`] (no thread waits for it).
+pub(crate) enum Reply<T> {
+    Thread(SyncSender<Result<T>>),
+    Task(oneshot::Sender<Result<T>>),
+}
+
+impl<T> Reply<T> {
+    /// Delivers the outcome; false when nobody waits for it any more.
+    fn send(self, outcome: Result<T>) -> bool {
+        match self {
+            Reply::Thread(tx) => tx.send(outcome).is_ok(),
+            Reply::Task(tx) => tx.send(outcome).is_ok(),
+        }
+    }
+}
+
+impl Msg {
+    /// Whether a task, not a thread inside [`CommitQueue::call`], waits for this message.
+    fn for_task(&self) -> bool {
+        match self {
+            Msg::Commit { reply, .. } => matches!(reply, Reply::Task(_)),
+            Msg::Sync { reply } | Msg::Roll { reply } => matches!(reply, Reply::Task(_)),
+            Msg::Shutdown { reply } => matches!(reply, Reply::Task(_)),
+        }
+    }
+}
 
 /// A request to the committer.
 pub(crate) enum Msg {
@@ -82,9 +111,12 @@ pub(crate) struct Committer {
 /// writers still share batches: the messages queued while a leader syncs form the next one.
 /// A leader leads one batch only, so no writer waits behind others' commits for long.
 /// Queueing, waiting and retiring happen under one lock, so a queued message always has a
-/// sender that will lead it or a leader that will take it. A timer thread
+/// sender that will lead it or a leader that will take it. The committer's own thread
 /// ([`CommitQueue::run_timer`]) makes `Buffered` commits durable by their deadline when no
-/// writer comes by.
+/// writer comes by, and leads the batches of messages that tasks queued
+/// ([`CommitQueue::submit`]) when no writer thread is leading: a task that queues while
+/// nobody leads wakes it, and a leader that retires with such messages still queued wakes
+/// it again.
 pub(crate) struct CommitQueue {
     pending: Mutex<Pending>,
     /// Woken when a leader retires: waiting writers look for their reply, or lead.
@@ -93,9 +125,8 @@ pub(crate) struct CommitQueue {
     arrived: Condvar,
     /// Locked only by the leader.
     core: Mutex<Committer>,
-    /// When the timer thread must start a sync (`None`: nothing buffered), and whether the
-    /// committer has shut down.
-    timer: Mutex<(Option<Instant>, bool)>,
+    /// What the committer's own thread must do next.
+    timer: Mutex<Timer>,
     timer_wake: Condvar,
     shared: Arc<Shared>,
 }
@@ -111,6 +142,20 @@ struct Pending {
     callers: usize,
     /// The leader is waiting for more messages before it takes its batch.
     gathering: bool,
+    /// Messages in `msgs` that tasks queued ([`CommitQueue::submit`]): no thread of theirs
+    /// will lead them.
+    tasks: usize,
+}
+
+/// The committer's own thread's to-do list ([`CommitQueue::run_timer`]).
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+struct Timer {
+    /// When it must start a sync (`None`: nothing buffered).
+    start: Option<Instant>,
+    /// Messages of tasks are queued and may have no leader.
+    lead: bool,
+    /// The committer has shut down.
+    stopped: bool,
 }
 
 /// Longest a leader waits for writers to queue before a synced batch.
@@ -124,7 +169,7 @@ impl CommitQueue {
             pending: Mutex::new(Pending::default()),
             retired: Condvar::new(),
             arrived: Condvar::new(),
-            timer: Mutex::new((None, false)),
+            timer: Mutex::new(Timer::default()),
             timer_wake: Condvar::new(),
         }
     }
@@ -149,11 +194,35 @@ impl CommitQueue {
         self.queue(msg, rx, true)
     }
 
+    /// Queues `msg`, whose reply a task awaits (a [`Reply::Task`]), and returns at once: the
+    /// leader of the moment takes it, or the committer's own thread leads it. `Closed` after
+    /// [`CommitQueue::close`]; `None` when a panic poisoned the queue.
+    pub(crate) fn submit(&self, msg: Msg) -> Option<Result<()>> {
+        debug_assert!(msg.for_task());
+        let mut p = self.pending.lock().ok()?;
+        if p.closed {
+            return Some(Err(Error::Closed));
+        }
+        p.msgs.push_back(msg);
+        p.tasks += 1;
+        if p.gathering {
+            self.arrived.notify_all();
+        }
+        // A leader of the moment looks for task messages when it retires.
+        let wake = !p.leading;
+        drop(p);
+        if wake {
+            self.update_timer(|t| t.lead = true);
+        }
+        Some(Ok(()))
+    }
+
     fn queue<T>(&self, msg: Msg, rx: &Receiver<Result<T>>, after_close: bool) -> Option<Result<T>> {
         let mut p = self.pending.lock().ok()?;
         if p.closed && !after_close {
             return Some(Err(Error::Closed));
         }
+        debug_assert!(!msg.for_task());
         p.msgs.push_back(msg);
         p.callers += 1;
         if p.gathering {
@@ -188,6 +257,7 @@ impl CommitQueue {
     /// last leader just acknowledged come back within microseconds, and without the wait
     /// each batch took only those that queued during the previous sync, so 16 writers
     /// shared fsyncs in two alternating halves (8 commits per fsync, docs/BENCHMARKS.md).
+    /// Tasks are not counted: nothing says how many will come back.
     fn take_batch(&self, core: &Committer) -> Vec<Msg> {
         let Ok(mut p) = self.pending.lock() else {
             return vec![];
@@ -199,10 +269,11 @@ impl CommitQueue {
             })
         };
         let wait = (core.fsync_estimate / 2).min(MAX_GATHER);
-        if p.msgs.len() < p.callers && !wait.is_zero() && syncs(&p) {
+        let threads_missing = |p: &Pending| p.msgs.len() - p.tasks < p.callers;
+        if threads_missing(&p) && !wait.is_zero() && syncs(&p) {
             let until = Instant::now() + wait;
             p.gathering = true;
-            while p.msgs.len() < p.callers && p.msgs.len() < core.max_batch {
+            while threads_missing(&p) && p.msgs.len() < core.max_batch {
                 let now = Instant::now();
                 if now >= until {
                     break;
@@ -215,7 +286,9 @@ impl CommitQueue {
             p.gathering = false;
         }
         let n = p.msgs.len().min(core.max_batch);
-        p.msgs.drain(..n).collect()
+        let batch: Vec<Msg> = p.msgs.drain(..n).collect();
+        p.tasks -= batch.iter().filter(|m| m.for_task()).count();
+        batch
     }
 
     /// Leads one batch (every message queued now, up to `max_batch`), then retires and wakes
@@ -237,71 +310,93 @@ impl CommitQueue {
             });
             start = core.sync_deadline.map(|d| core.sync_start(d));
         }
-        if let Ok(mut p) = self.pending.lock() {
-            p.leading = false;
-        }
+        // Messages of tasks still queued have no thread of their own to lead them.
+        let unled = match self.pending.lock() {
+            Ok(mut p) => {
+                p.leading = false;
+                p.tasks > 0
+            }
+            Err(_) => false,
+        };
         self.retired.notify_all();
-        self.set_timer(start, false);
+        self.update_timer(|t| {
+            t.start = start;
+            t.lead |= unled;
+        });
     }
 
-    /// Stops the timer thread (after the shutdown message, whatever its outcome).
+    /// Stops the committer's own thread (after the shutdown message, whatever its outcome).
     pub(crate) fn stop_timer(&self) {
         self.set_timer(None, true);
     }
 
     fn set_timer(&self, start: Option<Instant>, stop: bool) {
+        self.update_timer(|t| {
+            t.start = start;
+            t.stopped |= stop;
+        });
+    }
+
+    /// Changes the committer's own thread's to-do list (not after it stopped) and wakes it
+    /// when that changed anything.
+    fn update_timer(&self, change: impl FnOnce(&mut Timer)) {
         if let Ok(mut t) = self.timer.lock() {
-            if t.1 {
+            if t.stopped {
                 return;
             }
-            let changed = t.0 != start || stop;
-            *t = (start, stop);
-            if changed {
+            let before = *t;
+            change(&mut t);
+            if *t != before {
                 self.timer_wake.notify_all();
             }
         }
     }
 
-    /// The timer thread: syncs buffered commits when their deadline comes and no writer has
-    /// done it first (by leading a batch itself, or leaving it to the leader of the moment,
-    /// which checks the deadline before its batch and sets the timer again when it retires);
+    /// The committer's own thread. It syncs buffered commits when their deadline comes and
+    /// no writer has done it first (by leading a batch itself, or leaving it to the leader of
+    /// the moment, which checks the deadline before its batch and sets the timer again when
+    /// it retires), and leads batches for tasks' messages when no writer thread leads;
     /// returns once the committer has shut down.
     pub(crate) fn run_timer(&self) {
         let Ok(mut t) = self.timer.lock() else { return };
         loop {
-            match *t {
-                (_, true) => return,
-                (None, false) => {
-                    t = match self.timer_wake.wait(t) {
-                        Ok(t) => t,
-                        Err(_) => return,
-                    };
-                }
-                (Some(start), false) => {
-                    let now = Instant::now();
-                    if now < start {
-                        t = match self.timer_wake.wait_timeout(t, start - now) {
-                            Ok((t, _)) => t,
-                            Err(_) => return,
-                        };
-                        continue;
-                    }
-                    t.0 = None;
-                    drop(t);
-                    let lead = self
-                        .pending
-                        .lock()
-                        .map(|mut p| !std::mem::replace(&mut p.leading, true))
-                        .unwrap_or(false);
-                    if lead {
-                        self.lead_one();
-                    }
-                    t = match self.timer.lock() {
-                        Ok(t) => t,
-                        Err(_) => return,
-                    };
-                }
+            if t.stopped {
+                return;
             }
+            let now = Instant::now();
+            let due = t.start.is_some_and(|start| now >= start);
+            if !(due || t.lead) {
+                t = match t.start {
+                    None => match self.timer_wake.wait(t) {
+                        Ok(t) => t,
+                        Err(_) => return,
+                    },
+                    Some(start) => match self.timer_wake.wait_timeout(t, start - now) {
+                        Ok((t, _)) => t,
+                        Err(_) => return,
+                    },
+                };
+                continue;
+            }
+            if due {
+                t.start = None;
+            }
+            t.lead = false;
+            drop(t);
+            // When a writer leads, it sets the timer again and looks for tasks' messages
+            // when it retires.
+            let lead = self
+                .pending
+                .lock()
+                .map(|mut p| !std::mem::replace(&mut p.leading, true))
+                .unwrap_or(false);
+            if lead {
+                self.lead_one();
+            }
+            t = match self.timer.lock() {
+                Ok(t) => t,
+                Err(_) => return,
+            };
         }
     }
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 use crate::backup::{BackupBook, BackupStatus, Slot, RESTORE_MARKER};
 use crate::checkpoint::{self, list_checkpoints};
 use crate::clock::CommitClock;
-use crate::committer::{CommitQueue, Committer, Msg};
+use crate::committer::{CommitQueue, Committer, Msg, Reply};
 use crate::document::{now_micros, Document};
 use crate::engine_state::{CheckpointSignal, Counters, Shared};
 use crate::error::{Error, IoContext, Result};
@@ -490,6 +490,54 @@ impl Db {
         })
     }
 
+    /// [`Db::commit`] for async code: no thread waits for the commit. The transaction is
+    /// checked and encoded now, on the caller's thread (so a large one is better committed
+    /// with [`Db::commit`] from a blocking pool); the committer's batch takes it like any
+    /// other, and the returned future resolves with the same outcome [`Db::commit`] would
+    /// return, once the commit is as durable as its durability asks and visible to readers.
+    /// Dropping the future does not withdraw the commit. Transactions with blob operations
+    /// are refused with `InvalidArgument` (their staging writes files: use [`Db::commit`]).
+    pub fn commit_async(&self, txn: &Transaction) -> PendingCommit {
+        let shared = self.inner.shared.clone();
+        let queued = (|| {
+            if let Some(e) = shared.poisoned_error() {
+                return Err(e);
+            }
+            if txn
+                .ops
+                .iter()
+                .any(|op| matches!(op, crate::txn::Op::Blob(_)))
+            {
+                return Err(Error::InvalidArgument(
+                    "a transaction with blob operations commits with Db::commit, not \
+                     Db::commit_async"
+                        .into(),
+                ));
+            }
+            let ops = encode_transaction(txn, self.inner.opts.max_doc_bytes)?;
+            let (reply, rx) = futures_channel::oneshot::channel();
+            let msg = Msg::Commit {
+                ops,
+                prebuilt: vec![],
+                durability: txn.durability.unwrap_or(self.inner.opts.durability),
+                meta: CommitMeta::default(),
+                reply: Reply::Task(reply),
+            };
+            match self.inner.queue.submit(msg) {
+                Some(Ok(())) => Ok(rx),
+                Some(Err(e)) => Err(e),
+                None => Err(gone_after_panic(&shared)),
+            }
+        })();
+        PendingCommit {
+            state: match queued {
+                Ok(rx) => Pending::Queued(rx),
+                Err(e) => Pending::Done(Some(Err(e))),
+            },
+            shared,
+        }
+    }
+
     /// Shorthand for a transaction with a single `put`.
     pub fn put(&self, collection: &str, key: &str, value: serde_json::Value) -> Result<Committed> {
         let mut t = Transaction::new();
@@ -822,14 +870,66 @@ fn dir_usage(dir: &Path, suffix: &str) -> (u64, u64) {
         })
 }
 
+/// A commit queued by [`Db::commit_async`]: a future of its outcome.
+#[must_use = "the commit is queued either way; the future tells its outcome"]
+pub struct PendingCommit {
+    state: Pending,
+    shared: Arc<Shared>,
+}
+
+enum Pending {
+    /// Refused before it was queued (taken by the first poll that sees it).
+    Done(Option<Result<Committed>>),
+    Queued(futures_channel::oneshot::Receiver<Result<Committed>>),
+}
+
+impl std::fmt::Debug for PendingCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self.state {
+            Pending::Done(_) => "PendingCommit(refused)",
+            Pending::Queued(_) => "PendingCommit(queued)",
+        })
+    }
+}
+
+impl std::future::Future for PendingCommit {
+    type Output = Result<Committed>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<Committed>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match &mut this.state {
+            Pending::Done(outcome) => Poll::Ready(outcome.take().unwrap_or(Err(Error::Closed))),
+            Pending::Queued(rx) => match std::pin::Pin::new(rx).poll(cx) {
+                Poll::Pending => Poll::Pending,
+                Poll::Ready(Ok(outcome)) => Poll::Ready(outcome),
+                // The committer dropped the reply: only a panic does that.
+                Poll::Ready(Err(_)) => Poll::Ready(Err(gone_after_panic(&this.shared))),
+            },
+        }
+    }
+}
+
+/// The error for a task's commit the committer dropped without a reply (a panic). The
+/// reply is dropped while the panic unwinds, before the leader's guard records the cause,
+/// so the cause may not be known yet; a task cannot wait for it.
+fn gone_after_panic(shared: &Shared) -> Error {
+    shared.poisoned_error().unwrap_or_else(|| Error::Poisoned {
+        cause: "the committer thread panicked while committing this transaction".into(),
+    })
+}
+
 impl Inner {
     /// Sends the committer the message `msg` builds around its reply channel and returns
     /// the reply; this thread does the committer's work unless another thread is doing it
     /// (`CommitQueue::call`).
-    fn call<T>(&self, msg: impl FnOnce(mpsc::SyncSender<Result<T>>) -> Msg) -> Result<T> {
+    fn call<T>(&self, msg: impl FnOnce(Reply<T>) -> Msg) -> Result<T> {
         let (reply, rx) = mpsc::sync_channel(1);
         self.queue
-            .call(msg(reply), &rx)
+            .call(msg(Reply::Thread(reply)), &rx)
             .unwrap_or_else(|| Err(self.gone_error()))
     }
 
@@ -1011,7 +1111,12 @@ impl Inner {
             }
         }
         let (reply, rx) = mpsc::sync_channel(1);
-        let stopped = self.queue.call_shutdown(Msg::Shutdown { reply }, &rx);
+        let stopped = self.queue.call_shutdown(
+            Msg::Shutdown {
+                reply: Reply::Thread(reply),
+            },
+            &rx,
+        );
         self.queue.stop_timer();
         if let Some(h) = self.committer.lock().ok().and_then(|mut h| h.take()) {
             let _ = h.join();

@@ -75,7 +75,7 @@ pub use backup::{BackupManifest, BackupRepo, RestoreTarget, RetentionPolicy};
 pub use blob::{
     BlobGcReport, BlobInfo, BlobReader, BlobUpload, BlobWrite, BlobWriteKind, StagedBlob,
 };
-pub use db::{buffered, CheckpointInfo, Db, Stats};
+pub use db::{buffered, CheckpointInfo, Db, PendingCommit, Stats};
 pub use document::{
     canonical_json, format_micros, validate_collection, validate_key, DocMeta, Document,
     MAX_COLLECTION_BYTES, MAX_KEY_BYTES,

@@ -9,7 +9,8 @@
 //!    operations ([`amberdb::limits::MAX_PATCH_OPS`], refused with 413 before any work);
 //! 3. `If-Match` / `If-None-Match`, turned into the engine's `if_version` so the check and the
 //!    write are one atomic step in the committer;
-//! 4. the commit, on the blocking pool; the engine checks the stored result of every write
+//! 4. the commit ([`crate::blocking::commit`]: awaited without a thread when small, else on
+//!    the blocking pool); the engine checks the stored result of every write
 //!    path (document size and nesting depth, also after a patch) and its errors map to
 //!    `document_too_large` / `invalid_value` here;
 //! 5. the answer: built from what the engine reports (version and schema version after the
@@ -24,7 +25,6 @@ use axum::response::{IntoResponse, Response};
 use super::{body, parse_json, require_read, require_read_for_json_patch, require_write};
 use crate::api::{TxnOp, TxnRequest, TxnResponse, WriteResult};
 use crate::auth::Principal;
-use crate::blocking::blocking;
 use crate::error::{ApiError, ApiResult};
 use crate::headers::{self, Condition};
 use crate::state::Shared;
@@ -74,6 +74,10 @@ async fn single_unredacted(
     amberdb::validate_collection(&collection)?;
     amberdb::validate_key(&key)?;
     require_write(who, &collection)?;
+    let body_len = b
+        .as_ref()
+        .and_then(|b| b.as_ref().ok())
+        .map_or(0, Bytes::len);
     let change = decode(method, headers, b)?;
     if matches!(change, Change::Patch(amberdb::Patch::Json(_))) {
         require_read_for_json_patch(who, &collection)?;
@@ -125,11 +129,7 @@ async fn single_unredacted(
         tx.durability(d);
     }
     check_patch_ops(&tx)?;
-    let db = state.db.clone();
-    let committed = blocking(move || db.commit(&tx))
-        .await
-        .unwrap_or(Err(amberdb::Error::Closed));
-    let c = match committed {
+    let c = match crate::blocking::commit(&state.db, tx, body_len).await {
         Ok(c) => c,
         Err(amberdb::Error::Conflict(cs)) if method == Method::Delete && required.is_none() => {
             // Someone else wrote or deleted it first; without a condition from the client,
@@ -238,8 +238,7 @@ async fn transaction_unredacted(
     if let Some(d) = headers::durability(headers, &state.config)? {
         tx.durability(d);
     }
-    let db = state.db.clone();
-    let committed = blocking(move || db.commit(&tx)).await??;
+    let committed = crate::blocking::commit(&state.db, tx, bytes.len()).await?;
     Ok(committed.into())
 }
 
