@@ -8,51 +8,16 @@
 
 #![allow(clippy::unwrap_used)]
 
+mod support;
+
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use amberdb::io::{install, Fault, FaultInjector, Faults, IoOp, PowerCut};
-use amberdb::{verify_dir, Db, Durability, Error, ListOptions, Options, Transaction, LOG_DIR};
+use amberdb::io::{install, PowerCut};
+use amberdb::{verify_dir, Db, Durability, Error, ListOptions, Transaction};
 use serde_json::{json, Value};
-
-/// Records the name of every thread that writes the log; every log fsync takes
-/// `sync_delay` (a slow disk, so tasks pile up behind one fsync).
-struct LogWatch {
-    log: PathBuf,
-    sync_delay: Duration,
-    writers: Mutex<Vec<String>>,
-}
-
-impl FaultInjector for LogWatch {
-    fn on_io(&self, op: IoOp<'_>) -> Fault {
-        match op {
-            IoOp::Write { path, .. } if path.starts_with(&self.log) => {
-                let name = std::thread::current().name().unwrap_or("?").to_string();
-                self.writers.lock().unwrap().push(name);
-            }
-            IoOp::Sync { path } if path.starts_with(&self.log) => {
-                std::thread::sleep(self.sync_delay);
-            }
-            _ => {}
-        }
-        Fault::Proceed
-    }
-}
-
-fn open(dir: &std::path::Path, sync_delay: Duration) -> (Db, Arc<LogWatch>) {
-    let watch = Arc::new(LogWatch {
-        log: dir.join(LOG_DIR),
-        sync_delay,
-        writers: Mutex::new(vec![]),
-    });
-    let opts = Options {
-        faults: Faults::new(watch.clone()),
-        ..Options::default()
-    };
-    (Db::open_with(dir, opts).unwrap(), watch)
-}
+use support::open_watched as open;
 
 fn put_txn(key: &str, value: Value, durability: Durability) -> Transaction {
     let mut t = Transaction::new();
@@ -114,7 +79,7 @@ fn an_async_commit_is_written_by_the_committers_own_thread_not_the_tasks() {
                     assert!(db.view().lsn() >= c.lsn);
                 }
             });
-            let writers = watch.writers.lock().unwrap().clone();
+            let writers = watch.writer_names();
             assert!(writers.len() >= 25, "{} log writes", writers.len());
             assert!(
                 writers.iter().all(|t| t == "amberdb-committer"),

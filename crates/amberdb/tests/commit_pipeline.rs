@@ -4,53 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::thread::ThreadId;
+mod support;
+
+use std::sync::Arc;
 use std::time::Duration;
 
-use amberdb::io::{Fault, FaultInjector, Faults, IoOp};
-use amberdb::{Db, Durability, Options, Transaction, LOG_DIR};
+use amberdb::{Db, Durability, Transaction};
 use serde_json::json;
-
-/// Records which thread writes the log, and makes every log fsync take `sync_delay`: a
-/// slow disk, so that many writers are always waiting behind one fsync.
-struct LogWatch {
-    log: PathBuf,
-    sync_delay: Duration,
-    writers: Mutex<Vec<ThreadId>>,
-}
-
-impl FaultInjector for LogWatch {
-    fn on_io(&self, op: IoOp<'_>) -> Fault {
-        match op {
-            IoOp::Write { path, .. } if path.starts_with(&self.log) => {
-                self.writers
-                    .lock()
-                    .unwrap()
-                    .push(std::thread::current().id());
-            }
-            IoOp::Sync { path } if path.starts_with(&self.log) => {
-                std::thread::sleep(self.sync_delay);
-            }
-            _ => {}
-        }
-        Fault::Proceed
-    }
-}
-
-fn open(dir: &std::path::Path, sync_delay: Duration) -> (Db, Arc<LogWatch>) {
-    let watch = Arc::new(LogWatch {
-        log: dir.join(LOG_DIR),
-        sync_delay,
-        writers: Mutex::new(vec![]),
-    });
-    let opts = Options {
-        faults: Faults::new(watch.clone()),
-        ..Options::default()
-    };
-    (Db::open_with(dir, opts).unwrap(), watch)
-}
+use support::open_watched as open;
 
 fn put(db: &Db, key: &str, durability: Durability) {
     let mut t = Transaction::new();
@@ -78,7 +39,7 @@ fn one_writer_commits_on_its_own_thread() {
     let writers = watch.writers.lock().unwrap().clone();
     assert!(writers.len() >= 50, "{} log writes", writers.len());
     assert!(
-        writers.iter().all(|t| *t == me),
+        writers.iter().all(|(t, _)| *t == me),
         "a lone writer's commits were written by another thread: {writers:?}"
     );
     assert_eq!(db.view().count("c"), 50);

@@ -181,3 +181,54 @@ pub fn append_padded(db: &Db, stream: &str, from: u64, n: u64) {
         .unwrap();
     }
 }
+
+/// Records which threads write the log (id and name), and makes every log fsync take
+/// `sync_delay`: a slow disk, so that many writers are always waiting behind one fsync.
+pub struct LogWatch {
+    pub log: PathBuf,
+    pub sync_delay: std::time::Duration,
+    pub writers: std::sync::Mutex<Vec<(std::thread::ThreadId, String)>>,
+}
+
+impl amberdb::io::FaultInjector for LogWatch {
+    fn on_io(&self, op: amberdb::io::IoOp<'_>) -> amberdb::io::Fault {
+        match op {
+            amberdb::io::IoOp::Write { path, .. } if path.starts_with(&self.log) => {
+                let me = std::thread::current();
+                let name = me.name().unwrap_or("?").to_string();
+                self.writers.lock().unwrap().push((me.id(), name));
+            }
+            amberdb::io::IoOp::Sync { path } if path.starts_with(&self.log) => {
+                std::thread::sleep(self.sync_delay);
+            }
+            _ => {}
+        }
+        amberdb::io::Fault::Proceed
+    }
+}
+
+impl LogWatch {
+    /// Names of the threads that wrote the log so far.
+    pub fn writer_names(&self) -> Vec<String> {
+        self.writers
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, n)| n.clone())
+            .collect()
+    }
+}
+
+/// Opens `dir` with default options under a [`LogWatch`].
+pub fn open_watched(dir: &Path, sync_delay: std::time::Duration) -> (Db, std::sync::Arc<LogWatch>) {
+    let watch = std::sync::Arc::new(LogWatch {
+        log: dir.join(LOG_DIR),
+        sync_delay,
+        writers: std::sync::Mutex::new(vec![]),
+    });
+    let opts = Options {
+        faults: amberdb::io::Faults::new(watch.clone()),
+        ..Options::default()
+    };
+    (Db::open_with(dir, opts).unwrap(), watch)
+}
