@@ -27,8 +27,7 @@ pub async fn commit(
     tx: amberdb::Transaction,
     body_len: usize,
 ) -> Result<amberdb::Committed, amberdb::Error> {
-    let has_blobs = tx.ops.iter().any(|op| matches!(op, amberdb::Op::Blob(_)));
-    if body_len <= ASYNC_COMMIT_MAX_BODY && !has_blobs {
+    if body_len <= ASYNC_COMMIT_MAX_BODY && !tx.has_blobs() {
         return db.commit_async(&tx).await;
     }
     let db = db.clone();

@@ -444,11 +444,7 @@ impl Db {
         if let Some(e) = self.inner.shared.poisoned_error() {
             return Err(e);
         }
-        if txn
-            .ops
-            .iter()
-            .any(|op| matches!(op, crate::txn::Op::Blob(_)))
-        {
+        if txn.has_blobs() {
             return self.commit_with_blobs(txn, meta);
         }
         let ops = encode_transaction(txn, self.inner.opts.max_doc_bytes)?;
@@ -498,43 +494,43 @@ impl Db {
     /// Dropping the future does not withdraw the commit. Transactions with blob operations
     /// are refused with `InvalidArgument` (their staging writes files: use [`Db::commit`]).
     pub fn commit_async(&self, txn: &Transaction) -> PendingCommit {
-        let shared = self.inner.shared.clone();
-        let queued = (|| {
-            if let Some(e) = shared.poisoned_error() {
-                return Err(e);
-            }
-            if txn
-                .ops
-                .iter()
-                .any(|op| matches!(op, crate::txn::Op::Blob(_)))
-            {
-                return Err(Error::InvalidArgument(
-                    "a transaction with blob operations commits with Db::commit, not \
-                     Db::commit_async"
-                        .into(),
-                ));
-            }
-            let ops = encode_transaction(txn, self.inner.opts.max_doc_bytes)?;
-            let (reply, rx) = futures_channel::oneshot::channel();
-            let msg = Msg::Commit {
-                ops,
-                prebuilt: vec![],
-                durability: txn.durability.unwrap_or(self.inner.opts.durability),
-                meta: CommitMeta::default(),
-                reply: Reply::Task(reply),
-            };
-            match self.inner.queue.submit(msg) {
-                Some(Ok(())) => Ok(rx),
-                Some(Err(e)) => Err(e),
-                None => Err(gone_after_panic(&shared)),
-            }
-        })();
         PendingCommit {
-            state: match queued {
+            state: match self.submit(txn) {
                 Ok(rx) => Pending::Queued(rx),
                 Err(e) => Pending::Done(Some(Err(e))),
             },
-            shared,
+            shared: self.inner.shared.clone(),
+        }
+    }
+
+    /// The part of [`Db::commit_async`] done before it returns: checks, encoding, queueing.
+    fn submit(
+        &self,
+        txn: &Transaction,
+    ) -> Result<futures_channel::oneshot::Receiver<Result<Committed>>> {
+        if let Some(e) = self.inner.shared.poisoned_error() {
+            return Err(e);
+        }
+        if txn.has_blobs() {
+            return Err(Error::InvalidArgument(
+                "a transaction with blob operations commits with Db::commit, not \
+                 Db::commit_async"
+                    .into(),
+            ));
+        }
+        let ops = encode_transaction(txn, self.inner.opts.max_doc_bytes)?;
+        let (reply, rx) = futures_channel::oneshot::channel();
+        let msg = Msg::Commit {
+            ops,
+            prebuilt: vec![],
+            durability: txn.durability.unwrap_or(self.inner.opts.durability),
+            meta: CommitMeta::default(),
+            reply: Reply::Task(reply),
+        };
+        match self.inner.queue.submit(msg) {
+            Some(Ok(())) => Ok(rx),
+            Some(Err(e)) => Err(e),
+            None => Err(gone_after_panic(&self.inner.shared)),
         }
     }
 

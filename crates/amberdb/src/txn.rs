@@ -184,6 +184,12 @@ impl Transaction {
         Self::default()
     }
 
+    /// Whether any operation is a blob write or delete (such a transaction stages files, so
+    /// it commits with `Db::commit`, not `Db::commit_async`).
+    pub fn has_blobs(&self) -> bool {
+        self.ops.iter().any(|op| matches!(op, Op::Blob(_)))
+    }
+
     /// Sets this transaction's durability.
     pub fn durability(&mut self, durability: Durability) -> &mut Self {
         self.durability = Some(durability);
